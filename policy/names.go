@@ -1,0 +1,87 @@
+package policy
+
+import (
+	"bytes"
+	"encoding/json"
+	"regexp"
+)
+
+// Collection names travel in URLs, in grants and, unencrypted, in the
+// database index, so they are kept short and boring.
+var collectionRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
+
+// Record ids are minted by the vault: 26 characters of lowercase base32.
+var recordIDRE = regexp.MustCompile(`^[a-z2-7]{26}$`)
+
+// Fields are top-level keys of a record that a grant can name.
+var fieldRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
+
+// ValidateCollection reports whether name is an acceptable collection name.
+func ValidateCollection(name string) error {
+	if !collectionRE.MatchString(name) {
+		return E(KindInvalid, "invalid_collection", "collection names are 1-63 characters: a lowercase letter, then lowercase letters, digits, '_' or '-'")
+	}
+	return nil
+}
+
+// ValidateRecordID reports whether id has the shape of a vault record id.
+// Callers that look records up treat a malformed id as not found, so that
+// probing cannot tell shapes apart; this is for places that must reject.
+func ValidateRecordID(id string) bool { return recordIDRE.MatchString(id) }
+
+// ValidateField reports whether name is an acceptable field name.
+func ValidateField(name string) error {
+	if !fieldRE.MatchString(name) {
+		return E(KindInvalid, "invalid_field", "field names are 1-64 characters: a letter or '_', then letters, digits, '_', '.' or '-'")
+	}
+	return nil
+}
+
+// MaxRecordFields bounds how many top-level fields a record may have.
+const MaxRecordFields = 1000
+
+// NormalizeRecord checks that data is a JSON object whose keys are field
+// names, and returns it compacted. Records are objects so that grants can
+// name the fields an organization may see. The result has its keys sorted.
+func NormalizeRecord(data []byte) ([]byte, error) {
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 {
+		return nil, E(KindInvalid, "invalid_record", "record body is empty; send a JSON object")
+	}
+	if data[0] != '{' {
+		if !json.Valid(data) {
+			return nil, E(KindInvalid, "invalid_json", "request body is not valid JSON")
+		}
+		return nil, E(KindInvalid, "invalid_record", "a record must be a JSON object")
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return nil, E(KindInvalid, "invalid_json", "request body is not valid JSON")
+	}
+	if len(fields) > MaxRecordFields {
+		return nil, E(KindInvalid, "invalid_record", "a record may have at most 1000 fields")
+	}
+	for k := range fields {
+		if err := ValidateField(k); err != nil {
+			return nil, E(KindInvalid, "invalid_record", "field name "+quoteShort(k)+" is not allowed: field names are 1-64 characters: a letter or '_', then letters, digits, '_', '.' or '-'")
+		}
+	}
+	// Re-encoding from the map sorts the keys and drops duplicate keys
+	// (the last wins, as when decoding), so every reader of the stored
+	// record sees the same fields.
+	out, err := json.Marshal(fields)
+	if err != nil {
+		return nil, E(KindInvalid, "invalid_json", "request body is not valid JSON")
+	}
+	return out, nil
+}
+
+// quoteShort quotes s for an error message, cut so that a hostile key
+// cannot make the message huge.
+func quoteShort(s string) string {
+	if len(s) > 40 {
+		s = s[:40] + "..."
+	}
+	b, _ := json.Marshal(s)
+	return string(b)
+}

@@ -1,0 +1,274 @@
+package vault
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/pdvault/pdvault/policy"
+)
+
+// Record is one of the owner's records: a JSON object in a collection.
+type Record struct {
+	ID         string          `json:"id"`
+	Collection string          `json:"collection"`
+	Version    int64           `json:"version"`
+	Created    time.Time       `json:"created"`
+	Updated    time.Time       `json:"updated"`
+	Data       json.RawMessage `json:"data"`
+}
+
+// Page is one page of a listing. Next is empty on the last page.
+type Page struct {
+	Records []Record `json:"records"`
+	Next    string   `json:"next_cursor,omitempty"`
+}
+
+// Listing limits.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)
+
+var (
+	ErrRecordNotFound  = policy.E(policy.KindNotFound, "not_found", "no such record")
+	ErrVersionConflict = policy.E(policy.KindConflict, "version_conflict", "the record was changed since the version you named; read it again")
+	ErrBadCursor       = policy.E(policy.KindInvalid, "invalid_cursor", "the cursor is not one this vault issued")
+	ErrBadLimit        = policy.E(policy.KindInvalid, "invalid_limit", "limit must be a whole number from 1 to 500")
+	// ErrTampered is returned when a stored ciphertext does not open: it was
+	// altered, or moved to another row or version. It is never data.
+	ErrTampered = policy.E(policy.KindInternal, "integrity_error", "a stored record failed its integrity check")
+)
+
+// recordAAD binds a ciphertext to the exact place it belongs: a sealed
+// record copied to another id, collection, version or vault, or sealed under
+// another key id, does not open.
+func (v *Vault) recordAAD(collection, id string, version int64, keyID uint32) []byte {
+	return aad(labelRecordAAD, []byte(v.id), []byte(collection), []byte(id), u64(uint64(version)), u64(uint64(keyID)))
+}
+
+func (v *Vault) sealRecord(collection, id string, version int64, data []byte) (keyID uint32, sealed []byte) {
+	v.mu.RLock()
+	keyID = v.recordKeyID
+	v.mu.RUnlock()
+	return keyID, seal(v.recordKey(keyID), data, v.recordAAD(collection, id, version, keyID))
+}
+
+func (v *Vault) openRecord(collection, id string, version int64, keyID uint32, sealed []byte) ([]byte, error) {
+	pt, err := open(v.recordKey(keyID), sealed, v.recordAAD(collection, id, version, keyID))
+	if err != nil {
+		v.log.Error("record failed its integrity check", "collection", collection, "id", id, "version", version)
+		return nil, ErrTampered
+	}
+	return pt, nil
+}
+
+// now is the vault's clock at second precision: finer timestamps would
+// help correlate a person across organizations and add nothing an owner
+// needs.
+func (v *Vault) now() time.Time { return v.opts.Now().UTC().Truncate(time.Second) }
+
+// CreateRecord stores a new record in collection and returns it.
+func (v *Vault) CreateRecord(ctx context.Context, collection string, data []byte) (Record, error) {
+	if err := policy.ValidateCollection(collection); err != nil {
+		return Record{}, err
+	}
+	data, err := policy.NormalizeRecord(data)
+	if err != nil {
+		return Record{}, err
+	}
+	now := v.now()
+	r := Record{ID: newID(), Collection: collection, Version: 1, Created: now, Updated: now, Data: data}
+	keyID, sealed := v.sealRecord(collection, r.ID, r.Version, data)
+	err = v.db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO records (id, collection, version, key_id, sealed, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			r.ID, collection, r.Version, keyID, sealed, now.Unix(), now.Unix())
+		return err
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	return r, nil
+}
+
+type rowScanner interface{ Scan(dest ...any) error }
+
+// scanRecord reads the columns id, collection, version, key_id, sealed,
+// created, updated and opens the ciphertext.
+func (v *Vault) scanRecord(row rowScanner) (Record, int64, error) {
+	var (
+		r                Record
+		seq              int64
+		keyID            uint32
+		sealed           []byte
+		created, updated int64
+	)
+	if err := row.Scan(&seq, &r.ID, &r.Collection, &r.Version, &keyID, &sealed, &created, &updated); err != nil {
+		return Record{}, 0, err
+	}
+	data, err := v.openRecord(r.Collection, r.ID, r.Version, keyID, sealed)
+	if err != nil {
+		return Record{}, 0, err
+	}
+	r.Data = data
+	r.Created = time.Unix(created, 0).UTC()
+	r.Updated = time.Unix(updated, 0).UTC()
+	return r, seq, nil
+}
+
+const recordColumns = `seq, id, collection, version, key_id, sealed, created, updated`
+
+// GetRecord returns one record. An id of the wrong shape is simply not
+// found.
+func (v *Vault) GetRecord(ctx context.Context, collection, id string) (Record, error) {
+	if err := policy.ValidateCollection(collection); err != nil {
+		return Record{}, err
+	}
+	if !policy.ValidateRecordID(id) {
+		return Record{}, ErrRecordNotFound
+	}
+	row := v.db.r.QueryRowContext(ctx, `SELECT `+recordColumns+` FROM records WHERE id = ? AND collection = ?`, id, collection)
+	r, _, err := v.scanRecord(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Record{}, ErrRecordNotFound
+	}
+	if err != nil {
+		return Record{}, storageError("get record", err)
+	}
+	return r, nil
+}
+
+// UpdateRecord replaces the data of a record and bumps its version. With
+// ifVersion > 0 the update happens only if the stored version matches
+// (optimistic concurrency, as HTTP If-Match).
+func (v *Vault) UpdateRecord(ctx context.Context, collection, id string, data []byte, ifVersion int64) (Record, error) {
+	if err := policy.ValidateCollection(collection); err != nil {
+		return Record{}, err
+	}
+	data, err := policy.NormalizeRecord(data)
+	if err != nil {
+		return Record{}, err
+	}
+	if !policy.ValidateRecordID(id) {
+		return Record{}, ErrRecordNotFound
+	}
+	now := v.now()
+	var r Record
+	err = v.db.tx(ctx, func(tx *sql.Tx) error {
+		var version, created int64
+		err := tx.QueryRowContext(ctx, `SELECT version, created FROM records WHERE id = ? AND collection = ?`, id, collection).Scan(&version, &created)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrRecordNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if ifVersion > 0 && ifVersion != version {
+			return ErrVersionConflict
+		}
+		r = Record{ID: id, Collection: collection, Version: version + 1, Created: time.Unix(created, 0).UTC(), Updated: now, Data: data}
+		keyID, sealed := v.sealRecord(collection, id, r.Version, data)
+		_, err = tx.ExecContext(ctx, `UPDATE records SET version = ?, key_id = ?, sealed = ?, updated = ? WHERE id = ?`,
+			r.Version, keyID, sealed, now.Unix(), id)
+		return err
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	return r, nil
+}
+
+// DeleteRecord removes a record. With ifVersion > 0 it deletes only that
+// version. The page that held it is overwritten (secure_delete).
+func (v *Vault) DeleteRecord(ctx context.Context, collection, id string, ifVersion int64) error {
+	if err := policy.ValidateCollection(collection); err != nil {
+		return err
+	}
+	if !policy.ValidateRecordID(id) {
+		return ErrRecordNotFound
+	}
+	return v.db.tx(ctx, func(tx *sql.Tx) error {
+		var version int64
+		err := tx.QueryRowContext(ctx, `SELECT version FROM records WHERE id = ? AND collection = ?`, id, collection).Scan(&version)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrRecordNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if ifVersion > 0 && ifVersion != version {
+			return ErrVersionConflict
+		}
+		_, err = tx.ExecContext(ctx, `DELETE FROM records WHERE id = ?`, id)
+		return err
+	})
+}
+
+// ListRecords returns up to limit records of a collection in creation
+// order, starting after cursor. Each page costs one index range scan.
+func (v *Vault) ListRecords(ctx context.Context, collection string, limit int, cursor string) (Page, error) {
+	if err := policy.ValidateCollection(collection); err != nil {
+		return Page{}, err
+	}
+	if limit == 0 {
+		limit = DefaultPageSize
+	}
+	if limit < 1 || limit > MaxPageSize {
+		return Page{}, ErrBadLimit
+	}
+	after, err := decodeCursor(cursor)
+	if err != nil {
+		return Page{}, err
+	}
+	// One extra row tells whether there is a next page.
+	rows, err := v.db.r.QueryContext(ctx, `SELECT `+recordColumns+` FROM records WHERE collection = ? AND seq > ? ORDER BY seq LIMIT ?`,
+		collection, after, limit+1)
+	if err != nil {
+		return Page{}, storageError("list records", err)
+	}
+	defer rows.Close()
+	p := Page{Records: []Record{}}
+	var last int64
+	for rows.Next() {
+		if len(p.Records) == limit {
+			p.Next = encodeCursor(last)
+			break
+		}
+		r, seq, err := v.scanRecord(rows)
+		if err != nil {
+			return Page{}, storageError("list records", err)
+		}
+		p.Records = append(p.Records, r)
+		last = seq
+	}
+	if err := rows.Err(); err != nil {
+		return Page{}, storageError("list records", err)
+	}
+	return p, nil
+}
+
+// Cursors are opaque to clients: a version byte and the last sequence
+// number, base64url. They reveal only list position, which the caller had.
+func encodeCursor(seq int64) string {
+	b := append([]byte{1}, binary.BigEndian.AppendUint64(nil, uint64(seq))...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) != 9 || b[0] != 1 {
+		return 0, ErrBadCursor
+	}
+	seq := binary.BigEndian.Uint64(b[1:])
+	if seq > 1<<62 {
+		return 0, ErrBadCursor
+	}
+	return int64(seq), nil
+}

@@ -1,0 +1,200 @@
+package vault
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"runtime"
+	"sync"
+
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/pdvault/pdvault/policy"
+)
+
+// The driver name under which pdvault registers SQLite with per-connection
+// settings that the DSN cannot express.
+const driverName = "pdvault-sqlite3"
+
+var registerOnce sync.Once
+
+func registerDriver() {
+	registerOnce.Do(func() {
+		sql.Register(driverName, &sqlite3.SQLiteDriver{
+			ConnectHook: func(c *sqlite3.SQLiteConn) error {
+				// Sorts and temporary indexes stay in memory so that no
+				// intermediate result is spilled to a temp file.
+				_, err := c.Exec("PRAGMA temp_store = MEMORY", nil)
+				return err
+			},
+		})
+	})
+}
+
+// store is the SQLite database of one vault. Writes go through a single
+// connection, so writers queue in Go instead of meeting SQLITE_BUSY; reads
+// use a pool of read-only connections that WAL lets run beside the writer.
+type store struct {
+	w *sql.DB
+	r *sql.DB
+}
+
+// dsn builds the connection string. WAL lets readers run beside the writer;
+// synchronous=FULL makes every commit durable on power loss, not just on a
+// crash of the process; secure_delete overwrites freed pages.
+func dsn(path string, write bool) string {
+	q := url.Values{}
+	q.Set("_journal_mode", "WAL")
+	q.Set("_busy_timeout", "10000")
+	q.Set("_synchronous", "FULL")
+	q.Set("_secure_delete", "on")
+	q.Set("_foreign_keys", "on")
+	if write {
+		q.Set("_txlock", "immediate") // every write transaction is BEGIN IMMEDIATE
+	} else {
+		q.Set("_query_only", "true")
+	}
+	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
+}
+
+// openStore opens (and with create, first creates) the database at path.
+func openStore(path string, create bool) (*store, error) {
+	registerDriver()
+	if create {
+		// Create the file ourselves so it is private from the first byte;
+		// SQLite gives its -wal and -shm files the same mode.
+		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return nil, err
+		}
+		f.Close()
+	} else if _, err := os.Stat(path); err != nil {
+		return nil, err
+	}
+	w, err := sql.Open(driverName, dsn(path, true))
+	if err != nil {
+		return nil, err
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxLifetime(0)
+	// Open the writer first so WAL mode is set before a reader looks.
+	if err := w.Ping(); err != nil {
+		w.Close()
+		return nil, err
+	}
+	r, err := sql.Open(driverName, dsn(path, false))
+	if err != nil {
+		w.Close()
+		return nil, err
+	}
+	n := max(4, runtime.GOMAXPROCS(0)*2)
+	r.SetMaxOpenConns(n)
+	r.SetMaxIdleConns(n)
+	return &store{w: w, r: r}, nil
+}
+
+func (s *store) close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}
+
+// tx runs fn in one write transaction (BEGIN IMMEDIATE) and commits it,
+// or rolls back if fn or the commit fails.
+func (s *store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return storageError("begin", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return storageError("write", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return storageError("commit", err)
+	}
+	return nil
+}
+
+// storageError classifies a database failure. Errors already classified
+// pass through; a full disk and a busy database get kinds of their own so
+// the client hears 507 or 503 instead of a bare 500.
+func storageError(op string, err error) error {
+	var pe *policy.Error
+	if errors.As(err, &pe) {
+		return err
+	}
+	var se sqlite3.Error
+	if errors.As(err, &se) {
+		switch se.Code {
+		case sqlite3.ErrFull:
+			return policy.Wrap(policy.KindNoSpace, "insufficient_storage", "the vault's disk is full; nothing was written", fmt.Errorf("%s: %w", op, err))
+		case sqlite3.ErrBusy, sqlite3.ErrLocked:
+			return policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "the vault is busy; try again", fmt.Errorf("%s: %w", op, err))
+		case sqlite3.ErrReadonly, sqlite3.ErrIoErr, sqlite3.ErrCantOpen:
+			return policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "the vault cannot write to its storage", fmt.Errorf("%s: %w", op, err))
+		}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "the request was cancelled", err)
+	}
+	return policy.Internal(op, err)
+}
+
+// migrations are applied in order; PRAGMA user_version records how many
+// have run. Never edit a released migration: add a new one.
+var migrations = []string{
+	// 1: the vault core.
+	`CREATE TABLE meta (
+		id             INTEGER PRIMARY KEY CHECK (id = 1),
+		vault_id       TEXT    NOT NULL,
+		kdf            TEXT    NOT NULL,  -- JSON KDFParams (salt, cost); not secret
+		wrapped_master BLOB    NOT NULL,  -- master key sealed by the KEK
+		record_key_id  INTEGER NOT NULL,  -- the record key new writes use
+		created        INTEGER NOT NULL
+	);
+	CREATE TABLE records (
+		seq        INTEGER PRIMARY KEY AUTOINCREMENT,  -- list order and cursor
+		id         TEXT    NOT NULL UNIQUE,
+		collection TEXT    NOT NULL,
+		version    INTEGER NOT NULL,
+		key_id     INTEGER NOT NULL,
+		sealed     BLOB    NOT NULL,  -- nonce || XChaCha20-Poly1305(JSON object)
+		created    INTEGER NOT NULL,
+		updated    INTEGER NOT NULL
+	);
+	CREATE INDEX records_by_collection ON records (collection, seq);`,
+}
+
+// schemaVersion is the version this build writes.
+var schemaVersion = len(migrations)
+
+func (s *store) version(ctx context.Context) (int, error) {
+	var v int
+	if err := s.w.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, err
+	}
+	return v, nil
+}
+
+// migrate brings the schema up to version upTo in one transaction.
+func (s *store) migrate(ctx context.Context, upTo int) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		var v int
+		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+			return err
+		}
+		if v > len(migrations) {
+			return policy.E(policy.KindUnavailable, "unsupported_version", fmt.Sprintf("the vault was written by a newer pdvault (schema %d, this build knows %d)", v, len(migrations)))
+		}
+		for ; v < upTo; v++ {
+			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+				return fmt.Errorf("migration %d: %w", v+1, err)
+			}
+		}
+		_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v))
+		return err
+	})
+}

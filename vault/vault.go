@@ -1,0 +1,309 @@
+// Package vault is the owner's domain service: the SQLite store, sealing,
+// records, sessions and backups. It asks package policy for every rule and
+// never speaks HTTP.
+package vault
+
+import (
+	"context"
+	"database/sql"
+	"encoding/base32"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/pdvault/pdvault/policy"
+)
+
+// DBFile is the name of the database inside a vault directory.
+const DBFile = "vault.db"
+
+// Errors a caller must tell apart. Match them with errors.Is.
+var (
+	ErrWrongPassphrase = policy.E(policy.KindUnauthenticated, "invalid_passphrase", "the passphrase is wrong")
+	ErrNoVault         = policy.E(policy.KindNotFound, "no_vault", "there is no vault in this directory")
+	ErrVaultExists     = policy.E(policy.KindExists, "vault_exists", "a vault already exists in this directory")
+	ErrBadKDFParams    = policy.E(policy.KindUnprocessable, "invalid_kdf_params", "the stored key-derivation parameters are outside the accepted bounds")
+	ErrWeakPassphrase  = policy.E(policy.KindInvalid, "weak_passphrase", "the passphrase must be at least 8 characters")
+)
+
+// MinPassphraseLen is the shortest passphrase init accepts. Argon2id slows
+// guessing; it cannot rescue a passphrase of four letters.
+const MinPassphraseLen = 8
+
+// Options tune a vault. The zero value is ready to use.
+type Options struct {
+	Logger     *slog.Logger
+	Now        func() time.Time // the clock; tests move it
+	SessionTTL time.Duration    // owner session lifetime; default 12h
+	// KDF overrides the parameters Create uses; they must still be within
+	// bounds. Nil means DefaultKDFParams.
+	KDF *KDFParams
+}
+
+func (o *Options) defaults() {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.SessionTTL <= 0 {
+		o.SessionTTL = 12 * time.Hour
+	}
+}
+
+// Vault is an unlocked vault. Its methods are safe for concurrent use.
+type Vault struct {
+	dir  string
+	db   *store
+	id   string
+	opts Options
+	log  *slog.Logger
+
+	master []byte // only in memory, only while unlocked
+
+	mu          sync.RWMutex
+	recordKeyID uint32
+	recordKeys  map[uint32][]byte
+
+	sessions *sessions
+}
+
+// meta is the single row that describes a vault.
+type meta struct {
+	vaultID     string
+	kdfJSON     string
+	kdf         KDFParams
+	wrapped     []byte
+	recordKeyID uint32
+	created     int64
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+func loadMeta(ctx context.Context, q querier) (meta, error) {
+	var m meta
+	err := q.QueryRowContext(ctx, `SELECT vault_id, kdf, wrapped_master, record_key_id, created FROM meta WHERE id = 1`).
+		Scan(&m.vaultID, &m.kdfJSON, &m.wrapped, &m.recordKeyID, &m.created)
+	if err != nil {
+		return m, err
+	}
+	if err := json.Unmarshal([]byte(m.kdfJSON), &m.kdf); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+func masterAAD(vaultID, kdfJSON string) []byte {
+	return aad(labelMasterWrap, []byte(vaultID), []byte(kdfJSON))
+}
+
+// kdfSlots caps concurrent Argon2id derivations: each takes 64 MiB or more,
+// and a flood of logins must not exhaust memory.
+var kdfSlots = make(chan struct{}, 2)
+
+// unwrapMaster derives the KEK from the passphrase and opens the master key.
+func unwrapMaster(ctx context.Context, passphrase []byte, m meta) ([]byte, error) {
+	if err := m.kdf.check(); err != nil {
+		return nil, policy.Wrap(ErrBadKDFParams.Kind, ErrBadKDFParams.Code, ErrBadKDFParams.Msg, err)
+	}
+	select {
+	case kdfSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "the request was cancelled", ctx.Err())
+	}
+	kek, err := deriveKEK(passphrase, m.kdf)
+	<-kdfSlots
+	if err != nil {
+		return nil, policy.Internal("derive key", err)
+	}
+	defer wipe(kek)
+	master, err := open(kek, m.wrapped, masterAAD(m.vaultID, m.kdfJSON))
+	if err != nil {
+		return nil, ErrWrongPassphrase
+	}
+	return master, nil
+}
+
+// Create makes a new vault in dir, which is created if needed, and returns
+// it unlocked. It refuses, changing nothing, if dir already holds a vault.
+func Create(ctx context.Context, dir string, passphrase []byte, opts Options) (*Vault, error) {
+	opts.defaults()
+	if len([]rune(string(passphrase))) < MinPassphraseLen {
+		return nil, ErrWeakPassphrase
+	}
+	kdf := DefaultKDFParams()
+	if opts.KDF != nil {
+		kdf = *opts.KDF
+	}
+	if err := kdf.check(); err != nil {
+		return nil, policy.Wrap(ErrBadKDFParams.Kind, ErrBadKDFParams.Code, ErrBadKDFParams.Msg, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot create the vault directory", err)
+	}
+	path := filepath.Join(dir, DBFile)
+	db, err := openStore(path, true)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, ErrVaultExists
+	}
+	if err != nil {
+		return nil, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot create the vault database", err)
+	}
+	v, err := initialize(ctx, db, dir, passphrase, kdf, opts)
+	if err != nil {
+		db.close()
+		removeDB(path) // a half-made vault would block the retry
+		return nil, err
+	}
+	return v, nil
+}
+
+func removeDB(path string) {
+	for _, suffix := range []string{"", "-wal", "-shm", "-journal"} {
+		os.Remove(path + suffix)
+	}
+}
+
+func initialize(ctx context.Context, db *store, dir string, passphrase []byte, kdf KDFParams, opts Options) (*Vault, error) {
+	if err := db.migrate(ctx, schemaVersion); err != nil {
+		return nil, err
+	}
+	kdfJSON, err := json.Marshal(kdf)
+	if err != nil {
+		return nil, policy.Internal("encode kdf", err)
+	}
+	kek, err := deriveKEK(passphrase, kdf)
+	if err != nil {
+		return nil, policy.Internal("derive key", err)
+	}
+	defer wipe(kek)
+	m := meta{
+		vaultID:     newID(),
+		kdfJSON:     string(kdfJSON),
+		kdf:         kdf,
+		recordKeyID: 1,
+		created:     opts.Now().Unix(),
+	}
+	master := randomBytes(keySize)
+	m.wrapped = seal(kek, master, masterAAD(m.vaultID, m.kdfJSON))
+	err = db.tx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO meta (id, vault_id, kdf, wrapped_master, record_key_id, created) VALUES (1, ?, ?, ?, ?, ?)`,
+			m.vaultID, m.kdfJSON, m.wrapped, m.recordKeyID, m.created)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return newVault(dir, db, m, master, opts), nil
+}
+
+// Open unlocks the vault in dir. A wrong passphrase returns
+// ErrWrongPassphrase and leaves the files as they were: the schema is
+// migrated only after the passphrase is proven.
+func Open(ctx context.Context, dir string, passphrase []byte, opts Options) (*Vault, error) {
+	opts.defaults()
+	path := filepath.Join(dir, DBFile)
+	if _, err := os.Stat(path); err != nil {
+		return nil, ErrNoVault
+	}
+	db, err := openStore(path, false)
+	if err != nil {
+		return nil, policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "cannot open the vault database", err)
+	}
+	v, err := unlock(ctx, db, dir, passphrase, opts)
+	if err != nil {
+		db.close()
+		return nil, err
+	}
+	return v, nil
+}
+
+func unlock(ctx context.Context, db *store, dir string, passphrase []byte, opts Options) (*Vault, error) {
+	ver, err := db.version(ctx)
+	if err != nil {
+		return nil, storageError("read schema version", err)
+	}
+	if ver == 0 {
+		return nil, ErrNoVault
+	}
+	if ver > schemaVersion {
+		return nil, policy.E(policy.KindUnavailable, "unsupported_version", "the vault was written by a newer pdvault; upgrade pdvault to open it")
+	}
+	m, err := loadMeta(ctx, db.w)
+	if err != nil {
+		return nil, storageError("read vault metadata", err)
+	}
+	master, err := unwrapMaster(ctx, passphrase, m)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.migrate(ctx, schemaVersion); err != nil {
+		wipe(master)
+		return nil, err
+	}
+	return newVault(dir, db, m, master, opts), nil
+}
+
+func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault {
+	v := &Vault{
+		dir:         dir,
+		db:          db,
+		id:          m.vaultID,
+		opts:        opts,
+		log:         opts.Logger.With("component", "vault"),
+		master:      master,
+		recordKeyID: m.recordKeyID,
+		recordKeys:  map[uint32][]byte{},
+	}
+	v.sessions = newSessions(opts.Now, opts.SessionTTL)
+	return v
+}
+
+// ID is the vault's public identifier.
+func (v *Vault) ID() string { return v.id }
+
+// Dir is the directory the vault lives in.
+func (v *Vault) Dir() string { return v.dir }
+
+// Close locks the vault: it forgets the keys and closes the database.
+func (v *Vault) Close() error {
+	v.mu.Lock()
+	for _, k := range v.recordKeys {
+		wipe(k)
+	}
+	v.recordKeys = nil
+	wipe(v.master)
+	v.mu.Unlock()
+	return v.db.close()
+}
+
+// recordKey returns record-encryption key number n, deriving it once.
+func (v *Vault) recordKey(n uint32) []byte {
+	v.mu.RLock()
+	k, ok := v.recordKeys[n]
+	v.mu.RUnlock()
+	if ok {
+		return k
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if k, ok := v.recordKeys[n]; ok {
+		return k
+	}
+	k = subkey(v.master, v.id, labelRecordKey, n)
+	v.recordKeys[n] = k
+	return k
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newID returns 128 random bits as 26 characters of lowercase base32.
+func newID() string { return idEncoding.EncodeToString(randomBytes(16)) }
