@@ -51,15 +51,23 @@ func (v *Vault) recordAAD(collection, id string, version int64, keyID uint32) []
 	return aad(labelRecordAAD, []byte(v.id), []byte(collection), []byte(id), u64(uint64(version)), u64(uint64(keyID)))
 }
 
-func (v *Vault) sealRecord(collection, id string, version int64, data []byte) (keyID uint32, sealed []byte) {
+func (v *Vault) sealRecord(collection, id string, version int64, data []byte) (keyID uint32, sealed []byte, err error) {
 	v.mu.RLock()
 	keyID = v.recordKeyID
 	v.mu.RUnlock()
-	return keyID, seal(v.recordKey(keyID), data, v.recordAAD(collection, id, version, keyID))
+	key, err := v.recordKey(keyID)
+	if err != nil {
+		return 0, nil, err
+	}
+	return keyID, seal(key, data, v.recordAAD(collection, id, version, keyID)), nil
 }
 
 func (v *Vault) openRecord(collection, id string, version int64, keyID uint32, sealed []byte) ([]byte, error) {
-	pt, err := open(v.recordKey(keyID), sealed, v.recordAAD(collection, id, version, keyID))
+	key, err := v.recordKey(keyID)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := open(key, sealed, v.recordAAD(collection, id, version, keyID))
 	if err != nil {
 		v.log.Error("record failed its integrity check", "collection", collection, "id", id, "version", version)
 		return nil, ErrTampered
@@ -83,7 +91,10 @@ func (v *Vault) CreateRecord(ctx context.Context, collection string, data []byte
 	}
 	now := v.now()
 	r := Record{ID: newID(), Collection: collection, Version: 1, Created: now, Updated: now, Data: data}
-	keyID, sealed := v.sealRecord(collection, r.ID, r.Version, data)
+	keyID, sealed, err := v.sealRecord(collection, r.ID, r.Version, data)
+	if err != nil {
+		return Record{}, err
+	}
 	err = v.db.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO records (id, collection, version, key_id, sealed, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, collection, r.Version, keyID, sealed, now.Unix(), now.Unix())
@@ -171,7 +182,10 @@ func (v *Vault) UpdateRecord(ctx context.Context, collection, id string, data []
 			return ErrVersionConflict
 		}
 		r = Record{ID: id, Collection: collection, Version: version + 1, Created: time.Unix(created, 0).UTC(), Updated: now, Data: data}
-		keyID, sealed := v.sealRecord(collection, id, r.Version, data)
+		keyID, sealed, err := v.sealRecord(collection, id, r.Version, data)
+		if err != nil {
+			return err
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE records SET version = ?, key_id = ?, sealed = ?, updated = ? WHERE id = ?`,
 			r.Version, keyID, sealed, now.Unix(), id)
 		return err

@@ -285,22 +285,32 @@ func (v *Vault) Close() error {
 	return v.db.close()
 }
 
+// ErrLocked is returned by a vault after Close.
+var ErrLocked = policy.E(policy.KindUnavailable, "vault_locked", "the vault is locked")
+
 // recordKey returns record-encryption key number n, deriving it once.
-func (v *Vault) recordKey(n uint32) []byte {
+func (v *Vault) recordKey(n uint32) ([]byte, error) {
 	v.mu.RLock()
 	k, ok := v.recordKeys[n]
+	locked := v.recordKeys == nil
 	v.mu.RUnlock()
 	if ok {
-		return k
+		return k, nil
+	}
+	if locked {
+		return nil, ErrLocked
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	if v.recordKeys == nil {
+		return nil, ErrLocked
+	}
 	if k, ok := v.recordKeys[n]; ok {
-		return k
+		return k, nil
 	}
 	k = subkey(v.master, v.id, labelRecordKey, n)
 	v.recordKeys[n] = k
-	return k
+	return k, nil
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)

@@ -1,0 +1,181 @@
+// Package api is pdvault's HTTP adapter: it decodes a request, calls one
+// vault method, and encodes the answer. No business rule lives here; the
+// only decisions made here are about HTTP itself (routing, limits, status
+// codes).
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault"
+)
+
+// DefaultMaxBody is the default limit on a request body: 1 MiB.
+const DefaultMaxBody = 1 << 20
+
+// Config tunes the HTTP layer. The zero value is ready to use.
+type Config struct {
+	Logger  *slog.Logger
+	MaxBody int64 // bytes; default DefaultMaxBody
+}
+
+type server struct {
+	owner   vault.OwnerService
+	log     *slog.Logger
+	maxBody int64
+}
+
+// New returns the HTTP handler for a vault.
+func New(owner vault.OwnerService, cfg Config) http.Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = DefaultMaxBody
+	}
+	s := &server{owner: owner, log: cfg.Logger.With("component", "api"), maxBody: cfg.MaxBody}
+
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, s.log, errNotFound) })
+	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: errMethod.Code, Description: errMethod.Msg})
+	})
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}).Methods(http.MethodGet).Name("healthz")
+
+	o := r.PathPrefix("/v1/owner").Subrouter()
+	o.HandleFunc("/session", s.login).Methods(http.MethodPost).Name("owner.login")
+	o.Handle("/session", s.ownerAuth(s.logout)).Methods(http.MethodDelete).Name("owner.logout")
+	o.Handle("/passphrase", s.ownerAuth(s.changePassphrase)).Methods(http.MethodPost).Name("owner.passphrase")
+	o.Handle("/export", s.ownerAuth(s.export)).Methods(http.MethodGet).Name("owner.export")
+	o.Handle("/records/{collection}", s.ownerAuth(s.listRecords)).Methods(http.MethodGet).Name("owner.records.list")
+	o.Handle("/records/{collection}", s.ownerAuth(s.createRecord)).Methods(http.MethodPost).Name("owner.records.create")
+	o.Handle("/records/{collection}/{id}", s.ownerAuth(s.getRecord)).Methods(http.MethodGet).Name("owner.records.get")
+	o.Handle("/records/{collection}/{id}", s.ownerAuth(s.updateRecord)).Methods(http.MethodPut).Name("owner.records.update")
+	o.Handle("/records/{collection}/{id}", s.ownerAuth(s.deleteRecord)).Methods(http.MethodDelete).Name("owner.records.delete")
+
+	return s.recover(s.logRequests(securityHeaders(r)))
+}
+
+// NewServer wraps a handler in an http.Server with every timeout set, so a
+// slow or silent client cannot hold a connection open forever.
+func NewServer(addr string, h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+func securityHeaders(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusWriter remembers the status for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// logRequests writes one line per request. It logs the route name, not the
+// path or query, and never a header or body: those may hold tokens.
+func (s *server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		s.log.Info("request", "method", r.Method, "route", routeName(r), "status", sw.status, "duration", time.Since(start).Round(time.Microsecond))
+	})
+}
+
+func routeName(r *http.Request) string {
+	if rt := mux.CurrentRoute(r); rt != nil && rt.GetName() != "" {
+		return rt.GetName()
+	}
+	return "unmatched"
+}
+
+func (s *server) recover(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic", "route", routeName(r), "value", v, "stack", string(debug.Stack()))
+				writeError(w, r, s.log, policy.Internal("panic", errors.New("recovered")))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readBody reads the whole body up to the limit.
+func (s *server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, errTooLarge
+		}
+		return nil, policy.Wrap(policy.KindInvalid, "invalid_request", "could not read the request body", err)
+	}
+	return b, nil
+}
+
+// decodeJSON reads a JSON object body into v, refusing unknown fields so
+// that a misspelt option is an error, not silently ignored.
+func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	b, err := s.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errBadJSON
+	}
+	if dec.Decode(&json.RawMessage{}) != io.EOF { // trailing data
+		return errBadJSON
+	}
+	return nil
+}

@@ -1,0 +1,94 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+
+	"github.com/pdvault/pdvault/policy"
+)
+
+// errorBody is the OAuth 2.0 error shape (RFC 6749 §5.2), with the list of
+// reasons when a request breaks several rules at once.
+type errorBody struct {
+	Error       string   `json:"error"`
+	Description string   `json:"error_description,omitempty"`
+	Reasons     []string `json:"reasons,omitempty"`
+}
+
+// status maps an error kind to an HTTP status. This is the only place in
+// pdvault where kinds meet status codes.
+func status(k policy.Kind) int {
+	switch k {
+	case policy.KindInvalid:
+		return http.StatusBadRequest
+	case policy.KindUnauthenticated:
+		return http.StatusUnauthorized
+	case policy.KindForbidden:
+		return http.StatusForbidden
+	case policy.KindNotFound:
+		return http.StatusNotFound
+	case policy.KindConflict:
+		return http.StatusConflict
+	case policy.KindExists:
+		return http.StatusConflict
+	case policy.KindTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case policy.KindUnprocessable:
+		return http.StatusUnprocessableEntity
+	case policy.KindThrottled:
+		return http.StatusTooManyRequests
+	case policy.KindUnavailable:
+		return http.StatusServiceUnavailable
+	case policy.KindNoSpace:
+		return http.StatusInsufficientStorage
+	case policy.KindPending, policy.KindGone:
+		return http.StatusBadRequest // RFC 8628 §3.5: polling errors are 400
+	}
+	return http.StatusInternalServerError
+}
+
+// writeError answers with the error's kind and code. The description is the
+// error's own client-safe message; the cause is logged, never sent.
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var pe *policy.Error
+	if !errors.As(err, &pe) {
+		pe = policy.Internal("unclassified", err)
+	}
+	code := status(pe.Kind)
+	if code >= 500 {
+		log.Error("request failed", "method", r.Method, "route", routeName(r), "code", pe.Code, "err", err)
+	}
+	if pe.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(pe.RetryAfter.Seconds()))))
+	}
+	// Handlers for DPoP-protected resources set their own challenge first.
+	if pe.Kind == policy.KindUnauthenticated && w.Header().Get("WWW-Authenticate") == "" {
+		w.Header().Set("WWW-Authenticate", `Bearer error="`+pe.Code+`"`)
+	}
+	writeJSON(w, code, errorBody{Error: pe.Code, Description: pe.Msg, Reasons: pe.Reasons})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}
+
+// Errors of the HTTP layer itself: malformed requests that never reach the
+// vault.
+var (
+	errNotFound       = policy.E(policy.KindNotFound, "not_found", "no such endpoint")
+	errMethod         = policy.E(policy.KindInvalid, "method_not_allowed", "this endpoint does not accept that method")
+	errTooLarge       = policy.E(policy.KindTooLarge, "request_too_large", "the request body is larger than the limit")
+	errBadJSON        = policy.E(policy.KindInvalid, "invalid_json", "request body is not valid JSON")
+	errBadIfMatch     = policy.E(policy.KindInvalid, "invalid_request", `If-Match must be a record version in quotes, e.g. "3"`)
+	errBadLimitParam  = policy.E(policy.KindInvalid, "invalid_limit", "limit must be a whole number from 1 to 500")
+	errBadPassphrase  = policy.E(policy.KindInvalid, "invalid_request", "send {\"passphrase\": \"...\"} with a passphrase of at most 1024 bytes")
+	errBadContentType = policy.E(policy.KindInvalid, "invalid_request", "send the body as application/json")
+)
