@@ -6,6 +6,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -65,6 +66,7 @@ func New(owner vault.OwnerService, cfg Config) http.Handler {
 	o.Handle("/records/{collection}/{id}", s.ownerAuth(s.updateRecord)).Methods(http.MethodPut).Name("owner.records.update")
 	o.Handle("/records/{collection}/{id}", s.ownerAuth(s.deleteRecord)).Methods(http.MethodDelete).Name("owner.records.delete")
 
+	r.Use(nameRoute)
 	return s.recover(s.logRequests(securityHeaders(r)))
 }
 
@@ -116,14 +118,31 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+type routeKey struct{}
+
 // logRequests writes one line per request. It logs the route name, not the
 // path or query, and never a header or body: those may hold tokens.
 func (s *server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
+		name := "unmatched"
+		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, &name))
 		next.ServeHTTP(sw, r)
-		s.log.Info("request", "method", r.Method, "route", routeName(r), "status", sw.status, "duration", time.Since(start).Round(time.Microsecond))
+		s.log.Info("request", "method", r.Method, "route", name, "status", sw.status, "duration", time.Since(start).Round(time.Microsecond))
+	})
+}
+
+// nameRoute, run by the router after matching, tells logRequests which
+// route served the request.
+func nameRoute(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := r.Context().Value(routeKey{}).(*string); ok {
+			if rt := mux.CurrentRoute(r); rt != nil {
+				*p = rt.GetName()
+			}
+		}
+		next.ServeHTTP(w, r)
 	})
 }
 

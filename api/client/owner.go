@@ -1,0 +1,168 @@
+package client
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// Owner talks to the owner API of a vault.
+type Owner struct {
+	base
+	token string
+}
+
+// NewOwner returns an owner client for the vault at baseURL (e.g.
+// "http://127.0.0.1:8700"). token may be empty until Login.
+func NewOwner(baseURL, token string, hc *http.Client) (*Owner, error) {
+	b, err := newBase(baseURL, hc)
+	if err != nil {
+		return nil, err
+	}
+	return &Owner{base: b, token: token}, nil
+}
+
+// Record is an owner's record as the API returns it.
+type Record struct {
+	ID         string          `json:"id"`
+	Collection string          `json:"collection"`
+	Version    int64           `json:"version"`
+	Created    time.Time       `json:"created"`
+	Updated    time.Time       `json:"updated"`
+	Data       json.RawMessage `json:"data"`
+}
+
+// Page is one page of a record listing.
+type Page struct {
+	Records    []Record `json:"records"`
+	NextCursor string   `json:"next_cursor,omitempty"`
+}
+
+// Token returns the session token in use.
+func (o *Owner) Token() string { return o.token }
+
+func (o *Owner) send(ctx context.Context, method, path string, body any, out any, hdr ...string) error {
+	req, err := o.newRequest(ctx, method, path, body)
+	if err != nil {
+		return err
+	}
+	if o.token != "" {
+		req.Header.Set("Authorization", "Bearer "+o.token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	_, err = o.do(req, out)
+	return err
+}
+
+// Login exchanges the passphrase for a session token, which the client
+// then uses.
+func (o *Owner) Login(ctx context.Context, passphrase string) (token string, expiresIn time.Duration, err error) {
+	var out struct {
+		Token     string `json:"token"`
+		ExpiresIn int64  `json:"expires_in"`
+	}
+	if err := o.send(ctx, http.MethodPost, "/v1/owner/session", map[string]string{"passphrase": passphrase}, &out); err != nil {
+		return "", 0, err
+	}
+	o.token = out.Token
+	return out.Token, time.Duration(out.ExpiresIn) * time.Second, nil
+}
+
+// Logout ends the session.
+func (o *Owner) Logout(ctx context.Context) error {
+	return o.send(ctx, http.MethodDelete, "/v1/owner/session", nil, nil)
+}
+
+func recordPath(collection string, id ...string) string {
+	p := "/v1/owner/records/" + url.PathEscape(collection)
+	if len(id) > 0 {
+		p += "/" + url.PathEscape(id[0])
+	}
+	return p
+}
+
+func ifMatch(version int64) []string {
+	if version <= 0 {
+		return nil
+	}
+	return []string{"If-Match", `"` + strconv.FormatInt(version, 10) + `"`}
+}
+
+// CreateRecord stores data (a JSON object) as a new record.
+func (o *Owner) CreateRecord(ctx context.Context, collection string, data []byte) (Record, error) {
+	var r Record
+	err := o.send(ctx, http.MethodPost, recordPath(collection), data, &r)
+	return r, err
+}
+
+// GetRecord reads one record.
+func (o *Owner) GetRecord(ctx context.Context, collection, id string) (Record, error) {
+	var r Record
+	err := o.send(ctx, http.MethodGet, recordPath(collection, id), nil, &r)
+	return r, err
+}
+
+// UpdateRecord replaces a record's data; with ifVersion > 0, only if the
+// record is still at that version.
+func (o *Owner) UpdateRecord(ctx context.Context, collection, id string, data []byte, ifVersion int64) (Record, error) {
+	var r Record
+	err := o.send(ctx, http.MethodPut, recordPath(collection, id), data, &r, ifMatch(ifVersion)...)
+	return r, err
+}
+
+// DeleteRecord removes a record; with ifVersion > 0, only that version.
+func (o *Owner) DeleteRecord(ctx context.Context, collection, id string, ifVersion int64) error {
+	return o.send(ctx, http.MethodDelete, recordPath(collection, id), nil, nil, ifMatch(ifVersion)...)
+}
+
+// ListRecords reads one page of a collection. limit 0 means the server's
+// default.
+func (o *Owner) ListRecords(ctx context.Context, collection string, limit int, cursor string) (Page, error) {
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	p := recordPath(collection)
+	if len(q) > 0 {
+		p += "?" + q.Encode()
+	}
+	var page Page
+	err := o.send(ctx, http.MethodGet, p, nil, &page)
+	return page, err
+}
+
+// ChangePassphrase rewraps the vault's master key under a new passphrase.
+// Every owner session, this one included, ends.
+func (o *Owner) ChangePassphrase(ctx context.Context, old, new string) error {
+	return o.send(ctx, http.MethodPost, "/v1/owner/passphrase", map[string]string{"old": old, "new": new}, nil)
+}
+
+// Export streams an encrypted backup of the vault to w.
+func (o *Owner) Export(ctx context.Context, w io.Writer) error {
+	req, err := o.newRequest(ctx, http.MethodGet, "/v1/owner/export", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+o.token)
+	res, err := o.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		e := &Error{Status: res.StatusCode}
+		json.NewDecoder(io.LimitReader(res.Body, 1<<20)).Decode(e)
+		return e
+	}
+	_, err = io.Copy(w, res.Body)
+	return err
+}

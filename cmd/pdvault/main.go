@@ -1,0 +1,283 @@
+// Command pdvault is the owner's single binary: it creates and unlocks a
+// vault, serves the API and web UI, and talks to a running vault.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"golang.org/x/term"
+
+	"github.com/pdvault/pdvault/api/client"
+	"github.com/pdvault/pdvault/policy"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	a := &app{
+		stdin:  os.Stdin,
+		stdout: os.Stdout,
+		stderr: os.Stderr,
+		getenv: os.Getenv,
+		readPassword: func(prompt string) (string, error) {
+			if !term.IsTerminal(int(os.Stdin.Fd())) {
+				return "", errNoTerminal
+			}
+			fmt.Fprint(os.Stderr, prompt)
+			b, err := term.ReadPassword(int(os.Stdin.Fd()))
+			fmt.Fprintln(os.Stderr)
+			return string(b), err
+		},
+	}
+	code := a.run(ctx, os.Args[1:])
+	stop()
+	os.Exit(code)
+}
+
+// app is the CLI with its surroundings made explicit, so tests can run any
+// command in-process.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	getenv         func(string) string
+	// readPassword reads a secret without echo; errNoTerminal if it cannot.
+	readPassword func(prompt string) (string, error)
+	// listening, if set, is told the URL a server listens on (for tests).
+	listening func(url string)
+}
+
+var errNoTerminal = errors.New("no terminal to prompt on")
+
+const usage = `pdvault: a personal-data vault you run for yourself.
+
+Usage: pdvault <command> [flags]
+
+Run a vault:
+  init         create a vault (asks for a passphrase)
+  serve        unlock a vault and serve the API (serve --dev: a throwaway demo vault)
+  passphrase   change the passphrase:  pdvault passphrase change
+  export       write an encrypted, integrity-protected backup file
+  import       restore a backup into a new vault directory
+
+Talk to a running vault:
+  login        exchange the passphrase for an owner token
+  record       put | get | list | delete records
+
+Other:
+  version      print the version
+  help         this text; "pdvault <command> -h" for a command's flags
+
+Environment:
+  PDVAULT_DIR          vault directory (default ~/.local/share/pdvault)
+  PDVAULT_PASSPHRASE   passphrase, for scripts (prefer --passphrase-file)
+  PDVAULT_ADDR         address of a running vault (default http://127.0.0.1:8700)
+  PDVAULT_TOKEN        owner token for a running vault
+`
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+type command func(ctx context.Context, args []string) error
+
+func (a *app) run(ctx context.Context, args []string) int {
+	if len(args) == 0 {
+		fmt.Fprint(a.stderr, usage)
+		return 2
+	}
+	cmds := map[string]command{
+		"init":       a.cmdInit,
+		"serve":      a.cmdServe,
+		"passphrase": a.cmdPassphrase,
+		"export":     a.cmdExport,
+		"import":     a.cmdImport,
+		"login":      a.cmdLogin,
+		"record":     a.cmdRecord,
+		"records":    a.cmdRecord,
+	}
+	name, rest := args[0], args[1:]
+	switch name {
+	case "help", "-h", "--help":
+		fmt.Fprint(a.stdout, usage)
+		return 0
+	case "version", "--version":
+		fmt.Fprintln(a.stdout, "pdvault", version)
+		return 0
+	}
+	cmd, ok := cmds[name]
+	if !ok {
+		a.fail(usageError{fmt.Sprintf("unknown command %q", name), `run "pdvault help" for the list of commands`})
+		return 2
+	}
+	if err := cmd(ctx, rest); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		a.fail(err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			return 2
+		}
+		return 1
+	}
+	return 0
+}
+
+// usageError is a mistake in how the command was called.
+type usageError struct{ msg, hint string }
+
+func (e usageError) Error() string { return e.msg }
+
+// hinted is an error with advice on what to do about it.
+type hinted struct {
+	err  error
+	hint string
+}
+
+func (h hinted) Error() string { return h.err.Error() }
+func (h hinted) Unwrap() error { return h.err }
+
+func hint(err error, h string) error { return hinted{err, h} }
+
+// fail prints "pdvault: error: ..." and any hint, in the age style. Vault
+// errors print their client-safe message; causes go to the log only.
+func (a *app) fail(err error) {
+	msg := err.Error()
+	var pe *policy.Error
+	var ce *client.Error
+	switch {
+	case errors.As(err, &ce):
+		msg = ce.Error()
+	case errors.As(err, &pe):
+		msg = pe.Msg
+		if pe.Kind == policy.KindInternal && pe.Err != nil {
+			msg += " (" + pe.Err.Error() + ")"
+		}
+	}
+	fmt.Fprintf(a.stderr, "pdvault: error: %s\n", msg)
+	var h hinted
+	var ue usageError
+	switch {
+	case errors.As(err, &h):
+		fmt.Fprintf(a.stderr, "pdvault: hint: %s\n", h.hint)
+	case errors.As(err, &ue) && ue.hint != "":
+		fmt.Fprintf(a.stderr, "pdvault: hint: %s\n", ue.hint)
+	}
+}
+
+// flags makes a FlagSet that reports errors as usageError and prints its
+// help to stdout when asked.
+func (a *app) flags(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {
+		fmt.Fprintf(a.stdout, "Usage: pdvault %s\n\n", synopsis)
+		fs.SetOutput(a.stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return fs
+}
+
+func (a *app) parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.Usage()
+			return err
+		}
+		return usageError{err.Error(), fmt.Sprintf(`run "pdvault %s -h" for its flags`, fs.Name())}
+	}
+	return nil
+}
+
+func (a *app) env(name, def string) string {
+	if v := a.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func (a *app) defaultDir() string {
+	if d := a.getenv("PDVAULT_DIR"); d != "" {
+		return d
+	}
+	if d := a.getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "pdvault")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "pdvault")
+	}
+	return "pdvault-data"
+}
+
+// passphraseSource names where a passphrase may come from.
+type passphraseSource struct {
+	file    string // --passphrase-file value
+	envName string // e.g. PDVAULT_PASSPHRASE
+	prompt  string
+	confirm bool // ask twice (when setting a passphrase)
+}
+
+// readPassphrase takes the passphrase from a file, the environment or a
+// prompt, in that order.
+func (a *app) readPassphrase(src passphraseSource) ([]byte, error) {
+	if src.file != "" {
+		b, err := os.ReadFile(src.file)
+		if err != nil {
+			return nil, fmt.Errorf("cannot read the passphrase file: %w", err)
+		}
+		s := strings.TrimRight(string(b), "\r\n")
+		if s == "" {
+			return nil, fmt.Errorf("the passphrase file %s is empty", src.file)
+		}
+		return []byte(s), nil
+	}
+	if s := a.getenv(src.envName); s != "" {
+		return []byte(s), nil
+	}
+	p, err := a.readPassword(src.prompt + ": ")
+	if errors.Is(err, errNoTerminal) {
+		return nil, hint(errors.New("no passphrase given and no terminal to ask on"),
+			fmt.Sprintf("set %s or pass --passphrase-file FILE", src.envName))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if src.confirm {
+		again, err := a.readPassword("Repeat " + strings.ToLower(src.prompt[:1]) + src.prompt[1:] + ": ")
+		if err != nil {
+			return nil, err
+		}
+		if again != p {
+			return nil, errors.New("the passphrases do not match; nothing was changed")
+		}
+	}
+	if p == "" {
+		return nil, errors.New("empty passphrase")
+	}
+	return []byte(p), nil
+}
+
+// newLogger sets up log/slog once for the process.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Sprintf("unknown log level %q", level), "use debug, info, warn or error"}
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, usageError{fmt.Sprintf("unknown log format %q", format), "use text or json"}
+}

@@ -1,0 +1,356 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const testPass = "correct horse battery staple"
+
+type cli struct {
+	t   *testing.T
+	env map[string]string
+	// prompts answers readPassword calls in order; nil means "no terminal".
+	prompts []string
+}
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func (c *cli) app(stdout, stderr *syncBuffer) *app {
+	return &app{
+		stdin:  strings.NewReader(""),
+		stdout: stdout,
+		stderr: stderr,
+		getenv: func(k string) string { return c.env[k] },
+		readPassword: func(string) (string, error) {
+			if c.prompts == nil {
+				return "", errNoTerminal
+			}
+			if len(c.prompts) == 0 {
+				c.t.Fatal("unexpected extra prompt")
+			}
+			p := c.prompts[0]
+			c.prompts = c.prompts[1:]
+			return p, nil
+		},
+	}
+}
+
+func (c *cli) run(args ...string) result {
+	c.t.Helper()
+	var out, errb syncBuffer
+	code := c.app(&out, &errb).run(c.t.Context(), args)
+	return result{code, out.String(), errb.String()}
+}
+
+// syncBuffer is a bytes.Buffer safe to read while a server goroutine writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serve starts "pdvault serve ARGS" in the background and returns its URL
+// and a function that stops it (as Ctrl-C would) and returns its result.
+func (c *cli) serve(args ...string) (url string, stop func() result) {
+	c.t.Helper()
+	ctx, cancel := context.WithCancel(c.t.Context())
+	var out, errb syncBuffer
+	a := c.app(&out, &errb)
+	urlc := make(chan string, 1)
+	a.listening = func(u string) { urlc <- u }
+	done := make(chan int, 1)
+	go func() { done <- a.run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)) }()
+	select {
+	case url = <-urlc:
+	case code := <-done:
+		cancel()
+		c.t.Fatalf("serve exited with %d: %s", code, errb.String())
+	case <-time.After(30 * time.Second):
+		c.t.Fatal("serve did not start")
+	}
+	var once sync.Once
+	var res result
+	stop = func() result {
+		once.Do(func() {
+			cancel()
+			res = result{<-done, out.String(), errb.String()}
+		})
+		return res
+	}
+	c.t.Cleanup(func() { stop() })
+	return url, stop
+}
+
+func dirSnapshot(t *testing.T, dir string) map[string][32]byte {
+	t.Helper()
+	m := map[string][32]byte{}
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			b, _ := os.ReadFile(p)
+			m[p] = sha256.Sum256(b)
+		}
+		return err
+	})
+	return m
+}
+
+func equalSnap(a, b map[string][32]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func expect(t *testing.T, r result, code int, stderrHas string) {
+	t.Helper()
+	if r.code != code || !strings.Contains(r.stderr, stderrHas) {
+		t.Fatalf("exit %d (want %d), stderr %q (want it to contain %q), stdout %q", r.code, code, r.stderr, stderrHas, r.stdout)
+	}
+}
+
+func TestInitServeRecordsAndWrongPassphrase(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "v")
+	c := &cli{t: t, env: map[string]string{"PDVAULT_PASSPHRASE": testPass}}
+	r := c.run("init", "--dir", dir)
+	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "Created vault") {
+		t.Fatalf("init output %q", r.stdout)
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("vault dir mode: %v %v", fi.Mode(), err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "vault.db")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("vault.db mode: %v %v", fi.Mode(), err)
+	}
+
+	before := dirSnapshot(t, dir)
+	r = c.run("init", "--dir", dir)
+	expect(t, r, 1, "pdvault: error: a vault already exists in this directory")
+	if !strings.Contains(r.stderr, "pdvault: hint:") || !equalSnap(before, dirSnapshot(t, dir)) {
+		t.Fatalf("second init changed the vault or gave no hint: %q", r.stderr)
+	}
+
+	bad := &cli{t: t, env: map[string]string{"PDVAULT_PASSPHRASE": "the wrong passphrase"}}
+	r = bad.run("serve", "--dir", dir, "--addr", "127.0.0.1:0")
+	expect(t, r, 1, "pdvault: error: the passphrase is wrong")
+	if !equalSnap(before, dirSnapshot(t, dir)) {
+		t.Fatal("a wrong passphrase changed files on disk")
+	}
+
+	url, stop := c.serve("--dir", dir)
+	r = c.run("login", "--addr", url)
+	expect(t, r, 0, "Logged in")
+	tok := strings.TrimSpace(strings.TrimPrefix(r.stdout, "export PDVAULT_TOKEN="))
+	rc := &cli{t: t, env: map[string]string{"PDVAULT_ADDR": url, "PDVAULT_TOKEN": tok}}
+
+	r = rc.run("record", "put", "profile", `{"name":"Ada"}`)
+	expect(t, r, 0, "")
+	var rec struct {
+		ID      string `json:"id"`
+		Version int64  `json:"version"`
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &rec); err != nil || rec.Version != 1 {
+		t.Fatalf("put output %q", r.stdout)
+	}
+	r = rc.run("record", "put", "profile", rec.ID, `{"name":"Ada L."}`, "--if-version", "1")
+	expect(t, r, 0, "")
+	r = rc.run("record", "put", "--if-version", "1", "profile", rec.ID, `{"name":"stale"}`)
+	expect(t, r, 1, "version_conflict (HTTP 409)")
+	r = rc.run("record", "get", "profile", rec.ID)
+	if r.code != 0 || !strings.Contains(r.stdout, `"name": "Ada L."`) || !strings.Contains(r.stdout, `"version": 2`) {
+		t.Fatalf("get: %+v", r)
+	}
+	r = rc.run("record", "list", "profile", "--limit", "1", "--all")
+	if r.code != 0 || !strings.Contains(r.stdout, rec.ID) {
+		t.Fatalf("list: %+v", r)
+	}
+	r = rc.run("record", "put", "profile", `[1,2]`)
+	expect(t, r, 1, "invalid_record (HTTP 400)")
+	r = rc.run("record", "delete", "profile", rec.ID)
+	expect(t, r, 0, "Deleted profile/"+rec.ID)
+	r = rc.run("record", "get", "profile", rec.ID)
+	expect(t, r, 1, "not_found (HTTP 404)")
+	r = (&cli{t: t, env: map[string]string{"PDVAULT_ADDR": url}}).run("record", "list", "profile")
+	expect(t, r, 1, "no owner token")
+	r = (&cli{t: t, env: map[string]string{"PDVAULT_ADDR": url, "PDVAULT_TOKEN": "nope"}}).run("record", "list", "profile")
+	expect(t, r, 1, "invalid_token (HTTP 401)")
+	r = rc.run("record", "get", "profile")
+	expect(t, r, 2, "wrong number of arguments")
+
+	res := stop()
+	if res.code != 0 || !strings.Contains(res.stdout, "pdvault stopped") {
+		t.Fatalf("serve did not stop cleanly: %+v", res)
+	}
+}
+
+func TestDevServer(t *testing.T) {
+	c := &cli{t: t, env: map[string]string{}}
+	var out, errb syncBuffer
+	a := c.app(&out, &errb)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	urlc := make(chan string, 1)
+	a.listening = func(u string) { urlc <- u }
+	done := make(chan int, 1)
+	go func() { done <- a.run(ctx, []string{"serve", "--dev", "--addr", "127.0.0.1:0"}) }()
+	url := <-urlc
+	banner := map[string]string{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.HasPrefix(k, "  ") {
+			banner[strings.TrimSpace(k)] = strings.TrimSpace(v)
+		}
+	}
+	if banner["URL"] != url || banner["owner token"] == "" || banner["passphrase"] == "" || banner["directory"] == "" {
+		t.Fatalf("dev banner: %q", out.String())
+	}
+	rc := &cli{t: t, env: map[string]string{"PDVAULT_ADDR": url, "PDVAULT_TOKEN": banner["owner token"]}}
+	for _, coll := range []string{"profile", "transactions", "health", "memberships", "contracts"} {
+		r := rc.run("record", "list", coll)
+		var p struct {
+			Records []json.RawMessage `json:"records"`
+		}
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &p) != nil || len(p.Records) == 0 {
+			t.Fatalf("dev collection %s: %+v", coll, r)
+		}
+	}
+	// The printed passphrase logs in.
+	lc := &cli{t: t, env: map[string]string{"PDVAULT_ADDR": url, "PDVAULT_PASSPHRASE": banner["passphrase"]}}
+	expect(t, lc.run("login"), 0, "Logged in")
+	if _, err := os.Stat(banner["directory"]); err != nil {
+		t.Fatalf("dev directory: %v", err)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if _, err := os.Stat(banner["directory"]); !os.IsNotExist(err) {
+		t.Fatalf("dev directory left behind after exit: %v", err)
+	}
+}
+
+func TestInitPassphraseSources(t *testing.T) {
+	t.Run("no terminal, no env", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "v")
+		r := (&cli{t: t, env: map[string]string{}}).run("init", "--dir", dir)
+		expect(t, r, 1, "pdvault: hint: set PDVAULT_PASSPHRASE or pass --passphrase-file FILE")
+		if _, err := os.Stat(filepath.Join(dir, "vault.db")); err == nil {
+			t.Fatal("vault created without a passphrase")
+		}
+	})
+	t.Run("prompt mismatch", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "v")
+		r := (&cli{t: t, env: map[string]string{}, prompts: []string{"one passphrase", "another one"}}).run("init", "--dir", dir)
+		expect(t, r, 1, "the passphrases do not match")
+		if _, err := os.Stat(filepath.Join(dir, "vault.db")); err == nil {
+			t.Fatal("vault created after a mismatch")
+		}
+	})
+	t.Run("prompt confirmed", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "v")
+		r := (&cli{t: t, env: map[string]string{}, prompts: []string{testPass, testPass}}).run("init", "--dir", dir)
+		expect(t, r, 0, "")
+	})
+	t.Run("passphrase file", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "v")
+		pf := filepath.Join(t.TempDir(), "pass")
+		os.WriteFile(pf, []byte(testPass+"\n"), 0o600)
+		r := (&cli{t: t, env: map[string]string{}}).run("init", "--dir", dir, "--passphrase-file", pf)
+		expect(t, r, 0, "")
+		// The trailing newline is not part of the passphrase.
+		r = (&cli{t: t, env: map[string]string{"PDVAULT_PASSPHRASE": testPass}}).run("export", "--dir", dir, "-o", filepath.Join(t.TempDir(), "x.pdv"))
+		expect(t, r, 0, "")
+	})
+	t.Run("too short", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "v")
+		r := (&cli{t: t, env: map[string]string{"PDVAULT_PASSPHRASE": "short"}}).run("init", "--dir", dir)
+		expect(t, r, 1, "at least 8 characters")
+	})
+}
+
+func TestPassphraseChangeExportImport(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "v")
+	c := &cli{t: t, env: map[string]string{"PDVAULT_PASSPHRASE": testPass}}
+	expect(t, c.run("init", "--dir", dir), 0, "")
+	url, stop := c.serve("--dir", dir)
+	r := c.run("login", "--addr", url)
+	tok := strings.TrimSpace(strings.TrimPrefix(r.stdout, "export PDVAULT_TOKEN="))
+	rc := &cli{t: t, env: map[string]string{"PDVAULT_ADDR": url, "PDVAULT_TOKEN": tok}}
+	for _, coll := range []string{"profile", "health"} {
+		expect(t, rc.run("record", "put", coll, `{"v":"`+coll+`"}`), 0, "")
+	}
+	stop()
+
+	out := filepath.Join(t.TempDir(), "backup.pdv")
+	r = c.run("export", "--dir", dir, "--out", out)
+	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "Exported 2 records") {
+		t.Fatalf("export: %q", r.stdout)
+	}
+	r = c.run("export", "--dir", dir, "--out", out)
+	expect(t, r, 1, "already exists")
+
+	changer := &cli{t: t, env: map[string]string{"PDVAULT_PASSPHRASE": testPass, "PDVAULT_NEW_PASSPHRASE": "a brand new passphrase"}}
+	expect(t, changer.run("passphrase", "change", "--dir", dir), 0, "")
+	r = c.run("serve", "--dir", dir, "--addr", "127.0.0.1:0")
+	expect(t, r, 1, "the passphrase is wrong")
+
+	// The backup opens with the passphrase current when it was made.
+	newDir := filepath.Join(t.TempDir(), "restored")
+	r = c.run("import", "--dir", newDir, out)
+	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "Restored 2 records") {
+		t.Fatalf("import: %q", r.stdout)
+	}
+	r = c.run("import", "--dir", newDir, out)
+	expect(t, r, 1, "a vault already exists")
+	r = c.run("import", out)
+	expect(t, r, 2, "usage: pdvault import")
+}
+
+func TestUsage(t *testing.T) {
+	c := &cli{t: t, env: map[string]string{}}
+	r := c.run("help")
+	if r.code != 0 || !strings.Contains(r.stdout, "serve") || !strings.Contains(r.stdout, "PDVAULT_TOKEN") {
+		t.Fatalf("help: %+v", r)
+	}
+	expect(t, c.run("frobnicate"), 2, `unknown command "frobnicate"`)
+	expect(t, c.run("serve", "--no-such-flag"), 2, "flag provided but not defined")
+	r = c.run("serve", "-h")
+	if r.code != 0 || !strings.Contains(r.stdout, "-dev") || !strings.Contains(r.stdout, "-addr") {
+		t.Fatalf("serve -h: %+v", r)
+	}
+	expect(t, c.run("serve", "--log-level", "loud", "--dev"), 2, `unknown log level "loud"`)
+	expect(t, c.run("record"), 2, "record needs a subcommand")
+	expect(t, c.run("passphrase", "rotate"), 2, "usage: pdvault passphrase change")
+	r = c.run("serve", "--dir", filepath.Join(t.TempDir(), "none"), "--addr", "127.0.0.1:0")
+	expect(t, r, 1, "pdvault: hint: create one with: pdvault init")
+}
