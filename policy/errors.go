@@ -75,6 +75,8 @@ type Error struct {
 	Reasons    []string      // every reason, when there are several (e.g. terms violations)
 	RetryAfter time.Duration // for KindThrottled and KindPending
 	Err        error
+
+	origin *Error // the sentinel this error was made from, for errors.Is
 }
 
 func (e *Error) Error() string {
@@ -90,14 +92,50 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// Is lets errors.Is(err, &Error{Code: "x"}) match by code, and a sentinel
-// match by identity.
+// Is reports whether e was made from the sentinel target (errors.Is
+// already matches the sentinel itself). Several sentinels may share a code
+// (every grant failure is "invalid_token" on the wire) and still be told
+// apart here.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
-	if !ok {
-		return false
+	return ok && e.origin != nil && e.origin == t
+}
+
+func (e *Error) derive() *Error {
+	c := *e
+	if e.origin == nil {
+		c.origin = e
 	}
-	return t.Code != "" && t.Code == e.Code && t.Kind == e.Kind
+	return &c
+}
+
+// WithCause returns a copy of the sentinel e carrying a cause for the logs.
+func (e *Error) WithCause(err error) *Error {
+	c := e.derive()
+	c.Err = err
+	return c
+}
+
+// WithDetail returns a copy of e whose message ends with detail, which must
+// be safe to show to the client.
+func (e *Error) WithDetail(detail string) *Error {
+	c := e.derive()
+	c.Msg += ": " + detail
+	return c
+}
+
+// WithReasons returns a copy of e listing every reason.
+func (e *Error) WithReasons(reasons []string) *Error {
+	c := e.derive()
+	c.Reasons = reasons
+	return c
+}
+
+// WithRetryAfter returns a copy of e that tells the client when to retry.
+func (e *Error) WithRetryAfter(d time.Duration) *Error {
+	c := e.derive()
+	c.RetryAfter = d
+	return c
 }
 
 // E builds an Error.

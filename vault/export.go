@@ -274,7 +274,7 @@ func (fw *frameWriter) write(f frame) error {
 var ErrBadExport = policy.E(policy.KindInvalid, "invalid_export", "the file is not an intact pdvault export (damaged, truncated, reordered or not an export)")
 
 func badExport(why string) error {
-	return policy.Wrap(ErrBadExport.Kind, ErrBadExport.Code, ErrBadExport.Msg+": "+why, nil)
+	return ErrBadExport.WithDetail(why)
 }
 
 // Import restores an export into dir, which must not hold a vault. The

@@ -103,9 +103,7 @@ func (s *sessions) gate() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if wait := s.nextTry.Sub(s.now()); wait > 0 {
-		e := *ErrThrottled
-		e.RetryAfter = wait
-		return &e
+		return ErrThrottled.WithRetryAfter(wait)
 	}
 	return nil
 }

@@ -112,7 +112,7 @@ var kdfSlots = make(chan struct{}, 2)
 // unwrapMaster derives the KEK from the passphrase and opens the master key.
 func unwrapMaster(ctx context.Context, passphrase []byte, m meta) ([]byte, error) {
 	if err := m.kdf.check(); err != nil {
-		return nil, policy.Wrap(ErrBadKDFParams.Kind, ErrBadKDFParams.Code, ErrBadKDFParams.Msg, err)
+		return nil, ErrBadKDFParams.WithCause(err)
 	}
 	select {
 	case kdfSlots <- struct{}{}:
@@ -144,7 +144,7 @@ func Create(ctx context.Context, dir string, passphrase []byte, opts Options) (*
 		kdf = *opts.KDF
 	}
 	if err := kdf.check(); err != nil {
-		return nil, policy.Wrap(ErrBadKDFParams.Kind, ErrBadKDFParams.Code, ErrBadKDFParams.Msg, err)
+		return nil, ErrBadKDFParams.WithCause(err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot create the vault directory", err)
