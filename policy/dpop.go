@@ -1,0 +1,118 @@
+package policy
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// ProofClaims are the claims of a DPoP proof (RFC 9449 §4.2).
+type ProofClaims struct {
+	ID          string `json:"jti"`
+	Method      string `json:"htm"`
+	URL         string `json:"htu"`
+	IssuedAt    int64  `json:"iat"`
+	AccessToken string `json:"ath,omitempty"` // base64url SHA-256 of the access token
+}
+
+// Proof is a verified DPoP proof.
+type Proof struct {
+	ProofClaims
+	JKT string // thumbprint of the key that signed it
+}
+
+// ProofMaxAge is how long after its iat a proof is accepted. The vault
+// remembers every jti for at least this long (plus skew) to stop replays.
+const ProofMaxAge = 2 * time.Minute
+
+var (
+	ErrProofMissing  = E(KindUnauthenticated, "invalid_dpop_proof", "a DPoP proof is required (DPoP header)")
+	ErrProofClaims   = E(KindUnauthenticated, "invalid_dpop_proof", "the DPoP proof lacks a required claim")
+	ErrProofMethod   = E(KindUnauthenticated, "invalid_dpop_proof", "the DPoP proof is for another HTTP method")
+	ErrProofURL      = E(KindUnauthenticated, "invalid_dpop_proof", "the DPoP proof is for another URL")
+	ErrProofStale    = E(KindUnauthenticated, "invalid_dpop_proof", "the DPoP proof is too old or dated in the future")
+	ErrProofATH      = E(KindUnauthenticated, "invalid_dpop_proof", "the DPoP proof does not match the access token (ath)")
+	ErrProofReplayed = E(KindUnauthenticated, "invalid_dpop_proof", "the DPoP proof was already used")
+)
+
+// ProofCheck is what a DPoP proof is checked against.
+type ProofCheck struct {
+	Method      string
+	URL         string // the absolute URL of the request, as the client addressed it
+	AccessToken string // the token presented with the proof, if any
+	Now         time.Time
+	Skew        time.Duration
+}
+
+// VerifyProof checks a DPoP proof as RFC 9449 §4.3 says: one compact JWS,
+// typ dpop+jwt, an accepted algorithm, a public key in the jwk header that
+// verifies it, htm and htu matching this request, a recent iat, a jti, and
+// when an access token is presented, ath matching it. Replay of the jti is
+// checked by the caller, who keeps the state.
+func VerifyProof(tok string, chk ProofCheck) (*Proof, error) {
+	if tok == "" {
+		return nil, ErrProofMissing
+	}
+	p, perr := parseCompact(tok, MaxProofLen, OrgAlgs, TypProof, "jwk")
+	if perr != nil {
+		return nil, proofError(perr)
+	}
+	key, jkt, perr := embeddedKey(p)
+	if perr != nil {
+		return nil, proofError(perr)
+	}
+	payload, perr := p.verifyWith(key)
+	if perr != nil {
+		return nil, proofError(perr)
+	}
+	var c ProofClaims
+	if json.Unmarshal(payload, &c) != nil || c.ID == "" || len(c.ID) > 256 || c.Method == "" || c.URL == "" || c.IssuedAt == 0 {
+		return nil, ErrProofClaims
+	}
+	if c.Method != chk.Method {
+		return nil, ErrProofMethod
+	}
+	if !sameURL(c.URL, chk.URL) {
+		return nil, ErrProofURL
+	}
+	iat := time.Unix(c.IssuedAt, 0)
+	if iat.After(chk.Now.Add(chk.Skew)) || chk.Now.Sub(iat) > ProofMaxAge+chk.Skew {
+		return nil, ErrProofStale
+	}
+	if chk.AccessToken != "" {
+		want := ATH(chk.AccessToken)
+		if c.AccessToken == "" || subtle.ConstantTimeCompare([]byte(c.AccessToken), []byte(want)) != 1 {
+			return nil, ErrProofATH
+		}
+	}
+	return &Proof{ProofClaims: c, JKT: jkt}, nil
+}
+
+// proofError restates a token failure as a proof failure (RFC 9449 §7.1:
+// error "invalid_dpop_proof"), keeping the precise cause for errors.Is.
+func proofError(e *Error) error {
+	out := E(KindUnauthenticated, "invalid_dpop_proof", "the DPoP proof is not valid: "+e.Msg)
+	out.Err = e
+	return out
+}
+
+// ATH is the ath claim for an access token.
+func ATH(accessToken string) string {
+	sum := sha256.Sum256([]byte(accessToken))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// sameURL compares htu with the request URL, ignoring query and fragment
+// (RFC 9449 §4.3 point 9) and the case of scheme and host.
+func sameURL(htu, want string) bool {
+	a, err1 := url.Parse(htu)
+	b, err2 := url.Parse(want)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Host, b.Host) && a.EscapedPath() == b.EscapedPath()
+}

@@ -1,0 +1,192 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// RequestClaims are the claims of an organization's signed access request
+// (an RFC 9101 request object carrying RFC 9396 authorization_details).
+// client_name and client_uri are the RFC 7591 names.
+type RequestClaims struct {
+	Issuer               string                `json:"iss,omitempty"` // if present, the key thumbprint
+	Audience             string                `json:"aud,omitempty"` // if present, the vault's issuer
+	ClientName           string                `json:"client_name"`
+	ClientURI            string                `json:"client_uri"`
+	Purpose              string                `json:"purpose"`
+	PurposeText          string                `json:"purpose_text,omitempty"`
+	AuthorizationDetails []AuthorizationDetail `json:"authorization_details"`
+	Duration             int64                 `json:"duration"`            // seconds
+	Retention            *int64                `json:"retention,omitempty"` // seconds kept after the end; default: the terms' maximum
+	ThirdPartySharing    bool                  `json:"third_party_sharing,omitempty"`
+	TermsHash            string                `json:"terms_hash"`
+	CallbackURI          string                `json:"callback_uri,omitempty"`
+	IssuedAt             int64                 `json:"iat"`
+	Expiry               int64                 `json:"exp,omitempty"`
+	ID                   string                `json:"jti"`
+}
+
+// AccessRequest is a verified request: its claims, the organization's key
+// and the thumbprint that identifies the organization from now on.
+type AccessRequest struct {
+	RequestClaims
+	ClientID string           // RFC 7638 thumbprint of Key
+	Key      *jose.JSONWebKey // the organization's public key
+}
+
+// Request freshness: a request object is accepted up to this long after
+// its iat (or until its exp, if sooner), and not if dated in the future
+// beyond the clock skew.
+const (
+	RequestMaxAge = 10 * time.Minute
+	ClockSkew     = 60 * time.Second
+)
+
+var (
+	ErrInvalidRequestObject = E(KindInvalid, "invalid_request_object", "the request object is not valid")
+	ErrRequestExpired       = E(KindInvalid, "invalid_request_object", "the request object is too old or expired; sign a fresh one")
+	ErrRequestFuture        = E(KindInvalid, "invalid_request_object", "the request object is dated in the future")
+	ErrRequestAudience      = E(KindInvalid, "invalid_request_object", "the request object is meant for another vault (aud)")
+	ErrTermsViolation       = E(KindUnprocessable, "terms_violation", "the request does not comply with the owner's terms")
+)
+
+// ParseRequest verifies a signed access request: the signature with the
+// key embedded in its header (Ed25519 or P-256), its type, freshness,
+// audience and the shape of every claim. It does not judge the request
+// against the terms: that is CheckTerms.
+func ParseRequest(tok string, issuer string, now time.Time) (*AccessRequest, error) {
+	p, perr := parseCompact(tok, MaxRequestLen, OrgAlgs, TypRequest, "jwk")
+	if perr != nil {
+		return nil, requestTokenError(perr)
+	}
+	key, jkt, perr := embeddedKey(p)
+	if perr != nil {
+		return nil, requestTokenError(perr)
+	}
+	payload, perr := p.verifyWith(key)
+	if perr != nil {
+		return nil, requestTokenError(perr)
+	}
+	var c RequestClaims
+	dec := json.NewDecoder(strings.NewReader(string(payload)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return nil, ErrInvalidRequestObject.WithReasons([]string{jsonProblem(err)})
+	}
+	if c.IssuedAt == 0 {
+		return nil, ErrInvalidRequestObject.WithReasons([]string{"iat: required"})
+	}
+	iat := time.Unix(c.IssuedAt, 0)
+	if iat.After(now.Add(ClockSkew)) {
+		return nil, ErrRequestFuture
+	}
+	if now.Sub(iat) > RequestMaxAge+ClockSkew || (c.Expiry != 0 && now.After(time.Unix(c.Expiry, 0).Add(ClockSkew))) {
+		return nil, ErrRequestExpired
+	}
+	if c.Audience != "" && c.Audience != issuer {
+		return nil, ErrRequestAudience
+	}
+	if r := c.problems(jkt); len(r) > 0 {
+		return nil, ErrInvalidRequestObject.WithReasons(r)
+	}
+	return &AccessRequest{RequestClaims: c, ClientID: jkt, Key: key}, nil
+}
+
+// requestTokenError restates a token failure as the request-object error
+// the token endpoint's sibling, the request endpoint, answers with.
+func requestTokenError(e *Error) error {
+	return ErrInvalidRequestObject.WithReasons([]string{e.Msg}).WithCause(e)
+}
+
+func (c RequestClaims) problems(jkt string) []string {
+	var r []string
+	if c.ID == "" || len(c.ID) > 128 {
+		r = append(r, "jti: required, at most 128 characters")
+	}
+	if c.Issuer != "" && c.Issuer != jkt {
+		r = append(r, "iss: if present, must be the thumbprint of the signing key")
+	}
+	if n := strings.TrimSpace(c.ClientName); n == "" || len(n) > 200 {
+		r = append(r, "client_name: required, at most 200 characters")
+	}
+	if !validURL(c.ClientURI, false) {
+		r = append(r, "client_uri: required, an https URL (http only for localhost)")
+	}
+	if !purposeRE.MatchString(c.Purpose) {
+		r = append(r, "purpose: required, a purpose id from the owner's terms")
+	}
+	if len(c.PurposeText) > 1000 {
+		r = append(r, "purpose_text: at most 1000 characters")
+	}
+	if c.Duration <= 0 || c.Duration > int64(longestGrantLimit/time.Second) {
+		r = append(r, "duration: required, a number of seconds greater than 0")
+	}
+	if c.Retention != nil && (*c.Retention < 0 || *c.Retention > int64(longestGrantLimit/time.Second)) {
+		r = append(r, "retention: a number of seconds, 0 or more")
+	}
+	if c.TermsHash == "" || len(c.TermsHash) > 100 {
+		r = append(r, "terms_hash: required, the hash served at /v1/terms")
+	}
+	if c.CallbackURI != "" && !validURL(c.CallbackURI, true) {
+		r = append(r, "callback_uri: an https URL (http only for localhost)")
+	}
+	r = append(r, checkDetails(c.AuthorizationDetails)...)
+	return r
+}
+
+// validURL accepts absolute https URLs, and http for loopback hosts.
+func validURL(s string, allowQuery bool) bool {
+	if len(s) == 0 || len(s) > 2000 {
+		return false
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || u.User != nil || u.Fragment != "" || (!allowQuery && u.RawQuery != "") {
+		return false
+	}
+	switch u.Scheme {
+	case "https":
+		return true
+	case "http":
+		h := u.Hostname()
+		return h == "localhost" || h == "127.0.0.1" || h == "::1"
+	}
+	return false
+}
+
+// CheckTerms judges a request against the terms whose hash is
+// currentHash, and returns every way it breaks them (empty: it complies).
+func CheckTerms(t Terms, currentHash string, c RequestClaims) []string {
+	var r []string
+	if c.TermsHash != currentHash {
+		r = append(r, fmt.Sprintf("terms_hash: %s is not the current terms (%s); read /v1/terms and sign again", quoteShort(c.TermsHash), currentHash))
+	}
+	if !t.HasPurpose(c.Purpose) {
+		r = append(r, fmt.Sprintf("purpose: %s is not a purpose the terms allow", quoteShort(c.Purpose)))
+	}
+	if max := time.Duration(t.MaxGrantDuration); time.Duration(c.Duration)*time.Second > max {
+		r = append(r, fmt.Sprintf("duration: %ds is longer than the terms allow (%s)", c.Duration, t.MaxGrantDuration))
+	}
+	if c.Retention != nil && time.Duration(*c.Retention)*time.Second > time.Duration(t.MaxRetention) {
+		r = append(r, fmt.Sprintf("retention: %ds is longer than the terms allow (%s)", *c.Retention, t.MaxRetention))
+	}
+	if c.ThirdPartySharing && !t.ThirdPartySharing {
+		r = append(r, "third_party_sharing: the terms forbid sharing with third parties")
+	}
+	for _, d := range c.AuthorizationDetails {
+		rule, ok := t.Collections[d.Collection]
+		if !ok {
+			continue
+		}
+		if rule.Forbidden {
+			r = append(r, fmt.Sprintf("authorization_details: the terms never share %s", d.Collection))
+		} else if len(rule.Purposes) > 0 && !contains(rule.Purposes, c.Purpose) {
+			r = append(r, fmt.Sprintf("authorization_details: %s is shared only for %s", d.Collection, strings.Join(rule.Purposes, ", ")))
+		}
+	}
+	return r
+}

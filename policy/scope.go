@@ -1,0 +1,122 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+)
+
+// DetailType is the RFC 9396 authorization_details type pdvault uses.
+const DetailType = "pdvault_records"
+
+// AuthorizationDetail is one entry of authorization_details (RFC 9396): read
+// access to some fields of one collection.
+type AuthorizationDetail struct {
+	Type       string   `json:"type"`
+	Collection string   `json:"collection"`
+	Fields     []string `json:"fields"`
+	Actions    []string `json:"actions,omitempty"` // only "read"; default read
+}
+
+// Limits on a scope.
+const (
+	maxDetails         = 20
+	maxFieldsPerDetail = 100
+)
+
+// checkDetails validates the shape of a scope and returns every problem.
+func checkDetails(details []AuthorizationDetail) []string {
+	var r []string
+	if len(details) == 0 {
+		return []string{"authorization_details: ask for at least one collection"}
+	}
+	if len(details) > maxDetails {
+		return []string{fmt.Sprintf("authorization_details: at most %d entries", maxDetails)}
+	}
+	seen := map[string]bool{}
+	for i, d := range details {
+		at := fmt.Sprintf("authorization_details[%d]", i)
+		if d.Type != DetailType {
+			r = append(r, fmt.Sprintf("%s: type must be %q", at, DetailType))
+		}
+		if ValidateCollection(d.Collection) != nil {
+			r = append(r, fmt.Sprintf("%s: %s is not a valid collection name", at, quoteShort(d.Collection)))
+		} else if seen[d.Collection] {
+			r = append(r, fmt.Sprintf("%s: collection %s is named twice", at, d.Collection))
+		}
+		seen[d.Collection] = true
+		if len(d.Fields) == 0 || len(d.Fields) > maxFieldsPerDetail {
+			r = append(r, fmt.Sprintf("%s: name between 1 and %d fields", at, maxFieldsPerDetail))
+		}
+		fs := map[string]bool{}
+		for _, f := range d.Fields {
+			if ValidateField(f) != nil {
+				r = append(r, fmt.Sprintf("%s: %s is not a valid field name", at, quoteShort(f)))
+			} else if fs[f] {
+				r = append(r, fmt.Sprintf("%s: field %s is named twice", at, f))
+			}
+			fs[f] = true
+		}
+		for _, a := range d.Actions {
+			if a != "read" {
+				r = append(r, fmt.Sprintf("%s: the only action is \"read\"", at))
+				break
+			}
+		}
+	}
+	return r
+}
+
+// Detail returns the entry for collection, if the scope has one.
+func Detail(details []AuthorizationDetail, collection string) (AuthorizationDetail, bool) {
+	for _, d := range details {
+		if d.Collection == collection {
+			return d, true
+		}
+	}
+	return AuthorizationDetail{}, false
+}
+
+var ErrNotNarrower = E(KindInvalid, "invalid_scope", "the approved scope must be within what was asked")
+
+// Narrow checks that approved lies within requested: only collections that
+// were asked for, only fields that were asked for. The owner may give less,
+// never more.
+func Narrow(requested, approved []AuthorizationDetail) error {
+	if r := checkDetails(approved); len(r) > 0 {
+		return ErrNotNarrower.WithReasons(r)
+	}
+	var r []string
+	for _, a := range approved {
+		q, ok := Detail(requested, a.Collection)
+		if !ok {
+			r = append(r, fmt.Sprintf("collection %s was not asked for", a.Collection))
+			continue
+		}
+		for _, f := range a.Fields {
+			if !slices.Contains(q.Fields, f) {
+				r = append(r, fmt.Sprintf("field %s.%s was not asked for", a.Collection, f))
+			}
+		}
+	}
+	if len(r) > 0 {
+		return ErrNotNarrower.WithReasons(r)
+	}
+	return nil
+}
+
+// Project returns only the granted fields of a record. A field the grant
+// names but the record lacks is simply absent.
+func Project(d AuthorizationDetail, record json.RawMessage) (map[string]json.RawMessage, error) {
+	var all map[string]json.RawMessage
+	if err := json.Unmarshal(record, &all); err != nil {
+		return nil, err
+	}
+	out := make(map[string]json.RawMessage, len(d.Fields))
+	for _, f := range d.Fields {
+		if v, ok := all[f]; ok {
+			out[f] = v
+		}
+	}
+	return out, nil
+}
