@@ -31,20 +31,20 @@ type Config struct {
 }
 
 type server struct {
-	owner   vault.OwnerService
+	svc     vault.Service
 	log     *slog.Logger
 	maxBody int64
 }
 
 // New returns the HTTP handler for a vault.
-func New(owner vault.OwnerService, cfg Config) http.Handler {
+func New(svc vault.Service, cfg Config) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
 	}
-	s := &server{owner: owner, log: cfg.Logger.With("component", "api"), maxBody: cfg.MaxBody}
+	s := &server{svc: svc, log: cfg.Logger.With("component", "api"), maxBody: cfg.MaxBody}
 
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, s.log, errNotFound) })
@@ -55,7 +55,20 @@ func New(owner vault.OwnerService, cfg Config) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}).Methods(http.MethodGet).Name("healthz")
 
-	o := r.PathPrefix("/v1/owner").Subrouter()
+	// The organization-facing protocol (docs/protocol.md).
+	r.HandleFunc("/.well-known/oauth-authorization-server", s.discovery).Methods(http.MethodGet).Name("discovery")
+	r.HandleFunc("/.well-known/jwks.json", s.jwks).Methods(http.MethodGet).Name("jwks")
+	r.HandleFunc("/v1/terms", s.currentTerms).Methods(http.MethodGet).Name("terms")
+	r.HandleFunc("/v1/terms/{hash}", s.termsByHash).Methods(http.MethodGet).Name("terms.byhash")
+	r.HandleFunc("/v1/requests", s.submitRequest).Methods(http.MethodPost).Name("requests.submit")
+	r.HandleFunc("/v1/token", s.token).Methods(http.MethodPost).Name("token")
+	r.HandleFunc("/v1/introspect", s.introspect).Methods(http.MethodPost).Name("introspect")
+	r.HandleFunc("/v1/data/{collection}", s.readCollection).Methods(http.MethodGet).Name("data.collection")
+	r.HandleFunc("/v1/data/{collection}/{id}", s.readRecord).Methods(http.MethodGet).Name("data.record")
+
+	// Owner routes sit on the main router, not a subrouter: gorilla/mux
+	// answers 404 instead of 405 for a wrong method inside a subrouter.
+	o := prefixed{r, "/v1/owner"}
 	o.HandleFunc("/session", s.login).Methods(http.MethodPost).Name("owner.login")
 	o.Handle("/session", s.ownerAuth(s.logout)).Methods(http.MethodDelete).Name("owner.logout")
 	o.Handle("/passphrase", s.ownerAuth(s.changePassphrase)).Methods(http.MethodPost).Name("owner.passphrase")
@@ -65,9 +78,32 @@ func New(owner vault.OwnerService, cfg Config) http.Handler {
 	o.Handle("/records/{collection}/{id}", s.ownerAuth(s.getRecord)).Methods(http.MethodGet).Name("owner.records.get")
 	o.Handle("/records/{collection}/{id}", s.ownerAuth(s.updateRecord)).Methods(http.MethodPut).Name("owner.records.update")
 	o.Handle("/records/{collection}/{id}", s.ownerAuth(s.deleteRecord)).Methods(http.MethodDelete).Name("owner.records.delete")
+	o.Handle("/terms", s.ownerAuth(s.currentTerms)).Methods(http.MethodGet).Name("owner.terms.get")
+	o.Handle("/terms", s.ownerAuth(s.setTerms)).Methods(http.MethodPut).Name("owner.terms.set")
+	o.Handle("/requests", s.ownerAuth(s.listRequests)).Methods(http.MethodGet).Name("owner.requests.list")
+	o.Handle("/requests/{id}", s.ownerAuth(s.getRequest)).Methods(http.MethodGet).Name("owner.requests.get")
+	o.Handle("/requests/{id}/approve", s.ownerAuth(s.approve)).Methods(http.MethodPost).Name("owner.requests.approve")
+	o.Handle("/requests/{id}/deny", s.ownerAuth(s.deny)).Methods(http.MethodPost).Name("owner.requests.deny")
+	o.Handle("/grants", s.ownerAuth(s.listGrants)).Methods(http.MethodGet).Name("owner.grants.list")
+	o.Handle("/grants/{id}", s.ownerAuth(s.getGrant)).Methods(http.MethodGet).Name("owner.grants.get")
+	o.Handle("/grants/{id}/revoke", s.ownerAuth(s.revoke)).Methods(http.MethodPost).Name("owner.grants.revoke")
+	o.Handle("/audit", s.ownerAuth(s.listAudit)).Methods(http.MethodGet).Name("owner.audit.list")
+	o.Handle("/audit/verify", s.ownerAuth(s.verifyAudit)).Methods(http.MethodGet, http.MethodPost).Name("owner.audit.verify")
+	o.Handle("/audit/checkpoint", s.ownerAuth(s.checkpoint)).Methods(http.MethodPost).Name("owner.audit.checkpoint")
 
 	r.Use(nameRoute)
 	return s.recover(s.logRequests(securityHeaders(r)))
+}
+
+// prefixed registers routes under a path prefix on one router.
+type prefixed struct {
+	r      *mux.Router
+	prefix string
+}
+
+func (p prefixed) Handle(path string, h http.Handler) *mux.Route { return p.r.Handle(p.prefix+path, h) }
+func (p prefixed) HandleFunc(path string, f http.HandlerFunc) *mux.Route {
+	return p.r.HandleFunc(p.prefix+path, f)
 }
 
 // NewServer wraps a handler in an http.Server with every timeout set, so a
@@ -188,6 +224,10 @@ func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error
 	if err != nil {
 		return err
 	}
+	return decodeStrict(b, v)
+}
+
+func decodeStrict(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -72,8 +72,30 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	writeJSON(w, code, errorBody{Error: pe.Code, Description: pe.Msg, Reasons: pe.Reasons})
 }
 
+// writeTokenError answers a token-endpoint error. RFC 6749 §5.2 and RFC
+// 8628 §3.5 put every client error there, pending and denied included, on
+// 400; throttling and server faults keep their own status.
+func writeTokenError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	switch policy.KindOf(err) {
+	case policy.KindInvalid, policy.KindUnauthenticated, policy.KindForbidden, policy.KindNotFound, policy.KindPending, policy.KindGone:
+		var pe *policy.Error
+		errors.As(err, &pe)
+		if pe.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(pe.RetryAfter.Seconds()))))
+		}
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: pe.Code, Description: pe.Msg, Reasons: pe.Reasons})
+		return
+	}
+	writeError(w, r, log, err)
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
+	writeJSONRaw(w, code, v)
+}
+
+// writeJSONRaw writes JSON under whatever Content-Type the handler set.
+func writeJSONRaw(w http.ResponseWriter, code int, v any) {
 	w.WriteHeader(code)
 	enc := json.NewEncoder(w)
 	enc.SetEscapeHTML(false)
@@ -83,12 +105,17 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // Errors of the HTTP layer itself: malformed requests that never reach the
 // vault.
 var (
-	errNotFound       = policy.E(policy.KindNotFound, "not_found", "no such endpoint")
-	errMethod         = policy.E(policy.KindInvalid, "method_not_allowed", "this endpoint does not accept that method")
-	errTooLarge       = policy.E(policy.KindTooLarge, "request_too_large", "the request body is larger than the limit")
-	errBadJSON        = policy.E(policy.KindInvalid, "invalid_json", "request body is not valid JSON")
-	errBadIfMatch     = policy.E(policy.KindInvalid, "invalid_request", `If-Match must be a record version in quotes, e.g. "3"`)
-	errBadLimitParam  = policy.E(policy.KindInvalid, "invalid_limit", "limit must be a whole number from 1 to 500")
-	errBadPassphrase  = policy.E(policy.KindInvalid, "invalid_request", "send {\"passphrase\": \"...\"} with a passphrase of at most 1024 bytes")
-	errBadContentType = policy.E(policy.KindInvalid, "invalid_request", "send the body as application/json")
+	errNotFound      = policy.E(policy.KindNotFound, "not_found", "no such endpoint")
+	errMethod        = policy.E(policy.KindInvalid, "method_not_allowed", "this endpoint does not accept that method")
+	errTooLarge      = policy.E(policy.KindTooLarge, "request_too_large", "the request body is larger than the limit")
+	errBadJSON       = policy.E(policy.KindInvalid, "invalid_json", "request body is not valid JSON")
+	errBadIfMatch    = policy.E(policy.KindInvalid, "invalid_request", `If-Match must be a record version in quotes, e.g. "3"`)
+	errBadLimitParam = policy.E(policy.KindInvalid, "invalid_limit", "limit must be a whole number from 1 to 500")
+	errBadPassphrase = policy.E(policy.KindInvalid, "invalid_request", "send {\"passphrase\": \"...\"} with a passphrase of at most 1024 bytes")
+	errBadForm       = policy.E(policy.KindInvalid, "invalid_request", "send the body as application/x-www-form-urlencoded")
+	errGrantType     = policy.E(policy.KindInvalid, "unsupported_grant_type", "grant_type must be urn:ietf:params:oauth:grant-type:device_code")
+	errNoDeviceCode  = policy.E(policy.KindInvalid, "invalid_request", "device_code (the request_id) is required")
+	errTwoProofs     = policy.E(policy.KindInvalid, "invalid_dpop_proof", "send exactly one DPoP header")
+	errNeedDPoP      = policy.E(policy.KindUnauthenticated, "invalid_token", "send the grant as Authorization: DPoP <grant>, with a DPoP proof")
+	errNoToken       = policy.E(policy.KindInvalid, "invalid_request", "token is required")
 )

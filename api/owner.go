@@ -17,7 +17,7 @@ const maxPassphrase = 1024
 // ownerAuth admits requests that carry a live owner session token.
 func (s *server) ownerAuth(h http.HandlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := s.owner.Authenticate(bearerToken(r)); err != nil {
+		if err := s.svc.Authenticate(bearerToken(r)); err != nil {
 			writeError(w, r, s.log, err)
 			return
 		}
@@ -55,7 +55,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, errBadPassphrase)
 		return
 	}
-	sess, err := s.owner.Login(r.Context(), []byte(req.Passphrase))
+	sess, err := s.svc.Login(r.Context(), []byte(req.Passphrase))
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -64,7 +64,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) logout(w http.ResponseWriter, r *http.Request) {
-	s.owner.Logout(bearerToken(r))
+	s.svc.Logout(bearerToken(r))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -83,7 +83,7 @@ func (s *server) changePassphrase(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, errBadPassphrase)
 		return
 	}
-	if err := s.owner.ChangePassphrase(r.Context(), []byte(req.Old), []byte(req.New)); err != nil {
+	if err := s.svc.ChangePassphrase(r.Context(), []byte(req.Old), []byte(req.New)); err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}
@@ -122,7 +122,7 @@ func (s *server) createRecord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	coll := mux.Vars(r)["collection"]
-	rec, err := s.owner.CreateRecord(r.Context(), coll, body)
+	rec, err := s.svc.CreateRecord(r.Context(), coll, body)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -133,7 +133,7 @@ func (s *server) createRecord(w http.ResponseWriter, r *http.Request) {
 
 func (s *server) getRecord(w http.ResponseWriter, r *http.Request) {
 	v := mux.Vars(r)
-	rec, err := s.owner.GetRecord(r.Context(), v["collection"], v["id"])
+	rec, err := s.svc.GetRecord(r.Context(), v["collection"], v["id"])
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -153,7 +153,7 @@ func (s *server) updateRecord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := mux.Vars(r)
-	rec, err := s.owner.UpdateRecord(r.Context(), v["collection"], v["id"], body, ver)
+	rec, err := s.svc.UpdateRecord(r.Context(), v["collection"], v["id"], body, ver)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -168,7 +168,7 @@ func (s *server) deleteRecord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v := mux.Vars(r)
-	if err := s.owner.DeleteRecord(r.Context(), v["collection"], v["id"], ver); err != nil {
+	if err := s.svc.DeleteRecord(r.Context(), v["collection"], v["id"], ver); err != nil {
 		writeError(w, r, s.log, err)
 		return
 	}
@@ -176,20 +176,12 @@ func (s *server) deleteRecord(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) listRecords(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	limit := 0
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil {
-			writeError(w, r, s.log, errBadLimitParam)
-			return
-		}
-		limit = n
-		if n == 0 {
-			limit = -1 // an explicit 0 is out of range, not "default"
-		}
+	limit, err := limitParam(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
 	}
-	page, err := s.owner.ListRecords(r.Context(), mux.Vars(r)["collection"], limit, q.Get("cursor"))
+	page, err := s.svc.ListRecords(r.Context(), mux.Vars(r)["collection"], limit, r.URL.Query().Get("cursor"))
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -203,7 +195,7 @@ func (s *server) export(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="pdvault-export.pdv"`)
 	cw := &countingWriter{w: w}
-	if _, err := s.owner.Export(r.Context(), cw); err != nil {
+	if _, err := s.svc.Export(r.Context(), cw); err != nil {
 		if cw.n == 0 {
 			writeError(w, r, s.log, err)
 			return

@@ -339,6 +339,11 @@ func Import(ctx context.Context, r io.Reader, dir string, passphrase []byte, opt
 	}
 	fr := &frameReader{r: br, key: key, hdrHash: sha256.Sum256(hdr)}
 	err = db.tx(ctx, func(tx *sql.Tx) error {
+		// Tables arrive in name order, not in dependency order: check
+		// foreign keys at commit instead of row by row.
+		if _, err := tx.ExecContext(ctx, `PRAGMA defer_foreign_keys = ON`); err != nil {
+			return err
+		}
 		var e error
 		st, e = importFrames(ctx, tx, fr)
 		if e != nil {

@@ -3,6 +3,8 @@ package vault
 import (
 	"context"
 	"io"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // OwnerService is what the owner-facing API needs of an unlocked vault.
@@ -21,6 +23,38 @@ type OwnerService interface {
 	ListRecords(ctx context.Context, collection string, limit int, cursor string) (Page, error)
 
 	Export(ctx context.Context, w io.Writer) (ExportStats, error)
+
+	SetTerms(ctx context.Context, body []byte) (TermsDoc, error)
+	ListRequests(ctx context.Context, status string) ([]Request, error)
+	GetRequest(ctx context.Context, id string) (Request, error)
+	Approve(ctx context.Context, id string, a Approval) (Request, error)
+	Deny(ctx context.Context, id, reason string) (Request, error)
+	ListGrants(ctx context.Context) ([]Grant, error)
+	GetGrant(ctx context.Context, id string) (Grant, error)
+	Revoke(ctx context.Context, id string) (Grant, error)
+	ListAudit(ctx context.Context, limit int, cursor string) (AuditPage, error)
+	VerifyAudit(ctx context.Context) (AuditReport, error)
+	Checkpoint(ctx context.Context) (Checkpoint, error)
 }
 
-var _ OwnerService = (*Vault)(nil)
+// OrgService is what the organization-facing protocol needs: discovery,
+// terms, requests, token, data and introspection.
+type OrgService interface {
+	Issuer() string
+	JWKS() jose.JSONWebKeySet
+	CurrentTerms() TermsDoc
+	TermsByHash(ctx context.Context, hash string) (TermsDoc, error)
+	SubmitRequest(ctx context.Context, signed string) (RequestTicket, error)
+	CollectGrant(ctx context.Context, requestID, proof string, hc HTTPContext) (TokenResponse, error)
+	ReadCollection(ctx context.Context, a Access, collection string, limit int, cursor string) (DataPage, error)
+	ReadRecord(ctx context.Context, a Access, collection, id string) (DataRecord, error)
+	Introspect(ctx context.Context, token, proof string, hc HTTPContext) (Introspection, error)
+}
+
+// Service is everything the HTTP layer serves.
+type Service interface {
+	OwnerService
+	OrgService
+}
+
+var _ Service = (*Vault)(nil)

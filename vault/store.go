@@ -166,6 +166,82 @@ var migrations = []string{
 		updated    INTEGER NOT NULL
 	);
 	CREATE INDEX records_by_collection ON records (collection, seq);`,
+
+	// 2: the exchange with organizations: signing keys, terms, requests,
+	// grants and the audit log.
+	`CREATE TABLE signing_keys (
+		kid     TEXT    PRIMARY KEY,  -- RFC 7638 thumbprint of the public key
+		public  BLOB    NOT NULL,     -- Ed25519 public key
+		sealed  BLOB    NOT NULL,     -- private seed, sealed by the secret-wrap key
+		created INTEGER NOT NULL,
+		retired INTEGER               -- set when it stops signing
+	);
+	CREATE TABLE terms (
+		hash    TEXT    PRIMARY KEY,  -- base64url SHA-256 of body
+		body    TEXT    NOT NULL,     -- RFC 8785 canonical JSON
+		created INTEGER NOT NULL
+	);
+	ALTER TABLE meta ADD COLUMN terms_hash TEXT REFERENCES terms (hash);
+	CREATE TABLE requests (
+		id               TEXT    PRIMARY KEY,
+		client_id        TEXT    NOT NULL,  -- thumbprint of the organization's key
+		jwk              TEXT    NOT NULL,
+		client_name      TEXT    NOT NULL,
+		client_uri       TEXT    NOT NULL,
+		callback_uri     TEXT    NOT NULL,
+		purpose          TEXT    NOT NULL,
+		purpose_text     TEXT    NOT NULL,
+		details          TEXT    NOT NULL,  -- requested authorization_details (JSON)
+		duration         INTEGER NOT NULL,  -- seconds asked for
+		retention        INTEGER,           -- seconds kept after the end, if stated
+		terms_hash       TEXT    NOT NULL,
+		jti              TEXT    NOT NULL,
+		signed           TEXT    NOT NULL,  -- the JWS itself: the organization's signed acceptance of the terms
+		status           TEXT    NOT NULL,  -- pending, approved, denied, collected, expired
+		created          INTEGER NOT NULL,
+		expires          INTEGER NOT NULL,  -- end of the polling window
+		poll_interval    INTEGER NOT NULL,
+		last_poll        INTEGER NOT NULL DEFAULT 0,
+		decided          INTEGER,
+		granted_details  TEXT,
+		granted_duration INTEGER,
+		deny_reason      TEXT,
+		grant_id         TEXT,
+		UNIQUE (client_id, jti)
+	);
+	CREATE INDEX requests_by_created ON requests (created);
+	CREATE TABLE grants (
+		id          TEXT    PRIMARY KEY,  -- the grant's jti
+		request_id  TEXT    NOT NULL REFERENCES requests (id),
+		client_id   TEXT    NOT NULL,
+		client_name TEXT    NOT NULL,
+		subject     TEXT    NOT NULL,
+		details     TEXT    NOT NULL,
+		purpose     TEXT    NOT NULL,
+		terms_hash  TEXT    NOT NULL,
+		kid         TEXT    NOT NULL,
+		issued      INTEGER NOT NULL,
+		expires     INTEGER NOT NULL,
+		revoked     INTEGER               -- NULL while not revoked
+	);
+	CREATE INDEX grants_by_client ON grants (client_id);
+	CREATE TABLE audit (
+		seq   INTEGER PRIMARY KEY,  -- 1, 2, 3, ... without gaps
+		entry TEXT    NOT NULL,     -- RFC 8785 canonical JSON
+		hash  BLOB    NOT NULL      -- SHA-256(0x00 || previous hash || entry)
+	);
+	CREATE TABLE audit_head (
+		id   INTEGER PRIMARY KEY CHECK (id = 1),
+		size INTEGER NOT NULL,
+		hash BLOB    NOT NULL,
+		mac  BLOB    NOT NULL       -- HMAC over size and hash with the audit key
+	);
+	CREATE TABLE audit_checkpoints (
+		size    INTEGER PRIMARY KEY,
+		hash    BLOB    NOT NULL,
+		signed  TEXT    NOT NULL,   -- JWS by the vault's signing key
+		created INTEGER NOT NULL
+	);`,
 }
 
 // schemaVersion is the version this build writes.

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pdvault/pdvault/policy"
@@ -43,6 +44,10 @@ type Options struct {
 	// KDF overrides the parameters Create uses; they must still be within
 	// bounds. Nil means DefaultKDFParams.
 	KDF *KDFParams
+	// Issuer is the vault's public base URL (e.g. https://vault.example):
+	// the iss and aud of its grants, and the base of the URLs that DPoP
+	// proofs must name. Default http://127.0.0.1:8700.
+	Issuer string
 }
 
 func (o *Options) defaults() {
@@ -54,6 +59,9 @@ func (o *Options) defaults() {
 	}
 	if o.SessionTTL <= 0 {
 		o.SessionTTL = 12 * time.Hour
+	}
+	if o.Issuer == "" {
+		o.Issuer = "http://127.0.0.1:8700"
 	}
 }
 
@@ -72,6 +80,14 @@ type Vault struct {
 	recordKeys  map[uint32][]byte
 
 	sessions *sessions
+
+	issuer      atomic.Pointer[string]
+	keys        *keyring
+	terms       atomic.Pointer[TermsDoc]
+	auditKey    []byte
+	pairwiseKey []byte
+	replay      *replayCache
+	grants      grantCache
 }
 
 // meta is the single row that describes a vault.
@@ -202,7 +218,11 @@ func initialize(ctx context.Context, db *store, dir string, passphrase []byte, k
 	if err != nil {
 		return nil, err
 	}
-	return newVault(dir, db, m, master, opts), nil
+	v := newVault(dir, db, m, master, opts)
+	if err := v.setup(ctx); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // Open unlocks the vault in dir. A wrong passphrase returns
@@ -249,7 +269,12 @@ func unlock(ctx context.Context, db *store, dir string, passphrase []byte, opts 
 		wipe(master)
 		return nil, err
 	}
-	return newVault(dir, db, m, master, opts), nil
+	v := newVault(dir, db, m, master, opts)
+	if err := v.setup(ctx); err != nil {
+		wipe(master)
+		return nil, err
+	}
+	return v, nil
 }
 
 func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault {
@@ -264,8 +289,29 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 		recordKeys:  map[uint32][]byte{},
 	}
 	v.sessions = newSessions(opts.Now, opts.SessionTTL)
+	v.issuer.Store(&opts.Issuer)
+	v.auditKey = subkey(master, m.vaultID, labelAuditKey, 0)
+	v.pairwiseKey = subkey(master, m.vaultID, labelPairwiseKey, 0)
+	v.replay = newReplayCache(4 << 20)
+	v.grants.m = map[[32]byte]*policy.GrantClaims{}
 	return v
 }
+
+// setup loads what an unlocked vault needs beyond its master key: signing
+// keys (made on first use) and the terms (the defaults on first use).
+func (v *Vault) setup(ctx context.Context) error {
+	if err := v.loadKeys(ctx); err != nil {
+		return storageError("load signing keys", err)
+	}
+	return v.ensureTerms(ctx)
+}
+
+// Issuer is the vault's public base URL.
+func (v *Vault) Issuer() string { return *v.issuer.Load() }
+
+// SetIssuer changes the public base URL. It is for start-up, before the
+// vault serves: grants issued under another issuer stop verifying.
+func (v *Vault) SetIssuer(u string) { v.issuer.Store(&u) }
 
 // ID is the vault's public identifier.
 func (v *Vault) ID() string { return v.id }
@@ -281,6 +327,8 @@ func (v *Vault) Close() error {
 	}
 	v.recordKeys = nil
 	wipe(v.master)
+	wipe(v.auditKey)
+	wipe(v.pairwiseKey)
 	v.mu.Unlock()
 	return v.db.close()
 }

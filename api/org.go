@@ -1,0 +1,273 @@
+package api
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/gorilla/mux"
+
+	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault"
+)
+
+// The organization-facing protocol. Every handler decodes, makes one vault
+// call, and encodes; DPoP and grant checks happen in the vault.
+
+// metadata is the RFC 8414 authorization-server metadata, with pdvault's
+// own endpoints added.
+type metadata struct {
+	Issuer                          string   `json:"issuer"`
+	JWKSURI                         string   `json:"jwks_uri"`
+	TokenEndpoint                   string   `json:"token_endpoint"`
+	IntrospectionEndpoint           string   `json:"introspection_endpoint"`
+	DeviceAuthorizationEndpoint     string   `json:"device_authorization_endpoint"`
+	GrantTypesSupported             []string `json:"grant_types_supported"`
+	TokenEndpointAuthMethods        []string `json:"token_endpoint_auth_methods_supported"`
+	DPoPAlgs                        []string `json:"dpop_signing_alg_values_supported"`
+	RequestObjectAlgs               []string `json:"request_object_signing_alg_values_supported"`
+	AuthorizationDetailsTypes       []string `json:"authorization_details_types_supported"`
+	ResponseTypesSupported          []string `json:"response_types_supported"`
+	IntrospectionEndpointAuthMethod []string `json:"introspection_endpoint_auth_methods_supported"`
+	TermsEndpoint                   string   `json:"terms_endpoint"`
+	RequestEndpoint                 string   `json:"request_endpoint"`
+	DataEndpoint                    string   `json:"data_endpoint"`
+}
+
+// deviceCodeGrant is the RFC 8628 grant type the token endpoint serves.
+const deviceCodeGrant = "urn:ietf:params:oauth:grant-type:device_code"
+
+func (s *server) discovery(w http.ResponseWriter, r *http.Request) {
+	iss := s.svc.Issuer()
+	algs := []string{"EdDSA", "ES256"}
+	writeJSON(w, http.StatusOK, metadata{
+		Issuer:                          iss,
+		JWKSURI:                         iss + "/.well-known/jwks.json",
+		TokenEndpoint:                   iss + "/v1/token",
+		IntrospectionEndpoint:           iss + "/v1/introspect",
+		DeviceAuthorizationEndpoint:     iss + "/v1/requests",
+		GrantTypesSupported:             []string{deviceCodeGrant},
+		TokenEndpointAuthMethods:        []string{"none"},
+		DPoPAlgs:                        algs,
+		RequestObjectAlgs:               algs,
+		AuthorizationDetailsTypes:       []string{policy.DetailType},
+		ResponseTypesSupported:          []string{},
+		IntrospectionEndpointAuthMethod: []string{"dpop"},
+		TermsEndpoint:                   iss + "/v1/terms",
+		RequestEndpoint:                 iss + "/v1/requests",
+		DataEndpoint:                    iss + "/v1/data",
+	})
+}
+
+func (s *server) jwks(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	writeJSONRaw(w, http.StatusOK, s.svc.JWKS())
+}
+
+func (s *server) currentTerms(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, s.svc.CurrentTerms())
+}
+
+func (s *server) termsByHash(w http.ResponseWriter, r *http.Request) {
+	doc, err := s.svc.TermsByHash(r.Context(), mux.Vars(r)["hash"])
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "public, max-age=86400, immutable")
+	writeJSON(w, http.StatusOK, doc)
+}
+
+// submitRequest takes a compact JWS as the body (RFC 9101 media type
+// application/oauth-authz-req+jwt), or as the form field "request".
+func (s *server) submitRequest(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	signed := strings.TrimSpace(string(body))
+	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
+		form, err := url.ParseQuery(signed)
+		if err != nil {
+			writeError(w, r, s.log, errBadForm)
+			return
+		}
+		signed = form.Get("request")
+	}
+	t, err := s.svc.SubmitRequest(r.Context(), signed)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	w.Header().Set("Location", "/v1/requests/"+t.RequestID)
+	writeJSON(w, http.StatusCreated, t)
+}
+
+// httpContext is the method and absolute URL of the request as the client
+// addressed it: the vault's public base URL and the path. The query is
+// left out, as RFC 9449 §4.3 says htu is compared without it.
+func (s *server) httpContext(r *http.Request) vault.HTTPContext {
+	return vault.HTTPContext{Method: r.Method, URL: s.svc.Issuer() + r.URL.EscapedPath()}
+}
+
+// oneHeader returns the single value of a header; a repeated header is an
+// error (RFC 9449 §4.3 point 1: exactly one DPoP header).
+func oneHeader(r *http.Request, name string) (string, bool) {
+	v := r.Header.Values(name)
+	switch len(v) {
+	case 0:
+		return "", true
+	case 1:
+		return v[0], true
+	}
+	return "", false
+}
+
+func (s *server) token(w http.ResponseWriter, r *http.Request) {
+	form, err := s.readForm(w, r)
+	if err != nil {
+		writeTokenError(w, r, s.log, err)
+		return
+	}
+	if gt := form.Get("grant_type"); gt != deviceCodeGrant {
+		writeTokenError(w, r, s.log, errGrantType)
+		return
+	}
+	id := form.Get("device_code")
+	if id == "" {
+		id = form.Get("request_id")
+	}
+	if id == "" {
+		writeTokenError(w, r, s.log, errNoDeviceCode)
+		return
+	}
+	proof, ok := oneHeader(r, "DPoP")
+	if !ok {
+		writeTokenError(w, r, s.log, errTwoProofs)
+		return
+	}
+	res, err := s.svc.CollectGrant(r.Context(), id, proof, s.httpContext(r))
+	if err != nil {
+		writeTokenError(w, r, s.log, err)
+		return
+	}
+	w.Header().Set("Pragma", "no-cache")
+	writeJSON(w, http.StatusOK, res)
+}
+
+// dpopAccess reads "Authorization: DPoP <grant>" and the DPoP header.
+func (s *server) dpopAccess(r *http.Request) (vault.Access, error) {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "DPoP") || strings.TrimSpace(tok) == "" {
+		return vault.Access{}, errNeedDPoP
+	}
+	proof, ok := oneHeader(r, "DPoP")
+	if !ok {
+		return vault.Access{}, errTwoProofs
+	}
+	return vault.Access{Grant: strings.TrimSpace(tok), Proof: proof, HTTP: s.httpContext(r)}, nil
+}
+
+// dpopChallenge sets the RFC 9449 §7.1 challenge before an error is written.
+func dpopChallenge(w http.ResponseWriter, err error) {
+	if policy.KindOf(err) == policy.KindUnauthenticated {
+		w.Header().Set("WWW-Authenticate", `DPoP error="`+policy.CodeOf(err)+`", algs="EdDSA ES256"`)
+	}
+}
+
+func (s *server) readCollection(w http.ResponseWriter, r *http.Request) {
+	a, err := s.dpopAccess(r)
+	if err != nil {
+		dpopChallenge(w, err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	limit, err := limitParam(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	page, err := s.svc.ReadCollection(r.Context(), a, mux.Vars(r)["collection"], limit, r.URL.Query().Get("cursor"))
+	if err != nil {
+		dpopChallenge(w, err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+func (s *server) readRecord(w http.ResponseWriter, r *http.Request) {
+	a, err := s.dpopAccess(r)
+	if err != nil {
+		dpopChallenge(w, err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	v := mux.Vars(r)
+	rec, err := s.svc.ReadRecord(r.Context(), a, v["collection"], v["id"])
+	if err != nil {
+		dpopChallenge(w, err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rec)
+}
+
+func (s *server) introspect(w http.ResponseWriter, r *http.Request) {
+	form, err := s.readForm(w, r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	tok := form.Get("token")
+	if tok == "" {
+		writeError(w, r, s.log, errNoToken)
+		return
+	}
+	proof, ok := oneHeader(r, "DPoP")
+	if !ok {
+		writeError(w, r, s.log, errTwoProofs)
+		return
+	}
+	res, err := s.svc.Introspect(r.Context(), tok, proof, s.httpContext(r))
+	if err != nil {
+		dpopChallenge(w, err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+// readForm parses an application/x-www-form-urlencoded body within the
+// body limit.
+func (s *server) readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/x-www-form-urlencoded") {
+		return nil, errBadForm
+	}
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return nil, err
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		return nil, errBadForm
+	}
+	return form, nil
+}
+
+// limitParam reads ?limit=; absent is 0 (the default), and an explicit 0 is
+// out of range.
+func limitParam(r *http.Request) (int, error) {
+	l := r.URL.Query().Get("limit")
+	if l == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(l)
+	if err != nil || n == 0 {
+		return 0, errBadLimitParam
+	}
+	return n, nil
+}

@@ -1,0 +1,147 @@
+package api
+
+import (
+	"bytes"
+	"net/http"
+
+	"github.com/gorilla/mux"
+
+	"github.com/pdvault/pdvault/vault"
+)
+
+// Owner endpoints for the exchange: terms, requests, grants, audit.
+
+func (s *server) setTerms(w http.ResponseWriter, r *http.Request) {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	doc, err := s.svc.SetTerms(r.Context(), body)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, doc)
+}
+
+func (s *server) listRequests(w http.ResponseWriter, r *http.Request) {
+	reqs, err := s.svc.ListRequests(r.Context(), r.URL.Query().Get("status"))
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"requests": reqs})
+}
+
+func (s *server) getRequest(w http.ResponseWriter, r *http.Request) {
+	req, err := s.svc.GetRequest(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, req)
+}
+
+func (s *server) approve(w http.ResponseWriter, r *http.Request) {
+	var a vault.Approval
+	if err := s.decodeOptionalJSON(w, r, &a); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	req, err := s.svc.Approve(r.Context(), mux.Vars(r)["id"], a)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, req)
+}
+
+type denyRequest struct {
+	Reason string `json:"reason"`
+}
+
+func (s *server) deny(w http.ResponseWriter, r *http.Request) {
+	var d denyRequest
+	if err := s.decodeOptionalJSON(w, r, &d); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	req, err := s.svc.Deny(r.Context(), mux.Vars(r)["id"], d.Reason)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, req)
+}
+
+func (s *server) listGrants(w http.ResponseWriter, r *http.Request) {
+	gs, err := s.svc.ListGrants(r.Context())
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"grants": gs})
+}
+
+func (s *server) getGrant(w http.ResponseWriter, r *http.Request) {
+	g, err := s.svc.GetGrant(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, g)
+}
+
+func (s *server) revoke(w http.ResponseWriter, r *http.Request) {
+	g, err := s.svc.Revoke(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, g)
+}
+
+func (s *server) listAudit(w http.ResponseWriter, r *http.Request) {
+	limit, err := limitParam(r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	p, err := s.svc.ListAudit(r.Context(), limit, r.URL.Query().Get("cursor"))
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
+}
+
+func (s *server) verifyAudit(w http.ResponseWriter, r *http.Request) {
+	rep, err := s.svc.VerifyAudit(r.Context())
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (s *server) checkpoint(w http.ResponseWriter, r *http.Request) {
+	cp, err := s.svc.Checkpoint(r.Context())
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, cp)
+}
+
+// decodeOptionalJSON is decodeJSON that also accepts an empty body.
+func (s *server) decodeOptionalJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	b, err := s.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	return decodeStrict(b, v)
+}
