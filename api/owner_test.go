@@ -31,6 +31,7 @@ func newEnv(t *testing.T) *testEnv {
 	t.Cleanup(func() { v.Close() })
 	srv := httptest.NewServer(New(v, Config{}))
 	t.Cleanup(srv.Close)
+	v.SetIssuer(srv.URL)
 	return &testEnv{t: t, v: v, srv: srv, token: v.NewSession().Token}
 }
 

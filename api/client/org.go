@@ -1,0 +1,399 @@
+package client
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/pdvault/pdvault/policy"
+)
+
+// Key is an organization's signing key: it signs access requests and DPoP
+// proofs, and its RFC 7638 thumbprint is the organization's client_id.
+type Key struct {
+	jwk jose.JSONWebKey // private
+	alg jose.SignatureAlgorithm
+	pub jose.JSONWebKey
+	jkt string
+}
+
+// GenerateKey makes a new key: "EdDSA" (Ed25519, the default) or "ES256"
+// (P-256).
+func GenerateKey(alg string) (*Key, error) {
+	switch alg {
+	case "", "EdDSA":
+		_, priv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		return newKey(priv)
+	case "ES256":
+		priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, err
+		}
+		return newKey(priv)
+	}
+	return nil, fmt.Errorf("unsupported algorithm %q: use EdDSA or ES256", alg)
+}
+
+func newKey(priv crypto.Signer) (*Key, error) {
+	k := &Key{jwk: jose.JSONWebKey{Key: priv}}
+	switch priv.(type) {
+	case ed25519.PrivateKey:
+		k.alg = jose.EdDSA
+	case *ecdsa.PrivateKey:
+		k.alg = jose.ES256
+	default:
+		return nil, errors.New("unsupported key type")
+	}
+	k.jwk.Algorithm = string(k.alg)
+	k.pub = k.jwk.Public()
+	jkt, err := policy.Thumbprint(&k.pub)
+	if err != nil {
+		return nil, err
+	}
+	k.jkt = jkt
+	k.jwk.KeyID, k.pub.KeyID = "", ""
+	return k, nil
+}
+
+// ParseKey reads a private JWK.
+func ParseKey(b []byte) (*Key, error) {
+	var j jose.JSONWebKey
+	if err := j.UnmarshalJSON(b); err != nil {
+		return nil, fmt.Errorf("not a JWK: %w", err)
+	}
+	signer, ok := j.Key.(crypto.Signer)
+	if !ok || j.IsPublic() {
+		return nil, errors.New("the JWK holds no private key")
+	}
+	if ek, ok := signer.(*ecdsa.PrivateKey); ok && ek.Curve != elliptic.P256() {
+		return nil, errors.New("only P-256 ECDSA keys are supported")
+	}
+	return newKey(signer)
+}
+
+// LoadKey reads a private JWK from a file.
+func LoadKey(path string) (*Key, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return ParseKey(b)
+}
+
+// MarshalJSON returns the private JWK. Keep it secret.
+func (k *Key) MarshalJSON() ([]byte, error) { return k.jwk.MarshalJSON() }
+
+// Thumbprint is the key's RFC 7638 thumbprint: the organization's client_id.
+func (k *Key) Thumbprint() string { return k.jkt }
+
+// Public is the public JWK.
+func (k *Key) Public() jose.JSONWebKey { return k.pub }
+
+// Sign makes a compact JWS with typ and the public key in the header.
+func (k *Key) Sign(typ string, claims any) (string, error) {
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.jwk.Key},
+		(&jose.SignerOptions{EmbedJWK: true}).WithType(jose.ContentType(typ)))
+	if err != nil {
+		return "", err
+	}
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return "", err
+	}
+	obj, err := signer.Sign(payload)
+	if err != nil {
+		return "", err
+	}
+	return obj.CompactSerialize()
+}
+
+// Proof makes a fresh DPoP proof (RFC 9449) for one HTTP request. With an
+// access token it carries ath.
+func (k *Key) Proof(method, url, accessToken string, now time.Time) (string, error) {
+	c := policy.ProofClaims{ID: randomID(), Method: method, URL: url, IssuedAt: now.Unix()}
+	if accessToken != "" {
+		c.AccessToken = policy.ATH(accessToken)
+	}
+	return k.Sign(policy.TypProof, c)
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// Org is an organization's client for one vault.
+type Org struct {
+	base
+	key *Key
+	// Now is the clock for iat claims; tests move it.
+	Now func() time.Time
+}
+
+// NewOrg returns a client for the vault at baseURL, which must be the
+// vault's issuer (from discovery): DPoP proofs name URLs under it.
+func NewOrg(baseURL string, key *Key, hc *http.Client) (*Org, error) {
+	b, err := newBase(baseURL, hc)
+	if err != nil {
+		return nil, err
+	}
+	return &Org{base: b, key: key, Now: time.Now}, nil
+}
+
+// Key returns the organization's key.
+func (o *Org) Key() *Key { return o.key }
+
+// Metadata is the vault's RFC 8414 metadata.
+type Metadata struct {
+	Issuer                string `json:"issuer"`
+	JWKSURI               string `json:"jwks_uri"`
+	TokenEndpoint         string `json:"token_endpoint"`
+	IntrospectionEndpoint string `json:"introspection_endpoint"`
+	TermsEndpoint         string `json:"terms_endpoint"`
+	RequestEndpoint       string `json:"request_endpoint"`
+	DataEndpoint          string `json:"data_endpoint"`
+}
+
+// Metadata fetches /.well-known/oauth-authorization-server.
+func (o *Org) Metadata(ctx context.Context) (Metadata, error) {
+	var m Metadata
+	err := o.get(ctx, "/.well-known/oauth-authorization-server", "", "", &m)
+	return m, err
+}
+
+// JWKS fetches the vault's public keys.
+func (o *Org) JWKS(ctx context.Context) (jose.JSONWebKeySet, error) {
+	var s jose.JSONWebKeySet
+	err := o.get(ctx, "/.well-known/jwks.json", "", "", &s)
+	return s, err
+}
+
+// Terms is the owner's terms as served.
+type Terms struct {
+	Terms json.RawMessage `json:"terms"`
+	Hash  string          `json:"hash"`
+	Text  string          `json:"text"`
+}
+
+// Terms fetches the current terms.
+func (o *Org) Terms(ctx context.Context) (Terms, error) {
+	var t Terms
+	err := o.get(ctx, "/v1/terms", "", "", &t)
+	return t, err
+}
+
+// AccessRequest is what an organization asks for. ClientName, ClientURI,
+// Purpose, AuthorizationDetails and Duration are required; TermsHash is
+// fetched if empty; iat and jti are filled in.
+type AccessRequest = policy.RequestClaims
+
+// AuthorizationDetail is one collection and its fields.
+type AuthorizationDetail = policy.AuthorizationDetail
+
+// Detail is a shorthand for a read of some fields of one collection.
+func Detail(collection string, fields ...string) AuthorizationDetail {
+	return AuthorizationDetail{Type: policy.DetailType, Collection: collection, Fields: fields}
+}
+
+// Ticket is the answer to a request (RFC 8628 style).
+type Ticket struct {
+	RequestID string `json:"request_id"`
+	Interval  int64  `json:"interval"`
+	ExpiresIn int64  `json:"expires_in"`
+}
+
+// SignRequest signs an access request as an RFC 9101 request object.
+func (o *Org) SignRequest(ctx context.Context, r AccessRequest) (string, error) {
+	if r.TermsHash == "" {
+		t, err := o.Terms(ctx)
+		if err != nil {
+			return "", fmt.Errorf("fetching the terms: %w", err)
+		}
+		r.TermsHash = t.Hash
+	}
+	if r.IssuedAt == 0 {
+		r.IssuedAt = o.Now().Unix()
+	}
+	if r.ID == "" {
+		r.ID = randomID()
+	}
+	if r.Audience == "" {
+		r.Audience = o.url
+	}
+	for i := range r.AuthorizationDetails {
+		if r.AuthorizationDetails[i].Type == "" {
+			r.AuthorizationDetails[i].Type = policy.DetailType
+		}
+	}
+	return o.key.Sign(policy.TypRequest, r)
+}
+
+// Request signs and sends an access request.
+func (o *Org) Request(ctx context.Context, r AccessRequest) (Ticket, error) {
+	signed, err := o.SignRequest(ctx, r)
+	if err != nil {
+		return Ticket{}, err
+	}
+	return o.SendSigned(ctx, signed)
+}
+
+// SendSigned sends an already signed request object.
+func (o *Org) SendSigned(ctx context.Context, signed string) (Ticket, error) {
+	req, err := o.newRequest(ctx, http.MethodPost, "/v1/requests", signed)
+	if err != nil {
+		return Ticket{}, err
+	}
+	req.Header.Set("Content-Type", "application/oauth-authz-req+jwt")
+	var t Ticket
+	_, err = o.do(req, &t)
+	return t, err
+}
+
+// Token is a collected grant.
+type Token struct {
+	AccessToken          string                `json:"access_token"`
+	TokenType            string                `json:"token_type"`
+	ExpiresIn            int64                 `json:"expires_in"`
+	AuthorizationDetails []AuthorizationDetail `json:"authorization_details"`
+	GrantID              string                `json:"grant_id"`
+}
+
+// Poll asks once for the grant. While the owner has not decided, the error
+// has code "authorization_pending" (or "slow_down").
+func (o *Org) Poll(ctx context.Context, requestID string) (Token, error) {
+	form := url.Values{"grant_type": {"urn:ietf:params:oauth:grant-type:device_code"}, "device_code": {requestID}}
+	var t Token
+	err := o.postForm(ctx, "/v1/token", form, "", &t)
+	return t, err
+}
+
+// WaitForGrant polls until the owner decides, the request expires or ctx
+// ends, honouring the interval and slow_down (RFC 8628 §3.5).
+func (o *Org) WaitForGrant(ctx context.Context, t Ticket) (Token, error) {
+	interval := time.Duration(max(t.Interval, 1)) * time.Second
+	for {
+		tok, err := o.Poll(ctx, t.RequestID)
+		switch {
+		case err == nil:
+			return tok, nil
+		case IsCode(err, "authorization_pending"):
+		case IsCode(err, "slow_down"):
+			interval += 5 * time.Second
+		default:
+			return Token{}, err
+		}
+		select {
+		case <-ctx.Done():
+			return Token{}, ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}
+
+// DataRecord is a record as the organization sees it.
+type DataRecord struct {
+	ID         string                     `json:"id"`
+	Collection string                     `json:"collection"`
+	Data       map[string]json.RawMessage `json:"data"`
+}
+
+// DataPage is a page of a granted collection.
+type DataPage struct {
+	Collection string       `json:"collection"`
+	Records    []DataRecord `json:"records"`
+	NextCursor string       `json:"next_cursor,omitempty"`
+}
+
+// ReadCollection reads a page of a granted collection.
+func (o *Org) ReadCollection(ctx context.Context, grant, collection string, limit int, cursor string) (DataPage, error) {
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	var p DataPage
+	err := o.get(ctx, "/v1/data/"+url.PathEscape(collection), q.Encode(), grant, &p)
+	return p, err
+}
+
+// ReadRecord reads one record of a granted collection.
+func (o *Org) ReadRecord(ctx context.Context, grant, collection, id string) (DataRecord, error) {
+	var r DataRecord
+	err := o.get(ctx, "/v1/data/"+url.PathEscape(collection)+"/"+url.PathEscape(id), "", grant, &r)
+	return r, err
+}
+
+// Introspection is an RFC 7662 answer.
+type Introspection struct {
+	Active               bool                  `json:"active"`
+	ClientID             string                `json:"client_id,omitempty"`
+	Subject              string                `json:"sub,omitempty"`
+	Expiry               int64                 `json:"exp,omitempty"`
+	AuthorizationDetails []AuthorizationDetail `json:"authorization_details,omitempty"`
+}
+
+// Introspect asks whether a grant is still active.
+func (o *Org) Introspect(ctx context.Context, grant string) (Introspection, error) {
+	var in Introspection
+	err := o.postForm(ctx, "/v1/introspect", url.Values{"token": {grant}}, "", &in)
+	return in, err
+}
+
+// get sends a GET with a DPoP proof when a grant is given.
+func (o *Org) get(ctx context.Context, path, query, grant string, out any) error {
+	p := path
+	if query != "" {
+		p += "?" + query
+	}
+	req, err := o.newRequest(ctx, http.MethodGet, p, nil)
+	if err != nil {
+		return err
+	}
+	if grant != "" {
+		proof, err := o.key.Proof(http.MethodGet, o.url+path, grant, o.Now())
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "DPoP "+grant)
+		req.Header.Set("DPoP", proof)
+	}
+	_, err = o.do(req, out)
+	return err
+}
+
+// postForm sends a form with a DPoP proof (the token and introspection
+// endpoints authenticate the organization by its proof).
+func (o *Org) postForm(ctx context.Context, path string, form url.Values, grant string, out any) error {
+	req, err := o.newRequest(ctx, http.MethodPost, path, form.Encode())
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	proof, err := o.key.Proof(http.MethodPost, o.url+path, grant, o.Now())
+	if err != nil {
+		return err
+	}
+	req.Header.Set("DPoP", proof)
+	_, err = o.do(req, out)
+	return err
+}
