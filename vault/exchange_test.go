@@ -1,0 +1,355 @@
+package vault
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/pdvault/pdvault/policy"
+)
+
+// org is a test organization that signs requests and proofs by hand, so
+// the vault is tested without the HTTP client.
+type org struct {
+	priv ed25519.PrivateKey
+	jkt  string
+}
+
+func newOrg(t *testing.T) org {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	jkt, err := policy.Thumbprint(&jose.JSONWebKey{Key: priv.Public()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return org{priv: priv, jkt: jkt}
+}
+
+func (o org) sign(t *testing.T, typ string, claims any) string {
+	t.Helper()
+	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: o.priv}, (&jose.SignerOptions{EmbedJWK: true}).WithType(jose.ContentType(typ)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := json.Marshal(claims)
+	obj, err := s.Sign(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _ := obj.CompactSerialize()
+	return out
+}
+
+func (o org) request(t *testing.T, v *Vault, mod func(*policy.RequestClaims)) string {
+	c := policy.RequestClaims{
+		ClientName: "Acme", ClientURI: "https://acme.example", Purpose: "service_delivery",
+		AuthorizationDetails: []policy.AuthorizationDetail{{Type: policy.DetailType, Collection: "profile", Fields: []string{"name", "email"}}},
+		Duration:             3600, TermsHash: v.CurrentTerms().Hash, IssuedAt: v.opts.Now().Unix(), ID: newID(),
+	}
+	if mod != nil {
+		mod(&c)
+	}
+	return o.sign(t, policy.TypRequest, c)
+}
+
+func (o org) proof(t *testing.T, v *Vault, method, path, at string) (string, HTTPContext) {
+	c := policy.ProofClaims{ID: newID(), Method: method, URL: v.Issuer() + path, IssuedAt: v.opts.Now().Unix()}
+	if at != "" {
+		c.AccessToken = policy.ATH(at)
+	}
+	return o.sign(t, policy.TypProof, c), HTTPContext{Method: method, URL: v.Issuer() + path}
+}
+
+// grant runs the exchange up to a collected grant.
+func (o org) grant(t *testing.T, v *Vault, a Approval) TokenResponse {
+	t.Helper()
+	ctx := t.Context()
+	tk, err := v.SubmitRequest(ctx, o.request(t, v, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Approve(ctx, tk.RequestID, a); err != nil {
+		t.Fatal(err)
+	}
+	p, hc := o.proof(t, v, "POST", "/v1/token", "")
+	tok, err := v.CollectGrant(ctx, tk.RequestID, p, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func (o org) read(t *testing.T, v *Vault, tok, coll string) (DataPage, error) {
+	p, hc := o.proof(t, v, "GET", "/v1/data/"+coll, tok)
+	return v.ReadCollection(t.Context(), Access{Grant: tok, Proof: p, HTTP: hc}, coll, 0, "")
+}
+
+// populatedLog makes a vault whose audit log has a few hundred entries
+// and at least one signed checkpoint.
+func populatedLog(t *testing.T) (*Vault, int64) {
+	v, _, _ := newTestVault(t)
+	v.CreateRecord(t.Context(), "profile", []byte(`{"name":"Ada","email":"a@x"}`))
+	o := newOrg(t)
+	tok := o.grant(t, v, Approval{})
+	for range checkpointEvery + 20 {
+		if _, err := o.read(t, v, tok.AccessToken, "profile"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := v.VerifyAudit(t.Context())
+	if err != nil || !rep.OK || rep.Checkpoints != 1 {
+		t.Fatalf("fresh log: %+v %v", rep, err)
+	}
+	return v, rep.Entries
+}
+
+func wantProblem(t *testing.T, v *Vault, seq int64, contains string) {
+	t.Helper()
+	rep, err := v.VerifyAudit(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK {
+		t.Fatal("verify found nothing wrong")
+	}
+	for _, p := range rep.Problems {
+		if p.Seq == seq && strings.Contains(p.Problem, contains) {
+			return
+		}
+	}
+	t.Fatalf("want a problem at %d mentioning %q, got %+v", seq, contains, rep.Problems)
+}
+
+func TestAuditVerifyFindsTampering(t *testing.T) {
+	exec := func(t *testing.T, v *Vault, q string, args ...any) {
+		t.Helper()
+		if _, err := v.db.w.Exec(q, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("edited", func(t *testing.T) {
+		v, _ := populatedLog(t)
+		exec(t, v, `UPDATE audit SET entry = replace(entry, '"allowed"', '"denied"') WHERE seq = 10`)
+		wantProblem(t, v, 10, "does not match its hash")
+	})
+	t.Run("edited and every later hash recomputed", func(t *testing.T) {
+		v, n := populatedLog(t)
+		exec(t, v, `UPDATE audit SET entry = replace(entry, '"allowed"', '"denied"') WHERE seq = 10`)
+		// The attacker rebuilds the chain (the hash is public) but cannot
+		// MAC the new head or re-sign the checkpoint.
+		rows, _ := v.db.r.Query(`SELECT seq, entry FROM audit ORDER BY seq`)
+		prev := v.auditGenesis()
+		type fix struct {
+			seq int64
+			h   []byte
+		}
+		var fixes []fix
+		for rows.Next() {
+			var seq int64
+			var e []byte
+			rows.Scan(&seq, &e)
+			prev = chainHash(prev, e)
+			fixes = append(fixes, fix{seq, prev})
+		}
+		rows.Close()
+		for _, f := range fixes {
+			exec(t, v, `UPDATE audit SET hash = ? WHERE seq = ?`, f.h, f.seq)
+		}
+		exec(t, v, `UPDATE audit_head SET hash = ? WHERE id = 1`, prev)
+		wantProblem(t, v, n, "MAC does not verify")
+		wantProblem(t, v, checkpointEvery, "no longer matches its signed checkpoint")
+	})
+	t.Run("deleted", func(t *testing.T) {
+		v, _ := populatedLog(t)
+		exec(t, v, `DELETE FROM audit WHERE seq = 7`)
+		wantProblem(t, v, 7, "missing or out of order")
+	})
+	t.Run("reordered", func(t *testing.T) {
+		v, _ := populatedLog(t)
+		exec(t, v, `UPDATE audit SET seq = -1 WHERE seq = 5`)
+		exec(t, v, `UPDATE audit SET seq = 5 WHERE seq = 6`)
+		exec(t, v, `UPDATE audit SET seq = 6 WHERE seq = -1`)
+		wantProblem(t, v, 5, "does not state its own position")
+	})
+	t.Run("truncated", func(t *testing.T) {
+		v, n := populatedLog(t)
+		exec(t, v, `DELETE FROM audit WHERE seq > ?`, n-3)
+		wantProblem(t, v, n-2, "truncated or extended")
+	})
+	t.Run("truncated below a checkpoint, head rewritten from an old copy", func(t *testing.T) {
+		v, _ := populatedLog(t)
+		var h, mac []byte
+		v.db.r.QueryRow(`SELECT hash FROM audit WHERE seq = 100`).Scan(&h)
+		mac = v.headMAC(100, h) // as if an old head had been kept
+		exec(t, v, `DELETE FROM audit WHERE seq > 100`)
+		exec(t, v, `UPDATE audit_head SET size = 100, hash = ?, mac = ?`, h, mac)
+		wantProblem(t, v, 101, "signed checkpoint covers")
+	})
+	t.Run("forged checkpoint", func(t *testing.T) {
+		v, _ := populatedLog(t)
+		exec(t, v, `UPDATE audit_checkpoints SET signed = replace(signed, substr(signed, -10), 'AAAAAAAAAA')`)
+		wantProblem(t, v, checkpointEvery, "bad signature")
+	})
+}
+
+// If the audit entry cannot be written, the decision does not happen.
+func TestAuditFailsClosed(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	ctx := t.Context()
+	v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada"}`))
+	o := newOrg(t)
+	tok := o.grant(t, v, Approval{})
+	if _, err := v.db.w.Exec(`CREATE TRIGGER no_audit BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit disk gone'); END`); err != nil {
+		t.Fatal(err)
+	}
+	page, err := o.read(t, v, tok.AccessToken, "profile")
+	if err == nil || len(page.Records) != 0 {
+		t.Fatalf("read succeeded without an audit entry: %+v", page)
+	}
+	if policy.KindOf(err) != policy.KindInternal || strings.Contains(policy.CodeOf(err), "audit") {
+		t.Fatalf("err = %v", err)
+	}
+	_, err = v.Revoke(ctx, tok.GrantID)
+	if err == nil {
+		t.Fatal("revocation succeeded without an audit entry")
+	}
+	if g, _ := v.GetGrant(ctx, tok.GrantID); g.Status != "active" {
+		t.Fatalf("failed revocation changed the grant: %s", g.Status)
+	}
+	_, err = v.SubmitRequest(ctx, o.request(t, v, nil))
+	if err == nil {
+		t.Fatal("request accepted without an audit entry")
+	}
+	reqs, _ := v.ListRequests(ctx, StatusPending)
+	if len(reqs) != 0 {
+		t.Fatalf("request stored without an audit entry: %d", len(reqs))
+	}
+}
+
+func TestPairwiseSubjects(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	a, b := newOrg(t), newOrg(t)
+	ga1 := a.grant(t, v, Approval{})
+	ga2 := a.grant(t, v, Approval{})
+	gb := b.grant(t, v, Approval{})
+	sub := func(tok string) string {
+		c, err := v.verifyGrant(tok)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Subject
+	}
+	if sub(ga1.AccessToken) != sub(ga2.AccessToken) {
+		t.Fatal("the same organization sees two subjects")
+	}
+	if sub(ga1.AccessToken) == sub(gb.AccessToken) {
+		t.Fatal("two organizations see the same subject")
+	}
+}
+
+func TestGrantTimesAndPolling(t *testing.T) {
+	v, _, c := newTestVault(t)
+	ctx := t.Context()
+	v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada"}`))
+	o := newOrg(t)
+
+	tk, _ := v.SubmitRequest(ctx, o.request(t, v, nil))
+	poll := func() error {
+		p, hc := o.proof(t, v, "POST", "/v1/token", "")
+		_, err := v.CollectGrant(ctx, tk.RequestID, p, hc)
+		return err
+	}
+	wantErr(t, poll(), ErrPending)
+	c.Add(time.Second)
+	wantErr(t, poll(), ErrSlowDown)
+	c.Add(10 * time.Second) // the interval grew to 10s
+	wantErr(t, poll(), ErrPending)
+	// The owner approves 50 of the 60 minutes asked; the org collects 20
+	// minutes later.
+	if _, err := v.Approve(ctx, tk.RequestID, Approval{Duration: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	c.Add(20 * time.Minute)
+	p, hc := o.proof(t, v, "POST", "/v1/token", "")
+	tok, err := v.CollectGrant(ctx, tk.RequestID, p, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The 50 minutes run from the approval.
+	if tok.ExpiresIn != 1800 {
+		t.Fatalf("expires_in = %d, want 1800", tok.ExpiresIn)
+	}
+	if _, err := o.read(t, v, tok.AccessToken, "profile"); err != nil {
+		t.Fatal(err)
+	}
+	c.Add(30*time.Minute + policy.ClockSkew + time.Second)
+	_, err = o.read(t, v, tok.AccessToken, "profile")
+	wantErr(t, err, policy.ErrGrantExpired)
+
+	// A request nobody decides expires.
+	tk2, _ := v.SubmitRequest(ctx, o.request(t, v, nil))
+	c.Add(RequestLifetime)
+	p, hc = o.proof(t, v, "POST", "/v1/token", "")
+	_, err = v.CollectGrant(ctx, tk2.RequestID, p, hc)
+	wantErr(t, err, ErrExpiredToken)
+	_, err = v.Approve(ctx, tk2.RequestID, Approval{})
+	wantErr(t, err, ErrRequestDecided)
+}
+
+func TestRequestFreshness(t *testing.T) {
+	v, _, c := newTestVault(t)
+	o := newOrg(t)
+	old := o.request(t, v, nil)
+	c.Add(policy.RequestMaxAge + policy.ClockSkew + time.Second)
+	_, err := v.SubmitRequest(t.Context(), old)
+	wantErr(t, err, policy.ErrRequestExpired)
+	future := o.request(t, v, func(r *policy.RequestClaims) { r.IssuedAt += 3600 })
+	_, err = v.SubmitRequest(t.Context(), future)
+	wantErr(t, err, policy.ErrRequestFuture)
+}
+
+func TestSigningKeyAndTermsSurviveReopenAndExport(t *testing.T) {
+	v, dir, c := newTestVault(t)
+	ctx := t.Context()
+	o := newOrg(t)
+	tok := o.grant(t, v, Approval{})
+	kid := v.signer().kid
+	hash := v.CurrentTerms().Hash
+	v.Close()
+	v2, err := Open(ctx, dir, []byte(testPass), Options{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	if v2.signer().kid != kid || v2.CurrentTerms().Hash != hash {
+		t.Fatal("signing key or terms changed across a reopen")
+	}
+	if _, err := v2.verifyGrant(tok.AccessToken); err != nil {
+		t.Fatalf("grant no longer verifies after reopen: %v", err)
+	}
+	var buf strings.Builder
+	if _, err := v2.Export(ctx, &buf); err != nil {
+		t.Fatal(err)
+	}
+	dir3 := t.TempDir() + "/r"
+	if _, err := Import(ctx, strings.NewReader(buf.String()), dir3, []byte(testPass), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	v3, err := Open(ctx, dir3, []byte(testPass), Options{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v3.Close()
+	rep, err := v3.VerifyAudit(ctx)
+	if err != nil || !rep.OK || v3.signer().kid != kid {
+		t.Fatalf("restored vault: %+v %v", rep, err)
+	}
+	if _, err := v3.verifyGrant(tok.AccessToken); err != nil {
+		t.Fatalf("grant does not verify in the restored vault: %v", err)
+	}
+}
+
