@@ -161,7 +161,13 @@ func (v *Vault) authorize(ctx context.Context, a Access, collection string) (*po
 	}
 	refuse := func(err error) (*policy.GrantClaims, policy.AuthorizationDetail, error) {
 		e := v.refusal(g, collection, err)
-		if aerr := v.db.tx(ctx, func(tx *sql.Tx) error { return v.appendAudit(ctx, tx, e) }); aerr != nil {
+		aerr := v.db.tx(ctx, func(tx *sql.Tx) error {
+			// The name makes the log readable; a grant without a row (one
+			// from a restored backup, say) is logged without it.
+			tx.QueryRowContext(ctx, `SELECT client_name FROM grants WHERE id = ?`, g.ID).Scan(&e.ClientName)
+			return v.appendAudit(ctx, tx, e)
+		})
+		if aerr != nil {
 			return nil, policy.AuthorizationDetail{}, aerr
 		}
 		return nil, policy.AuthorizationDetail{}, err
@@ -205,6 +211,7 @@ func (v *Vault) commitRead(ctx context.Context, g *policy.GrantClaims, collectio
 		if errors.Is(err, sql.ErrNoRows) || (err == nil && revoked.Valid) {
 			outErr = policy.ErrGrantRevoked
 			e := v.refusal(g, collection, outErr)
+			e.ClientName = name
 			return v.appendAudit(ctx, tx, e)
 		}
 		if err != nil {

@@ -352,4 +352,3 @@ func TestSigningKeyAndTermsSurviveReopenAndExport(t *testing.T) {
 		t.Fatalf("grant does not verify in the restored vault: %v", err)
 	}
 }
-

@@ -166,3 +166,182 @@ func (o *Owner) Export(ctx context.Context, w io.Writer) error {
 	_, err = io.Copy(w, res.Body)
 	return err
 }
+
+// Request is an access request as the owner sees it.
+type Request struct {
+	ID              string                `json:"id"`
+	Status          string                `json:"status"`
+	ClientID        string                `json:"client_id"`
+	ClientName      string                `json:"client_name"`
+	ClientURI       string                `json:"client_uri"`
+	CallbackURI     string                `json:"callback_uri,omitempty"`
+	Purpose         string                `json:"purpose"`
+	PurposeText     string                `json:"purpose_text,omitempty"`
+	Details         []AuthorizationDetail `json:"authorization_details"`
+	Duration        int64                 `json:"duration"`
+	Retention       *int64                `json:"retention,omitempty"`
+	TermsHash       string                `json:"terms_hash"`
+	Created         time.Time             `json:"created"`
+	Expires         time.Time             `json:"expires"`
+	Decided         *time.Time            `json:"decided,omitempty"`
+	GrantedDetails  []AuthorizationDetail `json:"granted_authorization_details,omitempty"`
+	GrantedDuration int64                 `json:"granted_duration,omitempty"`
+	DenyReason      string                `json:"deny_reason,omitempty"`
+	GrantID         string                `json:"grant_id,omitempty"`
+	Signed          string                `json:"signed_request"`
+}
+
+// ListRequests lists access requests, newest first; status "" for all.
+func (o *Owner) ListRequests(ctx context.Context, status string) ([]Request, error) {
+	p := "/v1/owner/requests"
+	if status != "" {
+		p += "?status=" + url.QueryEscape(status)
+	}
+	var out struct {
+		Requests []Request `json:"requests"`
+	}
+	err := o.send(ctx, http.MethodGet, p, nil, &out)
+	return out.Requests, err
+}
+
+// GetRequest reads one request.
+func (o *Owner) GetRequest(ctx context.Context, id string) (Request, error) {
+	var r Request
+	err := o.send(ctx, http.MethodGet, "/v1/owner/requests/"+url.PathEscape(id), nil, &r)
+	return r, err
+}
+
+// Approval narrows an approval: nil details and 0 duration approve as asked.
+type Approval struct {
+	Details  []AuthorizationDetail `json:"authorization_details,omitempty"`
+	Duration int64                 `json:"duration,omitempty"`
+}
+
+// Approve says yes to a request, as asked or narrower.
+func (o *Owner) Approve(ctx context.Context, id string, a Approval) (Request, error) {
+	var r Request
+	err := o.send(ctx, http.MethodPost, "/v1/owner/requests/"+url.PathEscape(id)+"/approve", a, &r)
+	return r, err
+}
+
+// Deny says no to a request.
+func (o *Owner) Deny(ctx context.Context, id, reason string) (Request, error) {
+	var r Request
+	err := o.send(ctx, http.MethodPost, "/v1/owner/requests/"+url.PathEscape(id)+"/deny", map[string]string{"reason": reason}, &r)
+	return r, err
+}
+
+// Grant is a grant as the owner sees it.
+type Grant struct {
+	ID         string                `json:"id"`
+	RequestID  string                `json:"request_id"`
+	ClientID   string                `json:"client_id"`
+	ClientName string                `json:"client_name"`
+	Subject    string                `json:"sub"`
+	Details    []AuthorizationDetail `json:"authorization_details"`
+	Purpose    string                `json:"purpose"`
+	TermsHash  string                `json:"terms_hash"`
+	Issued     time.Time             `json:"issued"`
+	Expires    time.Time             `json:"expires"`
+	Revoked    *time.Time            `json:"revoked,omitempty"`
+	Status     string                `json:"status"`
+}
+
+// ListGrants lists every grant, newest first.
+func (o *Owner) ListGrants(ctx context.Context) ([]Grant, error) {
+	var out struct {
+		Grants []Grant `json:"grants"`
+	}
+	err := o.send(ctx, http.MethodGet, "/v1/owner/grants", nil, &out)
+	return out.Grants, err
+}
+
+// Revoke ends a grant now.
+func (o *Owner) Revoke(ctx context.Context, id string) (Grant, error) {
+	var g Grant
+	err := o.send(ctx, http.MethodPost, "/v1/owner/grants/"+url.PathEscape(id)+"/revoke", nil, &g)
+	return g, err
+}
+
+// AuditEntry is one line of the audit log.
+type AuditEntry struct {
+	Seq        int64    `json:"seq"`
+	Time       int64    `json:"time"`
+	Event      string   `json:"event"`
+	Actor      string   `json:"actor"`
+	Outcome    string   `json:"outcome,omitempty"`
+	ClientID   string   `json:"client_id,omitempty"`
+	ClientName string   `json:"client_name,omitempty"`
+	RequestID  string   `json:"request_id,omitempty"`
+	GrantID    string   `json:"grant_id,omitempty"`
+	Collection string   `json:"collection,omitempty"`
+	RecordIDs  []string `json:"record_ids,omitempty"`
+	Fields     []string `json:"fields,omitempty"`
+	Scope      string   `json:"scope,omitempty"`
+	Reason     string   `json:"reason,omitempty"`
+}
+
+// AuditPage is a page of the log, newest first.
+type AuditPage struct {
+	Entries    []AuditEntry `json:"entries"`
+	NextCursor string       `json:"next_cursor,omitempty"`
+}
+
+// ListAudit reads the audit log, newest first.
+func (o *Owner) ListAudit(ctx context.Context, limit int, cursor string) (AuditPage, error) {
+	q := url.Values{}
+	if limit > 0 {
+		q.Set("limit", strconv.Itoa(limit))
+	}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	p := "/v1/owner/audit"
+	if len(q) > 0 {
+		p += "?" + q.Encode()
+	}
+	var page AuditPage
+	err := o.send(ctx, http.MethodGet, p, nil, &page)
+	return page, err
+}
+
+// AuditReport is the result of verifying the log.
+type AuditReport struct {
+	OK          bool   `json:"ok"`
+	Entries     int64  `json:"entries"`
+	Checkpoints int    `json:"checkpoints"`
+	Head        string `json:"head,omitempty"`
+	Problems    []struct {
+		Seq     int64  `json:"seq"`
+		Problem string `json:"problem"`
+	} `json:"problems,omitempty"`
+}
+
+// VerifyAudit asks the vault to verify its whole log.
+func (o *Owner) VerifyAudit(ctx context.Context) (AuditReport, error) {
+	var r AuditReport
+	err := o.send(ctx, http.MethodGet, "/v1/owner/audit/verify", nil, &r)
+	return r, err
+}
+
+// OwnerTerms is the terms document with its hash and rendering.
+type OwnerTerms struct {
+	Terms   json.RawMessage `json:"terms"`
+	Hash    string          `json:"hash"`
+	Text    string          `json:"text"`
+	Created time.Time       `json:"created"`
+}
+
+// Terms reads the current terms.
+func (o *Owner) Terms(ctx context.Context) (OwnerTerms, error) {
+	var t OwnerTerms
+	err := o.send(ctx, http.MethodGet, "/v1/owner/terms", nil, &t)
+	return t, err
+}
+
+// SetTerms replaces the terms with the JSON document body.
+func (o *Owner) SetTerms(ctx context.Context, body []byte) (OwnerTerms, error) {
+	var t OwnerTerms
+	err := o.send(ctx, http.MethodPut, "/v1/owner/terms", body, &t)
+	return t, err
+}

@@ -3,7 +3,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -71,6 +73,14 @@ Run a vault:
 Talk to a running vault:
   login        exchange the passphrase for an owner token
   record       put | get | list | delete records
+  requests     list | show | approve | deny organizations' access requests
+  grants       list | revoke grants
+  audit        list | verify the tamper-evident audit log
+  terms        show | set | edit your terms of service
+
+See it work:
+  demo         run the whole story in one command: an organization asks, you approve
+               less than it asked, it reads, you revoke, its next read is refused
 
 Other:
   version      print the version
@@ -102,6 +112,11 @@ func (a *app) run(ctx context.Context, args []string) int {
 		"login":      a.cmdLogin,
 		"record":     a.cmdRecord,
 		"records":    a.cmdRecord,
+		"requests":   a.cmdRequests,
+		"grants":     a.cmdGrants,
+		"audit":      a.cmdAudit,
+		"terms":      a.cmdTerms,
+		"demo":       a.cmdDemo,
 	}
 	name, rest := args[0], args[1:]
 	switch name {
@@ -118,7 +133,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		return 2
 	}
 	if err := cmd(ctx, rest); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
+		if errors.Is(err, flag.ErrHelp) || errors.Is(err, flagHelp) {
 			return 0
 		}
 		a.fail(err)
@@ -264,6 +279,16 @@ func (a *app) readPassphrase(src passphraseSource) ([]byte, error) {
 		return nil, errors.New("empty passphrase")
 	}
 	return []byte(p), nil
+}
+
+// indentJSON pretty-prints a JSON document (for editing).
+func indentJSON(b []byte) []byte {
+	var out bytes.Buffer
+	if json.Indent(&out, b, "", "  ") != nil {
+		return b
+	}
+	out.WriteByte('\n')
+	return out.Bytes()
 }
 
 // newLogger sets up log/slog once for the process.

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/pdvault/pdvault/api"
@@ -29,6 +31,7 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	dev := fs.Bool("dev", false, "run a throwaway vault with sample records in a temporary directory, deleted on exit")
 	addr := fs.String("addr", DefaultAddr, "address to listen on")
 	pfile := fs.String("passphrase-file", "", "read the passphrase from this file (or env PDVAULT_PASSPHRASE)")
+	issuer := fs.String("issuer", "", "public base URL of the vault, if clients reach it through a proxy (default: the listen URL)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := a.parse(fs, args); err != nil {
@@ -70,13 +73,11 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	}
 	defer v.Close()
 
-	ln, err := net.Listen("tcp", *addr)
+	hs, err := startHTTP(v, *addr, *issuer, log)
 	if err != nil {
-		return hint(fmt.Errorf("cannot listen on %s: %w", *addr, err), "choose another address with --addr HOST:PORT")
+		return err
 	}
-	url := "http://" + ln.Addr().String()
-	srv := api.NewServer(*addr, api.New(v, api.Config{Logger: log}), log)
-
+	url := hs.url
 	if *dev {
 		tok := v.NewSession().Token
 		fmt.Fprintf(a.stdout, `pdvault dev vault %s (throwaway: deleted when you press Ctrl-C)
@@ -90,31 +91,63 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 `, v.ID(), url, tok, devPass, cleanupDir, url, tok)
 	} else {
 		fmt.Fprintf(a.stdout, "pdvault serving vault %s at %s\n", v.ID(), url)
-		if !isLoopback(ln.Addr()) {
-			log.Warn("listening beyond loopback without TLS; put a TLS-terminating proxy in front", "addr", ln.Addr().String())
+		if !isLoopback(hs.addr) {
+			log.Warn("listening beyond loopback without TLS; put a TLS-terminating proxy in front", "addr", hs.addr.String())
 		}
 	}
 	if a.listening != nil {
 		a.listening(url)
 	}
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	select {
-	case err := <-errc:
+	case err := <-hs.errc:
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", "grace", shutdownGrace)
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		log.Warn("shutdown incomplete", "err", err)
-	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+	if err := hs.stop(log); err != nil {
 		return err
 	}
 	fmt.Fprintln(a.stdout, "pdvault stopped")
+	return nil
+}
+
+// httpServer is a running API server.
+type httpServer struct {
+	url  string
+	addr net.Addr
+	srv  *http.Server
+	errc chan error
+}
+
+// startHTTP listens on addr and serves the vault's API. The vault's issuer
+// becomes issuer, or the URL it listens on.
+func startHTTP(v *vault.Vault, addr, issuer string, log *slog.Logger) (*httpServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, hint(fmt.Errorf("cannot listen on %s: %w", addr, err), "choose another address with --addr HOST:PORT")
+	}
+	hs := &httpServer{url: "http://" + ln.Addr().String(), addr: ln.Addr(), errc: make(chan error, 1)}
+	if issuer == "" {
+		issuer = hs.url
+	}
+	v.SetIssuer(strings.TrimRight(issuer, "/"))
+	hs.srv = api.NewServer(addr, api.New(v, api.Config{Logger: log}), log)
+	go func() { hs.errc <- hs.srv.Serve(ln) }()
+	return hs, nil
+}
+
+// stop shuts down gracefully: no new connections, and in-flight requests
+// get shutdownGrace to finish.
+func (hs *httpServer) stop(log *slog.Logger) error {
+	log.Info("shutting down", "grace", shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := hs.srv.Shutdown(sctx); err != nil {
+		log.Warn("shutdown incomplete", "err", err)
+	}
+	if err := <-hs.errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
 	return nil
 }
 

@@ -1,0 +1,351 @@
+// Command pdvault-org is a small organization-side tool for pdvault: make a
+// key, ask a vault for data, collect the grant, read, and check a grant.
+// It is built on api/client, which organizations can use directly.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pdvault/pdvault/api/client"
+	"github.com/pdvault/pdvault/policy"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv)
+	stop()
+	os.Exit(code)
+}
+
+const usage = `pdvault-org: the organization side of pdvault.
+
+Usage: pdvault-org <command> [flags]
+
+  keygen --out key.json [--alg EdDSA|ES256]     make the organization's key (its thumbprint is your client_id)
+  terms                                          print the vault's terms and their hash
+  request --name N --url U --purpose P --ask COLLECTION:FIELD,FIELD [--ask ...] --duration 30d
+                                                 sign and send an access request; prints the request id
+  poll [--wait] [--out grant.json] REQUEST_ID    collect the grant once the owner decided
+  read --grant grant.json COLLECTION [ID]        read granted data with a fresh DPoP proof
+  introspect --grant grant.json                  ask whether the grant is still active
+
+Common flags: --vault URL (env PDVAULT_ADDR, default http://127.0.0.1:8700),
+              --key key.json (env PDVAULT_ORG_KEY)
+`
+
+type cli struct {
+	stdout, stderr io.Writer
+	getenv         func(string) string
+}
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
+	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv}
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmds := map[string]func(context.Context, []string) error{
+		"keygen": c.keygen, "terms": c.terms, "request": c.request, "poll": c.poll, "read": c.read, "introspect": c.introspect,
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "pdvault-org: error: unknown command %q\npdvault-org: hint: run \"pdvault-org help\"\n", args[0])
+		return 2
+	}
+	err := cmd(ctx, args[1:])
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	}
+	fmt.Fprintf(stderr, "pdvault-org: error: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "pdvault-org: hint: run \"pdvault-org %s -h\"\n", args[0])
+		return 2
+	}
+	return 1
+}
+
+type common struct {
+	fs    *flag.FlagSet
+	vault *string
+	key   *string
+}
+
+func (c *cli) flags(name string) common {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	def := c.getenv("PDVAULT_ADDR")
+	if def == "" {
+		def = "http://127.0.0.1:8700"
+	}
+	return common{fs: fs, vault: fs.String("vault", def, "vault URL (its issuer)"), key: fs.String("key", c.getenv("PDVAULT_ORG_KEY"), "the organization's private key file")}
+}
+
+// parse parses flags that may come before or after positional arguments.
+func (cm common) parse(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := cm.fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, usageError{err.Error()}
+		}
+		args = cm.fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func (cm common) org(needKey bool) (*client.Org, error) {
+	var k *client.Key
+	var err error
+	if *cm.key != "" {
+		if k, err = client.LoadKey(*cm.key); err != nil {
+			return nil, fmt.Errorf("key %s: %w", *cm.key, err)
+		}
+	} else if needKey {
+		return nil, usageError{"no key: pass --key key.json (make one with pdvault-org keygen)"}
+	} else if k, err = client.GenerateKey(""); err != nil {
+		return nil, err
+	}
+	return client.NewOrg(*cm.vault, k, nil)
+}
+
+func (c *cli) printJSON(v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (c *cli) keygen(ctx context.Context, args []string) error {
+	cm := c.flags("keygen")
+	out := cm.fs.String("out", "", "file for the private key (required; never overwritten)")
+	alg := cm.fs.String("alg", "EdDSA", "EdDSA (Ed25519) or ES256 (P-256)")
+	if _, err := cm.parse(args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usageError{"--out FILE is required"}
+	}
+	k, err := client.GenerateKey(*alg)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	b, _ := k.MarshalJSON()
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(append(b, '\n')); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "Wrote %s. Your client_id (key thumbprint) is %s\n", *out, k.Thumbprint())
+	return nil
+}
+
+func (c *cli) terms(ctx context.Context, args []string) error {
+	cm := c.flags("terms")
+	if _, err := cm.parse(args); err != nil {
+		return err
+	}
+	o, err := cm.org(false)
+	if err != nil {
+		return err
+	}
+	t, err := o.Terms(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "%s\nterms_hash: %s\n", t.Text, t.Hash)
+	return nil
+}
+
+type askFlag []client.AuthorizationDetail
+
+func (a *askFlag) String() string { return "" }
+func (a *askFlag) Set(s string) error {
+	coll, fields, ok := strings.Cut(s, ":")
+	if !ok || coll == "" || fields == "" {
+		return fmt.Errorf("write COLLECTION:FIELD,FIELD")
+	}
+	*a = append(*a, client.Detail(coll, strings.Split(fields, ",")...))
+	return nil
+}
+
+func (c *cli) request(ctx context.Context, args []string) error {
+	cm := c.flags("request")
+	name := cm.fs.String("name", "", "organization name shown to the owner (required)")
+	uri := cm.fs.String("url", "", "organization URL, https (required)")
+	purpose := cm.fs.String("purpose", "", "a purpose id from the owner's terms (required)")
+	purposeText := cm.fs.String("purpose-text", "", "the purpose in your own words")
+	dur := cm.fs.String("duration", "30d", "how long you need the data (90d, 12h, ...)")
+	callback := cm.fs.String("callback", "", "URL for revocation notices")
+	asJSON := cm.fs.Bool("json", false, "print the vault's answer as JSON")
+	var ask askFlag
+	cm.fs.Var(&ask, "ask", "COLLECTION:FIELD,FIELD to ask for (repeatable, required)")
+	if _, err := cm.parse(args); err != nil {
+		return err
+	}
+	if *name == "" || *uri == "" || *purpose == "" || len(ask) == 0 {
+		return usageError{"--name, --url, --purpose and at least one --ask are required"}
+	}
+	d, err := policy.ParseDuration(*dur)
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	o, err := cm.org(true)
+	if err != nil {
+		return err
+	}
+	t, err := o.Request(ctx, client.AccessRequest{ClientName: *name, ClientURI: *uri, Purpose: *purpose, PurposeText: *purposeText,
+		AuthorizationDetails: ask, Duration: int64(time.Duration(d) / time.Second), CallbackURI: *callback})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return c.printJSON(t)
+	}
+	fmt.Fprintf(c.stdout, "%s\n", t.RequestID)
+	fmt.Fprintf(c.stderr, "Request sent. Collect the grant with: pdvault-org poll --wait %s\n", t.RequestID)
+	return nil
+}
+
+func (c *cli) poll(ctx context.Context, args []string) error {
+	cm := c.flags("poll")
+	wait := cm.fs.Bool("wait", false, "keep polling until the owner decides")
+	out := cm.fs.String("out", "", "also write the grant to this file")
+	pos, err := cm.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError{"poll takes one REQUEST_ID"}
+	}
+	o, err := cm.org(true)
+	if err != nil {
+		return err
+	}
+	var tok client.Token
+	if *wait {
+		tok, err = o.WaitForGrant(ctx, client.Ticket{RequestID: pos[0], Interval: 5})
+	} else {
+		tok, err = o.Poll(ctx, pos[0])
+	}
+	if err != nil {
+		return err
+	}
+	if *out != "" {
+		b, _ := json.MarshalIndent(tok, "", "  ")
+		if err := os.WriteFile(*out, append(b, '\n'), 0o600); err != nil {
+			return err
+		}
+	}
+	return c.printJSON(tok)
+}
+
+// grantArg reads a grant from a file (a token response or the bare token)
+// or takes it as given.
+func grantArg(s string) (string, error) {
+	if s == "" {
+		return "", usageError{"--grant is required (a file written by poll --out, or the token)"}
+	}
+	b, err := os.ReadFile(s)
+	if err != nil {
+		if strings.Count(s, ".") == 2 {
+			return s, nil
+		}
+		return "", err
+	}
+	b = []byte(strings.TrimSpace(string(b)))
+	if len(b) > 0 && b[0] == '{' {
+		var t client.Token
+		if err := json.Unmarshal(b, &t); err != nil || t.AccessToken == "" {
+			return "", fmt.Errorf("%s holds no access_token", s)
+		}
+		return t.AccessToken, nil
+	}
+	return string(b), nil
+}
+
+func (c *cli) read(ctx context.Context, args []string) error {
+	cm := c.flags("read")
+	g := cm.fs.String("grant", "", "the grant: a file from poll --out, or the token")
+	limit := cm.fs.Int("limit", 0, "records per page")
+	cursor := cm.fs.String("cursor", "", "continue from this cursor")
+	pos, err := cm.parse(args)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 1 || len(pos) > 2 {
+		return usageError{"read takes COLLECTION [ID]"}
+	}
+	grant, err := grantArg(*g)
+	if err != nil {
+		return err
+	}
+	o, err := cm.org(true)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 2 {
+		r, err := o.ReadRecord(ctx, grant, pos[0], pos[1])
+		if err != nil {
+			return err
+		}
+		return c.printJSON(r)
+	}
+	p, err := o.ReadCollection(ctx, grant, pos[0], *limit, *cursor)
+	if err != nil {
+		return err
+	}
+	return c.printJSON(p)
+}
+
+func (c *cli) introspect(ctx context.Context, args []string) error {
+	cm := c.flags("introspect")
+	g := cm.fs.String("grant", "", "the grant: a file from poll --out, or the token")
+	if _, err := cm.parse(args); err != nil {
+		return err
+	}
+	grant, err := grantArg(*g)
+	if err != nil {
+		return err
+	}
+	o, err := cm.org(true)
+	if err != nil {
+		return err
+	}
+	in, err := o.Introspect(ctx, grant)
+	if err != nil {
+		return err
+	}
+	return c.printJSON(in)
+}

@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pdvault/pdvault/api"
+	"github.com/pdvault/pdvault/vault"
+)
+
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func runOrg(t *testing.T, env map[string]string, args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(t.Context(), args, &out, &errb, func(k string) string { return env[k] })
+	return result{code, out.String(), errb.String()}
+}
+
+// The organization's whole side against a real server: keygen, request,
+// poll before and after the owner decides, read only what was granted,
+// introspect, and a refused read after revocation.
+func TestOrgToolAgainstVault(t *testing.T) {
+	ctx := t.Context()
+	v, err := vault.Create(ctx, filepath.Join(t.TempDir(), "v"), []byte("correct horse battery staple"), vault.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	rec, _ := v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada","email":"a@x","phone":"1"}`))
+	srv := httptest.NewServer(api.New(v, api.Config{}))
+	defer srv.Close()
+	v.SetIssuer(srv.URL)
+
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key.json")
+	env := map[string]string{"PDVAULT_ADDR": srv.URL, "PDVAULT_ORG_KEY": key}
+	r := runOrg(t, env, "keygen", "--out", key)
+	if r.code != 0 || !strings.Contains(r.stdout, "client_id") {
+		t.Fatalf("keygen: %+v", r)
+	}
+	if fi, _ := os.Stat(key); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v", fi.Mode())
+	}
+	if r := runOrg(t, env, "keygen", "--out", key); r.code != 1 {
+		t.Fatalf("keygen overwrote a key: %+v", r)
+	}
+	if r := runOrg(t, env, "terms"); r.code != 0 || !strings.Contains(r.stdout, "terms_hash: "+v.CurrentTerms().Hash) {
+		t.Fatalf("terms: %+v", r)
+	}
+	r = runOrg(t, env, "request", "--name", "Acme", "--url", "https://acme.example", "--purpose", "service_delivery",
+		"--ask", "profile:name,email", "--duration", "7d")
+	if r.code != 0 {
+		t.Fatalf("request: %+v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	r = runOrg(t, env, "poll", id)
+	if r.code != 1 || !strings.Contains(r.stderr, "authorization_pending") {
+		t.Fatalf("poll before decision: %+v", r)
+	}
+	if _, err := v.Approve(ctx, id, vault.Approval{}); err != nil {
+		t.Fatal(err)
+	}
+	grant := filepath.Join(dir, "grant.json")
+	if r := runOrg(t, env, "poll", "--out", grant, id); r.code != 0 {
+		t.Fatalf("poll: %+v", r)
+	}
+	r = runOrg(t, env, "read", "--grant", grant, "profile", rec.ID)
+	var got struct{ Data map[string]json.RawMessage }
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &got) != nil || len(got.Data) != 2 || got.Data["phone"] != nil {
+		t.Fatalf("read: %+v", r)
+	}
+	if r := runOrg(t, env, "introspect", "--grant", grant); r.code != 0 || !strings.Contains(r.stdout, `"active": true`) {
+		t.Fatalf("introspect: %+v", r)
+	}
+	gs, _ := v.ListGrants(ctx)
+	if _, err := v.Revoke(ctx, gs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	r = runOrg(t, env, "read", "--grant", grant, "profile")
+	if r.code != 1 || !strings.Contains(r.stderr, "invalid_token (HTTP 401): the grant has been revoked") {
+		t.Fatalf("read after revoke: %+v", r)
+	}
+	if r := runOrg(t, env, "request", "--name", "Acme"); r.code != 2 || !strings.Contains(r.stderr, "are required") {
+		t.Fatalf("incomplete request: %+v", r)
+	}
+	if r := runOrg(t, env, "request", "--name", "A", "--url", "https://a.example", "--purpose", "advertising", "--ask", "profile:name"); r.code != 1 || !strings.Contains(r.stderr, "terms_violation (HTTP 422)") {
+		t.Fatalf("non-compliant request: %+v", r)
+	}
+	if r := runOrg(t, env, "nope"); r.code != 2 {
+		t.Fatalf("unknown command: %+v", r)
+	}
+}

@@ -1,0 +1,190 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/pdvault/pdvault/api/client"
+	"github.com/pdvault/pdvault/vault"
+)
+
+// cmdDemo runs the whole story against a real server in-process: an
+// organization asks, the owner approves less than asked, the organization
+// reads only that, the owner revokes, the next read is refused, and the
+// audit log verifies. It is the quickest way to see what pdvault does.
+func (a *app) cmdDemo(ctx context.Context, args []string) error {
+	fs := a.flags("demo", "demo [--addr HOST:PORT]")
+	addr := fs.String("addr", "127.0.0.1:0", "address for the demo server")
+	if err := a.parse(fs, args); err != nil {
+		return err
+	}
+	log := slog.New(slog.DiscardHandler)
+	dir, err := os.MkdirTemp("", "pdvault-demo-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	pass := randomPassphrase()
+	v, err := vault.Create(ctx, dir, []byte(pass), vault.Options{Logger: log})
+	if err != nil {
+		return err
+	}
+	defer v.Close()
+	if err := loadSamples(ctx, v); err != nil {
+		return err
+	}
+	hs, err := startHTTP(v, *addr, "", log)
+	if err != nil {
+		return err
+	}
+	defer hs.stop(log)
+
+	out := a.stdout
+	step := 0
+	say := func(who, format string, args ...any) {
+		step++
+		fmt.Fprintf(out, "\n%d. [%s] %s\n", step, who, fmt.Sprintf(format, args...))
+	}
+	show := func(format string, args ...any) { fmt.Fprintf(out, "     "+format+"\n", args...) }
+
+	fmt.Fprintf(out, "pdvault demo: a throwaway vault at %s with sample records.\n", hs.url)
+	owner, err := client.NewOwner(hs.url, "", nil)
+	if err != nil {
+		return err
+	}
+	if _, _, err := owner.Login(ctx, pass); err != nil {
+		return err
+	}
+	key, err := client.GenerateKey("EdDSA")
+	if err != nil {
+		return err
+	}
+	org, err := client.NewOrg(hs.url, key, nil)
+	if err != nil {
+		return err
+	}
+
+	say("org", "Acme Bikes discovers the vault and reads the owner's terms.")
+	md, err := org.Metadata(ctx)
+	if err != nil {
+		return err
+	}
+	terms, err := org.Terms(ctx)
+	if err != nil {
+		return err
+	}
+	show("issuer %s, token endpoint %s", md.Issuer, md.TokenEndpoint)
+	show("terms hash %s: %s", terms.Hash, firstLine(terms.Text))
+
+	say("org", "Acme signs an access request (RFC 9101) with its own key and sends it.")
+	ask := client.AccessRequest{
+		ClientName: "Acme Bikes", ClientURI: "https://bikes.example", Purpose: "service_delivery",
+		PurposeText: "deliver the bicycle you ordered",
+		AuthorizationDetails: []client.AuthorizationDetail{
+			client.Detail("profile", "name", "email", "address", "birth_date"),
+			client.Detail("transactions", "date", "amount", "merchant"),
+		},
+		Duration: 30 * 24 * 3600, TermsHash: terms.Hash,
+	}
+	tk, err := org.Request(ctx, ask)
+	if err != nil {
+		return err
+	}
+	show("asks for profile[name,email,address,birth_date] and transactions[date,amount,merchant] for 30 days")
+	show("request id %s; poll every %ds", tk.RequestID, tk.Interval)
+	if _, err := org.Poll(ctx, tk.RequestID); err != nil {
+		show("polls the token endpoint: %s", errCode(err))
+	}
+
+	say("owner", "The owner reviews the request and approves less than was asked.")
+	r, err := owner.GetRequest(ctx, tk.RequestID)
+	if err != nil {
+		return err
+	}
+	show("%s (key %s…) wants it for %q", r.ClientName, r.ClientID[:12], r.PurposeText)
+	r, err = owner.Approve(ctx, tk.RequestID, client.Approval{
+		Details:  []client.AuthorizationDetail{client.Detail("profile", "name", "address")},
+		Duration: 7 * 24 * 3600,
+	})
+	if err != nil {
+		return err
+	}
+	show("approved profile[name,address] only, for 7 days: no email, no birth date, no transactions")
+
+	say("org", "Acme polls again and collects its grant: a DPoP-bound at+jwt signed by the vault.")
+	tok, err := org.Poll(ctx, tk.RequestID)
+	if err != nil {
+		return err
+	}
+	show("token_type %s, expires in %s, grant %s", tok.TokenType, time.Duration(tok.ExpiresIn)*time.Second, tok.GrantID)
+
+	say("org", "Acme reads the profile with the grant and a fresh DPoP proof.")
+	page, err := org.ReadCollection(ctx, tok.AccessToken, "profile", 0, "")
+	if err != nil {
+		return err
+	}
+	for _, rec := range page.Records {
+		fields := make([]string, 0, len(rec.Data))
+		for k, v := range rec.Data {
+			fields = append(fields, k+"="+string(v))
+		}
+		show("record %s: %s", rec.ID, strings.Join(fields, " "))
+	}
+	_, err = org.ReadCollection(ctx, tok.AccessToken, "transactions", 0, "")
+	show("reading transactions: %s (not granted looks the same as not there)", errCode(err))
+
+	say("owner", "The owner revokes the grant.")
+	if _, err := owner.Revoke(ctx, tok.GrantID); err != nil {
+		return err
+	}
+	show("grant %s revoked", tok.GrantID)
+
+	say("org", "Acme tries to read again.")
+	_, err = org.ReadCollection(ctx, tok.AccessToken, "profile", 0, "")
+	if err == nil {
+		return fmt.Errorf("demo: a revoked grant still reads")
+	}
+	show("refused: %s", errCode(err))
+
+	say("owner", "The owner checks the tamper-evident audit log.")
+	p, err := owner.ListAudit(ctx, 100, "")
+	if err != nil {
+		return err
+	}
+	for i := len(p.Entries) - 1; i >= 0; i-- {
+		show("%s", auditLine(p.Entries[i]))
+	}
+	rep, err := owner.VerifyAudit(ctx)
+	if err != nil {
+		return err
+	}
+	if !rep.OK {
+		return fmt.Errorf("demo: the audit log does not verify")
+	}
+	show("verified: %d entries, hash chain intact, head %s", rep.Entries, rep.Head)
+	fmt.Fprintln(out, "\nDone. The demo vault is deleted.")
+	return nil
+}
+
+func errCode(err error) string {
+	var ce *client.Error
+	if errorsAs(err, &ce) {
+		return fmt.Sprintf("%d %s (%s)", ce.Status, ce.Code, ce.Description)
+	}
+	if err == nil {
+		return "ok"
+	}
+	return err.Error()
+}
+
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -1,0 +1,423 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pdvault/pdvault/api/client"
+	"github.com/pdvault/pdvault/policy"
+)
+
+// Owner commands for the exchange: requests, grants, audit, terms. They
+// all talk to a running vault with the owner token.
+
+// subcommand splits "pdvault X sub args" and prints usage for -h.
+func (a *app) subcommand(name, usage string, args []string) (string, []string, error) {
+	if len(args) == 0 {
+		fmt.Fprint(a.stdout, usage)
+		return "", nil, usageError{name + " needs a subcommand", `run "pdvault ` + name + ` -h"`}
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(a.stdout, usage)
+		return "", nil, flagHelp
+	}
+	return args[0], args[1:], nil
+}
+
+var flagHelp = errors.New("help shown")
+
+const requestsUsage = `Usage:
+  pdvault requests list [--status pending|approved|denied|collected|expired] [--json]
+  pdvault requests show ID [--json]
+  pdvault requests approve ID [--only COLLECTION:FIELD,FIELD ...] [--duration 30d]
+  pdvault requests deny ID [--reason TEXT]
+
+approve without --only grants what was asked; each --only keeps one collection
+and only the fields named. --duration shortens the grant (90d, 12h, 30m).
+Flags: --addr URL (env PDVAULT_ADDR), --token T (env PDVAULT_TOKEN)
+`
+
+// listFlag collects a repeated flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func (a *app) cmdRequests(ctx context.Context, args []string) error {
+	sub, args, err := a.subcommand("requests", requestsUsage, args)
+	if err != nil {
+		return err
+	}
+	fs := a.flags("requests "+sub, "requests "+sub)
+	fs.Usage = func() { fmt.Fprint(a.stdout, requestsUsage) }
+	rf := a.remote(fs)
+	status := fs.String("status", "pending", "which requests to list: pending, approved, denied, collected, expired or all")
+	asJSON := fs.Bool("json", false, "print JSON")
+	var only listFlag
+	fs.Var(&only, "only", "approve only COLLECTION:FIELD,FIELD (repeatable)")
+	duration := fs.String("duration", "", "approve for at most this long (e.g. 30d)")
+	reason := fs.String("reason", "", "why the request is denied (shown to no one but you)")
+	pos, err := a.parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := a.ownerClient(rf, true)
+	if err != nil {
+		return err
+	}
+	needID := func() (string, error) {
+		if len(pos) != 1 {
+			return "", usageError{"requests " + sub + " takes one request ID", `run "pdvault requests -h"`}
+		}
+		return pos[0], nil
+	}
+	switch sub {
+	case "list":
+		st := *status
+		if st == "all" {
+			st = ""
+		}
+		reqs, err := c.ListRequests(ctx, st)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return a.printJSON(reqs)
+		}
+		if len(reqs) == 0 {
+			fmt.Fprintf(a.stderr, "No %s requests.\n", *status)
+			return nil
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATUS\tORGANIZATION\tPURPOSE\tASKS FOR\tFOR\tRECEIVED")
+		for _, r := range reqs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Status, r.ClientName, r.Purpose, policy.Scope(r.Details),
+				policy.Duration(time.Duration(r.Duration)*time.Second), r.Created.Local().Format("2006-01-02 15:04"))
+		}
+		return tw.Flush()
+	case "show":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		r, err := c.GetRequest(ctx, id)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return a.printJSON(r)
+		}
+		a.describeRequest(r)
+		return nil
+	case "approve":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		var ap client.Approval
+		for _, o := range only {
+			coll, fields, ok := strings.Cut(o, ":")
+			if !ok || coll == "" || fields == "" {
+				return usageError{fmt.Sprintf("--only %q: write COLLECTION:FIELD,FIELD", o), "e.g. --only profile:name,email"}
+			}
+			ap.Details = append(ap.Details, client.Detail(coll, strings.Split(fields, ",")...))
+		}
+		if *duration != "" {
+			d, err := policy.ParseDuration(*duration)
+			if err != nil || d <= 0 {
+				return usageError{fmt.Sprintf("--duration %q is not a duration", *duration), "write e.g. 30d, 12h or 45m"}
+			}
+			ap.Duration = int64(time.Duration(d) / time.Second)
+		}
+		r, err := c.Approve(ctx, id, ap)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "Approved %s for %s: %s for %s.\nThe organization collects the grant at the token endpoint.\n",
+			r.ID, r.ClientName, policy.Scope(r.GrantedDetails), policy.Duration(time.Duration(r.GrantedDuration)*time.Second))
+		return nil
+	case "deny":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		r, err := c.Deny(ctx, id, *reason)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "Denied %s from %s.\n", r.ID, r.ClientName)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown requests subcommand %q", sub), "use list, show, approve or deny"}
+}
+
+// describeRequest prints a request in plain language.
+func (a *app) describeRequest(r client.Request) {
+	w := a.stdout
+	fmt.Fprintf(w, "Request %s (%s)\n\n", r.ID, r.Status)
+	fmt.Fprintf(w, "  Who:       %s, %s\n", r.ClientName, r.ClientURI)
+	fmt.Fprintf(w, "  Key:       %s\n", r.ClientID)
+	fmt.Fprintf(w, "  Purpose:   %s", r.Purpose)
+	if r.PurposeText != "" {
+		fmt.Fprintf(w, " (%q)", r.PurposeText)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "  Asks for:")
+	for _, d := range r.Details {
+		fmt.Fprintf(w, "    - %s: %s\n", d.Collection, strings.Join(d.Fields, ", "))
+	}
+	fmt.Fprintf(w, "  For:       %s\n", policy.Duration(time.Duration(r.Duration)*time.Second))
+	if r.Retention != nil {
+		fmt.Fprintf(w, "  Keeps it:  %s after the end\n", policy.Duration(time.Duration(*r.Retention)*time.Second))
+	}
+	fmt.Fprintf(w, "  Terms:     %s (signed by the organization)\n", r.TermsHash)
+	fmt.Fprintf(w, "  Received:  %s, open until %s\n", r.Created.Local().Format(time.RFC1123), r.Expires.Local().Format(time.RFC1123))
+	if len(r.GrantedDetails) > 0 {
+		fmt.Fprintf(w, "  Granted:   %s for %s\n", policy.Scope(r.GrantedDetails), policy.Duration(time.Duration(r.GrantedDuration)*time.Second))
+	}
+	if r.DenyReason != "" {
+		fmt.Fprintf(w, "  Denied:    %s\n", r.DenyReason)
+	}
+	if r.Status == "pending" {
+		fmt.Fprintf(w, "\nDecide with: pdvault requests approve %s [--only COLLECTION:FIELDS] [--duration D]\n         or: pdvault requests deny %s\n", r.ID, r.ID)
+	}
+}
+
+const grantsUsage = `Usage:
+  pdvault grants list [--json]
+  pdvault grants revoke ID
+
+Flags: --addr URL (env PDVAULT_ADDR), --token T (env PDVAULT_TOKEN)
+`
+
+func (a *app) cmdGrants(ctx context.Context, args []string) error {
+	sub, args, err := a.subcommand("grants", grantsUsage, args)
+	if err != nil {
+		return err
+	}
+	fs := a.flags("grants "+sub, "grants "+sub)
+	fs.Usage = func() { fmt.Fprint(a.stdout, grantsUsage) }
+	rf := a.remote(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := a.parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := a.ownerClient(rf, true)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "list":
+		gs, err := c.ListGrants(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return a.printJSON(gs)
+		}
+		if len(gs) == 0 {
+			fmt.Fprintln(a.stderr, "No grants.")
+			return nil
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATUS\tORGANIZATION\tPURPOSE\tSCOPE\tEXPIRES")
+		for _, g := range gs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", g.ID, g.Status, g.ClientName, g.Purpose, policy.Scope(g.Details), g.Expires.Local().Format("2006-01-02 15:04"))
+		}
+		return tw.Flush()
+	case "revoke":
+		if len(pos) != 1 {
+			return usageError{"grants revoke takes one grant ID", `run "pdvault grants list" to find it`}
+		}
+		g, err := c.Revoke(ctx, pos[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "Revoked %s (%s). Its next request is refused.\n", g.ID, g.ClientName)
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown grants subcommand %q", sub), "use list or revoke"}
+}
+
+const auditUsage = `Usage:
+  pdvault audit list [--limit N] [--cursor C] [--json]   newest first
+  pdvault audit verify                                    check the whole hash chain and its signed checkpoints
+
+Flags: --addr URL (env PDVAULT_ADDR), --token T (env PDVAULT_TOKEN)
+`
+
+func (a *app) cmdAudit(ctx context.Context, args []string) error {
+	sub, args, err := a.subcommand("audit", auditUsage, args)
+	if err != nil {
+		return err
+	}
+	fs := a.flags("audit "+sub, "audit "+sub)
+	fs.Usage = func() { fmt.Fprint(a.stdout, auditUsage) }
+	rf := a.remote(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	limit := fs.Int("limit", 50, "entries to show")
+	cursor := fs.String("cursor", "", "continue from this cursor")
+	if _, err := a.parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	c, err := a.ownerClient(rf, true)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "list":
+		p, err := c.ListAudit(ctx, *limit, *cursor)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return a.printJSON(p)
+		}
+		for _, e := range p.Entries {
+			fmt.Fprintln(a.stdout, auditLine(e))
+		}
+		if p.NextCursor != "" {
+			fmt.Fprintf(a.stderr, "More: pdvault audit list --cursor %s\n", p.NextCursor)
+		}
+		return nil
+	case "verify":
+		rep, err := c.VerifyAudit(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			a.printJSON(rep)
+		}
+		if rep.OK {
+			fmt.Fprintf(a.stdout, "ok: %d entries, %d signed checkpoints, head %s\n", rep.Entries, rep.Checkpoints, rep.Head)
+			return nil
+		}
+		for _, p := range rep.Problems {
+			fmt.Fprintf(a.stdout, "entry %d: %s\n", p.Seq, p.Problem)
+		}
+		return hint(fmt.Errorf("the audit log does not verify (%d problems)", len(rep.Problems)),
+			"the log was changed outside pdvault; restore from a backup and keep this vault for investigation")
+	}
+	return usageError{fmt.Sprintf("unknown audit subcommand %q", sub), "use list or verify"}
+}
+
+func auditLine(e client.AuditEntry) string {
+	who := e.ClientName
+	if who == "" {
+		who = e.Actor
+	}
+	s := fmt.Sprintf("%6d  %s  %-17s %-8s %s", e.Seq, time.Unix(e.Time, 0).Local().Format("2006-01-02 15:04:05"), e.Event, e.Outcome, who)
+	if e.Collection != "" {
+		s += "  " + e.Collection
+		if len(e.Fields) > 0 {
+			s += "[" + strings.Join(e.Fields, ",") + "]"
+		}
+		if n := len(e.RecordIDs); n > 0 {
+			s += fmt.Sprintf(" %d record(s)", n)
+		}
+	}
+	if e.Scope != "" {
+		s += "  " + e.Scope
+	}
+	if e.GrantID != "" {
+		s += "  grant " + e.GrantID
+	}
+	if e.Reason != "" {
+		s += "  (" + e.Reason + ")"
+	}
+	return s
+}
+
+const termsUsage = `Usage:
+  pdvault terms show [--json]    the terms in force, as organizations read them
+  pdvault terms set FILE         replace the terms with a JSON document (docs/terms.md)
+  pdvault terms edit             edit the terms in $EDITOR, then set them
+
+Flags: --addr URL (env PDVAULT_ADDR), --token T (env PDVAULT_TOKEN)
+`
+
+func (a *app) cmdTerms(ctx context.Context, args []string) error {
+	sub, args, err := a.subcommand("terms", termsUsage, args)
+	if err != nil {
+		return err
+	}
+	fs := a.flags("terms "+sub, "terms "+sub)
+	fs.Usage = func() { fmt.Fprint(a.stdout, termsUsage) }
+	rf := a.remote(fs)
+	asJSON := fs.Bool("json", false, "print the JSON document")
+	pos, err := a.parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := a.ownerClient(rf, true)
+	if err != nil {
+		return err
+	}
+	set := func(body []byte) error {
+		t, err := c.SetTerms(ctx, body)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "Terms set; hash %s. New requests must name this hash; existing grants keep their terms.\n", t.Hash)
+		return nil
+	}
+	switch sub {
+	case "show":
+		t, err := c.Terms(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return a.printJSON(t.Terms)
+		}
+		fmt.Fprintf(a.stdout, "%s\nhash: %s\n", t.Text, t.Hash)
+		return nil
+	case "set":
+		if len(pos) != 1 {
+			return usageError{"terms set takes one FILE", "pdvault terms show --json > terms.json, edit, then pdvault terms set terms.json"}
+		}
+		body, err := os.ReadFile(pos[0])
+		if err != nil {
+			return err
+		}
+		return set(body)
+	case "edit":
+		t, err := c.Terms(ctx)
+		if err != nil {
+			return err
+		}
+		dir, err := os.MkdirTemp("", "pdvault-terms-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		f := filepath.Join(dir, "terms.json")
+		if err := os.WriteFile(f, indentJSON(t.Terms), 0o600); err != nil {
+			return err
+		}
+		editor := a.env("VISUAL", a.env("EDITOR", "vi"))
+		cmd := exec.CommandContext(ctx, "sh", "-c", editor+` "$1"`, "editor", f)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, a.stdout, a.stderr
+		if err := cmd.Run(); err != nil {
+			return hint(fmt.Errorf("the editor failed: %w", err), "set EDITOR to your editor; nothing was changed")
+		}
+		body, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if string(body) == string(indentJSON(t.Terms)) {
+			fmt.Fprintln(a.stderr, "No change.")
+			return nil
+		}
+		return set(body)
+	}
+	return usageError{fmt.Sprintf("unknown terms subcommand %q", sub), "use show, set or edit"}
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pdvault/pdvault/api/client"
+)
+
+func TestDemo(t *testing.T) {
+	r := (&cli{t: t, env: map[string]string{}}).run("demo")
+	if r.code != 0 {
+		t.Fatalf("demo: %+v", r)
+	}
+	for _, want := range []string{
+		"authorization_pending",
+		"approved profile[name,address] only",
+		"token_type DPoP",
+		`name="Alex Example"`,
+		"reading transactions: 404 not_found",
+		"refused: 401 invalid_token (the grant has been revoked)",
+		"verified: 8 entries",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("demo output lacks %q", want)
+		}
+	}
+	if strings.Contains(r.stdout, "birth_date=") || strings.Contains(r.stdout, "email=") {
+		t.Fatal("the demo organization saw fields it was not granted")
+	}
+}
+
+// The owner's exchange commands against a running server, with an
+// organization asking through the Go client.
+func TestOwnerExchangeCommands(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "v")
+	c := &cli{t: t, env: map[string]string{"PDVAULT_PASSPHRASE": testPass}}
+	expect(t, c.run("init", "--dir", dir), 0, "")
+	url, _ := c.serve("--dir", dir)
+	tok := strings.TrimSpace(strings.TrimPrefix(c.run("login", "--addr", url).stdout, "export PDVAULT_TOKEN="))
+	oc := &cli{t: t, env: map[string]string{"PDVAULT_ADDR": url, "PDVAULT_TOKEN": tok}}
+	expect(t, oc.run("record", "put", "profile", `{"name":"Ada","email":"a@x","phone":"1"}`), 0, "")
+
+	r := oc.run("requests", "list")
+	expect(t, r, 0, "No pending requests")
+
+	k, _ := client.GenerateKey("ES256")
+	org, _ := client.NewOrg(url, k, nil)
+	ctx := t.Context()
+	tk, err := org.Request(ctx, client.AccessRequest{ClientName: "Acme Bikes", ClientURI: "https://bikes.example", Purpose: "service_delivery",
+		PurposeText: "deliver a bicycle", AuthorizationDetails: []client.AuthorizationDetail{client.Detail("profile", "name", "email", "phone")}, Duration: 86400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = oc.run("requests", "list")
+	if r.code != 0 || !strings.Contains(r.stdout, tk.RequestID) || !strings.Contains(r.stdout, "profile:name,email,phone") {
+		t.Fatalf("requests list: %+v", r)
+	}
+	r = oc.run("requests", "show", tk.RequestID)
+	if r.code != 0 || !strings.Contains(r.stdout, "Acme Bikes, https://bikes.example") || !strings.Contains(r.stdout, "profile: name, email, phone") || !strings.Contains(r.stdout, `"deliver a bicycle"`) {
+		t.Fatalf("requests show: %+v", r)
+	}
+	expect(t, oc.run("requests", "approve", tk.RequestID, "--only", "profile"), 2, "write COLLECTION:FIELD,FIELD")
+	expect(t, oc.run("requests", "approve", tk.RequestID, "--duration", "forever"), 2, "is not a duration")
+	expect(t, oc.run("requests", "approve", tk.RequestID, "--only", "profile:ssn"), 1, "invalid_scope (HTTP 400)")
+	r = oc.run("requests", "approve", tk.RequestID, "--only", "profile:name,email", "--duration", "12h")
+	if r.code != 0 || !strings.Contains(r.stdout, "profile:name,email for 12h") {
+		t.Fatalf("approve: %+v", r)
+	}
+	expect(t, oc.run("requests", "deny", tk.RequestID), 1, "already_decided (HTTP 409)")
+	g, err := org.Poll(ctx, tk.RequestID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := org.ReadCollection(ctx, g.AccessToken, "profile", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	r = oc.run("grants", "list")
+	if r.code != 0 || !strings.Contains(r.stdout, g.GrantID) || !strings.Contains(r.stdout, "active") {
+		t.Fatalf("grants list: %+v", r)
+	}
+	expect(t, oc.run("grants", "revoke", g.GrantID), 0, "")
+	expect(t, oc.run("grants", "revoke", g.GrantID), 1, "already_revoked")
+	if _, err := org.ReadCollection(ctx, g.AccessToken, "profile", 0, ""); !client.IsCode(err, "invalid_token") {
+		t.Fatalf("read after CLI revoke: %v", err)
+	}
+	r = oc.run("audit", "list")
+	for _, want := range []string{"request.received", "request.approved", "grant.issued", "data.read", "grant.revoked", "data.refused"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("audit list lacks %s:\n%s", want, r.stdout)
+		}
+	}
+	r = oc.run("audit", "verify")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "ok: 7 entries") {
+		t.Fatalf("audit verify: %+v", r)
+	}
+
+	// Terms: show, set from a file, refuse a bad file.
+	r = oc.run("terms", "show")
+	if r.code != 0 || !strings.Contains(r.stdout, "hash: ") {
+		t.Fatalf("terms show: %+v", r)
+	}
+	r = oc.run("terms", "show", "--json")
+	f := filepath.Join(t.TempDir(), "terms.json")
+	os.WriteFile(f, []byte(strings.Replace(r.stdout, `"90d"`, `"30d"`, 1)), 0o600)
+	r = oc.run("terms", "set", f)
+	if r.code != 0 || !strings.Contains(r.stdout, "Terms set; hash") {
+		t.Fatalf("terms set: %+v", r)
+	}
+	if r := oc.run("terms", "show"); !strings.Contains(r.stdout, "A grant lasts at most 30 days") {
+		t.Fatalf("terms not changed: %s", r.stdout)
+	}
+	os.WriteFile(f, []byte(`{"title":"x"}`), 0o600)
+	expect(t, oc.run("terms", "set", f), 1, "invalid_terms (HTTP 400)")
+	expect(t, oc.run("terms"), 2, "terms needs a subcommand")
+	expect(t, oc.run("requests", "show"), 2, "takes one request ID")
+}
