@@ -1,0 +1,32 @@
+package vault
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// TestLayering checks the floors of docs/architecture.md: each package
+// imports only the floors below it, and the organization client does not
+// drag in the vault's storage.
+func TestLayering(t *testing.T) {
+	const mod = "github.com/pdvault/pdvault/"
+	rules := map[string][]string{
+		"./policy":     {"net/http", "database/sql", "github.com/mattn/go-sqlite3", mod + "vault", mod + "api"},
+		"./vault":      {"net/http", mod + "api", mod + "api/client"},
+		"./api/client": {mod + "vault", "github.com/mattn/go-sqlite3", "database/sql"},
+	}
+	for pkg, forbidden := range rules {
+		out, err := exec.Command("go", "list", "-deps", "../"+strings.TrimPrefix(pkg, "./")).Output()
+		if err != nil {
+			t.Fatalf("go list %s: %v", pkg, err)
+		}
+		deps := strings.Fields(string(out))
+		for _, f := range forbidden {
+			if slices.Contains(deps, f) {
+				t.Errorf("%s depends on %s", pkg, f)
+			}
+		}
+	}
+}
