@@ -20,7 +20,7 @@ type org struct {
 	jkt  string
 }
 
-func newOrg(t *testing.T) org {
+func newOrg(t testing.TB) org {
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	jkt, err := policy.Thumbprint(&jose.JSONWebKey{Key: priv.Public()})
 	if err != nil {
@@ -29,7 +29,7 @@ func newOrg(t *testing.T) org {
 	return org{priv: priv, jkt: jkt}
 }
 
-func (o org) sign(t *testing.T, typ string, claims any) string {
+func (o org) sign(t testing.TB, typ string, claims any) string {
 	t.Helper()
 	s, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.EdDSA, Key: o.priv}, (&jose.SignerOptions{EmbedJWK: true}).WithType(jose.ContentType(typ)))
 	if err != nil {
@@ -44,7 +44,7 @@ func (o org) sign(t *testing.T, typ string, claims any) string {
 	return out
 }
 
-func (o org) request(t *testing.T, v *Vault, mod func(*policy.RequestClaims)) string {
+func (o org) request(t testing.TB, v *Vault, mod func(*policy.RequestClaims)) string {
 	c := policy.RequestClaims{
 		ClientName: "Acme", ClientURI: "https://acme.example", Purpose: "service_delivery",
 		AuthorizationDetails: []policy.AuthorizationDetail{{Type: policy.DetailType, Collection: "profile", Fields: []string{"name", "email"}}},
@@ -56,7 +56,7 @@ func (o org) request(t *testing.T, v *Vault, mod func(*policy.RequestClaims)) st
 	return o.sign(t, policy.TypRequest, c)
 }
 
-func (o org) proof(t *testing.T, v *Vault, method, path, at string) (string, HTTPContext) {
+func (o org) proof(t testing.TB, v *Vault, method, path, at string) (string, HTTPContext) {
 	c := policy.ProofClaims{ID: newID(), Method: method, URL: v.Issuer() + path, IssuedAt: v.opts.Now().Unix()}
 	if at != "" {
 		c.AccessToken = policy.ATH(at)
@@ -65,7 +65,7 @@ func (o org) proof(t *testing.T, v *Vault, method, path, at string) (string, HTT
 }
 
 // grant runs the exchange up to a collected grant.
-func (o org) grant(t *testing.T, v *Vault, a Approval) TokenResponse {
+func (o org) grant(t testing.TB, v *Vault, a Approval) TokenResponse {
 	t.Helper()
 	ctx := t.Context()
 	tk, err := v.SubmitRequest(ctx, o.request(t, v, nil))
@@ -83,7 +83,7 @@ func (o org) grant(t *testing.T, v *Vault, a Approval) TokenResponse {
 	return tok
 }
 
-func (o org) read(t *testing.T, v *Vault, tok, coll string) (DataPage, error) {
+func (o org) read(t testing.TB, v *Vault, tok, coll string) (DataPage, error) {
 	p, hc := o.proof(t, v, "GET", "/v1/data/"+coll, tok)
 	return v.ReadCollection(t.Context(), Access{Grant: tok, Proof: p, HTTP: hc}, coll, 0, "")
 }
