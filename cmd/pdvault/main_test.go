@@ -210,6 +210,16 @@ func TestInitServeRecordsAndWrongPassphrase(t *testing.T) {
 	if res.code != 0 || !strings.Contains(res.stdout, "pdvault stopped") {
 		t.Fatalf("serve did not stop cleanly: %+v", res)
 	}
+	// The server's log saw every request above; it holds no secret and no
+	// record content.
+	if !strings.Contains(res.stderr, "owner.records.create") {
+		t.Fatalf("expected an access log, got %q", res.stderr)
+	}
+	for _, secret := range []string{tok, testPass, "Ada L.", `"name"`} {
+		if strings.Contains(res.stderr, secret) {
+			t.Fatalf("the server log contains %q", secret)
+		}
+	}
 }
 
 func TestDevServer(t *testing.T) {
