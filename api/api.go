@@ -65,6 +65,11 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	r.HandleFunc("/v1/introspect", s.introspect).Methods(http.MethodPost).Name("introspect")
 	r.HandleFunc("/v1/data/{collection}", s.readCollection).Methods(http.MethodGet).Name("data.collection")
 	r.HandleFunc("/v1/data/{collection}/{id}", s.readRecord).Methods(http.MethodGet).Name("data.record")
+	r.HandleFunc("/v1/revoke", s.release).Methods(http.MethodPost).Name("revoke")
+	r.HandleFunc("/v1/receipts", s.receipt).Methods(http.MethodPost).Name("receipts")
+	r.HandleFunc("/v1/keys", s.linkKey).Methods(http.MethodPost).Name("keys.link")
+	r.HandleFunc("/v1/verification", s.startVerification).Methods(http.MethodPost).Name("verification.start")
+	r.HandleFunc("/v1/verification/check", s.checkVerificationOrg).Methods(http.MethodPost).Name("verification.check")
 
 	// Owner routes sit on the main router, not a subrouter: gorilla/mux
 	// answers 404 instead of 405 for a wrong method inside a subrouter.
@@ -90,6 +95,10 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	o.Handle("/audit", s.ownerAuth(s.listAudit)).Methods(http.MethodGet).Name("owner.audit.list")
 	o.Handle("/audit/verify", s.ownerAuth(s.verifyAudit)).Methods(http.MethodGet, http.MethodPost).Name("owner.audit.verify")
 	o.Handle("/audit/checkpoint", s.ownerAuth(s.checkpoint)).Methods(http.MethodPost).Name("owner.audit.checkpoint")
+	o.Handle("/relationships", s.ownerAuth(s.listRelationships)).Methods(http.MethodGet).Name("owner.relationships.list")
+	o.Handle("/relationships/{id}", s.ownerAuth(s.getRelationship)).Methods(http.MethodGet).Name("owner.relationships.get")
+	o.Handle("/relationships/{id}/verify", s.ownerAuth(s.checkVerification)).Methods(http.MethodPost).Name("owner.relationships.verify")
+	o.Handle("/relationships/{id}/reaccept", s.ownerAuth(s.reaccept)).Methods(http.MethodPost).Name("owner.relationships.reaccept")
 
 	r.Use(nameRoute)
 	return s.recover(s.logRequests(securityHeaders(r)))

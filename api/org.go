@@ -30,6 +30,11 @@ type metadata struct {
 	AuthorizationDetailsTypes       []string `json:"authorization_details_types_supported"`
 	ResponseTypesSupported          []string `json:"response_types_supported"`
 	IntrospectionEndpointAuthMethod []string `json:"introspection_endpoint_auth_methods_supported"`
+	RevocationEndpoint              string   `json:"revocation_endpoint"`
+	RevocationEndpointAuthMethods   []string `json:"revocation_endpoint_auth_methods_supported"`
+	ReceiptsEndpoint                string   `json:"receipts_endpoint"`
+	KeysEndpoint                    string   `json:"keys_endpoint"`
+	VerificationEndpoint            string   `json:"verification_endpoint"`
 	TermsEndpoint                   string   `json:"terms_endpoint"`
 	RequestEndpoint                 string   `json:"request_endpoint"`
 	DataEndpoint                    string   `json:"data_endpoint"`
@@ -54,6 +59,11 @@ func (s *server) discovery(w http.ResponseWriter, r *http.Request) {
 		AuthorizationDetailsTypes:       []string{policy.DetailType},
 		ResponseTypesSupported:          []string{},
 		IntrospectionEndpointAuthMethod: []string{"dpop"},
+		RevocationEndpoint:              iss + "/v1/revoke",
+		RevocationEndpointAuthMethods:   []string{"dpop"},
+		ReceiptsEndpoint:                iss + "/v1/receipts",
+		KeysEndpoint:                    iss + "/v1/keys",
+		VerificationEndpoint:            iss + "/v1/verification",
 		TermsEndpoint:                   iss + "/v1/terms",
 		RequestEndpoint:                 iss + "/v1/requests",
 		DataEndpoint:                    iss + "/v1/data",
@@ -78,6 +88,104 @@ func (s *server) termsByHash(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "public, max-age=86400, immutable")
 	writeJSON(w, http.StatusOK, doc)
+}
+
+// signedBody reads a body that is a compact JWS.
+func (s *server) signedBody(w http.ResponseWriter, r *http.Request) (string, error) {
+	body, err := s.readBody(w, r)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(body)), nil
+}
+
+// release is RFC 7009 revocation by the organization: 200 whatever the
+// token, unless the caller's proof fails.
+func (s *server) release(w http.ResponseWriter, r *http.Request) {
+	form, err := s.readForm(w, r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	if form.Get("token") == "" {
+		writeError(w, r, s.log, errNoToken)
+		return
+	}
+	proof, ok := oneHeader(r, "DPoP")
+	if !ok {
+		writeError(w, r, s.log, errTwoProofs)
+		return
+	}
+	if err := s.svc.ReleaseGrant(r.Context(), form.Get("token"), proof, s.httpContext(r)); err != nil {
+		dpopChallenge(w, err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct{}{})
+}
+
+func (s *server) receipt(w http.ResponseWriter, r *http.Request) {
+	signed, err := s.signedBody(w, r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	res, err := s.svc.SubmitReceipt(r.Context(), signed)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, res)
+}
+
+func (s *server) linkKey(w http.ResponseWriter, r *http.Request) {
+	signed, err := s.signedBody(w, r)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	proof, ok := oneHeader(r, "DPoP")
+	if !ok {
+		writeError(w, r, s.log, errTwoProofs)
+		return
+	}
+	k, err := s.svc.LinkKey(r.Context(), signed, proof, s.httpContext(r))
+	if err != nil {
+		dpopChallenge(w, err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, k)
+}
+
+func (s *server) startVerification(w http.ResponseWriter, r *http.Request) {
+	proof, ok := oneHeader(r, "DPoP")
+	if !ok {
+		writeError(w, r, s.log, errTwoProofs)
+		return
+	}
+	ch, err := s.svc.StartVerification(r.Context(), proof, s.httpContext(r))
+	if err != nil {
+		dpopChallenge(w, err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ch)
+}
+
+func (s *server) checkVerificationOrg(w http.ResponseWriter, r *http.Request) {
+	proof, ok := oneHeader(r, "DPoP")
+	if !ok {
+		writeError(w, r, s.log, errTwoProofs)
+		return
+	}
+	rel, err := s.svc.CheckVerificationByProof(r.Context(), proof, s.httpContext(r))
+	if err != nil {
+		dpopChallenge(w, err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"verified_domain": rel.VerifiedDomain})
 }
 
 // submitRequest takes a compact JWS as the body (RFC 9101 media type

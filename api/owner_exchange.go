@@ -145,3 +145,39 @@ func (s *server) decodeOptionalJSON(w http.ResponseWriter, r *http.Request, v an
 	}
 	return decodeStrict(b, v)
 }
+
+func (s *server) listRelationships(w http.ResponseWriter, r *http.Request) {
+	rs, err := s.svc.ListRelationships(r.Context())
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"relationships": rs})
+}
+
+func (s *server) getRelationship(w http.ResponseWriter, r *http.Request) {
+	rel, err := s.svc.GetRelationship(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rel)
+}
+
+func (s *server) checkVerification(w http.ResponseWriter, r *http.Request) {
+	rel, err := s.svc.CheckVerification(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rel)
+}
+
+func (s *server) reaccept(w http.ResponseWriter, r *http.Request) {
+	n, err := s.svc.AskReaccept(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, n)
+}

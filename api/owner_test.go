@@ -22,9 +22,11 @@ type testEnv struct {
 	token string
 }
 
-func newEnv(t *testing.T) *testEnv {
+func newEnv(t *testing.T) *testEnv { return newEnvWith(t, vault.Options{}) }
+
+func newEnvWith(t *testing.T, opts vault.Options) *testEnv {
 	t.Helper()
-	v, err := vault.Create(t.Context(), filepath.Join(t.TempDir(), "v"), []byte(testPass), vault.Options{})
+	v, err := vault.Create(t.Context(), filepath.Join(t.TempDir(), "v"), []byte(testPass), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
 )
 
 // ProofClaims are the claims of a DPoP proof (RFC 9449 §4.2).
@@ -22,7 +24,8 @@ type ProofClaims struct {
 // Proof is a verified DPoP proof.
 type Proof struct {
 	ProofClaims
-	JKT string // thumbprint of the key that signed it
+	JKT string           // thumbprint of the key that signed it
+	Key *jose.JSONWebKey // that key
 }
 
 // ProofMaxAge is how long after its iat a proof is accepted. The vault
@@ -89,7 +92,7 @@ func VerifyProof(tok string, chk ProofCheck) (*Proof, error) {
 			return nil, ErrProofATH
 		}
 	}
-	return &Proof{ProofClaims: c, JKT: jkt}, nil
+	return &Proof{ProofClaims: c, JKT: jkt, Key: key}, nil
 }
 
 // proofError restates a token failure as a proof failure (RFC 9449 §7.1:

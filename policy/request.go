@@ -49,9 +49,9 @@ const (
 
 var (
 	ErrInvalidRequestObject = E(KindInvalid, "invalid_request_object", "the request object is not valid")
-	ErrRequestExpired       = E(KindInvalid, "invalid_request_object", "the request object is too old or expired; sign a fresh one")
-	ErrRequestFuture        = E(KindInvalid, "invalid_request_object", "the request object is dated in the future")
-	ErrRequestAudience      = E(KindInvalid, "invalid_request_object", "the request object is meant for another vault (aud)")
+	ErrRequestExpired       = E(KindInvalid, "stale", "the signed statement is too old or expired; sign a fresh one")
+	ErrRequestFuture        = E(KindInvalid, "stale", "the signed statement is dated in the future")
+	ErrRequestAudience      = E(KindInvalid, "wrong_audience", "the signed statement is meant for another vault (aud)")
 	ErrTermsViolation       = E(KindUnprocessable, "terms_violation", "the request does not comply with the owner's terms")
 )
 
@@ -60,36 +60,13 @@ var (
 // audience and the shape of every claim. It does not judge the request
 // against the terms: that is CheckTerms.
 func ParseRequest(tok string, issuer string, now time.Time) (*AccessRequest, error) {
-	p, perr := parseCompact(tok, MaxRequestLen, OrgAlgs, TypRequest, "jwk")
-	if perr != nil {
-		return nil, requestTokenError(perr)
-	}
-	key, jkt, perr := embeddedKey(p)
-	if perr != nil {
-		return nil, requestTokenError(perr)
-	}
-	payload, perr := p.verifyWith(key)
-	if perr != nil {
-		return nil, requestTokenError(perr)
-	}
 	var c RequestClaims
-	dec := json.NewDecoder(strings.NewReader(string(payload)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
-		return nil, ErrInvalidRequestObject.WithReasons([]string{jsonProblem(err)})
+	key, jkt, err := parseOrgSigned(tok, TypRequest, MaxRequestLen, &c, ErrInvalidRequestObject)
+	if err != nil {
+		return nil, err
 	}
-	if c.IssuedAt == 0 {
-		return nil, ErrInvalidRequestObject.WithReasons([]string{"iat: required"})
-	}
-	iat := time.Unix(c.IssuedAt, 0)
-	if iat.After(now.Add(ClockSkew)) {
-		return nil, ErrRequestFuture
-	}
-	if now.Sub(iat) > RequestMaxAge+ClockSkew || (c.Expiry != 0 && now.After(time.Unix(c.Expiry, 0).Add(ClockSkew))) {
-		return nil, ErrRequestExpired
-	}
-	if c.Audience != "" && c.Audience != issuer {
-		return nil, ErrRequestAudience
+	if err := checkFreshness(now, c.IssuedAt, c.Expiry, c.Audience, issuer, ErrInvalidRequestObject); err != nil {
+		return nil, err
 	}
 	if r := c.problems(jkt); len(r) > 0 {
 		return nil, ErrInvalidRequestObject.WithReasons(r)
@@ -97,10 +74,49 @@ func ParseRequest(tok string, issuer string, now time.Time) (*AccessRequest, err
 	return &AccessRequest{RequestClaims: c, ClientID: jkt, Key: key}, nil
 }
 
-// requestTokenError restates a token failure as the request-object error
-// the token endpoint's sibling, the request endpoint, answers with.
-func requestTokenError(e *Error) error {
-	return ErrInvalidRequestObject.WithReasons([]string{e.Msg}).WithCause(e)
+// parseOrgSigned verifies a JWS an organization signed with the key in its
+// header, and decodes its claims strictly into claims. Failures are
+// restated as kind, with the precise cause kept for errors.Is.
+func parseOrgSigned(tok, typ string, maxLen int, claims any, kind *Error) (*jose.JSONWebKey, string, error) {
+	p, perr := parseCompact(tok, maxLen, OrgAlgs, typ, "jwk")
+	if perr != nil {
+		return nil, "", kind.WithReasons([]string{perr.Msg}).WithCause(perr)
+	}
+	key, jkt, perr := embeddedKey(p)
+	if perr != nil {
+		return nil, "", kind.WithReasons([]string{perr.Msg}).WithCause(perr)
+	}
+	payload, perr := p.verifyWith(key)
+	if perr != nil {
+		return nil, "", kind.WithReasons([]string{perr.Msg}).WithCause(perr)
+	}
+	dec := json.NewDecoder(strings.NewReader(string(payload)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(claims); err != nil {
+		return nil, "", kind.WithReasons([]string{jsonProblem(err)})
+	}
+	return key, jkt, nil
+}
+
+// checkFreshness applies the rules every organization-signed statement
+// follows: iat required, not in the future, at most RequestMaxAge old, exp
+// (if any) not passed, aud (if any) this vault.
+func checkFreshness(now time.Time, iat, exp int64, aud, issuer string, kind *Error) error {
+	if iat == 0 {
+		return kind.WithReasons([]string{"iat: required"})
+	}
+	fail := func(why *Error) error { return kind.WithReasons([]string{why.Msg}).WithCause(why) }
+	t := time.Unix(iat, 0)
+	if t.After(now.Add(ClockSkew)) {
+		return fail(ErrRequestFuture)
+	}
+	if now.Sub(t) > RequestMaxAge+ClockSkew || (exp != 0 && now.After(time.Unix(exp, 0).Add(ClockSkew))) {
+		return fail(ErrRequestExpired)
+	}
+	if aud != "" && aud != issuer {
+		return fail(ErrRequestAudience)
+	}
+	return nil
 }
 
 func (c RequestClaims) problems(jkt string) []string {

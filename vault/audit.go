@@ -58,6 +58,14 @@ const (
 	EvDataRead        = "data.read"
 	EvDataRefused     = "data.refused"
 	EvTermsChanged    = "terms.changed"
+
+	EvGrantReleased      = "grant.released" // by the organization (RFC 7009)
+	EvNoticeDelivered    = "notice.delivered"
+	EvNoticeFailed       = "notice.failed"
+	EvReceiptReceived    = "receipt.received"
+	EvKeyLinked          = "relationship.key_linked"
+	EvDomainVerification = "relationship.domain_verification"
+	EvReacceptAsked      = "relationship.reaccept_asked"
 )
 
 const (

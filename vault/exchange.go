@@ -101,6 +101,13 @@ func (v *Vault) SubmitRequest(ctx context.Context, signed string) (RequestTicket
 		}
 		return RequestTicket{}, policy.ErrTermsViolation.WithReasons(reasons)
 	}
+	if req.CallbackURI != "" {
+		if err := policy.CheckOutboundURL(req.CallbackURI, v.opts.AllowLoopbackHTTP); err != nil {
+			var pe *policy.Error
+			errors.As(err, &pe)
+			return RequestTicket{}, policy.ErrInvalidRequestObject.WithReasons([]string{"callback_uri: " + pe.Msg}).WithCause(err)
+		}
+	}
 	jwk, err := req.Key.MarshalJSON()
 	if err != nil {
 		return RequestTicket{}, policy.Internal("encode jwk", err)
@@ -123,6 +130,9 @@ func (v *Vault) SubmitRequest(ctx context.Context, signed string) (RequestTicket
 			return ErrRequestReplayed
 		}
 		if err != nil {
+			return err
+		}
+		if _, err := v.touchRelationship(ctx, tx, req, jwk, nowU); err != nil {
 			return err
 		}
 		e := base
@@ -434,10 +444,26 @@ func (v *Vault) mintGrant(ctx context.Context, tx *sql.Tx, r requestRow) (string
 	if err != nil {
 		return "", g, policy.Internal("sign grant", err)
 	}
+	// How long the organization may keep the data after the end: what it
+	// promised, or else the most the terms it accepted allow.
+	var retention int64
+	if r.Retention != nil {
+		retention = *r.Retention
+	} else {
+		var body string
+		if err := tx.QueryRowContext(ctx, `SELECT body FROM terms WHERE hash = ?`, r.TermsHash).Scan(&body); err != nil {
+			return "", g, err
+		}
+		var t policy.Terms
+		if err := json.Unmarshal([]byte(body), &t); err != nil {
+			return "", g, ErrTampered.WithDetail("terms " + r.TermsHash)
+		}
+		retention = int64(time.Duration(t.MaxRetention) / time.Second)
+	}
 	dj, _ := json.Marshal(g.AuthorizationDetails)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO grants (id, request_id, client_id, client_name, subject, details, purpose, terms_hash, kid, issued, expires)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		g.ID, r.ID, r.ClientID, r.ClientName, g.Subject, string(dj), g.Purpose, g.TermsHash, s.kid, g.IssuedAt, g.Expiry); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO grants (id, request_id, client_id, client_name, subject, details, purpose, terms_hash, kid, issued, expires, retention)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		g.ID, r.ID, r.ClientID, r.ClientName, g.Subject, string(dj), g.Purpose, g.TermsHash, s.kid, g.IssuedAt, g.Expiry, retention); err != nil {
 		return "", g, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE requests SET status = ?, grant_id = ? WHERE id = ?`, StatusCollected, g.ID, r.ID); err != nil {
@@ -469,17 +495,24 @@ type Grant struct {
 const grantColumns = `id, request_id, client_id, client_name, subject, details, purpose, terms_hash, issued, expires, revoked`
 
 func (v *Vault) scanGrant(row rowScanner) (Grant, error) {
+	var g Grant
+	err := v.scanGrantInto(row, &g)
+	return g, err
+}
+
+// scanGrantInto reads grantColumns and then any extra columns into extra.
+func (v *Vault) scanGrantInto(row rowScanner, g *Grant, extra ...any) error {
 	var (
-		g               Grant
 		details         string
 		issued, expires int64
 		revoked         sql.NullInt64
 	)
-	if err := row.Scan(&g.ID, &g.RequestID, &g.ClientID, &g.ClientName, &g.Subject, &details, &g.Purpose, &g.TermsHash, &issued, &expires, &revoked); err != nil {
-		return g, err
+	dest := append([]any{&g.ID, &g.RequestID, &g.ClientID, &g.ClientName, &g.Subject, &details, &g.Purpose, &g.TermsHash, &issued, &expires, &revoked}, extra...)
+	if err := row.Scan(dest...); err != nil {
+		return err
 	}
 	if err := json.Unmarshal([]byte(details), &g.Details); err != nil {
-		return g, err
+		return err
 	}
 	g.Issued, g.Expires = time.Unix(issued, 0).UTC(), time.Unix(expires, 0).UTC()
 	switch {
@@ -491,7 +524,7 @@ func (v *Vault) scanGrant(row rowScanner) (Grant, error) {
 	default:
 		g.Status = "active"
 	}
-	return g, nil
+	return nil
 }
 
 // ListGrants returns every grant, newest first.
@@ -548,12 +581,32 @@ func (v *Vault) Revoke(ctx context.Context, id string) (Grant, error) {
 			return ErrAlreadyRevoked
 		}
 		now := v.now()
-		if _, err := tx.ExecContext(ctx, `UPDATE grants SET revoked = ? WHERE id = ?`, now.Unix(), id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE grants SET revoked = ?, ended_by = 'owner' WHERE id = ?`, now.Unix(), id); err != nil {
 			return err
 		}
 		g.Revoked, g.Status = &now, "revoked"
-		return v.appendAudit(ctx, tx, AuditEntry{Event: EvGrantRevoked, Actor: "owner", ClientID: g.ClientID, ClientName: g.ClientName,
-			RequestID: g.RequestID, GrantID: id, Scope: policy.Scope(g.Details)})
+		if err := v.appendAudit(ctx, tx, AuditEntry{Event: EvGrantRevoked, Actor: "owner", ClientID: g.ClientID, ClientName: g.ClientName,
+			RequestID: g.RequestID, GrantID: id, Scope: policy.Scope(g.Details)}); err != nil {
+			return err
+		}
+		// Tell the organization, if it gave a callback: a signed notice
+		// with the deadline for its deletion receipt.
+		var callback string
+		var retention int64
+		if err := tx.QueryRowContext(ctx, `SELECT r.callback_uri, g.retention FROM grants g JOIN requests r ON r.id = g.request_id WHERE g.id = ?`, id).
+			Scan(&callback, &retention); err != nil {
+			return err
+		}
+		if callback == "" {
+			return nil
+		}
+		rel, err := relationshipOf(ctx, tx, g.ClientID)
+		if err != nil {
+			return err
+		}
+		_, err = v.queueNotice(ctx, tx, rel, g.ClientID, callback, policy.NoticeClaims{Event: policy.NoticeGrantRevoked, GrantID: id,
+			DeletionDeadline: now.Add(time.Duration(retention) * time.Second).Unix()})
+		return err
 	})
 	if err != nil {
 		return Grant{}, err

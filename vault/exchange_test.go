@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -350,5 +351,104 @@ func TestSigningKeyAndTermsSurviveReopenAndExport(t *testing.T) {
 	}
 	if _, err := v3.verifyGrant(tok.AccessToken); err != nil {
 		t.Fatalf("grant does not verify in the restored vault: %v", err)
+	}
+}
+
+func TestDeletionDeadline(t *testing.T) {
+	v, _, c := newTestVault(t)
+	ctx := t.Context()
+	o := newOrg(t)
+	retention := int64(3600)
+	tk, err := v.SubmitRequest(ctx, o.request(t, v, func(r *policy.RequestClaims) { r.Retention = &retention }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Approve(ctx, tk.RequestID, Approval{})
+	p, hc := o.proof(t, v, "POST", "/v1/token", "")
+	tok, err := v.CollectGrant(ctx, tk.RequestID, p, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := func() (string, *time.Time) {
+		rel, err := v.GetRelationship(ctx, o.jkt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rel.Deletion, rel.Grants[0].Deadline
+	}
+	if s, _ := state(); s != policy.DeletionNotDue {
+		t.Fatalf("active grant: %s", s)
+	}
+	// The organization releases the grant (RFC 7009).
+	p, hc = o.proof(t, v, "POST", "/v1/revoke", "")
+	if err := v.ReleaseGrant(ctx, tok.AccessToken, p, hc); err != nil {
+		t.Fatal(err)
+	}
+	released := v.now()
+	s, deadline := state()
+	if s != policy.DeletionDue || deadline == nil || !deadline.Equal(released.Add(time.Hour)) {
+		t.Fatalf("after release: %s %v", s, deadline)
+	}
+	c.Add(time.Hour + time.Second)
+	if s, _ := state(); s != policy.DeletionOverdue {
+		t.Fatalf("past the deadline: %s", s)
+	}
+	receipt := o.sign(t, policy.TypReceipt, policy.ReceiptClaims{GrantID: tok.GrantID, Deleted: []string{"profile"},
+		DeletedAt: v.now().Unix(), IssuedAt: v.now().Unix(), ID: newID()})
+	if res, err := v.SubmitReceipt(ctx, receipt); err != nil || !res.Complete {
+		t.Fatalf("late receipt: %+v %v", res, err)
+	}
+	if s, _ := state(); s != policy.DeletionReceived {
+		t.Fatalf("after the receipt: %s", s)
+	}
+	// Releasing again, or someone else's grant, does nothing and says nothing.
+	p, hc = o.proof(t, v, "POST", "/v1/revoke", "")
+	if err := v.ReleaseGrant(ctx, tok.AccessToken, p, hc); err != nil {
+		t.Fatal(err)
+	}
+	other := newOrg(t)
+	g2 := o.grant(t, v, Approval{})
+	p, hc = other.proof(t, v, "POST", "/v1/revoke", "")
+	if err := v.ReleaseGrant(ctx, g2.AccessToken, p, hc); err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := v.GetGrant(ctx, g2.GrantID); g.Status != "active" {
+		t.Fatalf("another organization released a grant: %s", g.Status)
+	}
+	// An expired grant owes a receipt too: its deadline is exp + retention.
+	c.Add(2 * time.Hour)
+	rel, _ := v.GetRelationship(ctx, o.jkt)
+	if rel.Deletion != policy.DeletionDue {
+		t.Fatalf("expired grant: %s", rel.Deletion)
+	}
+}
+
+func TestOutboundURLPolicy(t *testing.T) {
+	for _, tc := range []struct {
+		url      string
+		loopback bool
+		want     *policy.Error
+	}{
+		{"https://bikes.example/cb", false, nil},
+		{"https://93.184.216.34/cb", false, nil},
+		{"http://bikes.example/cb", false, policy.ErrOutboundURL},
+		{"http://127.0.0.1:8080/cb", false, policy.ErrOutboundURL},
+		{"http://127.0.0.1:8080/cb", true, nil},
+		{"http://localhost:8080/cb", true, nil},
+		{"https://localhost/cb", false, policy.ErrOutboundAddress},
+		{"https://10.0.0.1/cb", true, policy.ErrOutboundAddress},
+		{"https://172.16.5.4/cb", false, policy.ErrOutboundAddress},
+		{"https://169.254.169.254/", false, policy.ErrOutboundAddress},
+		{"https://100.64.1.1/", false, policy.ErrOutboundAddress},
+		{"https://[fd00::1]/", false, policy.ErrOutboundAddress},
+		{"https://[::ffff:10.0.0.1]/", false, policy.ErrOutboundAddress},
+		{"https://user:pw@bikes.example/", false, policy.ErrOutboundURL},
+		{"ftp://bikes.example/", false, policy.ErrOutboundURL},
+		{"http://10.0.0.1/", true, policy.ErrOutboundURL},
+	} {
+		err := policy.CheckOutboundURL(tc.url, tc.loopback)
+		if tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("CheckOutboundURL(%s, %v) = %v, want %v", tc.url, tc.loopback, err, tc.want)
+		}
 	}
 }

@@ -35,6 +35,10 @@ type OwnerService interface {
 	ListAudit(ctx context.Context, limit int, cursor string) (AuditPage, error)
 	VerifyAudit(ctx context.Context) (AuditReport, error)
 	Checkpoint(ctx context.Context) (Checkpoint, error)
+	ListRelationships(ctx context.Context) ([]Relationship, error)
+	GetRelationship(ctx context.Context, id string) (Relationship, error)
+	CheckVerification(ctx context.Context, relID string) (Relationship, error)
+	AskReaccept(ctx context.Context, relID string) (Notice, error)
 }
 
 // OrgService is what the organization-facing protocol needs: discovery,
@@ -49,6 +53,11 @@ type OrgService interface {
 	ReadCollection(ctx context.Context, a Access, collection string, limit int, cursor string) (DataPage, error)
 	ReadRecord(ctx context.Context, a Access, collection, id string) (DataRecord, error)
 	Introspect(ctx context.Context, token, proof string, hc HTTPContext) (Introspection, error)
+	ReleaseGrant(ctx context.Context, token, proof string, hc HTTPContext) error
+	SubmitReceipt(ctx context.Context, signed string) (ReceiptResult, error)
+	LinkKey(ctx context.Context, statement, proof string, hc HTTPContext) (RelationshipKey, error)
+	StartVerification(ctx context.Context, proof string, hc HTTPContext) (Challenge, error)
+	CheckVerificationByProof(ctx context.Context, proof string, hc HTTPContext) (Relationship, error)
 }
 
 // Service is everything the HTTP layer serves.

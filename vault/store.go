@@ -242,6 +242,63 @@ var migrations = []string{
 		signed  TEXT    NOT NULL,   -- JWS by the vault's signing key
 		created INTEGER NOT NULL
 	);`,
+
+	// 3: relationships and their end: keys, verified domains, notices to
+	// organizations, deletion receipts.
+	`CREATE TABLE relationships (
+		id                TEXT    PRIMARY KEY,  -- thumbprint of the organization's first key
+		name              TEXT    NOT NULL,
+		uri               TEXT    NOT NULL,
+		first_seen        INTEGER NOT NULL,
+		last_seen         INTEGER NOT NULL,
+		domain            TEXT,                 -- verified domain
+		verified          INTEGER,              -- when it was verified
+		challenge         TEXT,                 -- open domain challenge
+		challenge_expires INTEGER
+	);
+	CREATE TABLE relationship_keys (
+		client_id       TEXT    PRIMARY KEY,
+		relationship_id TEXT    NOT NULL REFERENCES relationships (id),
+		jwk             TEXT    NOT NULL,
+		added           INTEGER NOT NULL,
+		link            TEXT                    -- for a rotated-in key: the statement the previous key signed
+	);
+	CREATE INDEX relationship_keys_by_relationship ON relationship_keys (relationship_id);
+	INSERT INTO relationships (id, name, uri, first_seen, last_seen)
+		SELECT client_id, client_name, client_uri, min(created), max(created) FROM requests GROUP BY client_id;
+	INSERT INTO relationship_keys (client_id, relationship_id, jwk, added)
+		SELECT client_id, client_id, jwk, min(created) FROM requests GROUP BY client_id;
+	ALTER TABLE grants ADD COLUMN retention INTEGER NOT NULL DEFAULT 0;  -- seconds the data may be kept after the end
+	ALTER TABLE grants ADD COLUMN ended_by TEXT;                        -- owner or organization, with revoked
+	CREATE TABLE notices (
+		id              TEXT    PRIMARY KEY,
+		relationship_id TEXT    NOT NULL REFERENCES relationships (id),
+		grant_id        TEXT,
+		event           TEXT    NOT NULL,
+		url             TEXT    NOT NULL,
+		signed          TEXT    NOT NULL,     -- the JWS sent
+		status          TEXT    NOT NULL,     -- pending, delivered, failed
+		attempts        INTEGER NOT NULL DEFAULT 0,
+		next_attempt    INTEGER NOT NULL,
+		last_error      TEXT,
+		created         INTEGER NOT NULL,
+		delivered       INTEGER
+	);
+	CREATE INDEX notices_due ON notices (status, next_attempt);
+	CREATE TABLE receipts (
+		id         TEXT    PRIMARY KEY,
+		grant_id   TEXT    NOT NULL REFERENCES grants (id),
+		client_id  TEXT    NOT NULL,
+		jti        TEXT    NOT NULL,
+		signed     TEXT    NOT NULL,   -- the organization's JWS, kept as evidence
+		deleted    TEXT    NOT NULL,   -- JSON list of collections
+		deleted_at INTEGER NOT NULL,
+		statement  TEXT    NOT NULL,
+		received   INTEGER NOT NULL,
+		complete   INTEGER NOT NULL,   -- 1 if it covers every collection of the grant
+		UNIQUE (client_id, jti)
+	);
+	CREATE INDEX receipts_by_grant ON receipts (grant_id);`,
 }
 
 // schemaVersion is the version this build writes.

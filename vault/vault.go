@@ -48,6 +48,22 @@ type Options struct {
 	// the iss and aud of its grants, and the base of the URLs that DPoP
 	// proofs must name. Default http://127.0.0.1:8700.
 	Issuer string
+
+	// Courier makes outbound requests (notices, domain verification). Nil
+	// means the vault makes none: notices wait, verification fails.
+	Courier Courier
+	// AllowLoopbackHTTP lets outbound requests go to loopback addresses
+	// over plain HTTP. For tests and local demos only: it lets a request's
+	// callback reach services on the vault's own machine.
+	AllowLoopbackHTTP bool
+	// OutboundTimeout bounds each outbound request; default 10s.
+	OutboundTimeout time.Duration
+	// NoticeBaseDelay is the wait after the first failed delivery, doubled
+	// after each further failure; default 30s.
+	NoticeBaseDelay time.Duration
+	// NoticeMaxAttempts is how many deliveries are tried before a notice is
+	// marked failed; default 8.
+	NoticeMaxAttempts int
 }
 
 func (o *Options) defaults() {
@@ -62,6 +78,15 @@ func (o *Options) defaults() {
 	}
 	if o.Issuer == "" {
 		o.Issuer = "http://127.0.0.1:8700"
+	}
+	if o.OutboundTimeout <= 0 {
+		o.OutboundTimeout = 10 * time.Second
+	}
+	if o.NoticeBaseDelay <= 0 {
+		o.NoticeBaseDelay = 30 * time.Second
+	}
+	if o.NoticeMaxAttempts <= 0 {
+		o.NoticeMaxAttempts = 8
 	}
 }
 
@@ -88,6 +113,7 @@ type Vault struct {
 	pairwiseKey []byte
 	replay      *replayCache
 	grants      grantCache
+	noticeWake  chan struct{}
 }
 
 // meta is the single row that describes a vault.
@@ -294,6 +320,7 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 	v.pairwiseKey = subkey(master, m.vaultID, labelPairwiseKey, 0)
 	v.replay = newReplayCache(4 << 20)
 	v.grants.m = map[[32]byte]*policy.GrantClaims{}
+	v.noticeWake = make(chan struct{}, 1)
 	return v
 }
 

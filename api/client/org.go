@@ -397,3 +397,123 @@ func (o *Org) postForm(ctx context.Context, path string, form url.Values, grant 
 	_, err = o.do(req, out)
 	return err
 }
+
+// Release ends a grant the organization no longer needs (RFC 7009). The
+// deletion clock starts now.
+func (o *Org) Release(ctx context.Context, grant string) error {
+	return o.postForm(ctx, "/v1/revoke", url.Values{"token": {grant}}, "", nil)
+}
+
+// ReceiptResult is the vault's answer to a deletion receipt.
+type ReceiptResult struct {
+	ReceiptID string   `json:"receipt_id"`
+	Complete  bool     `json:"complete"`
+	Missing   []string `json:"missing,omitempty"`
+}
+
+// ReceiptClaims are the claims of a deletion receipt.
+type ReceiptClaims = policy.ReceiptClaims
+
+// SignReceipt signs a deletion receipt; iat, jti and aud are filled in.
+func (o *Org) SignReceipt(c ReceiptClaims) (string, error) {
+	if c.IssuedAt == 0 {
+		c.IssuedAt = o.Now().Unix()
+	}
+	if c.DeletedAt == 0 {
+		c.DeletedAt = c.IssuedAt
+	}
+	if c.ID == "" {
+		c.ID = randomID()
+	}
+	if c.Audience == "" {
+		c.Audience = o.url
+	}
+	return o.key.Sign(policy.TypReceipt, c)
+}
+
+// SendReceipt signs and sends a deletion receipt for an ended grant.
+func (o *Org) SendReceipt(ctx context.Context, c ReceiptClaims) (ReceiptResult, error) {
+	signed, err := o.SignReceipt(c)
+	if err != nil {
+		return ReceiptResult{}, err
+	}
+	return o.SendSignedReceipt(ctx, signed)
+}
+
+// SendSignedReceipt sends an already signed receipt.
+func (o *Org) SendSignedReceipt(ctx context.Context, signed string) (ReceiptResult, error) {
+	req, err := o.newRequest(ctx, http.MethodPost, "/v1/receipts", signed)
+	if err != nil {
+		return ReceiptResult{}, err
+	}
+	req.Header.Set("Content-Type", "application/jwt")
+	var r ReceiptResult
+	_, err = o.do(req, &r)
+	return r, err
+}
+
+// LinkKey moves the organization to next: the current key signs a
+// statement naming next, and next proves possession with a DPoP proof. On
+// success the client uses next from then on.
+func (o *Org) LinkKey(ctx context.Context, next *Key) error {
+	stmt, err := o.key.Sign(policy.TypKeyLink, policy.KeyLinkClaims{Audience: o.url, NewKey: next.Thumbprint(), IssuedAt: o.Now().Unix(), ID: randomID()})
+	if err != nil {
+		return err
+	}
+	req, err := o.newRequest(ctx, http.MethodPost, "/v1/keys", stmt)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/jwt")
+	proof, err := next.Proof(http.MethodPost, o.url+"/v1/keys", "", o.Now())
+	if err != nil {
+		return err
+	}
+	req.Header.Set("DPoP", proof)
+	if _, err := o.do(req, nil); err != nil {
+		return err
+	}
+	o.key = next
+	return nil
+}
+
+// Challenge is a domain-verification challenge to publish.
+type Challenge struct {
+	Domain    string `json:"domain"`
+	Challenge string `json:"challenge"`
+	URL       string `json:"url"`
+	ExpiresIn int64  `json:"expires_in"`
+}
+
+// StartVerification asks the vault for a challenge proving control of the
+// domain of the organization's client_uri.
+func (o *Org) StartVerification(ctx context.Context) (Challenge, error) {
+	var c Challenge
+	err := o.postForm(ctx, "/v1/verification", url.Values{}, "", &c)
+	return c, err
+}
+
+// CheckVerification asks the vault to fetch the published challenge now.
+func (o *Org) CheckVerification(ctx context.Context) (string, error) {
+	var out struct {
+		Domain string `json:"verified_domain"`
+	}
+	err := o.postForm(ctx, "/v1/verification/check", url.Values{}, "", &out)
+	return out.Domain, err
+}
+
+// Notice is a verified notice from the vault.
+type Notice = policy.NoticeClaims
+
+// VerifyNotice checks a notice the vault sent to the callback, with the
+// vault's published keys.
+func VerifyNotice(signed string, jwks jose.JSONWebKeySet) (*Notice, error) {
+	return policy.VerifyNotice(signed, func(kid string) (ed25519.PublicKey, bool) {
+		for _, k := range jwks.Key(kid) {
+			if pub, ok := k.Key.(ed25519.PublicKey); ok {
+				return pub, true
+			}
+		}
+		return nil, false
+	})
+}

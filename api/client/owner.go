@@ -345,3 +345,78 @@ func (o *Owner) SetTerms(ctx context.Context, body []byte) (OwnerTerms, error) {
 	err := o.send(ctx, http.MethodPut, "/v1/owner/terms", body, &t)
 	return t, err
 }
+
+// Relationship is everything between the owner and one organization.
+type Relationship struct {
+	ID             string     `json:"id"`
+	Name           string     `json:"name"`
+	URI            string     `json:"uri"`
+	FirstContact   time.Time  `json:"first_contact"`
+	LastContact    time.Time  `json:"last_contact"`
+	VerifiedDomain string     `json:"verified_domain,omitempty"`
+	VerifiedAt     *time.Time `json:"verified_at,omitempty"`
+	Keys           []struct {
+		ClientID string    `json:"client_id"`
+		Added    time.Time `json:"added"`
+		Rotated  bool      `json:"rotated_in"`
+	} `json:"keys"`
+	Requests []Request `json:"requests"`
+	Grants   []struct {
+		Grant
+		EndedBy  string     `json:"ended_by,omitempty"`
+		Deletion string     `json:"deletion"`
+		Deadline *time.Time `json:"deletion_deadline,omitempty"`
+	} `json:"grants"`
+	Reads    int64      `json:"reads"`
+	LastRead *time.Time `json:"last_read,omitempty"`
+	Notices  []struct {
+		ID        string     `json:"id"`
+		GrantID   string     `json:"grant_id,omitempty"`
+		Event     string     `json:"event"`
+		URL       string     `json:"url"`
+		Status    string     `json:"status"`
+		Attempts  int        `json:"attempts"`
+		LastError string     `json:"last_error,omitempty"`
+		Delivered *time.Time `json:"delivered,omitempty"`
+	} `json:"notices"`
+	Receipts []struct {
+		ID        string    `json:"id"`
+		GrantID   string    `json:"grant_id"`
+		Deleted   []string  `json:"deleted"`
+		DeletedAt time.Time `json:"deleted_at"`
+		Statement string    `json:"statement,omitempty"`
+		Complete  bool      `json:"complete"`
+	} `json:"receipts"`
+	TermsHashes    []string `json:"terms_hashes"`
+	OnCurrentTerms bool     `json:"on_current_terms"`
+	Deletion       string   `json:"deletion"`
+	ActiveGrants   int      `json:"active_grants"`
+}
+
+// ListRelationships lists every relationship.
+func (o *Owner) ListRelationships(ctx context.Context) ([]Relationship, error) {
+	var out struct {
+		Relationships []Relationship `json:"relationships"`
+	}
+	err := o.send(ctx, http.MethodGet, "/v1/owner/relationships", nil, &out)
+	return out.Relationships, err
+}
+
+// GetRelationship reads one relationship.
+func (o *Owner) GetRelationship(ctx context.Context, id string) (Relationship, error) {
+	var r Relationship
+	err := o.send(ctx, http.MethodGet, "/v1/owner/relationships/"+url.PathEscape(id), nil, &r)
+	return r, err
+}
+
+// VerifyRelationship fetches the organization's published domain challenge.
+func (o *Owner) VerifyRelationship(ctx context.Context, id string) (Relationship, error) {
+	var r Relationship
+	err := o.send(ctx, http.MethodPost, "/v1/owner/relationships/"+url.PathEscape(id)+"/verify", nil, &r)
+	return r, err
+}
+
+// AskReaccept notifies the organization that the terms changed.
+func (o *Owner) AskReaccept(ctx context.Context, id string) error {
+	return o.send(ctx, http.MethodPost, "/v1/owner/relationships/"+url.PathEscape(id)+"/reaccept", nil, nil)
+}

@@ -25,6 +25,13 @@ const DefaultAddr = "127.0.0.1:8700"
 // shutdownGrace is how long in-flight requests get after Ctrl-C.
 const shutdownGrace = 10 * time.Second
 
+// Outbound requests (notices, domain checks): each attempt's time limit,
+// and how often the notice queue is looked at.
+const (
+	outboundTimeout = 10 * time.Second
+	noticeTick      = 5 * time.Second
+)
+
 func (a *app) cmdServe(ctx context.Context, args []string) error {
 	fs := a.flags("serve", "serve [--dir DIR | --dev] [--addr HOST:PORT]")
 	dir := fs.String("dir", a.defaultDir(), "vault directory (env PDVAULT_DIR)")
@@ -32,6 +39,7 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	addr := fs.String("addr", DefaultAddr, "address to listen on")
 	pfile := fs.String("passphrase-file", "", "read the passphrase from this file (or env PDVAULT_PASSPHRASE)")
 	issuer := fs.String("issuer", "", "public base URL of the vault, if clients reach it through a proxy (default: the listen URL)")
+	allowLoopback := fs.Bool("allow-loopback-http", false, "let notices and domain checks reach loopback addresses over plain HTTP (local testing only; on with --dev)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := a.parse(fs, args); err != nil {
@@ -44,7 +52,8 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := vault.Options{Logger: log}
+	opts := vault.Options{Logger: log, AllowLoopbackHTTP: *allowLoopback || *dev}
+	opts.Courier = api.NewCourier(opts.AllowLoopbackHTTP, outboundTimeout)
 
 	var (
 		v          *vault.Vault
@@ -98,6 +107,11 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	if a.listening != nil {
 		a.listening(url)
 	}
+
+	nctx, stopNotices := context.WithCancel(ctx)
+	noticesDone := make(chan struct{})
+	go func() { v.RunNotices(nctx, noticeTick); close(noticesDone) }()
+	defer func() { stopNotices(); <-noticesDone }()
 
 	select {
 	case err := <-hs.errc:

@@ -1,0 +1,507 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pdvault/pdvault/api/client"
+	"github.com/pdvault/pdvault/vault"
+)
+
+// orgSite is an organization's web site on loopback: it receives notices
+// at /notices and serves whatever challenge body the test sets.
+type orgSite struct {
+	srv *httptest.Server
+
+	mu        sync.Mutex
+	notices   []string
+	challenge func(w http.ResponseWriter, r *http.Request)
+	noticeFn  func(w http.ResponseWriter, r *http.Request)
+}
+
+func newOrgSite(t *testing.T) *orgSite {
+	s := &orgSite{}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		ch, nf := s.challenge, s.noticeFn
+		s.mu.Unlock()
+		switch r.URL.Path {
+		case "/notices":
+			if nf != nil {
+				nf(w, r)
+				return
+			}
+			b, _ := io.ReadAll(r.Body)
+			s.mu.Lock()
+			s.notices = append(s.notices, string(b))
+			s.mu.Unlock()
+			w.WriteHeader(http.StatusNoContent)
+		case "/.well-known/pdvault-challenge":
+			if ch == nil {
+				http.NotFound(w, r)
+				return
+			}
+			ch(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+func (s *orgSite) set(f func(w http.ResponseWriter, r *http.Request)) {
+	s.mu.Lock()
+	s.challenge = f
+	s.mu.Unlock()
+}
+
+func loopbackEnv(t *testing.T, timeout time.Duration) *testEnv {
+	return newEnvWith(t, vault.Options{
+		AllowLoopbackHTTP: true, Courier: NewCourier(true, timeout), OutboundTimeout: timeout,
+		NoticeBaseDelay: time.Millisecond, NoticeMaxAttempts: 3,
+	})
+}
+
+// siteRequest asks with the site as client_uri and callback.
+func siteRequest(site *orgSite) client.AccessRequest {
+	req := askProfile("name", "email")
+	req.ClientURI = site.srv.URL
+	req.CallbackURI = site.srv.URL + "/notices"
+	return req
+}
+
+// The end of a relationship: revoke, a signed notice at the callback, a
+// deletion receipt, and the relationship showing it all.
+func TestRelationshipEndToEnd(t *testing.T) {
+	e := loopbackEnv(t, 2*time.Second)
+	ctx := t.Context()
+	e.record("profile", `{"name":"Ada","email":"a@x"}`)
+	e.record("transactions", `{"amount":1}`)
+	site := newOrgSite(t)
+	o := e.org("EdDSA")
+	tok := e.grantFor(o, siteRequest(site), vault.Approval{})
+	if _, err := o.ReadCollection(ctx, tok.AccessToken, "profile", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+
+	// A receipt before the grant ends is refused.
+	_, err := o.SendReceipt(ctx, client.ReceiptClaims{GrantID: tok.GrantID, Deleted: []string{"profile"}})
+	wantCode(t, err, "grant_active")
+
+	r := e.do("POST", "/v1/owner/grants/"+tok.GrantID+"/revoke", e.token, nil)
+	if r.status != 200 {
+		t.Fatalf("revoke: %d %s", r.status, r.body)
+	}
+	n, err := e.v.DeliverNotices(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("deliver: %d %v", n, err)
+	}
+	site.mu.Lock()
+	got := append([]string(nil), site.notices...)
+	site.mu.Unlock()
+	if len(got) != 1 {
+		t.Fatalf("notices at the callback: %d", len(got))
+	}
+	jwks, _ := o.JWKS(ctx)
+	notice, err := client.VerifyNotice(got[0], jwks)
+	if err != nil || notice.Event != "grant.revoked" || notice.GrantID != tok.GrantID || notice.Audience != o.Key().Thumbprint() || notice.DeletionDeadline == 0 {
+		t.Fatalf("notice: %+v %v", notice, err)
+	}
+	// 30 days: the default terms' max_retention, as the request named none.
+	if d := time.Unix(notice.DeletionDeadline, 0).Sub(time.Unix(notice.IssuedAt, 0)); d != 30*24*time.Hour {
+		t.Fatalf("deadline %v after the notice", d)
+	}
+
+	rel := e.relationship(o.Key().Thumbprint())
+	if rel.Deletion != "due" || len(rel.Notices) != 1 || rel.Notices[0].Status != "delivered" || rel.Reads != 1 || rel.Grants[0].EndedBy != "owner" {
+		t.Fatalf("relationship after revoke: %+v", rel)
+	}
+
+	// A partial receipt, then a complete one.
+	res, err := o.SendReceipt(ctx, client.ReceiptClaims{GrantID: tok.GrantID, Deleted: []string{"transactions"}, Statement: "deleted from CRM"})
+	if err != nil || res.Complete || len(res.Missing) != 1 || res.Missing[0] != "profile" {
+		t.Fatalf("partial receipt: %+v %v", res, err)
+	}
+	if rel := e.relationship(o.Key().Thumbprint()); rel.Deletion != "due" {
+		t.Fatalf("a partial receipt settled the deletion: %s", rel.Deletion)
+	}
+	res, err = o.SendReceipt(ctx, client.ReceiptClaims{GrantID: tok.GrantID, Deleted: []string{"profile"}})
+	if err != nil || !res.Complete {
+		t.Fatalf("receipt: %+v %v", res, err)
+	}
+	rel = e.relationship(o.Key().Thumbprint())
+	if rel.Deletion != "received" || len(rel.Receipts) != 2 || rel.Grants[0].Deletion != "received" {
+		t.Fatalf("relationship after receipt: %+v", rel)
+	}
+	r = e.do("GET", "/v1/owner/relationships", e.token, nil)
+	if r.status != 200 || !strings.Contains(string(r.body), o.Key().Thumbprint()) {
+		t.Fatalf("list: %d %s", r.status, r.body)
+	}
+	rep, _ := e.v.VerifyAudit(ctx)
+	if !rep.OK {
+		t.Fatalf("audit: %+v", rep)
+	}
+}
+
+func (e *testEnv) relationship(id string) vault.Relationship {
+	e.t.Helper()
+	rel, err := e.v.GetRelationship(e.t.Context(), id)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return rel
+}
+
+func TestReceiptBadInput(t *testing.T) {
+	e := loopbackEnv(t, time.Second)
+	ctx := t.Context()
+	e.record("profile", `{"name":"Ada"}`)
+	acme, other := e.org("EdDSA"), e.org("EdDSA")
+	tok := e.grantFor(acme, askProfile("name"), vault.Approval{})
+	otherTok := e.grantFor(other, askProfile("name"), vault.Approval{})
+	if err := acme.Release(ctx, tok.AccessToken); err != nil {
+		t.Fatal(err)
+	}
+	e.v.Revoke(ctx, otherTok.GrantID)
+
+	good, _ := acme.SignReceipt(client.ReceiptClaims{GrantID: tok.GrantID, Deleted: []string{"profile"}})
+	parts := strings.Split(good, ".")
+	forgedClaims, _ := other.SignReceipt(client.ReceiptClaims{GrantID: tok.GrantID, Deleted: []string{"profile"}})
+	for _, tc := range []struct {
+		name, signed, code string
+		status             int
+	}{
+		{"forged signature", parts[0] + "." + parts[1] + "." + flipB64(parts[2]), "invalid_receipt", 400},
+		{"claims from another signer", parts[0] + "." + strings.Split(forgedClaims, ".")[1] + "." + parts[2], "invalid_receipt", 400},
+		{"not a JWS", "hello", "invalid_receipt", 400},
+		{"a DPoP proof", mustProof(t, acme.Key(), e.srv.URL), "invalid_receipt", 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := e.do("POST", "/v1/receipts", "", strings.NewReader(tc.signed))
+			if r.status != tc.status || r.errCode(t) != tc.code {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+		})
+	}
+	t.Run("another organization's grant", func(t *testing.T) {
+		_, err := acme.SendReceipt(ctx, client.ReceiptClaims{GrantID: otherTok.GrantID, Deleted: []string{"profile"}})
+		wantCode(t, err, "not_found")
+	})
+	t.Run("unknown grant", func(t *testing.T) {
+		_, err := acme.SendReceipt(ctx, client.ReceiptClaims{GrantID: "aaaaaaaaaaaaaaaaaaaaaaaaaa", Deleted: []string{"profile"}})
+		wantCode(t, err, "not_found")
+	})
+	t.Run("replayed", func(t *testing.T) {
+		if _, err := acme.SendSignedReceipt(ctx, good); err != nil {
+			t.Fatal(err)
+		}
+		_, err := acme.SendSignedReceipt(ctx, good)
+		wantCode(t, err, "replayed")
+	})
+	t.Run("missing claims", func(t *testing.T) {
+		_, err := acme.SendReceipt(ctx, client.ReceiptClaims{GrantID: tok.GrantID})
+		wantCode(t, err, "invalid_receipt")
+	})
+	if rel := e.relationship(acme.Key().Thumbprint()); len(rel.Receipts) != 1 || rel.Grants[0].EndedBy != "organization" {
+		t.Fatalf("bad receipts changed the relationship: %+v", rel.Receipts)
+	}
+}
+
+func mustProof(t *testing.T, k *client.Key, base string) string {
+	p, err := k.Proof("POST", base+"/v1/receipts", "", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func flipB64(s string) string {
+	b := []byte(s)
+	if b[0] == 'A' {
+		b[0] = 'B'
+	} else {
+		b[0] = 'A'
+	}
+	return string(b)
+}
+
+func TestDomainVerification(t *testing.T) {
+	e := loopbackEnv(t, 300*time.Millisecond)
+	ctx := t.Context()
+	site := newOrgSite(t)
+	o := e.org("EdDSA")
+	if _, err := o.StartVerification(ctx); !client.IsCode(err, "unknown_organization") {
+		t.Fatalf("verification before any request: %v", err)
+	}
+	if _, err := o.Request(ctx, siteRequest(site)); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := o.StartVerification(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := strings.TrimPrefix(site.srv.URL, "http://")
+	if ch.Domain != host || ch.URL != site.srv.URL+"/.well-known/pdvault-challenge" || !strings.HasPrefix(ch.Challenge, "pdvault-verify=") {
+		t.Fatalf("challenge %+v", ch)
+	}
+	relID := o.Key().Thumbprint()
+	for _, tc := range []struct {
+		name  string
+		serve func(w http.ResponseWriter, r *http.Request)
+		want  string
+	}{
+		{"not published", nil, "answered HTTP 404"},
+		{"wrong content", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "pdvault-verify=somethingelse\n") }, "challenge was not found"},
+		{"oversized", func(w http.ResponseWriter, r *http.Request) {
+			io.WriteString(w, strings.Repeat("x", 5000)+"\n"+ch.Challenge+"\n")
+		}, "larger than 4096 bytes"},
+		{"slow", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-time.After(3 * time.Second):
+			case <-r.Context().Done():
+			}
+		}, "timed out"},
+		{"redirect to another host", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://localhost:1/x", http.StatusFound)
+		}, "redirected to another host"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			site.set(tc.serve)
+			start := time.Now()
+			r := e.do("POST", "/v1/owner/relationships/"+relID+"/verify", e.token, nil)
+			if r.status != 422 || r.errCode(t) != "verification_failed" || !strings.Contains(string(r.body), tc.want) {
+				t.Fatalf("%d %s", r.status, r.body)
+			}
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("the check took %v", time.Since(start))
+			}
+		})
+	}
+	site.set(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "other-vault-code\n"+ch.Challenge+"\n")
+	})
+	domain, err := o.CheckVerification(ctx)
+	if err != nil || domain != host {
+		t.Fatalf("verify: %q %v", domain, err)
+	}
+	rel := e.relationship(relID)
+	if rel.VerifiedDomain != host || rel.VerifiedAt == nil {
+		t.Fatalf("relationship: %+v", rel)
+	}
+	// The challenge is used up.
+	r := e.do("POST", "/v1/owner/relationships/"+relID+"/verify", e.token, nil)
+	if r.status != 409 || r.errCode(t) != "no_challenge" {
+		t.Fatalf("second check: %d %s", r.status, r.body)
+	}
+}
+
+// With loopback not allowed, a loopback domain is never fetched.
+func TestVerificationRefusesLoopbackWhenNotAllowed(t *testing.T) {
+	fetched := false
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fetched = true }))
+	defer site.Close()
+	e := newEnvWith(t, vault.Options{Courier: NewCourier(false, time.Second)})
+	o := e.org("EdDSA")
+	req := askProfile("name")
+	req.ClientURI = site.URL
+	if _, err := o.Request(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.StartVerification(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r := e.do("POST", "/v1/owner/relationships/"+o.Key().Thumbprint()+"/verify", e.token, nil)
+	if r.status != 422 || !strings.Contains(string(r.body), "not a public https host") || fetched {
+		t.Fatalf("%d %s fetched=%v", r.status, r.body, fetched)
+	}
+}
+
+func TestCallbackAddressesRefused(t *testing.T) {
+	e := newEnvWith(t, vault.Options{Courier: NewCourier(false, time.Second)})
+	o := e.org("EdDSA")
+	for _, cb := range []string{"http://127.0.0.1:9/cb", "https://localhost/cb", "https://10.1.2.3/cb", "https://192.168.1.1/cb", "https://[::1]/cb", "https://169.254.169.254/latest"} {
+		req := askProfile("name")
+		req.CallbackURI = cb
+		_, err := o.Request(t.Context(), req)
+		var ce *client.Error
+		if !errorsAs(err, &ce) || ce.Code != "invalid_request_object" || ce.Status != 400 || len(ce.Reasons) != 1 || !strings.HasPrefix(ce.Reasons[0], "callback_uri:") {
+			t.Errorf("callback %s: %v", cb, err)
+		}
+	}
+	if reqs, _ := e.v.ListRequests(t.Context(), ""); len(reqs) != 0 {
+		t.Fatalf("refused requests were stored: %d", len(reqs))
+	}
+}
+
+// A callback that never answers costs one timeout per attempt in the
+// background loop, is marked failed after the last attempt, and never
+// holds up the vault.
+func TestCallbackThatNeverAnswers(t *testing.T) {
+	e := loopbackEnv(t, 200*time.Millisecond)
+	ctx := t.Context()
+	e.record("profile", `{"name":"Ada"}`)
+	site := newOrgSite(t)
+	release := make(chan struct{})
+	defer close(release)
+	site.mu.Lock()
+	site.noticeFn = func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}
+	site.mu.Unlock()
+	o := e.org("EdDSA")
+	tok := e.grantFor(o, siteRequest(site), vault.Approval{})
+	tok2 := e.grantFor(o, siteRequest(site), vault.Approval{})
+	if _, err := e.v.Revoke(ctx, tok.GrantID); err != nil {
+		t.Fatal(err)
+	}
+	loop, stop := contextWithCancel(ctx)
+	done := make(chan struct{})
+	go func() { e.v.RunNotices(loop, 10*time.Millisecond); close(done) }()
+
+	// Meanwhile the vault serves as usual.
+	start := time.Now()
+	if _, err := o.ReadCollection(ctx, tok2.AccessToken, "profile", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	if time.Since(start) > 150*time.Millisecond {
+		t.Fatalf("a read waited %v behind the hanging callback", time.Since(start))
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var rel vault.Relationship
+	for time.Now().Before(deadline) {
+		rel = e.relationship(o.Key().Thumbprint())
+		if len(rel.Notices) == 1 && rel.Notices[0].Status == "failed" {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	stop()
+	<-done
+	if len(rel.Notices) != 1 || rel.Notices[0].Status != "failed" || rel.Notices[0].Attempts != 3 || rel.Notices[0].LastError != "timed out" {
+		t.Fatalf("notice: %+v", rel.Notices)
+	}
+}
+
+func TestKeyRotation(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	e.record("profile", `{"name":"Ada"}`)
+	o := e.org("EdDSA")
+	old := o.Key()
+	tok := e.grantFor(o, askProfile("name"), vault.Approval{})
+	next, _ := client.GenerateKey("ES256")
+
+	// A stranger cannot link a key, and a link must be proven by the new key.
+	stranger := e.org("EdDSA")
+	if err := stranger.LinkKey(ctx, next); !client.IsCode(err, "unknown_organization") {
+		t.Fatalf("stranger: %v", err)
+	}
+	if err := o.LinkKey(ctx, next); err != nil {
+		t.Fatal(err)
+	}
+	if o.Key() != next {
+		t.Fatal("client did not switch keys")
+	}
+	// The new key's requests join the same relationship.
+	if _, err := o.Request(ctx, askProfile("name")); err != nil {
+		t.Fatal(err)
+	}
+	rel := e.relationship(old.Thumbprint())
+	if len(rel.Keys) != 2 || !rel.Keys[1].Rotated || rel.Keys[1].ClientID != next.Thumbprint() || len(rel.Requests) != 2 {
+		t.Fatalf("relationship after rotation: keys %+v, %d requests", rel.Keys, len(rel.Requests))
+	}
+	if rs, _ := e.v.ListRelationships(ctx); len(rs) != 1 {
+		t.Fatalf("rotation made a second relationship: %d", len(rs))
+	}
+	// A key cannot be linked twice.
+	back, _ := client.NewOrg(e.srv.URL, old, nil)
+	if err := back.LinkKey(ctx, next); !client.IsCode(err, "key_in_use") {
+		t.Fatalf("relink: %v", err)
+	}
+	// Old grants stay bound to the old key.
+	oldOrg, _ := client.NewOrg(e.srv.URL, old, nil)
+	if _, err := oldOrg.ReadCollection(ctx, tok.AccessToken, "profile", 0, ""); err != nil {
+		t.Fatalf("old grant with old key: %v", err)
+	}
+	// A statement whose proof comes from another key than it names.
+	third, _ := client.GenerateKey("EdDSA")
+	stmt, _ := next.Sign("pdvault-key-link+jwt", map[string]any{"new_jkt": third.Thumbprint(), "iat": time.Now().Unix(), "jti": "x1"})
+	p, _ := old.Proof("POST", e.srv.URL+"/v1/keys", "", time.Now())
+	r := e.do("POST", "/v1/keys", "", strings.NewReader(stmt), "DPoP", p)
+	if r.status != 400 || r.errCode(t) != "invalid_key_link" {
+		t.Fatalf("mismatched proof: %d %s", r.status, r.body)
+	}
+}
+
+func TestTermsChangeAndReaccept(t *testing.T) {
+	e := loopbackEnv(t, time.Second)
+	ctx := t.Context()
+	site := newOrgSite(t)
+	o := e.org("EdDSA")
+	e.grantFor(o, siteRequest(site), vault.Approval{})
+	relID := o.Key().Thumbprint()
+	if rel := e.relationship(relID); !rel.OnCurrentTerms {
+		t.Fatal("fresh relationship not on current terms")
+	}
+	nt := e.v.CurrentTerms().Terms
+	nt.Text += " v2"
+	if _, err := e.v.SetTerms(ctx, mustJSON(t, nt)); err != nil {
+		t.Fatal(err)
+	}
+	if rel := e.relationship(relID); rel.OnCurrentTerms {
+		t.Fatal("relationship still on current terms after a change")
+	}
+	r := e.do("POST", "/v1/owner/relationships/"+relID+"/reaccept", e.token, nil)
+	if r.status != 202 {
+		t.Fatalf("reaccept: %d %s", r.status, r.body)
+	}
+	if n, err := e.v.DeliverNotices(ctx); n != 1 || err != nil {
+		t.Fatalf("deliver: %d %v", n, err)
+	}
+	jwks, _ := o.JWKS(ctx)
+	site.mu.Lock()
+	notice, err := client.VerifyNotice(site.notices[0], jwks)
+	site.mu.Unlock()
+	if err != nil || notice.Event != "terms.changed" || notice.TermsHash != e.v.CurrentTerms().Hash {
+		t.Fatalf("notice %+v %v", notice, err)
+	}
+	// The organization re-accepts by asking again under the new terms.
+	if _, err := o.Request(ctx, siteRequest(site)); err != nil {
+		t.Fatal(err)
+	}
+	if rel := e.relationship(relID); !rel.OnCurrentTerms || len(rel.TermsHashes) != 2 {
+		t.Fatalf("after re-accepting: %+v", rel.TermsHashes)
+	}
+	// A relationship without a callback cannot be notified.
+	o2 := e.org("EdDSA")
+	o2.Request(ctx, askProfile("name"))
+	if r := e.do("POST", "/v1/owner/relationships/"+o2.Key().Thumbprint()+"/reaccept", e.token, nil); r.status != 409 || r.errCode(t) != "no_callback" {
+		t.Fatalf("no callback: %d %s", r.status, r.body)
+	}
+	if r := e.do("GET", "/v1/owner/relationships/nope", e.token, nil); r.status != 404 {
+		t.Fatalf("unknown relationship: %d", r.status)
+	}
+}
+
+func contextWithCancel(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithCancel(ctx)
+}
+
+func mustJSON(t *testing.T, v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}

@@ -1,0 +1,182 @@
+package vault
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/pdvault/pdvault/policy"
+)
+
+// Courier makes the vault's outbound HTTP requests. The vault defines what
+// it needs; the HTTP implementation lives in package api (the vault does
+// not speak HTTP itself), and tests pass fakes.
+type Courier interface {
+	// Post sends body and returns the response status.
+	Post(ctx context.Context, url, contentType string, body []byte) (status int, err error)
+	// Get fetches url, reading at most max bytes; a longer body is an error.
+	Get(ctx context.Context, url string, max int64) ([]byte, error)
+}
+
+// OutboundError is a Courier failure with a reason safe to show the owner.
+type OutboundError struct {
+	Reason string
+	Err    error
+}
+
+func (e *OutboundError) Error() string { return e.Reason }
+func (e *OutboundError) Unwrap() error { return e.Err }
+
+func outboundProblem(err error) string {
+	var oe *OutboundError
+	if errors.As(err, &oe) {
+		return oe.Reason
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return "timed out"
+	}
+	return "request failed"
+}
+
+// Notice states.
+const (
+	NoticePending   = "pending"
+	NoticeDelivered = "delivered"
+	NoticeFailed    = "failed"
+)
+
+// queueNotice signs a notice and stores it for delivery, inside tx.
+func (v *Vault) queueNotice(ctx context.Context, tx *sql.Tx, relID, clientID, url string, c policy.NoticeClaims) (Notice, error) {
+	now := v.now()
+	c.Issuer, c.Audience, c.Subject, c.ID, c.IssuedAt = v.Issuer(), clientID, v.pairwiseSubject(clientID), newID(), now.Unix()
+	signed, err := policy.SignNotice(v.signer(), c)
+	if err != nil {
+		return Notice{}, policy.Internal("sign notice", err)
+	}
+	n := Notice{ID: c.ID, GrantID: c.GrantID, Event: c.Event, URL: url, Status: NoticePending, Created: now}
+	_, err = tx.ExecContext(ctx, `INSERT INTO notices (id, relationship_id, grant_id, event, url, signed, status, next_attempt, created)
+		VALUES (?, ?, nullif(?, ''), ?, ?, ?, ?, ?, ?)`, n.ID, relID, c.GrantID, c.Event, url, signed, NoticePending, now.Unix(), now.Unix())
+	if err != nil {
+		return Notice{}, err
+	}
+	v.wakeNotices()
+	return n, nil
+}
+
+// wakeNotices nudges the delivery loop without blocking.
+func (v *Vault) wakeNotices() {
+	select {
+	case v.noticeWake <- struct{}{}:
+	default:
+	}
+}
+
+// backoff is the wait before attempt n+1 after n failed attempts.
+func (v *Vault) backoff(attempts int) time.Duration {
+	d := v.opts.NoticeBaseDelay << min(attempts-1, 16)
+	return min(d, 6*time.Hour)
+}
+
+// DeliverNotices makes one delivery attempt for every notice that is due
+// and returns how many were delivered. Each attempt has its own timeout,
+// so a callback that never answers holds up only this loop, never a
+// request.
+func (v *Vault) DeliverNotices(ctx context.Context) (int, error) {
+	if v.opts.Courier == nil {
+		return 0, nil
+	}
+	type due struct {
+		id, url, signed, event, grant, client string
+		attempts                              int
+	}
+	rows, err := v.db.r.QueryContext(ctx, `SELECT n.id, n.url, n.signed, n.event, coalesce(n.grant_id, ''), k.client_id, n.attempts
+		FROM notices n JOIN relationship_keys k ON k.relationship_id = n.relationship_id AND k.link IS NULL
+		WHERE n.status = ? AND n.next_attempt <= ? ORDER BY n.next_attempt LIMIT 50`, NoticePending, v.opts.Now().Unix())
+	if err != nil {
+		return 0, storageError("due notices", err)
+	}
+	var list []due
+	for rows.Next() {
+		var d due
+		if err := rows.Scan(&d.id, &d.url, &d.signed, &d.event, &d.grant, &d.client, &d.attempts); err != nil {
+			rows.Close()
+			return 0, storageError("due notices", err)
+		}
+		list = append(list, d)
+	}
+	rows.Close()
+	delivered := 0
+	for _, d := range list {
+		if ctx.Err() != nil {
+			return delivered, nil
+		}
+		problem := ""
+		if err := policy.CheckOutboundURL(d.url, v.opts.AllowLoopbackHTTP); err != nil {
+			problem = "the callback URL points at an address that is not allowed"
+		} else {
+			actx, cancel := context.WithTimeout(ctx, v.opts.OutboundTimeout)
+			status, err := v.opts.Courier.Post(actx, d.url, "application/jwt", []byte(d.signed))
+			cancel()
+			switch {
+			case err != nil:
+				problem = outboundProblem(err)
+			case status < 200 || status > 299:
+				problem = fmt.Sprintf("the callback answered HTTP %d", status)
+			}
+		}
+		attempts := d.attempts + 1
+		now := v.now()
+		// The outcome is recorded even if ctx ends now: the attempt happened.
+		wctx := context.WithoutCancel(ctx)
+		err := v.db.tx(wctx, func(tx *sql.Tx) error {
+			switch {
+			case problem == "":
+				if _, err := tx.ExecContext(wctx, `UPDATE notices SET status = ?, attempts = ?, delivered = ?, last_error = NULL WHERE id = ?`,
+					NoticeDelivered, attempts, now.Unix(), d.id); err != nil {
+					return err
+				}
+				return v.appendAudit(wctx, tx, AuditEntry{Event: EvNoticeDelivered, Actor: "vault", Outcome: OutcomeAllowed, ClientID: d.client, GrantID: d.grant, Reason: d.event})
+			case attempts >= v.opts.NoticeMaxAttempts:
+				if _, err := tx.ExecContext(wctx, `UPDATE notices SET status = ?, attempts = ?, last_error = ? WHERE id = ?`,
+					NoticeFailed, attempts, problem, d.id); err != nil {
+					return err
+				}
+				return v.appendAudit(wctx, tx, AuditEntry{Event: EvNoticeFailed, Actor: "vault", Outcome: OutcomeDenied, ClientID: d.client, GrantID: d.grant,
+					Reason: fmt.Sprintf("%s: gave up after %d attempts: %s", d.event, attempts, problem)})
+			default:
+				_, err := tx.ExecContext(wctx, `UPDATE notices SET attempts = ?, last_error = ?, next_attempt = ? WHERE id = ?`,
+					attempts, problem, now.Add(v.backoff(attempts)).Unix(), d.id)
+				return err
+			}
+		})
+		if err != nil {
+			return delivered, err
+		}
+		if problem == "" {
+			delivered++
+		} else {
+			v.log.Warn("notice not delivered", "notice", d.id, "attempt", attempts, "problem", problem)
+		}
+	}
+	return delivered, nil
+}
+
+// RunNotices delivers notices until ctx ends: at every tick, and at once
+// when a new notice is queued.
+func (v *Vault) RunNotices(ctx context.Context, tick time.Duration) {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		if _, err := v.DeliverNotices(ctx); err != nil && ctx.Err() == nil {
+			v.log.Error("notice delivery", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-v.noticeWake:
+		}
+	}
+}

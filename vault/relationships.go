@@ -1,0 +1,698 @@
+package vault
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/pdvault/pdvault/policy"
+)
+
+// A relationship is everything between the owner and one organization:
+// its keys, its verified domain, its requests and grants, the reads done
+// under them, the notices sent to it and the deletion receipts it sent
+// back. Its id is the thumbprint of the organization's first key.
+
+var (
+	ErrRelationshipNotFound = policy.E(policy.KindNotFound, "not_found", "no such relationship")
+	ErrNoRelationship       = policy.E(policy.KindForbidden, "unknown_organization", "this key has no relationship with the vault; send an access request first")
+	ErrKeyInUse             = policy.E(policy.KindConflict, "key_in_use", "the new key already belongs to a relationship")
+	ErrKeyLinkMismatch      = policy.E(policy.KindInvalid, "invalid_key_link", "the DPoP proof must come from the new key the statement names")
+	ErrNoCallback           = policy.E(policy.KindConflict, "no_callback", "the organization gave no callback URL to notify")
+	ErrVerificationFailed   = policy.E(policy.KindUnprocessable, "verification_failed", "the domain could not be verified")
+	ErrNoChallenge          = policy.E(policy.KindConflict, "no_challenge", "there is no open domain challenge; start one first")
+	ErrGrantActive          = policy.E(policy.KindConflict, "grant_active", "the grant has not ended; a deletion receipt is for an ended grant (release it with /v1/revoke)")
+	ErrReceiptReplayed      = policy.E(policy.KindConflict, "replayed", "this receipt (jti) was already received")
+	ErrNoCourier            = policy.E(policy.KindUnavailable, "temporarily_unavailable", "the vault cannot make outbound requests")
+)
+
+var relIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
+
+// touchRelationship finds or starts the relationship of the key that
+// signed a request, inside the request's transaction.
+func (v *Vault) touchRelationship(ctx context.Context, tx *sql.Tx, req *policy.AccessRequest, jwk []byte, now int64) (string, error) {
+	var relID string
+	err := tx.QueryRowContext(ctx, `SELECT relationship_id FROM relationship_keys WHERE client_id = ?`, req.ClientID).Scan(&relID)
+	if errors.Is(err, sql.ErrNoRows) {
+		relID = req.ClientID
+		if _, err := tx.ExecContext(ctx, `INSERT INTO relationships (id, name, uri, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)`,
+			relID, req.ClientName, req.ClientURI, now, now); err != nil {
+			return "", err
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO relationship_keys (client_id, relationship_id, jwk, added) VALUES (?, ?, ?, ?)`,
+			req.ClientID, relID, string(jwk), now)
+		return relID, err
+	}
+	if err != nil {
+		return "", err
+	}
+	// Keep the latest name and URL; a verified domain stays verified only
+	// while the organization keeps claiming it.
+	_, err = tx.ExecContext(ctx, `UPDATE relationships SET name = ?, uri = ?, last_seen = ?,
+		domain = CASE WHEN domain = ? THEN domain END, verified = CASE WHEN domain = ? THEN verified END WHERE id = ?`,
+		req.ClientName, req.ClientURI, now, hostOf(req.ClientURI), hostOf(req.ClientURI), relID)
+	return relID, err
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return strings.ToLower(u.Host)
+}
+
+// relationshipOf returns the relationship a key belongs to.
+func relationshipOf(ctx context.Context, q querier, clientID string) (string, error) {
+	var id string
+	err := q.QueryRowContext(ctx, `SELECT relationship_id FROM relationship_keys WHERE client_id = ?`, clientID).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", ErrNoRelationship
+	}
+	return id, err
+}
+
+// Relationship is the owner's view of one organization.
+type Relationship struct {
+	ID             string              `json:"id"`
+	Name           string              `json:"name"`
+	URI            string              `json:"uri"`
+	FirstContact   time.Time           `json:"first_contact"`
+	LastContact    time.Time           `json:"last_contact"`
+	VerifiedDomain string              `json:"verified_domain,omitempty"`
+	VerifiedAt     *time.Time          `json:"verified_at,omitempty"`
+	Keys           []RelationshipKey   `json:"keys"`
+	Requests       []Request           `json:"requests"`
+	Grants         []RelationshipGrant `json:"grants"`
+	Reads          int64               `json:"reads"`
+	LastRead       *time.Time          `json:"last_read,omitempty"`
+	Notices        []Notice            `json:"notices"`
+	Receipts       []Receipt           `json:"receipts"`
+	TermsHashes    []string            `json:"terms_hashes"` // every version it accepted, newest first
+	OnCurrentTerms bool                `json:"on_current_terms"`
+	Deletion       string              `json:"deletion"` // worst state over its grants
+	ActiveGrants   int                 `json:"active_grants"`
+}
+
+// RelationshipKey is one key of an organization.
+type RelationshipKey struct {
+	ClientID string    `json:"client_id"`
+	Added    time.Time `json:"added"`
+	Rotated  bool      `json:"rotated_in"`
+}
+
+// RelationshipGrant is a grant with its deletion state.
+type RelationshipGrant struct {
+	Grant
+	EndedBy  string     `json:"ended_by,omitempty"`
+	Deletion string     `json:"deletion"`
+	Deadline *time.Time `json:"deletion_deadline,omitempty"`
+}
+
+// Notice is a message the vault sends an organization.
+type Notice struct {
+	ID        string     `json:"id"`
+	GrantID   string     `json:"grant_id,omitempty"`
+	Event     string     `json:"event"`
+	URL       string     `json:"url"`
+	Status    string     `json:"status"` // pending, delivered, failed
+	Attempts  int        `json:"attempts"`
+	LastError string     `json:"last_error,omitempty"`
+	Created   time.Time  `json:"created"`
+	Delivered *time.Time `json:"delivered,omitempty"`
+}
+
+// Receipt is an organization's deletion receipt as stored.
+type Receipt struct {
+	ID        string    `json:"id"`
+	GrantID   string    `json:"grant_id"`
+	ClientID  string    `json:"client_id"`
+	Deleted   []string  `json:"deleted"`
+	DeletedAt time.Time `json:"deleted_at"`
+	Statement string    `json:"statement,omitempty"`
+	Received  time.Time `json:"received"`
+	Complete  bool      `json:"complete"`
+	Signed    string    `json:"signed_receipt"`
+}
+
+// deletionRank orders states from best to worst.
+var deletionRank = map[string]int{"": 0, policy.DeletionReceived: 1, policy.DeletionNotDue: 2, policy.DeletionDue: 3, policy.DeletionOverdue: 4}
+
+// ListRelationships returns every relationship, most recent contact first.
+func (v *Vault) ListRelationships(ctx context.Context) ([]Relationship, error) {
+	rows, err := v.db.r.QueryContext(ctx, `SELECT id FROM relationships ORDER BY last_seen DESC, id LIMIT 1000`)
+	if err != nil {
+		return nil, storageError("list relationships", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, storageError("list relationships", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	out := make([]Relationship, 0, len(ids))
+	for _, id := range ids {
+		r, err := v.GetRelationship(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// GetRelationship assembles one relationship from one read snapshot.
+func (v *Vault) GetRelationship(ctx context.Context, id string) (Relationship, error) {
+	if !relIDRE.MatchString(id) {
+		return Relationship{}, ErrRelationshipNotFound
+	}
+	tx, err := v.db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return Relationship{}, storageError("read relationship", err)
+	}
+	defer tx.Rollback()
+	r, err := v.loadRelationship(ctx, tx, id)
+	if err != nil {
+		return Relationship{}, storageError("read relationship", err)
+	}
+	return r, nil
+}
+
+func (v *Vault) loadRelationship(ctx context.Context, tx *sql.Tx, id string) (Relationship, error) {
+	var (
+		r           Relationship
+		first, last int64
+		domain      sql.NullString
+		verified    sql.NullInt64
+	)
+	err := tx.QueryRowContext(ctx, `SELECT id, name, uri, first_seen, last_seen, domain, verified FROM relationships WHERE id = ?`, id).
+		Scan(&r.ID, &r.Name, &r.URI, &first, &last, &domain, &verified)
+	if errors.Is(err, sql.ErrNoRows) {
+		return r, ErrRelationshipNotFound
+	}
+	if err != nil {
+		return r, err
+	}
+	r.FirstContact, r.LastContact = time.Unix(first, 0).UTC(), time.Unix(last, 0).UTC()
+	if domain.Valid && verified.Valid {
+		t := time.Unix(verified.Int64, 0).UTC()
+		r.VerifiedDomain, r.VerifiedAt = domain.String, &t
+	}
+
+	// Keys.
+	krows, err := tx.QueryContext(ctx, `SELECT client_id, added, link IS NOT NULL FROM relationship_keys WHERE relationship_id = ? ORDER BY added`, id)
+	if err != nil {
+		return r, err
+	}
+	var clients []any
+	for krows.Next() {
+		var k RelationshipKey
+		var added int64
+		if err := krows.Scan(&k.ClientID, &added, &k.Rotated); err != nil {
+			krows.Close()
+			return r, err
+		}
+		k.Added = time.Unix(added, 0).UTC()
+		r.Keys = append(r.Keys, k)
+		clients = append(clients, k.ClientID)
+	}
+	krows.Close()
+	in := "(?" + strings.Repeat(",?", len(clients)-1) + ")"
+
+	// Requests, newest first.
+	rrows, err := tx.QueryContext(ctx, `SELECT `+requestColumns+` FROM requests WHERE client_id IN `+in+` ORDER BY created DESC, rowid DESC`, clients...)
+	if err != nil {
+		return r, err
+	}
+	r.Requests = []Request{}
+	seenTerms := map[string]bool{}
+	now := v.opts.Now()
+	for rrows.Next() {
+		q, err := scanRequest(rrows)
+		if err != nil {
+			rrows.Close()
+			return r, err
+		}
+		if q.Status == StatusPending && !now.Before(q.Expires) {
+			q.Status = StatusExpired
+		}
+		r.Requests = append(r.Requests, q.Request)
+		if !seenTerms[q.TermsHash] {
+			seenTerms[q.TermsHash] = true
+			r.TermsHashes = append(r.TermsHashes, q.TermsHash)
+		}
+	}
+	rrows.Close()
+
+	// Receipts, then grants with their deletion state.
+	r.Receipts = []Receipt{}
+	received := map[string]bool{}
+	prows, err := tx.QueryContext(ctx, `SELECT r.id, r.grant_id, r.client_id, r.deleted, r.deleted_at, r.statement, r.received, r.complete, r.signed
+		FROM receipts r JOIN grants g ON g.id = r.grant_id WHERE g.client_id IN `+in+` ORDER BY r.received`, clients...)
+	if err != nil {
+		return r, err
+	}
+	for prows.Next() {
+		var p Receipt
+		var deleted string
+		var at, rec int64
+		if err := prows.Scan(&p.ID, &p.GrantID, &p.ClientID, &deleted, &at, &p.Statement, &rec, &p.Complete, &p.Signed); err != nil {
+			prows.Close()
+			return r, err
+		}
+		json.Unmarshal([]byte(deleted), &p.Deleted)
+		p.DeletedAt, p.Received = time.Unix(at, 0).UTC(), time.Unix(rec, 0).UTC()
+		r.Receipts = append(r.Receipts, p)
+		if p.Complete {
+			received[p.GrantID] = true
+		}
+	}
+	prows.Close()
+
+	r.Grants = []RelationshipGrant{}
+	grows, err := tx.QueryContext(ctx, `SELECT `+grantColumns+`, retention, coalesce(ended_by, '') FROM grants WHERE client_id IN `+in+` ORDER BY issued DESC, id`, clients...)
+	if err != nil {
+		return r, err
+	}
+	for grows.Next() {
+		var g RelationshipGrant
+		var retention int64
+		if err := v.scanGrantInto(grows, &g.Grant, &retention, &g.EndedBy); err != nil {
+			grows.Close()
+			return r, err
+		}
+		var end time.Time
+		switch g.Status {
+		case "revoked":
+			end = *g.Revoked
+		case "expired":
+			end = g.Expires
+		default:
+			r.ActiveGrants++
+		}
+		state, deadline := policy.DeletionState(end, time.Duration(retention)*time.Second, received[g.ID], now)
+		g.Deletion = state
+		if !deadline.IsZero() {
+			d := deadline.UTC()
+			g.Deadline = &d
+		}
+		if deletionRank[state] > deletionRank[r.Deletion] {
+			r.Deletion = state
+		}
+		r.Grants = append(r.Grants, g)
+		if g.TermsHash != "" && !seenTerms[g.TermsHash] {
+			seenTerms[g.TermsHash] = true
+			r.TermsHashes = append(r.TermsHashes, g.TermsHash)
+		}
+	}
+	grows.Close()
+	if r.Deletion == "" {
+		r.Deletion = "none"
+	}
+	cur := v.CurrentTerms().Hash
+	r.OnCurrentTerms = len(r.TermsHashes) > 0 && r.TermsHashes[0] == cur
+
+	// Reads, from the audit log.
+	var lastRead sql.NullInt64
+	if err := tx.QueryRowContext(ctx, `SELECT count(*), max(json_extract(entry, '$.time')) FROM audit
+		WHERE json_extract(entry, '$.event') = ? AND json_extract(entry, '$.client_id') IN `+in, append([]any{EvDataRead}, clients...)...).
+		Scan(&r.Reads, &lastRead); err != nil {
+		return r, err
+	}
+	if lastRead.Valid {
+		t := time.Unix(lastRead.Int64, 0).UTC()
+		r.LastRead = &t
+	}
+
+	// Notices.
+	r.Notices = []Notice{}
+	nrows, err := tx.QueryContext(ctx, `SELECT id, coalesce(grant_id, ''), event, url, status, attempts, coalesce(last_error, ''), created, delivered
+		FROM notices WHERE relationship_id = ? ORDER BY created`, id)
+	if err != nil {
+		return r, err
+	}
+	for nrows.Next() {
+		var n Notice
+		var created int64
+		var delivered sql.NullInt64
+		if err := nrows.Scan(&n.ID, &n.GrantID, &n.Event, &n.URL, &n.Status, &n.Attempts, &n.LastError, &created, &delivered); err != nil {
+			nrows.Close()
+			return r, err
+		}
+		n.Created = time.Unix(created, 0).UTC()
+		if delivered.Valid {
+			t := time.Unix(delivered.Int64, 0).UTC()
+			n.Delivered = &t
+		}
+		r.Notices = append(r.Notices, n)
+	}
+	nrows.Close()
+	return r, nil
+}
+
+// ReleaseGrant is RFC 7009 revocation by the organization itself: a grant
+// it no longer needs ends now, and the deletion clock starts. The caller
+// authenticates with a DPoP proof from the grant's key; for any token that
+// is not the caller's active grant nothing happens, as RFC 7009 §2.2 says.
+func (v *Vault) ReleaseGrant(ctx context.Context, token, proof string, hc HTTPContext) error {
+	p, err := v.checkProof(proof, hc, "")
+	if err != nil {
+		return err
+	}
+	g, err := v.verifyGrant(token)
+	if err != nil || g.Confirmation.JKT != p.JKT {
+		return nil
+	}
+	return v.db.tx(ctx, func(tx *sql.Tx) error {
+		var name string
+		res, err := tx.ExecContext(ctx, `UPDATE grants SET revoked = ?, ended_by = 'organization' WHERE id = ? AND revoked IS NULL`, v.now().Unix(), g.ID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		tx.QueryRowContext(ctx, `SELECT client_name FROM grants WHERE id = ?`, g.ID).Scan(&name)
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvGrantReleased, Actor: g.ClientID, ClientID: g.ClientID, ClientName: name,
+			GrantID: g.ID, Scope: policy.Scope(g.AuthorizationDetails)})
+	})
+}
+
+// ReceiptResult is the answer to a deletion receipt.
+type ReceiptResult struct {
+	ReceiptID string   `json:"receipt_id"`
+	Complete  bool     `json:"complete"`
+	Missing   []string `json:"missing,omitempty"` // granted collections the receipt does not name
+}
+
+// SubmitReceipt takes an organization's signed deletion receipt for an
+// ended grant of its relationship.
+func (v *Vault) SubmitReceipt(ctx context.Context, signed string) (ReceiptResult, error) {
+	rc, err := policy.ParseReceipt(signed, v.Issuer(), v.opts.Now())
+	if err != nil {
+		return ReceiptResult{}, err
+	}
+	var out ReceiptResult
+	err = v.db.tx(ctx, func(tx *sql.Tx) error {
+		var (
+			grantClient, name, details string
+			expires                    int64
+			revoked                    sql.NullInt64
+		)
+		err := tx.QueryRowContext(ctx, `SELECT client_id, client_name, details, expires, revoked FROM grants WHERE id = ?`, rc.GrantID).
+			Scan(&grantClient, &name, &details, &expires, &revoked)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrGrantNotFound
+		}
+		if err != nil {
+			return err
+		}
+		// The receipt must come from a key of the grant's relationship;
+		// anyone else's grant looks like no grant at all.
+		gRel, err := relationshipOf(ctx, tx, grantClient)
+		if err != nil {
+			return err
+		}
+		rRel, err := relationshipOf(ctx, tx, rc.ClientID)
+		if err != nil || rRel != gRel {
+			return ErrGrantNotFound
+		}
+		now := v.now().Unix()
+		if !revoked.Valid && now < expires {
+			return ErrGrantActive
+		}
+		var ds []policy.AuthorizationDetail
+		json.Unmarshal([]byte(details), &ds)
+		// Receipts add up: what earlier receipts for this grant named
+		// counts too.
+		covered := slices.Clone(rc.Deleted)
+		prev, err := tx.QueryContext(ctx, `SELECT deleted FROM receipts WHERE grant_id = ?`, rc.GrantID)
+		if err != nil {
+			return err
+		}
+		for prev.Next() {
+			var d string
+			var names []string
+			if err := prev.Scan(&d); err != nil {
+				prev.Close()
+				return err
+			}
+			json.Unmarshal([]byte(d), &names)
+			covered = append(covered, names...)
+		}
+		prev.Close()
+		out.Missing = nil
+		for _, d := range ds {
+			if !slices.Contains(covered, d.Collection) {
+				out.Missing = append(out.Missing, d.Collection)
+			}
+		}
+		out.Complete = len(out.Missing) == 0
+		out.ReceiptID = newID()
+		deleted, _ := json.Marshal(rc.Deleted)
+		_, err = tx.ExecContext(ctx, `INSERT INTO receipts (id, grant_id, client_id, jti, signed, deleted, deleted_at, statement, received, complete)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, out.ReceiptID, rc.GrantID, rc.ClientID, rc.ID, signed, string(deleted), rc.DeletedAt, rc.Statement, now, out.Complete)
+		if isUniqueViolation(err) {
+			return ErrReceiptReplayed
+		}
+		if err != nil {
+			return err
+		}
+		reason := "complete"
+		if !out.Complete {
+			reason = "partial: missing " + strings.Join(out.Missing, ", ")
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvReceiptReceived, Actor: rc.ClientID, ClientID: rc.ClientID, ClientName: name,
+			GrantID: rc.GrantID, Reason: reason})
+	})
+	if err != nil {
+		return ReceiptResult{}, err
+	}
+	return out, nil
+}
+
+// LinkKey adds an organization's new key to its relationship. statement
+// is signed by a key already in the relationship and names the new key;
+// the DPoP proof shows the caller holds the new key.
+func (v *Vault) LinkKey(ctx context.Context, statement, proof string, hc HTTPContext) (RelationshipKey, error) {
+	kl, err := policy.ParseKeyLink(statement, v.Issuer(), v.opts.Now())
+	if err != nil {
+		return RelationshipKey{}, err
+	}
+	p, err := v.checkProof(proof, hc, "")
+	if err != nil {
+		return RelationshipKey{}, err
+	}
+	if p.JKT != kl.NewKey {
+		return RelationshipKey{}, ErrKeyLinkMismatch
+	}
+	jwk, err := p.Key.MarshalJSON()
+	if err != nil {
+		return RelationshipKey{}, policy.Internal("encode jwk", err)
+	}
+	now := v.now()
+	err = v.db.tx(ctx, func(tx *sql.Tx) error {
+		rel, err := relationshipOf(ctx, tx, kl.OldClientID)
+		if err != nil {
+			return err
+		}
+		if _, err := relationshipOf(ctx, tx, kl.NewKey); err == nil {
+			return ErrKeyInUse
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO relationship_keys (client_id, relationship_id, jwk, added, link) VALUES (?, ?, ?, ?, ?)`,
+			kl.NewKey, rel, string(jwk), now.Unix(), statement); err != nil {
+			return err
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvKeyLinked, Actor: kl.OldClientID, ClientID: kl.NewKey,
+			Reason: "new key linked by " + kl.OldClientID})
+	})
+	if err != nil {
+		return RelationshipKey{}, err
+	}
+	return RelationshipKey{ClientID: kl.NewKey, Added: now, Rotated: true}, nil
+}
+
+// Challenge is an open domain-verification challenge.
+type Challenge struct {
+	Domain    string `json:"domain"`
+	Challenge string `json:"challenge"`
+	URL       string `json:"url"` // where to publish it
+	ExpiresIn int64  `json:"expires_in"`
+}
+
+const (
+	challengeLifetime = 24 * time.Hour
+	challengePath     = "/.well-known/pdvault-challenge"
+	maxChallengeBody  = 4096
+)
+
+// challengeURL is where the organization publishes the challenge: https,
+// or plain http for a loopback host when the owner allowed it (tests).
+func (v *Vault) challengeURL(domain string) string {
+	scheme := "https"
+	if v.opts.AllowLoopbackHTTP && policy.CheckOutboundURL("http://"+domain+"/", true) == nil && policy.CheckOutboundURL("https://"+domain+"/", false) != nil {
+		scheme = "http"
+	}
+	return scheme + "://" + domain + challengePath
+}
+
+// StartVerification opens a challenge for the domain the organization
+// claims (the host of its client_uri). The caller authenticates with a
+// DPoP proof from one of its keys.
+func (v *Vault) StartVerification(ctx context.Context, proof string, hc HTTPContext) (Challenge, error) {
+	p, err := v.checkProof(proof, hc, "")
+	if err != nil {
+		return Challenge{}, err
+	}
+	var ch Challenge
+	err = v.db.tx(ctx, func(tx *sql.Tx) error {
+		rel, err := relationshipOf(ctx, tx, p.JKT)
+		if err != nil {
+			return err
+		}
+		var uri string
+		if err := tx.QueryRowContext(ctx, `SELECT uri FROM relationships WHERE id = ?`, rel).Scan(&uri); err != nil {
+			return err
+		}
+		ch.Domain = hostOf(uri)
+		ch.Challenge = "pdvault-verify=" + newID()
+		ch.URL = v.challengeURL(ch.Domain)
+		ch.ExpiresIn = int64(challengeLifetime / time.Second)
+		_, err = tx.ExecContext(ctx, `UPDATE relationships SET challenge = ?, challenge_expires = ? WHERE id = ?`,
+			ch.Challenge, v.now().Add(challengeLifetime).Unix(), rel)
+		return err
+	})
+	return ch, err
+}
+
+// CheckVerificationByProof runs the check for the organization holding
+// the proof's key.
+func (v *Vault) CheckVerificationByProof(ctx context.Context, proof string, hc HTTPContext) (Relationship, error) {
+	p, err := v.checkProof(proof, hc, "")
+	if err != nil {
+		return Relationship{}, err
+	}
+	rel, err := relationshipOf(ctx, v.db.r, p.JKT)
+	if err != nil {
+		return Relationship{}, err
+	}
+	return v.CheckVerification(ctx, rel)
+}
+
+// CheckVerification fetches the challenge from the claimed domain and, if
+// it is there, marks the domain verified. The fetch goes only to that host,
+// refuses non-public addresses (unless loopback is allowed), follows no
+// redirect to another host, times out, and reads at most 4 KiB.
+func (v *Vault) CheckVerification(ctx context.Context, relID string) (Relationship, error) {
+	if !relIDRE.MatchString(relID) {
+		return Relationship{}, ErrRelationshipNotFound
+	}
+	var (
+		uri       string
+		challenge sql.NullString
+		expires   sql.NullInt64
+	)
+	err := v.db.r.QueryRowContext(ctx, `SELECT uri, challenge, challenge_expires FROM relationships WHERE id = ?`, relID).Scan(&uri, &challenge, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Relationship{}, ErrRelationshipNotFound
+	}
+	if err != nil {
+		return Relationship{}, storageError("read relationship", err)
+	}
+	if !challenge.Valid || v.opts.Now().Unix() > expires.Int64 {
+		return Relationship{}, ErrNoChallenge
+	}
+	domain := hostOf(uri)
+	failure := func(why string) (Relationship, error) {
+		e := ErrVerificationFailed.WithDetail(why)
+		aerr := v.db.tx(ctx, func(tx *sql.Tx) error {
+			return v.appendAudit(ctx, tx, AuditEntry{Event: EvDomainVerification, Actor: "vault", Outcome: OutcomeDenied, ClientID: relID, Reason: domain + ": " + why})
+		})
+		if aerr != nil {
+			return Relationship{}, aerr
+		}
+		return Relationship{}, e
+	}
+	u := v.challengeURL(domain)
+	if err := policy.CheckOutboundURL(u, v.opts.AllowLoopbackHTTP); err != nil {
+		return failure("the claimed domain is not a public https host")
+	}
+	if v.opts.Courier == nil {
+		return Relationship{}, ErrNoCourier
+	}
+	fctx, cancel := context.WithTimeout(ctx, v.opts.OutboundTimeout)
+	defer cancel()
+	body, err := v.opts.Courier.Get(fctx, u, maxChallengeBody)
+	if err != nil {
+		return failure(outboundProblem(err))
+	}
+	if !containsLine(body, challenge.String) {
+		return failure("the challenge was not found at " + u)
+	}
+	err = v.db.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE relationships SET domain = ?, verified = ?, challenge = NULL, challenge_expires = NULL WHERE id = ?`,
+			domain, v.now().Unix(), relID); err != nil {
+			return err
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvDomainVerification, Actor: "vault", Outcome: OutcomeAllowed, ClientID: relID, Reason: "verified: " + domain})
+	})
+	if err != nil {
+		return Relationship{}, err
+	}
+	return v.GetRelationship(ctx, relID)
+}
+
+func containsLine(body []byte, want string) bool {
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		if strings.TrimSpace(sc.Text()) == want {
+			return true
+		}
+	}
+	return false
+}
+
+// AskReaccept sends the organization a notice that the terms changed, so
+// it can send a new request under the current terms.
+func (v *Vault) AskReaccept(ctx context.Context, relID string) (Notice, error) {
+	if !relIDRE.MatchString(relID) {
+		return Notice{}, ErrRelationshipNotFound
+	}
+	var n Notice
+	err := v.db.tx(ctx, func(tx *sql.Tx) error {
+		var exists int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM relationships WHERE id = ?`, relID).Scan(&exists); err != nil {
+			return err
+		}
+		if exists == 0 {
+			return ErrRelationshipNotFound
+		}
+		var callback, clientID string
+		err := tx.QueryRowContext(ctx, `SELECT r.callback_uri, r.client_id FROM requests r JOIN relationship_keys k ON k.client_id = r.client_id
+			WHERE k.relationship_id = ? AND r.callback_uri != '' ORDER BY r.created DESC LIMIT 1`, relID).Scan(&callback, &clientID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNoCallback
+		}
+		if err != nil {
+			return err
+		}
+		n, err = v.queueNotice(ctx, tx, relID, clientID, callback, policy.NoticeClaims{Event: policy.NoticeTermsChanged, TermsHash: v.CurrentTerms().Hash})
+		if err != nil {
+			return err
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvReacceptAsked, Actor: "owner", ClientID: clientID, Reason: "terms " + v.CurrentTerms().Hash})
+	})
+	return n, err
+}
