@@ -38,6 +38,11 @@ Usage: pdvault-org <command> [flags]
   poll [--wait] [--out grant.json] REQUEST_ID    collect the grant once the owner decided
   read --grant grant.json COLLECTION [ID]        read granted data with a fresh DPoP proof
   introspect --grant grant.json                  ask whether the grant is still active
+  release --grant grant.json                     end a grant you no longer need (RFC 7009)
+  receipt --grant grant.json --deleted C1,C2     send a signed deletion receipt for an ended grant
+  listen [--addr HOST:PORT] [--challenge FILE]   receive the vault's signed notices (and serve a domain challenge)
+  verify [--check]                               get a domain challenge to publish / ask the vault to check it
+  rotate-key --new new.json                      link a new key to your relationship, signed by the current one
 
 Common flags: --vault URL (env PDVAULT_ADDR, default http://127.0.0.1:8700),
               --key key.json (env PDVAULT_ORG_KEY)
@@ -46,6 +51,7 @@ Common flags: --vault URL (env PDVAULT_ADDR, default http://127.0.0.1:8700),
 type cli struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
+	listening      func(url string) // told where listen listens (tests)
 }
 
 type usageError struct{ msg string }
@@ -53,7 +59,11 @@ type usageError struct{ msg string }
 func (e usageError) Error() string { return e.msg }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
-	c := &cli{stdout: stdout, stderr: stderr, getenv: getenv}
+	return (&cli{stdout: stdout, stderr: stderr, getenv: getenv}).run(ctx, args)
+}
+
+func (c *cli) run(ctx context.Context, args []string) int {
+	stdout, stderr := c.stdout, c.stderr
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stdout, usage)
 		if len(args) == 0 {
@@ -63,6 +73,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	cmds := map[string]func(context.Context, []string) error{
 		"keygen": c.keygen, "terms": c.terms, "request": c.request, "poll": c.poll, "read": c.read, "introspect": c.introspect,
+		"release": c.release, "receipt": c.receipt, "verify": c.verify, "rotate-key": c.rotateKey, "listen": c.listen,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/pdvault/pdvault/api"
 	"github.com/pdvault/pdvault/vault"
@@ -81,13 +84,29 @@ func TestOrgToolAgainstVault(t *testing.T) {
 	if r := runOrg(t, env, "introspect", "--grant", grant); r.code != 0 || !strings.Contains(r.stdout, `"active": true`) {
 		t.Fatalf("introspect: %+v", r)
 	}
-	gs, _ := v.ListGrants(ctx)
-	if _, err := v.Revoke(ctx, gs[0].ID); err != nil {
-		t.Fatal(err)
+	if r := runOrg(t, env, "receipt", "--grant", grant, "--deleted", "profile"); r.code != 1 || !strings.Contains(r.stderr, "grant_active (HTTP 409)") {
+		t.Fatalf("receipt for an active grant: %+v", r)
+	}
+	if r := runOrg(t, env, "release", "--grant", grant); r.code != 0 {
+		t.Fatalf("release: %+v", r)
 	}
 	r = runOrg(t, env, "read", "--grant", grant, "profile")
 	if r.code != 1 || !strings.Contains(r.stderr, "invalid_token (HTTP 401): the grant has been revoked") {
-		t.Fatalf("read after revoke: %+v", r)
+		t.Fatalf("read after release: %+v", r)
+	}
+	if r := runOrg(t, env, "receipt", "--grant", grant, "--deleted", "profile", "--statement", "wiped"); r.code != 0 || !strings.Contains(r.stdout, `"complete": true`) {
+		t.Fatalf("receipt: %+v", r)
+	}
+	next := filepath.Join(dir, "k2.json")
+	if r := runOrg(t, env, "keygen", "--alg", "ES256", "--out", next); r.code != 0 {
+		t.Fatalf("keygen: %+v", r)
+	}
+	r = runOrg(t, env, "rotate-key", "--new", next)
+	if r.code != 0 || !strings.Contains(r.stdout, "Linked") {
+		t.Fatalf("rotate-key: %+v", r)
+	}
+	if r := runOrg(t, map[string]string{"PDVAULT_ADDR": srv.URL, "PDVAULT_ORG_KEY": next}, "verify"); r.code != 0 || !strings.HasPrefix(r.stdout, "pdvault-verify=") {
+		t.Fatalf("verify with the rotated-in key: %+v", r)
 	}
 	if r := runOrg(t, env, "request", "--name", "Acme"); r.code != 2 || !strings.Contains(r.stderr, "are required") {
 		t.Fatalf("incomplete request: %+v", r)
@@ -98,4 +117,77 @@ func TestOrgToolAgainstVault(t *testing.T) {
 	if r := runOrg(t, env, "nope"); r.code != 2 {
 		t.Fatalf("unknown command: %+v", r)
 	}
+}
+
+// listen receives the vault's signed notices and verifies them.
+func TestListenReceivesNotices(t *testing.T) {
+	ctx := t.Context()
+	v, err := vault.Create(ctx, filepath.Join(t.TempDir(), "v"), []byte("correct horse battery staple"),
+		vault.Options{AllowLoopbackHTTP: true, Courier: api.NewCourier(true, 2*time.Second)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	srv := httptest.NewServer(api.New(v, api.Config{}))
+	defer srv.Close()
+	v.SetIssuer(srv.URL)
+	dir := t.TempDir()
+	key := filepath.Join(dir, "key.json")
+	env := map[string]string{"PDVAULT_ADDR": srv.URL, "PDVAULT_ORG_KEY": key}
+	runOrg(t, env, "keygen", "--out", key)
+
+	var out, errb syncBuffer
+	c := &cli{stdout: &out, stderr: &errb, getenv: func(k string) string { return env[k] }}
+	urlc := make(chan string, 1)
+	c.listening = func(u string) { urlc <- u }
+	lctx, stop := context.WithCancel(ctx)
+	done := make(chan int, 1)
+	go func() { done <- c.run(lctx, []string{"listen", "--addr", "127.0.0.1:0"}) }()
+	site := <-urlc
+
+	r := runOrg(t, env, "request", "--name", "Acme", "--url", "https://acme.example", "--purpose", "service_delivery",
+		"--ask", "profile:name", "--callback", site+"/notices")
+	if r.code != 0 {
+		t.Fatalf("request: %+v", r)
+	}
+	id := strings.TrimSpace(r.stdout)
+	v.Approve(ctx, id, vault.Approval{})
+	if r := runOrg(t, env, "poll", "--out", filepath.Join(dir, "g.json"), id); r.code != 0 {
+		t.Fatalf("poll: %+v", r)
+	}
+	gs, _ := v.ListGrants(ctx)
+	if _, err := v.Revoke(ctx, gs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := v.DeliverNotices(ctx); n != 1 || err != nil {
+		t.Fatalf("deliver: %d %v", n, err)
+	}
+	stop()
+	if code := <-done; code != 0 {
+		t.Fatalf("listen exited %d: %s", code, errb.String())
+	}
+	var n struct {
+		Event   string `json:"event"`
+		GrantID string `json:"grant_id"`
+	}
+	if json.Unmarshal([]byte(out.String()), &n) != nil || n.Event != "grant.revoked" || n.GrantID != gs[0].ID {
+		t.Fatalf("listen printed %q", out.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -4,11 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/pdvault/pdvault/api"
 	"github.com/pdvault/pdvault/api/client"
 	"github.com/pdvault/pdvault/vault"
 )
@@ -30,7 +35,9 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 	}
 	defer os.RemoveAll(dir)
 	pass := randomPassphrase()
-	v, err := vault.Create(ctx, dir, []byte(pass), vault.Options{Logger: log})
+	// The demo organization's web site is on loopback, so the vault may
+	// call loopback addresses over plain HTTP here (never by default).
+	v, err := vault.Create(ctx, dir, []byte(pass), vault.Options{Logger: log, AllowLoopbackHTTP: true, Courier: api.NewCourier(true, 5*time.Second)})
 	if err != nil {
 		return err
 	}
@@ -69,6 +76,12 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 		return err
 	}
 
+	site, err := startOrgSite()
+	if err != nil {
+		return err
+	}
+	defer site.close()
+
 	say("org", "Acme Bikes discovers the vault and reads the owner's terms.")
 	md, err := org.Metadata(ctx)
 	if err != nil {
@@ -83,8 +96,8 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 
 	say("org", "Acme signs an access request (RFC 9101) with its own key and sends it.")
 	ask := client.AccessRequest{
-		ClientName: "Acme Bikes", ClientURI: "https://bikes.example", Purpose: "service_delivery",
-		PurposeText: "deliver the bicycle you ordered",
+		ClientName: "Acme Bikes", ClientURI: site.url, Purpose: "service_delivery",
+		PurposeText: "deliver the bicycle you ordered", CallbackURI: site.url + "/notices",
 		AuthorizationDetails: []client.AuthorizationDetail{
 			client.Detail("profile", "name", "email", "address", "birth_date"),
 			client.Detail("transactions", "date", "amount", "merchant"),
@@ -101,12 +114,28 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 		show("polls the token endpoint: %s", errCode(err))
 	}
 
+	say("org", "Acme proves it controls its domain: it publishes the vault's challenge on its site.")
+	ch, err := org.StartVerification(ctx)
+	if err != nil {
+		return err
+	}
+	site.setChallenge(ch.Challenge)
+	domain, err := org.CheckVerification(ctx)
+	if err != nil {
+		return err
+	}
+	show("challenge published at %s; the vault fetched it: verified %s", ch.URL, domain)
+
 	say("owner", "The owner reviews the request and approves less than was asked.")
 	r, err := owner.GetRequest(ctx, tk.RequestID)
 	if err != nil {
 		return err
 	}
-	show("%s (key %s…) wants it for %q", r.ClientName, r.ClientID[:12], r.PurposeText)
+	rel, err := owner.GetRelationship(ctx, r.ClientID)
+	if err != nil {
+		return err
+	}
+	show("%s (verified: %s, key %s…) wants it for %q", r.ClientName, rel.VerifiedDomain, r.ClientID[:12], r.PurposeText)
 	r, err = owner.Approve(ctx, tk.RequestID, client.Approval{
 		Details:  []client.AuthorizationDetail{client.Detail("profile", "name", "address")},
 		Duration: 7 * 24 * 3600,
@@ -151,6 +180,37 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 	}
 	show("refused: %s", errCode(err))
 
+	say("vault", "The vault sends Acme a signed revocation notice at its callback.")
+	if _, err := v.DeliverNotices(ctx); err != nil {
+		return err
+	}
+	signed, err := site.nextNotice(5 * time.Second)
+	if err != nil {
+		return err
+	}
+	jwks, err := org.JWKS(ctx)
+	if err != nil {
+		return err
+	}
+	notice, err := client.VerifyNotice(signed, jwks)
+	if err != nil {
+		return err
+	}
+	show("Acme verifies it with the vault's JWKS: %s for grant %s; deletion receipt due by %s",
+		notice.Event, notice.GrantID, time.Unix(notice.DeletionDeadline, 0).UTC().Format("2006-01-02"))
+
+	say("org", "Acme deletes the data and sends a signed deletion receipt.")
+	res, err := org.SendReceipt(ctx, client.ReceiptClaims{GrantID: tok.GrantID, Deleted: []string{"profile"}, Statement: "erased from our order system"})
+	if err != nil {
+		return err
+	}
+	show("receipt %s accepted; complete: %v", res.ReceiptID, res.Complete)
+	rel, err = owner.GetRelationship(ctx, r.ClientID)
+	if err != nil {
+		return err
+	}
+	show("the owner's view of Acme: %d read(s), notice %s, deletion %s", rel.Reads, rel.Notices[0].Status, rel.Deletion)
+
 	say("owner", "The owner checks the tamper-evident audit log.")
 	p, err := owner.ListAudit(ctx, 100, "")
 	if err != nil {
@@ -170,6 +230,55 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 	fmt.Fprintln(out, "\nDone. The demo vault is deleted.")
 	return nil
 }
+
+// orgSite is the demo organization's web site: it takes notices and
+// serves a domain challenge.
+type orgSite struct {
+	url     string
+	srv     *http.Server
+	notices chan string
+	mu      sync.Mutex
+	chal    string
+}
+
+func startOrgSite() (*orgSite, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &orgSite{url: "http://" + ln.Addr().String(), notices: make(chan string, 10)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /notices", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+		s.notices <- string(b)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /.well-known/pdvault-challenge", func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		io.WriteString(w, s.chal+"\n")
+	})
+	s.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go s.srv.Serve(ln)
+	return s, nil
+}
+
+func (s *orgSite) setChallenge(c string) {
+	s.mu.Lock()
+	s.chal = c
+	s.mu.Unlock()
+}
+
+func (s *orgSite) nextNotice(wait time.Duration) (string, error) {
+	select {
+	case n := <-s.notices:
+		return n, nil
+	case <-time.After(wait):
+		return "", fmt.Errorf("demo: no notice arrived")
+	}
+}
+
+func (s *orgSite) close() { s.srv.Close() }
 
 func errCode(err error) string {
 	var ce *client.Error

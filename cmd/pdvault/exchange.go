@@ -421,3 +421,153 @@ func (a *app) cmdTerms(ctx context.Context, args []string) error {
 	}
 	return usageError{fmt.Sprintf("unknown terms subcommand %q", sub), "use show, set or edit"}
 }
+
+const relationshipsUsage = `Usage:
+  pdvault relationships list [--json]     every organization you deal with
+  pdvault relationships show ID [--json]  one organization: keys, domain, requests, grants, reads, notices, receipts
+  pdvault relationships verify ID         fetch the organization's published domain challenge now
+  pdvault relationships reaccept ID       tell the organization your terms changed
+
+Flags: --addr URL (env PDVAULT_ADDR), --token T (env PDVAULT_TOKEN)
+`
+
+func (a *app) cmdRelationships(ctx context.Context, args []string) error {
+	sub, args, err := a.subcommand("relationships", relationshipsUsage, args)
+	if err != nil {
+		return err
+	}
+	fs := a.flags("relationships "+sub, "relationships "+sub)
+	fs.Usage = func() { fmt.Fprint(a.stdout, relationshipsUsage) }
+	rf := a.remote(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	pos, err := a.parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := a.ownerClient(rf, true)
+	if err != nil {
+		return err
+	}
+	needID := func() (string, error) {
+		if len(pos) != 1 {
+			return "", usageError{"relationships " + sub + " takes one relationship ID", `run "pdvault relationships list" to find it`}
+		}
+		return pos[0], nil
+	}
+	switch sub {
+	case "list":
+		rs, err := c.ListRelationships(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return a.printJSON(rs)
+		}
+		if len(rs) == 0 {
+			fmt.Fprintln(a.stderr, "No relationships yet.")
+			return nil
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tORGANIZATION\tDOMAIN\tACTIVE GRANTS\tREADS\tDELETION\tTERMS")
+		for _, r := range rs {
+			domain := "unverified"
+			if r.VerifiedDomain != "" {
+				domain = "verified: " + r.VerifiedDomain
+			}
+			terms := "current"
+			if !r.OnCurrentTerms {
+				terms = "older"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%s\t%s\n", r.ID, r.Name, domain, r.ActiveGrants, r.Reads, r.Deletion, terms)
+		}
+		return tw.Flush()
+	case "show":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		r, err := c.GetRelationship(ctx, id)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return a.printJSON(r)
+		}
+		a.describeRelationship(r)
+		return nil
+	case "verify":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		r, err := c.VerifyRelationship(ctx, id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "%s verified: %s\n", r.Name, r.VerifiedDomain)
+		return nil
+	case "reaccept":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		if err := c.AskReaccept(ctx, id); err != nil {
+			return err
+		}
+		fmt.Fprintln(a.stdout, "Notice queued: the organization is asked to accept the current terms with a new request.")
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown relationships subcommand %q", sub), "use list, show, verify or reaccept"}
+}
+
+func (a *app) describeRelationship(r client.Relationship) {
+	w := a.stdout
+	fmt.Fprintf(w, "%s (%s)\n", r.Name, r.URI)
+	if r.VerifiedDomain != "" {
+		fmt.Fprintf(w, "  verified: %s since %s\n", r.VerifiedDomain, r.VerifiedAt.Local().Format("2006-01-02"))
+	} else {
+		fmt.Fprintln(w, "  domain not verified")
+	}
+	fmt.Fprintf(w, "  first contact %s, last %s; %d reads", r.FirstContact.Local().Format("2006-01-02"), r.LastContact.Local().Format("2006-01-02"), r.Reads)
+	if r.LastRead != nil {
+		fmt.Fprintf(w, ", last %s", r.LastRead.Local().Format("2006-01-02 15:04"))
+	}
+	fmt.Fprintf(w, "\n  deletion: %s; terms: %s\n", r.Deletion, map[bool]string{true: "current", false: "an older version"}[r.OnCurrentTerms])
+	fmt.Fprintln(w, "  keys:")
+	for _, k := range r.Keys {
+		note := ""
+		if k.Rotated {
+			note = " (rotated in)"
+		}
+		fmt.Fprintf(w, "    %s added %s%s\n", k.ClientID, k.Added.Local().Format("2006-01-02"), note)
+	}
+	fmt.Fprintln(w, "  grants:")
+	for _, g := range r.Grants {
+		line := fmt.Sprintf("    %s %-8s %s", g.ID, g.Status, policy.Scope(g.Details))
+		if g.EndedBy != "" {
+			line += " (ended by " + g.EndedBy + ")"
+		}
+		line += "  deletion " + g.Deletion
+		if g.Deadline != nil {
+			line += " by " + g.Deadline.Local().Format("2006-01-02")
+		}
+		fmt.Fprintln(w, line)
+	}
+	if len(r.Notices) > 0 {
+		fmt.Fprintln(w, "  notices:")
+		for _, n := range r.Notices {
+			line := fmt.Sprintf("    %s %s to %s: %s after %d attempt(s)", n.ID, n.Event, n.URL, n.Status, n.Attempts)
+			if n.LastError != "" {
+				line += " (" + n.LastError + ")"
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	if len(r.Receipts) > 0 {
+		fmt.Fprintln(w, "  deletion receipts:")
+		for _, p := range r.Receipts {
+			fmt.Fprintf(w, "    grant %s: deleted %s on %s%s\n", p.GrantID, strings.Join(p.Deleted, ", "), p.DeletedAt.Local().Format("2006-01-02"),
+				map[bool]string{true: "", false: " (partial)"}[p.Complete])
+		}
+	}
+}

@@ -21,7 +21,11 @@ func TestDemo(t *testing.T) {
 		`name="Alex Example"`,
 		"reading transactions: 404 not_found",
 		"refused: 401 invalid_token (the grant has been revoked)",
-		"verified: 8 entries",
+		"verified 127.0.0.1:",
+		"grant.revoked for grant",
+		"complete: true",
+		"notice delivered, deletion received",
+		"verified: 11 entries",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("demo output lacks %q", want)
@@ -115,5 +119,18 @@ func TestOwnerExchangeCommands(t *testing.T) {
 	os.WriteFile(f, []byte(`{"title":"x"}`), 0o600)
 	expect(t, oc.run("terms", "set", f), 1, "invalid_terms (HTTP 400)")
 	expect(t, oc.run("terms"), 2, "terms needs a subcommand")
+
+	// Relationships.
+	r = oc.run("relationships", "list")
+	if r.code != 0 || !strings.Contains(r.stdout, k.Thumbprint()) || !strings.Contains(r.stdout, "Acme Bikes") || !strings.Contains(r.stdout, "older") {
+		t.Fatalf("relationships list: %+v", r)
+	}
+	r = oc.run("relationships", "show", k.Thumbprint())
+	if r.code != 0 || !strings.Contains(r.stdout, "domain not verified") || !strings.Contains(r.stdout, g.GrantID+" revoked") || !strings.Contains(r.stdout, "deletion due by") {
+		t.Fatalf("relationships show: %+v", r)
+	}
+	expect(t, oc.run("relationships", "reaccept", k.Thumbprint()), 1, "no_callback (HTTP 409)")
+	expect(t, oc.run("relationships", "verify", k.Thumbprint()), 1, "no_challenge (HTTP 409)")
+	expect(t, oc.run("relationships", "show", "nope"), 1, "not_found (HTTP 404)")
 	expect(t, oc.run("requests", "show"), 2, "takes one request ID")
 }

@@ -77,6 +77,7 @@ Talk to a running vault:
   grants       list | revoke grants
   audit        list | verify the tamper-evident audit log
   terms        show | set | edit your terms of service
+  relationships  list | show | verify | reaccept the organizations you deal with
 
 See it work:
   demo         run the whole story in one command: an organization asks, you approve
@@ -104,19 +105,20 @@ func (a *app) run(ctx context.Context, args []string) int {
 		return 2
 	}
 	cmds := map[string]command{
-		"init":       a.cmdInit,
-		"serve":      a.cmdServe,
-		"passphrase": a.cmdPassphrase,
-		"export":     a.cmdExport,
-		"import":     a.cmdImport,
-		"login":      a.cmdLogin,
-		"record":     a.cmdRecord,
-		"records":    a.cmdRecord,
-		"requests":   a.cmdRequests,
-		"grants":     a.cmdGrants,
-		"audit":      a.cmdAudit,
-		"terms":      a.cmdTerms,
-		"demo":       a.cmdDemo,
+		"init":          a.cmdInit,
+		"serve":         a.cmdServe,
+		"passphrase":    a.cmdPassphrase,
+		"export":        a.cmdExport,
+		"import":        a.cmdImport,
+		"login":         a.cmdLogin,
+		"record":        a.cmdRecord,
+		"records":       a.cmdRecord,
+		"requests":      a.cmdRequests,
+		"grants":        a.cmdGrants,
+		"audit":         a.cmdAudit,
+		"terms":         a.cmdTerms,
+		"relationships": a.cmdRelationships,
+		"demo":          a.cmdDemo,
 	}
 	name, rest := args[0], args[1:]
 	switch name {
