@@ -452,3 +452,34 @@ func TestOutboundURLPolicy(t *testing.T) {
 		}
 	}
 }
+
+// A vault written at schema 2 (before relationships) opens, migrates, and
+// has a relationship for every organization that had asked.
+func TestMigrationBuildsRelationships(t *testing.T) {
+	v, dir, c := newTestVault(t)
+	ctx := t.Context()
+	o := newOrg(t)
+	tok := o.grant(t, v, Approval{})
+	for _, q := range []string{
+		`DROP TABLE receipts`, `DROP TABLE notices`, `DROP TABLE relationship_keys`, `DROP TABLE relationships`,
+		`DROP INDEX IF EXISTS receipts_by_grant`,
+		`ALTER TABLE grants DROP COLUMN retention`, `ALTER TABLE grants DROP COLUMN ended_by`, `PRAGMA user_version = 2`,
+	} {
+		if _, err := v.db.w.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	v.Close()
+	v2, err := Open(ctx, dir, []byte(testPass), Options{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	rel, err := v2.GetRelationship(ctx, o.jkt)
+	if err != nil || rel.Name != "Acme" || len(rel.Grants) != 1 || rel.Grants[0].ID != tok.GrantID || len(rel.Keys) != 1 {
+		t.Fatalf("migrated relationship: %+v %v", rel, err)
+	}
+	if ver, _ := v2.db.version(ctx); ver != schemaVersion {
+		t.Fatalf("schema %d after migration", ver)
+	}
+}
