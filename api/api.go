@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -34,6 +35,7 @@ type server struct {
 	svc     vault.Service
 	log     *slog.Logger
 	maxBody int64
+	pages   map[string]*template.Template
 }
 
 // New returns the HTTP handler for a vault.
@@ -44,7 +46,7 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
 	}
-	s := &server{svc: svc, log: cfg.Logger.With("component", "api"), maxBody: cfg.MaxBody}
+	s := &server{svc: svc, log: cfg.Logger.With("component", "api"), maxBody: cfg.MaxBody, pages: loadTemplates()}
 
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, s.log, errNotFound) })
@@ -100,6 +102,7 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	o.Handle("/relationships/{id}/verify", s.ownerAuth(s.checkVerification)).Methods(http.MethodPost).Name("owner.relationships.verify")
 	o.Handle("/relationships/{id}/reaccept", s.ownerAuth(s.reaccept)).Methods(http.MethodPost).Name("owner.relationships.reaccept")
 
+	s.uiRoutes(r)
 	r.Use(nameRoute)
 	return s.recover(s.logRequests(securityHeaders(r)))
 }

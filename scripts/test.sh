@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# Runs every pdvault test, from a fresh machine: vet, then the whole suite
-# under the race detector. CI (.ci/run) calls exactly this.
+# Runs every pdvault test, from a fresh machine: installs what the tests
+# need (Chromium, for the web UI tests in a real browser), then vet, then
+# the whole suite under the race detector. CI (.ci/run) calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM:-}" ]; then
+  echo "scripts/test.sh: installing Chromium for the browser tests (apt-get install chromium)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
 
 go vet ./...
 go test -race -count=1 ./...

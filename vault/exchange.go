@@ -79,6 +79,7 @@ type Request struct {
 	DenyReason      string                       `json:"deny_reason,omitempty"`
 	GrantID         string                       `json:"grant_id,omitempty"`
 	Signed          string                       `json:"signed_request"` // the organization's signed acceptance
+	RelationshipID  string                       `json:"relationship_id"`
 }
 
 // SubmitRequest receives an organization's signed access request. It
@@ -152,7 +153,8 @@ func isUniqueViolation(err error) bool {
 }
 
 const requestColumns = `id, status, client_id, client_name, client_uri, callback_uri, purpose, purpose_text, details, duration,
-	retention, terms_hash, created, expires, decided, granted_details, granted_duration, deny_reason, grant_id, signed, poll_interval, last_poll`
+	retention, terms_hash, created, expires, decided, granted_details, granted_duration, deny_reason, grant_id, signed, poll_interval, last_poll,
+	coalesce((SELECT relationship_id FROM relationship_keys k WHERE k.client_id = requests.client_id), '')`
 
 type requestRow struct {
 	Request
@@ -168,7 +170,7 @@ func scanRequest(row rowScanner) (requestRow, error) {
 		created, expires                    int64
 	)
 	err := row.Scan(&r.ID, &r.Status, &r.ClientID, &r.ClientName, &r.ClientURI, &r.CallbackURI, &r.Purpose, &r.PurposeText, &details, &r.Duration,
-		&retention, &r.TermsHash, &created, &expires, &decided, &grantedDetails, &grantedDur, &denyReason, &grantID, &r.Signed, &r.interval, &r.lastPoll)
+		&retention, &r.TermsHash, &created, &expires, &decided, &grantedDetails, &grantedDur, &denyReason, &grantID, &r.Signed, &r.interval, &r.lastPoll, &r.RelationshipID)
 	if err != nil {
 		return r, err
 	}

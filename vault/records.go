@@ -286,3 +286,30 @@ func decodeCursor(s string) (int64, error) {
 	}
 	return int64(seq), nil
 }
+
+// Collection is a collection name and how many records it holds.
+type Collection struct {
+	Name    string `json:"name"`
+	Records int64  `json:"records"`
+}
+
+// ListCollections lists the collections that hold records, by name.
+func (v *Vault) ListCollections(ctx context.Context) ([]Collection, error) {
+	rows, err := v.db.r.QueryContext(ctx, `SELECT collection, count(*) FROM records GROUP BY collection ORDER BY collection`)
+	if err != nil {
+		return nil, storageError("list collections", err)
+	}
+	defer rows.Close()
+	out := []Collection{}
+	for rows.Next() {
+		var c Collection
+		if err := rows.Scan(&c.Name, &c.Records); err != nil {
+			return nil, storageError("list collections", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, storageError("list collections", err)
+	}
+	return out, nil
+}

@@ -21,10 +21,13 @@ type OwnerService interface {
 	UpdateRecord(ctx context.Context, collection, id string, data []byte, ifVersion int64) (Record, error)
 	DeleteRecord(ctx context.Context, collection, id string, ifVersion int64) error
 	ListRecords(ctx context.Context, collection string, limit int, cursor string) (Page, error)
+	ListCollections(ctx context.Context) ([]Collection, error)
 
 	Export(ctx context.Context, w io.Writer) (ExportStats, error)
 
 	SetTerms(ctx context.Context, body []byte) (TermsDoc, error)
+	PreviewTerms(body []byte) (TermsDoc, error)
+	CurrentTerms() TermsDoc
 	ListRequests(ctx context.Context, status string) ([]Request, error)
 	GetRequest(ctx context.Context, id string) (Request, error)
 	Approve(ctx context.Context, id string, a Approval) (Request, error)

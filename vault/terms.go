@@ -105,3 +105,17 @@ func (v *Vault) TermsByHash(ctx context.Context, hash string) (TermsDoc, error) 
 	cur := v.terms.Load()
 	return TermsDoc{Terms: t, Hash: hash, Text: t.Render(), Created: time.Unix(created, 0).UTC(), Current: cur != nil && cur.Hash == hash}, nil
 }
+
+// PreviewTerms parses a terms document and renders it without saving it,
+// so the owner can see what organizations would read.
+func (v *Vault) PreviewTerms(body []byte) (TermsDoc, error) {
+	t, err := policy.ParseTerms(body)
+	if err != nil {
+		return TermsDoc{}, err
+	}
+	hash, _, err := t.Hash()
+	if err != nil {
+		return TermsDoc{}, policy.Internal("hash terms", err)
+	}
+	return TermsDoc{Terms: t, Hash: hash, Text: t.Render()}, nil
+}

@@ -1,0 +1,709 @@
+package api
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault"
+)
+
+// The owner's web UI: server-rendered HTML forms, no JavaScript, embedded
+// in the binary. Each handler, like the JSON API's, makes vault calls and
+// renders; the decisions are the vault's.
+//
+// Security: the session is the owner token in an HttpOnly, SameSite=Strict
+// cookie; every POST carries a CSRF token derived from that session (an
+// attacker's page cannot read the cookie, so cannot compute it) and must
+// come from this origin; pages send a Content-Security-Policy that allows
+// nothing but this origin's stylesheet.
+
+//go:embed ui
+var uiFiles embed.FS
+
+const (
+	sessionCookie = "pdvault_session"
+	uiCSP         = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+
+// pageData is what every template gets.
+type pageData struct {
+	Title   string
+	Nav     string
+	CSRF    string
+	Flash   string
+	Error   string
+	Reasons []string
+	Data    any
+}
+
+func loadTemplates() map[string]*template.Template {
+	funcs := template.FuncMap{
+		"dur": func(secs int64) string { return humanDuration(time.Duration(secs) * time.Second) },
+		"date": func(t any) string {
+			switch x := t.(type) {
+			case time.Time:
+				return x.UTC().Format("2006-01-02 15:04 UTC")
+			case *time.Time:
+				if x == nil {
+					return ""
+				}
+				return x.UTC().Format("2006-01-02 15:04 UTC")
+			case int64:
+				return time.Unix(x, 0).UTC().Format("2006-01-02 15:04:05 UTC")
+			}
+			return ""
+		},
+		"join":  strings.Join,
+		"scope": policy.Scope,
+		"short": func(s string) string {
+			if len(s) > 12 {
+				return s[:12] + "…"
+			}
+			return s
+		},
+		"json": func(b []byte) string {
+			var out bytes.Buffer
+			if json.Indent(&out, b, "", "  ") != nil {
+				return string(b)
+			}
+			return out.String()
+		},
+		"checked": func(list []string, s string) bool { return slices.Contains(list, s) },
+	}
+	pages, err := fs.Glob(uiFiles, "ui/*.html")
+	if err != nil {
+		panic(err)
+	}
+	out := map[string]*template.Template{}
+	for _, p := range pages {
+		name := strings.TrimSuffix(strings.TrimPrefix(p, "ui/"), ".html")
+		if name == "layout" {
+			continue
+		}
+		out[name] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(uiFiles, "ui/layout.html", p))
+	}
+	return out
+}
+
+// humanDuration says a duration in the largest whole unit.
+func humanDuration(d time.Duration) string {
+	unit := func(n int64, word string) string {
+		if n == 1 {
+			return "1 " + word
+		}
+		return strconv.FormatInt(n, 10) + " " + word + "s"
+	}
+	switch {
+	case d >= 24*time.Hour && d%(24*time.Hour) == 0:
+		return unit(int64(d/(24*time.Hour)), "day")
+	case d >= time.Hour && d%time.Hour == 0:
+		return unit(int64(d/time.Hour), "hour")
+	case d >= time.Minute:
+		return unit(int64(d/time.Minute), "minute")
+	}
+	return unit(int64(d/time.Second), "second")
+}
+
+func (s *server) uiRoutes(r *mux.Router) {
+	static, _ := fs.Sub(uiFiles, "ui/static")
+	r.PathPrefix("/ui/static/").Handler(http.StripPrefix("/ui/static/", http.FileServerFS(static))).Methods(http.MethodGet).Name("ui.static")
+	r.Handle("/", http.RedirectHandler("/ui/", http.StatusSeeOther)).Methods(http.MethodGet).Name("ui.root")
+	r.HandleFunc("/ui/login", s.uiLoginForm).Methods(http.MethodGet).Name("ui.login")
+	r.HandleFunc("/ui/login", s.uiLogin).Methods(http.MethodPost).Name("ui.login.post")
+
+	get := func(path, name string, h func(http.ResponseWriter, *http.Request, string)) {
+		r.Handle(path, s.uiAuth(h, false)).Methods(http.MethodGet).Name(name)
+	}
+	post := func(path, name string, h func(http.ResponseWriter, *http.Request, string)) {
+		r.Handle(path, s.uiAuth(h, true)).Methods(http.MethodPost).Name(name)
+	}
+	post("/ui/logout", "ui.logout", s.uiLogout)
+	get("/ui/", "ui.home", s.uiHome)
+	get("/ui/requests", "ui.requests", s.uiRequests)
+	get("/ui/requests/{id}", "ui.request", s.uiRequest)
+	post("/ui/requests/{id}/approve", "ui.request.approve", s.uiApprove)
+	post("/ui/requests/{id}/deny", "ui.request.deny", s.uiDeny)
+	get("/ui/relationships", "ui.relationships", s.uiRelationships)
+	get("/ui/relationships/{id}", "ui.relationship", s.uiRelationship)
+	post("/ui/relationships/{id}/verify", "ui.relationship.verify", s.uiVerifyDomain)
+	post("/ui/relationships/{id}/reaccept", "ui.relationship.reaccept", s.uiReaccept)
+	get("/ui/grants/{id}/revoke", "ui.grant.revoke.confirm", s.uiRevokeConfirm)
+	post("/ui/grants/{id}/revoke", "ui.grant.revoke", s.uiRevoke)
+	get("/ui/records", "ui.collections", s.uiCollections)
+	get("/ui/records/{collection}", "ui.records", s.uiRecords)
+	get("/ui/records/{collection}/new", "ui.record.new", s.uiRecordNew)
+	post("/ui/records/{collection}/new", "ui.record.create", s.uiRecordCreate)
+	get("/ui/records/{collection}/{id}", "ui.record", s.uiRecord)
+	post("/ui/records/{collection}/{id}", "ui.record.save", s.uiRecordSave)
+	get("/ui/records/{collection}/{id}/delete", "ui.record.delete.confirm", s.uiRecordDeleteConfirm)
+	post("/ui/records/{collection}/{id}/delete", "ui.record.delete", s.uiRecordDelete)
+	get("/ui/terms", "ui.terms", s.uiTerms)
+	post("/ui/terms", "ui.terms.save", s.uiTermsSave)
+	get("/ui/audit", "ui.audit", s.uiAudit)
+	post("/ui/audit/verify", "ui.audit.verify", s.uiAuditVerify)
+}
+
+// csrfFor derives the CSRF token from the session token. Only someone who
+// can read the HttpOnly cookie can compute it.
+func csrfFor(session string) string {
+	sum := sha256.Sum256([]byte("pdvault csrf\x00" + session))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// sameOrigin refuses a state-changing request that says it comes from
+// another origin (Origin, or Referer when there is no Origin).
+func sameOrigin(r *http.Request) bool {
+	src := r.Header.Get("Origin")
+	if src == "" {
+		src = r.Header.Get("Referer")
+	}
+	if src == "" || src == "null" {
+		return src == "" // no header: not a browser form post from elsewhere
+	}
+	u, err := url.Parse(src)
+	return err == nil && strings.EqualFold(u.Host, r.Host)
+}
+
+var (
+	errCSRF        = policy.E(policy.KindForbidden, "csrf", "the form is stale or came from another site; reload the page and try again")
+	errSignedOut   = errors.New("signed out")
+	errTickOne     = policy.E(policy.KindInvalid, "invalid_scope", "tick at least one field, or deny the request")
+	errBadDuration = policy.E(policy.KindInvalid, "invalid_duration", "choose a duration from the list")
+)
+
+// uiAuth admits requests with a live session cookie; POSTs must also carry
+// the CSRF token and come from this origin.
+func (s *server) uiAuth(h func(http.ResponseWriter, *http.Request, string), post bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := r.Cookie(sessionCookie)
+		if err != nil || s.svc.Authenticate(c.Value) != nil {
+			if post {
+				s.uiFail(w, r, "", http.StatusUnauthorized, vault.ErrNoSession)
+				return
+			}
+			http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+			return
+		}
+		if post {
+			r.Body = http.MaxBytesReader(w, r.Body, s.maxBody)
+			if err := r.ParseForm(); err != nil {
+				s.uiFail(w, r, c.Value, http.StatusRequestEntityTooLarge, errTooLarge)
+				return
+			}
+			want := csrfFor(c.Value)
+			if !sameOrigin(r) || subtle.ConstantTimeCompare([]byte(r.PostFormValue("csrf")), []byte(want)) != 1 {
+				s.uiFail(w, r, c.Value, http.StatusForbidden, errCSRF)
+				return
+			}
+		}
+		h(w, r, c.Value)
+	})
+}
+
+// render writes a page with the UI's security headers.
+func (s *server) render(w http.ResponseWriter, r *http.Request, status int, page string, session string, d pageData) {
+	t, ok := s.pages[page]
+	if !ok {
+		panic("no page " + page)
+	}
+	if session != "" {
+		d.CSRF = csrfFor(session)
+	}
+	if d.Flash == "" {
+		d.Flash = flashes[r.URL.Query().Get("done")]
+	}
+	var buf bytes.Buffer
+	if err := t.Execute(&buf, d); err != nil {
+		s.log.Error("render", "page", page, "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Content-Security-Policy", uiCSP)
+	// Browsers send Origin: null on form posts from a no-referrer page;
+	// same-origin keeps the Origin header honest for the CSRF check while
+	// still sending nothing to other sites.
+	h.Set("Referrer-Policy", "same-origin")
+	w.WriteHeader(status)
+	w.Write(buf.Bytes())
+}
+
+// flashes are the messages a redirect may ask for, by key: the UI never
+// echoes text from the URL.
+var flashes = map[string]string{
+	"approved": "Approved. The organization can now collect its grant.",
+	"denied":   "Denied.",
+	"revoked":  "Revoked. The organization's next request with that grant is refused.",
+	"saved":    "Saved.",
+	"created":  "Record created.",
+	"deleted":  "Record deleted.",
+	"terms":    "Terms saved. New requests must accept this version.",
+	"reaccept": "Notice queued: the organization is asked to accept your current terms.",
+	"verified": "Domain verified.",
+}
+
+// uiFail renders an error page for a vault error, with its status.
+func (s *server) uiFail(w http.ResponseWriter, r *http.Request, session string, status int, err error) {
+	var pe *policy.Error
+	if !errors.As(err, &pe) {
+		pe = policy.Internal("ui", err)
+	}
+	if status == 0 {
+		status = statusOf(pe.Kind)
+	}
+	if status >= 500 {
+		s.log.Error("ui request failed", "route", routeName(r), "err", err)
+	}
+	s.render(w, r, status, "error", session, pageData{Title: "Something went wrong", Error: pe.Msg, Reasons: pe.Reasons})
+}
+
+func statusOf(k policy.Kind) int { return status(k) }
+
+func (s *server) uiLoginForm(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, "login", "", pageData{Title: "Unlock"})
+}
+
+func (s *server) uiLogin(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil || !sameOrigin(r) {
+		s.render(w, r, http.StatusBadRequest, "login", "", pageData{Title: "Unlock", Error: "The form could not be read; try again."})
+		return
+	}
+	pass := r.PostFormValue("passphrase")
+	if pass == "" || len(pass) > maxPassphrase {
+		s.render(w, r, http.StatusBadRequest, "login", "", pageData{Title: "Unlock", Error: "Enter your passphrase."})
+		return
+	}
+	sess, err := s.svc.Login(r.Context(), []byte(pass))
+	if err != nil {
+		var pe *policy.Error
+		errors.As(err, &pe)
+		msg := "The passphrase is wrong."
+		if pe != nil && pe.Kind == policy.KindThrottled {
+			msg = fmt.Sprintf("Too many wrong passphrases. Try again in %d seconds.", int(pe.RetryAfter.Seconds()+0.999))
+			w.Header().Set("Retry-After", strconv.Itoa(int(pe.RetryAfter.Seconds()+0.999)))
+		} else if pe == nil || pe.Kind != policy.KindUnauthenticated {
+			s.uiFail(w, r, "", 0, err)
+			return
+		}
+		s.render(w, r, statusOf(policy.KindOf(err)), "login", "", pageData{Title: "Unlock", Error: msg})
+		return
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: sessionCookie, Value: sess.Token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: strings.HasPrefix(s.svc.Issuer(), "https://"), MaxAge: int(sess.ExpiresIn.Seconds()),
+	})
+	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+}
+
+func (s *server) uiLogout(w http.ResponseWriter, r *http.Request, session string) {
+	s.svc.Logout(session)
+	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, MaxAge: -1})
+	http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+}
+
+type homeData struct {
+	Pending       []vault.Request
+	Relationships []vault.Relationship
+	Attention     []vault.Relationship // overdue deletions or failed notices
+}
+
+func (s *server) uiHome(w http.ResponseWriter, r *http.Request, session string) {
+	pending, err := s.svc.ListRequests(r.Context(), vault.StatusPending)
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	rels, err := s.svc.ListRelationships(r.Context())
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	d := homeData{Pending: pending, Relationships: rels}
+	for _, rel := range rels {
+		failed := slices.ContainsFunc(rel.Notices, func(n vault.Notice) bool { return n.Status == vault.NoticeFailed })
+		if rel.Deletion == policy.DeletionOverdue || failed {
+			d.Attention = append(d.Attention, rel)
+		}
+	}
+	s.render(w, r, http.StatusOK, "home", session, pageData{Title: "Overview", Nav: "home", Data: d})
+}
+
+func (s *server) uiRequests(w http.ResponseWriter, r *http.Request, session string) {
+	reqs, err := s.svc.ListRequests(r.Context(), "")
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "requests", session, pageData{Title: "Requests", Nav: "requests", Data: reqs})
+}
+
+// requestView is a request with what the owner needs to judge it.
+type requestView struct {
+	vault.Request
+	Verified       string
+	PurposeText    string // the terms' description of the purpose
+	TermsCurrent   bool
+	Durations      []durationChoice
+	GrantedFields  []string // collection.field, for a decided request
+	RequestedPairs []string
+}
+
+type durationChoice struct {
+	Seconds int64
+	Label   string
+}
+
+func (s *server) requestView(r *http.Request, req vault.Request) requestView {
+	v := requestView{Request: req}
+	if rel, err := s.svc.GetRelationship(r.Context(), req.RelationshipID); err == nil {
+		v.Verified = rel.VerifiedDomain
+	}
+	terms := s.svc.CurrentTerms()
+	v.TermsCurrent = terms.Hash == req.TermsHash
+	for _, p := range terms.Terms.Purposes {
+		if p.ID == req.Purpose {
+			v.PurposeText = p.Description
+		}
+	}
+	v.Durations = []durationChoice{{req.Duration, humanDuration(time.Duration(req.Duration)*time.Second) + " (as asked)"}}
+	for _, d := range []time.Duration{30 * 24 * time.Hour, 7 * 24 * time.Hour, 24 * time.Hour, time.Hour} {
+		if secs := int64(d / time.Second); secs < req.Duration {
+			v.Durations = append(v.Durations, durationChoice{secs, humanDuration(d)})
+		}
+	}
+	for _, d := range req.GrantedDetails {
+		for _, f := range d.Fields {
+			v.GrantedFields = append(v.GrantedFields, d.Collection+"."+f)
+		}
+	}
+	return v
+}
+
+func (s *server) uiRequest(w http.ResponseWriter, r *http.Request, session string) {
+	req, err := s.svc.GetRequest(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "request", session, pageData{Title: "Request from " + req.ClientName, Nav: "requests", Data: s.requestView(r, req)})
+}
+
+// uiApprove turns the ticked boxes and the chosen duration into an
+// approval; everything ticked and the asked duration is "as asked".
+func (s *server) uiApprove(w http.ResponseWriter, r *http.Request, session string) {
+	id := mux.Vars(r)["id"]
+	req, err := s.svc.GetRequest(r.Context(), id)
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	ticked := r.PostForm["field"]
+	var a vault.Approval
+	all := true
+	for _, d := range req.Details {
+		var fields []string
+		for _, f := range d.Fields {
+			if slices.Contains(ticked, d.Collection+"."+f) {
+				fields = append(fields, f)
+			} else {
+				all = false
+			}
+		}
+		if len(fields) > 0 {
+			a.Details = append(a.Details, policy.AuthorizationDetail{Type: policy.DetailType, Collection: d.Collection, Fields: fields})
+		}
+	}
+	if len(a.Details) == 0 {
+		s.uiFail(w, r, session, http.StatusBadRequest, errTickOne)
+		return
+	}
+	if all {
+		a.Details = nil
+	}
+	if d := r.PostFormValue("duration"); d != "" {
+		secs, err := strconv.ParseInt(d, 10, 64)
+		if err != nil {
+			s.uiFail(w, r, session, http.StatusBadRequest, errBadDuration)
+			return
+		}
+		if secs != req.Duration {
+			a.Duration = secs
+		}
+	}
+	if _, err := s.svc.Approve(r.Context(), id, a); err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/requests/"+id+"?done=approved", http.StatusSeeOther)
+}
+
+func (s *server) uiDeny(w http.ResponseWriter, r *http.Request, session string) {
+	id := mux.Vars(r)["id"]
+	if _, err := s.svc.Deny(r.Context(), id, r.PostFormValue("reason")); err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/requests/"+id+"?done=denied", http.StatusSeeOther)
+}
+
+func (s *server) uiRelationships(w http.ResponseWriter, r *http.Request, session string) {
+	rels, err := s.svc.ListRelationships(r.Context())
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "relationships", session, pageData{Title: "Relationships", Nav: "relationships", Data: rels})
+}
+
+func (s *server) uiRelationship(w http.ResponseWriter, r *http.Request, session string) {
+	rel, err := s.svc.GetRelationship(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "relationship", session, pageData{Title: rel.Name, Nav: "relationships", Data: rel})
+}
+
+func (s *server) uiVerifyDomain(w http.ResponseWriter, r *http.Request, session string) {
+	id := mux.Vars(r)["id"]
+	if _, err := s.svc.CheckVerification(r.Context(), id); err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/relationships/"+id+"?done=verified", http.StatusSeeOther)
+}
+
+func (s *server) uiReaccept(w http.ResponseWriter, r *http.Request, session string) {
+	id := mux.Vars(r)["id"]
+	if _, err := s.svc.AskReaccept(r.Context(), id); err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/relationships/"+id+"?done=reaccept", http.StatusSeeOther)
+}
+
+func (s *server) uiRevokeConfirm(w http.ResponseWriter, r *http.Request, session string) {
+	g, err := s.svc.GetGrant(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "revoke", session, pageData{Title: "Revoke grant", Nav: "relationships", Data: g})
+}
+
+func (s *server) uiRevoke(w http.ResponseWriter, r *http.Request, session string) {
+	g, err := s.svc.Revoke(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	rel := g.ClientID
+	if req, err := s.svc.GetRequest(r.Context(), g.RequestID); err == nil && req.RelationshipID != "" {
+		rel = req.RelationshipID
+	}
+	http.Redirect(w, r, "/ui/relationships/"+rel+"?done=revoked", http.StatusSeeOther)
+}
+
+func (s *server) uiCollections(w http.ResponseWriter, r *http.Request, session string) {
+	cs, err := s.svc.ListCollections(r.Context())
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "collections", session, pageData{Title: "Records", Nav: "records", Data: cs})
+}
+
+type recordsData struct {
+	Collection string
+	Page       vault.Page
+}
+
+func (s *server) uiRecords(w http.ResponseWriter, r *http.Request, session string) {
+	coll := mux.Vars(r)["collection"]
+	p, err := s.svc.ListRecords(r.Context(), coll, 50, r.URL.Query().Get("cursor"))
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "records", session, pageData{Title: "Records: " + coll, Nav: "records", Data: recordsData{coll, p}})
+}
+
+type recordData struct {
+	Collection string
+	Record     vault.Record
+	JSON       string
+	New        bool
+}
+
+func (s *server) uiRecordNew(w http.ResponseWriter, r *http.Request, session string) {
+	coll := mux.Vars(r)["collection"]
+	if coll == "_" {
+		coll = r.URL.Query().Get("name")
+	}
+	if err := policy.ValidateCollection(coll); err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "record", session, pageData{Title: "New record", Nav: "records", Data: recordData{Collection: coll, JSON: "{\n  \n}", New: true}})
+}
+
+func (s *server) uiRecordCreate(w http.ResponseWriter, r *http.Request, session string) {
+	coll := mux.Vars(r)["collection"]
+	body := r.PostFormValue("data")
+	rec, err := s.svc.CreateRecord(r.Context(), coll, []byte(body))
+	if err != nil {
+		s.recordFormError(w, r, session, recordData{Collection: coll, JSON: body, New: true}, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/records/"+coll+"/"+rec.ID+"?done=created", http.StatusSeeOther)
+}
+
+// recordFormError shows the form again, with what the owner typed and what
+// is wrong with it.
+func (s *server) recordFormError(w http.ResponseWriter, r *http.Request, session string, d recordData, err error) {
+	var pe *policy.Error
+	if !errors.As(err, &pe) || pe.Kind == policy.KindInternal {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	s.render(w, r, statusOf(pe.Kind), "record", session, pageData{Title: "Edit record", Nav: "records", Error: pe.Msg, Data: d})
+}
+
+func (s *server) uiRecord(w http.ResponseWriter, r *http.Request, session string) {
+	v := mux.Vars(r)
+	rec, err := s.svc.GetRecord(r.Context(), v["collection"], v["id"])
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	var pretty bytes.Buffer
+	json.Indent(&pretty, rec.Data, "", "  ")
+	s.render(w, r, http.StatusOK, "record", session, pageData{Title: "Record", Nav: "records", Data: recordData{Collection: rec.Collection, Record: rec, JSON: pretty.String()}})
+}
+
+func (s *server) uiRecordSave(w http.ResponseWriter, r *http.Request, session string) {
+	v := mux.Vars(r)
+	ver, _ := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
+	body := r.PostFormValue("data")
+	rec, err := s.svc.UpdateRecord(r.Context(), v["collection"], v["id"], []byte(body), ver)
+	if err != nil {
+		cur, gerr := s.svc.GetRecord(r.Context(), v["collection"], v["id"])
+		if gerr != nil {
+			s.uiFail(w, r, session, 0, err)
+			return
+		}
+		s.recordFormError(w, r, session, recordData{Collection: v["collection"], Record: cur, JSON: body}, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/records/"+rec.Collection+"/"+rec.ID+"?done=saved", http.StatusSeeOther)
+}
+
+func (s *server) uiRecordDeleteConfirm(w http.ResponseWriter, r *http.Request, session string) {
+	v := mux.Vars(r)
+	rec, err := s.svc.GetRecord(r.Context(), v["collection"], v["id"])
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "delete", session, pageData{Title: "Delete record", Nav: "records", Data: rec})
+}
+
+func (s *server) uiRecordDelete(w http.ResponseWriter, r *http.Request, session string) {
+	v := mux.Vars(r)
+	ver, _ := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
+	if err := s.svc.DeleteRecord(r.Context(), v["collection"], v["id"], ver); err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/records/"+v["collection"]+"?done=deleted", http.StatusSeeOther)
+}
+
+type termsData struct {
+	Current vault.TermsDoc
+	JSON    string
+	Preview *vault.TermsDoc
+}
+
+func (s *server) uiTerms(w http.ResponseWriter, r *http.Request, session string) {
+	cur := s.svc.CurrentTerms()
+	b, _ := json.MarshalIndent(cur.Terms, "", "  ")
+	s.render(w, r, http.StatusOK, "terms", session, pageData{Title: "Terms", Nav: "terms", Data: termsData{Current: cur, JSON: string(b)}})
+}
+
+// uiTermsSave previews or saves the terms typed in the form.
+func (s *server) uiTermsSave(w http.ResponseWriter, r *http.Request, session string) {
+	body := r.PostFormValue("terms")
+	d := termsData{Current: s.svc.CurrentTerms(), JSON: body}
+	if r.PostFormValue("action") == "save" {
+		if _, err := s.svc.SetTerms(r.Context(), []byte(body)); err == nil {
+			http.Redirect(w, r, "/ui/terms?done=terms", http.StatusSeeOther)
+			return
+		} else {
+			s.termsError(w, r, session, d, err)
+			return
+		}
+	}
+	p, err := s.svc.PreviewTerms([]byte(body))
+	if err != nil {
+		s.termsError(w, r, session, d, err)
+		return
+	}
+	d.Preview = &p
+	s.render(w, r, http.StatusOK, "terms", session, pageData{Title: "Terms", Nav: "terms", Data: d})
+}
+
+func (s *server) termsError(w http.ResponseWriter, r *http.Request, session string, d termsData, err error) {
+	var pe *policy.Error
+	if !errors.As(err, &pe) || pe.Kind == policy.KindInternal {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	s.render(w, r, statusOf(pe.Kind), "terms", session, pageData{Title: "Terms", Nav: "terms", Error: pe.Msg, Reasons: pe.Reasons, Data: d})
+}
+
+type auditData struct {
+	Page   vault.AuditPage
+	Report *vault.AuditReport
+}
+
+func (s *server) uiAudit(w http.ResponseWriter, r *http.Request, session string) {
+	p, err := s.svc.ListAudit(r.Context(), 100, r.URL.Query().Get("cursor"))
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "audit", session, pageData{Title: "Audit log", Nav: "audit", Data: auditData{Page: p}})
+}
+
+func (s *server) uiAuditVerify(w http.ResponseWriter, r *http.Request, session string) {
+	rep, err := s.svc.VerifyAudit(r.Context())
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	p, err := s.svc.ListAudit(r.Context(), 100, "")
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "audit", session, pageData{Title: "Audit log", Nav: "audit", Data: auditData{Page: p, Report: &rep}})
+}

@@ -1,0 +1,315 @@
+package api
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/pdvault/pdvault/api/client"
+)
+
+// The owner's web UI, driven in a real headless Chromium (chromedp). The
+// test command in README.md installs Chromium; without it this test fails,
+// it does not skip.
+//
+// PDVAULT_SCREENSHOTS=DIR writes the screenshots there (docs/screenshots
+// holds the current ones); otherwise they go to a temporary directory.
+
+func chromium(t *testing.T) string {
+	for _, p := range []string{os.Getenv("CHROMIUM"), "/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if p != "" {
+			if _, err := exec.LookPath(p); err == nil {
+				return p
+			}
+		}
+	}
+	t.Fatal("Chromium not found: run the README's test command (bash scripts/test.sh), which installs it, or set CHROMIUM")
+	return ""
+}
+
+func newBrowser(t *testing.T) context.Context {
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium(t)),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1200, 900),
+	)
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelB := chromedp.NewContext(actx)
+	ctx, cancelC := context.WithTimeout(ctx, 2*time.Minute)
+	t.Cleanup(func() { cancelC(); cancelB(); cancelA() })
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting Chromium: %v", err)
+	}
+	return ctx
+}
+
+func screenshotDir(t *testing.T) string {
+	if d := os.Getenv("PDVAULT_SCREENSHOTS"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	return t.TempDir()
+}
+
+func shot(dir, name string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		buf, err := chromedp.FullScreenshot(100)(ctx, t)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644)
+	})
+}
+
+// into runs an action that returns a value and keeps the value.
+func into[T any](dst *T, a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		v, err := a(ctx, t)
+		*dst = v
+		return err
+	})
+}
+
+func TestUIInBrowser(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	rec := e.record("profile", `{"name":"Alex Example","email":"alex@example.org","birth_date":"1990-04-12"}`)
+	e.record("transactions", `{"amount":-42.17,"merchant":"Biomarkt"}`)
+	o := e.org("EdDSA")
+	req := askProfile("name", "email", "birth_date")
+	req.AuthorizationDetails = req.AuthorizationDetails[:1]
+	tk, err := o.Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := screenshotDir(t)
+	b := newBrowser(t)
+	base := e.srv.URL
+	var text, loc string
+
+	// Sign in.
+	err = chromedp.Do(b,
+		chromedp.Navigate(base+"/ui/"),
+		chromedp.WaitVisible(chromedp.ID("passphrase")),
+		shot(dir, "login"),
+		chromedp.SendKeys(chromedp.ID("passphrase"), "wrong passphrase"),
+		chromedp.Submit(chromedp.ID("passphrase")),
+		chromedp.WaitVisible(chromedp.CSS(".error")),
+		into(&text, chromedp.Text(chromedp.CSS(".error"))),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "The passphrase is wrong") {
+		t.Fatalf("wrong passphrase: %q", text)
+	}
+	err = chromedp.Do(b,
+		chromedp.SetValue(chromedp.ID("passphrase"), testPass),
+		chromedp.Submit(chromedp.ID("passphrase")),
+		chromedp.WaitVisible(chromedp.ID("pending-h")),
+		into(&text, chromedp.Text(chromedp.CSS("main"))),
+		shot(dir, "overview"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "Acme Bikes asks for profile:name,email,birth_date") {
+		t.Fatalf("overview: %q", text)
+	}
+
+	// Review the request in plain language and approve fewer fields, for
+	// less time, with the keyboard's space bar on the checkbox.
+	err = chromedp.Do(b,
+		chromedp.Navigate(base+"/ui/requests/"+tk.RequestID),
+		chromedp.WaitVisible(chromedp.ID("approve")),
+		into(&text, chromedp.Text(chromedp.CSS("dl.facts"))),
+		shot(dir, "request"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Acme Bikes", "domain not verified", "Provide a product or service I asked for", "deliver your bicycle", "1 hour", "your current terms"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("request page lacks %q: %q", want, text)
+		}
+	}
+	err = chromedp.Do(b,
+		chromedp.Focus(chromedp.CSS(`input[value="profile.birth_date"]`)),
+		chromedp.KeyEvent(" "),
+		chromedp.Click(chromedp.ID("approve")),
+		chromedp.WaitVisible(chromedp.CSS(".flash")),
+		into(&text, chromedp.Text(chromedp.CSS("main"))),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "You granted: profile:name,email") {
+		t.Fatalf("after approve: %q", text)
+	}
+
+	// The organization collects and reads: only name and email.
+	tok, err := o.Poll(ctx, tk.RequestID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := o.ReadCollection(ctx, tok.AccessToken, "profile", 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := page.Records[0].Data; len(got) != 2 || got["birth_date"] != nil || got["email"] == nil {
+		t.Fatalf("the organization read %v", got)
+	}
+
+	// Revoke from the relationship page, with the confirmation step.
+	rel := o.Key().Thumbprint()
+	err = chromedp.Do(b,
+		chromedp.Navigate(base+"/ui/relationships/"+rel),
+		chromedp.WaitVisible(chromedp.ID("revoke-"+tok.GrantID)),
+		shot(dir, "relationship"),
+		chromedp.Click(chromedp.ID("revoke-"+tok.GrantID)),
+		chromedp.WaitVisible(chromedp.ID("confirm-revoke")),
+		chromedp.Click(chromedp.ID("confirm-revoke")),
+		chromedp.WaitVisible(chromedp.CSS(".flash")),
+		into(&text, chromedp.Text(chromedp.CSS(".flash"))),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "Revoked") {
+		t.Fatalf("after revoke: %q", text)
+	}
+	if _, err := o.ReadCollection(ctx, tok.AccessToken, "profile", 0, ""); !client.IsCode(err, "invalid_token") {
+		t.Fatalf("read after UI revoke: %v", err)
+	}
+
+	// Edit a record: a bad edit is refused with the reason and changes
+	// nothing; a good one is saved.
+	err = chromedp.Do(b,
+		chromedp.Navigate(base+"/ui/records/profile"),
+		chromedp.WaitVisible(chromedp.ID("rec-"+rec.ID)),
+		shot(dir, "records"),
+		chromedp.Click(chromedp.ID("rec-"+rec.ID)),
+		chromedp.WaitVisible(chromedp.ID("data")),
+		chromedp.SetValue(chromedp.ID("data"), `["not", "an object"]`),
+		chromedp.Click(chromedp.ID("save")),
+		chromedp.WaitVisible(chromedp.CSS(".error")),
+		into(&text, chromedp.Text(chromedp.CSS(".error"))),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "a record must be a JSON object") {
+		t.Fatalf("bad edit: %q", text)
+	}
+	err = chromedp.Do(b,
+		chromedp.SetValue(chromedp.ID("data"), `{"name": "Alex B. Example", "email": "alex@example.org"}`),
+		chromedp.Click(chromedp.ID("save")),
+		chromedp.WaitVisible(chromedp.CSS(".flash")),
+		shot(dir, "record"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.v.GetRecord(ctx, "profile", rec.ID)
+	if err != nil || got.Version != 2 || !strings.Contains(string(got.Data), "Alex B. Example") {
+		t.Fatalf("record after UI edit: %s v%d %v", got.Data, got.Version, err)
+	}
+
+	// Terms: preview an edit without saving it.
+	err = chromedp.Do(b,
+		chromedp.Navigate(base+"/ui/terms"),
+		chromedp.WaitVisible(chromedp.ID("terms")),
+		into(&text, chromedp.Value(chromedp.ID("terms"))),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(text, `"90d"`, `"45d"`, 1)
+	err = chromedp.Do(b,
+		chromedp.SetValue(chromedp.ID("terms"), edited),
+		chromedp.Click(chromedp.CSS(`button[value="preview"]`)),
+		chromedp.WaitVisible(chromedp.ID("pre-h")),
+		into(&text, chromedp.Text(chromedp.CSS(".preview"))),
+		shot(dir, "terms"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "A grant lasts at most 45 days") || strings.Contains(e.v.CurrentTerms().Text, "45 days") {
+		t.Fatalf("terms preview: %q", text)
+	}
+
+	// The audit timeline shows each step, and verifies.
+	err = chromedp.Do(b,
+		chromedp.Navigate(base+"/ui/audit"),
+		chromedp.WaitVisible(chromedp.ID("verify")),
+		chromedp.Click(chromedp.ID("verify")),
+		chromedp.WaitVisible(chromedp.ID("verify-result")),
+		into(&text, chromedp.Text(chromedp.CSS("main"))),
+		shot(dir, "audit"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"The log is intact", "request.received", "request.approved", "grant.issued", "data.read", "grant.revoked", "data.refused", "the grant has been revoked", "[name, email]"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("audit page lacks %q", want)
+		}
+	}
+
+	// Phone-sized screen: the request list fits without horizontal scroll
+	// of the page, and keyboard focus starts at the skip link.
+	var scrollW, clientW int
+	var active string
+	err = chromedp.Do(b,
+		chromedp.EmulateViewport(375, 812, chromedp.EmulateScale(2), chromedp.EmulateMobile),
+		chromedp.Navigate(base+"/ui/relationships/"+rel),
+		chromedp.WaitVisible(chromedp.CSS("h1")),
+		into(&scrollW, chromedp.Evaluate[int](`document.documentElement.scrollWidth`)),
+		into(&clientW, chromedp.Evaluate[int](`document.documentElement.clientWidth`)),
+		shot(dir, "phone-relationship"),
+		chromedp.KeyEvent("\t"),
+		into(&active, chromedp.Evaluate[string](`document.activeElement.textContent`)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if scrollW > clientW+1 {
+		wide, _ := chromedp.Run(b, chromedp.Evaluate[string](`[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > document.documentElement.clientWidth + 1).map(e => e.tagName + '.' + e.className + ' ' + Math.round(e.getBoundingClientRect().right)).slice(0, 8).join('; ')`))
+		t.Errorf("the page scrolls sideways on a phone: %d > %d (%s)", scrollW, clientW, wide)
+	}
+	if active != "Skip to content" {
+		t.Errorf("first Tab focuses %q", active)
+	}
+
+	// Sign out: the session cookie no longer works.
+	err = chromedp.Do(b,
+		chromedp.EmulateReset(),
+		chromedp.Navigate(base+"/ui/"),
+		chromedp.Click(chromedp.CSS(".logout button")),
+		chromedp.WaitVisible(chromedp.ID("passphrase")),
+		into(&loc, chromedp.Location()),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(loc, "/ui/login") {
+		t.Fatalf("after sign-out: %s", loc)
+	}
+}
