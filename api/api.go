@@ -67,6 +67,7 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	r.HandleFunc("/v1/introspect", s.introspect).Methods(http.MethodPost).Name("introspect")
 	r.HandleFunc("/v1/data/{collection}", s.readCollection).Methods(http.MethodGet).Name("data.collection")
 	r.HandleFunc("/v1/data/{collection}/{id}", s.readRecord).Methods(http.MethodGet).Name("data.record")
+	r.HandleFunc("/v1/claims", s.readClaims).Methods(http.MethodGet).Name("claims")
 	r.HandleFunc("/v1/revoke", s.release).Methods(http.MethodPost).Name("revoke")
 	r.HandleFunc("/v1/receipts", s.receipt).Methods(http.MethodPost).Name("receipts")
 	r.HandleFunc("/v1/keys", s.linkKey).Methods(http.MethodPost).Name("keys.link")

@@ -147,7 +147,15 @@ func TestExchangeEndToEnd(t *testing.T) {
 	if len(page.Records) != 1 || len(page.Records[0].Data) != 2 || string(page.Records[0].Data["name"]) != `"Ada"` || page.Records[0].Data["birth_date"] != nil {
 		t.Fatalf("read: %+v", page)
 	}
-	one, err := o.ReadRecord(ctx, tok.AccessToken, "profile", rec.ID)
+	// Record ids are pairwise: the organization uses the id it was shown,
+	// not the vault's own.
+	if page.Records[0].ID == rec.ID {
+		t.Fatal("the organization saw the vault's own record id")
+	}
+	if _, err := o.ReadRecord(ctx, tok.AccessToken, "profile", rec.ID); !client.IsCode(err, "not_found") {
+		t.Fatalf("reading by the vault's own id: %v", err)
+	}
+	one, err := o.ReadRecord(ctx, tok.AccessToken, "profile", page.Records[0].ID)
 	if err != nil || len(one.Data) != 2 || one.Data["phone"] != nil {
 		t.Fatalf("read one: %+v %v", one, err)
 	}

@@ -38,6 +38,7 @@ type metadata struct {
 	TermsEndpoint                   string   `json:"terms_endpoint"`
 	RequestEndpoint                 string   `json:"request_endpoint"`
 	DataEndpoint                    string   `json:"data_endpoint"`
+	ClaimsEndpoint                  string   `json:"claims_endpoint"`
 }
 
 // deviceCodeGrant is the RFC 8628 grant type the token endpoint serves.
@@ -67,6 +68,7 @@ func (s *server) discovery(w http.ResponseWriter, r *http.Request) {
 		TermsEndpoint:                   iss + "/v1/terms",
 		RequestEndpoint:                 iss + "/v1/requests",
 		DataEndpoint:                    iss + "/v1/data",
+		ClaimsEndpoint:                  iss + "/v1/claims",
 	})
 }
 
@@ -322,6 +324,22 @@ func (s *server) readRecord(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rec)
+}
+
+func (s *server) readClaims(w http.ResponseWriter, r *http.Request) {
+	a, err := s.dpopAccess(r)
+	if err != nil {
+		dpopChallenge(w, err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	res, err := s.svc.ReadClaims(r.Context(), a)
+	if err != nil {
+		dpopChallenge(w, err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
 }
 
 func (s *server) introspect(w http.ResponseWriter, r *http.Request) {

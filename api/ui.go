@@ -416,11 +416,11 @@ func (s *server) uiApprove(w http.ResponseWriter, r *http.Request, session strin
 		s.uiFail(w, r, session, 0, err)
 		return
 	}
-	ticked := r.PostForm["field"]
+	ticked, tickedClaims := r.PostForm["field"], r.PostForm["claim"]
 	var a vault.Approval
 	all := true
 	for _, d := range req.Details {
-		var fields []string
+		var fields, claims []string
 		for _, f := range d.Fields {
 			if slices.Contains(ticked, d.Collection+"."+f) {
 				fields = append(fields, f)
@@ -428,8 +428,15 @@ func (s *server) uiApprove(w http.ResponseWriter, r *http.Request, session strin
 				all = false
 			}
 		}
-		if len(fields) > 0 {
-			a.Details = append(a.Details, policy.AuthorizationDetail{Type: policy.DetailType, Collection: d.Collection, Fields: fields})
+		for _, c := range d.Claims {
+			if slices.Contains(tickedClaims, d.Collection+"|"+c) {
+				claims = append(claims, c)
+			} else {
+				all = false
+			}
+		}
+		if len(fields) > 0 || len(claims) > 0 {
+			a.Details = append(a.Details, policy.AuthorizationDetail{Type: policy.DetailType, Collection: d.Collection, Fields: fields, Claims: claims})
 		}
 	}
 	if len(a.Details) == 0 {

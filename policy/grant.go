@@ -2,6 +2,7 @@ package policy
 
 import (
 	"crypto/ed25519"
+	"slices"
 	"encoding/json"
 	"strings"
 	"time"
@@ -140,7 +141,57 @@ func (c *GrantClaims) ExpiresAt() time.Time { return time.Unix(c.Expiry, 0) }
 func Scope(details []AuthorizationDetail) string {
 	parts := make([]string, len(details))
 	for i, d := range details {
-		parts[i] = d.Collection + ":" + strings.Join(d.Fields, ",")
+		items := append(slices.Clone(d.Fields), d.Claims...)
+		parts[i] = d.Collection + ":" + strings.Join(items, ",")
 	}
 	return strings.Join(parts, " ")
+}
+
+// TypClaims is the type of a signed statement of derived claims.
+const TypClaims = "pdvault-claims+jwt"
+
+// ClaimsStatement is the vault's signed answer to derived claims: the
+// answers, never the values they were derived from, bound to the
+// organization that asked.
+type ClaimsStatement struct {
+	Issuer       string         `json:"iss"`
+	Subject      string         `json:"sub"` // pairwise
+	Audience     string         `json:"aud"` // the organization's client_id
+	ID           string         `json:"jti"`
+	IssuedAt     int64          `json:"iat"`
+	Expiry       int64          `json:"exp"`
+	GrantID      string         `json:"grant_id"`
+	Claims       map[string]any `json:"claims"`
+	Confirmation Confirmation   `json:"cnf"`
+}
+
+// ClaimsLifetime is how long a statement of derived claims is valid: short,
+// because the facts may change.
+const ClaimsLifetime = 5 * time.Minute
+
+// SignClaims signs a statement of derived claims.
+func SignClaims(s Signer, c ClaimsStatement) (string, error) { return sign(s, TypClaims, c) }
+
+// VerifyClaims checks a statement of derived claims for the organization
+// clientID: the vault's signature, its times, and that it was issued to
+// clientID. A statement presented by anyone else is refused.
+func VerifyClaims(tok string, key func(kid string) (ed25519.PublicKey, bool), issuer, clientID string, now time.Time) (*ClaimsStatement, error) {
+	payload, err := VerifyVaultSigned(tok, TypClaims, key)
+	if err != nil {
+		return nil, err
+	}
+	var c ClaimsStatement
+	if json.Unmarshal(payload, &c) != nil || c.Issuer == "" || c.Audience == "" || c.IssuedAt == 0 || c.Expiry == 0 || c.Claims == nil {
+		return nil, ErrGrantClaims
+	}
+	if c.Issuer != issuer {
+		return nil, ErrGrantIssuer
+	}
+	if c.Audience != clientID || c.Confirmation.JKT != clientID {
+		return nil, ErrWrongHolder
+	}
+	if err := checkTimes(now, ClockSkew, c.IssuedAt, c.IssuedAt, c.Expiry); err != nil {
+		return nil, err
+	}
+	return &c, nil
 }

@@ -14,7 +14,8 @@ const DetailType = "pdvault_records"
 type AuthorizationDetail struct {
 	Type       string   `json:"type"`
 	Collection string   `json:"collection"`
-	Fields     []string `json:"fields"`
+	Fields     []string `json:"fields,omitempty"`
+	Claims     []string `json:"claims,omitempty"`  // derived claims (policy/claims.go) instead of fields
 	Actions    []string `json:"actions,omitempty"` // only "read"; default read
 }
 
@@ -45,9 +46,10 @@ func checkDetails(details []AuthorizationDetail) []string {
 			r = append(r, fmt.Sprintf("%s: collection %s is named twice", at, d.Collection))
 		}
 		seen[d.Collection] = true
-		if len(d.Fields) == 0 || len(d.Fields) > maxFieldsPerDetail {
-			r = append(r, fmt.Sprintf("%s: name between 1 and %d fields", at, maxFieldsPerDetail))
+		if (len(d.Fields) == 0 && len(d.Claims) == 0) || len(d.Fields) > maxFieldsPerDetail {
+			r = append(r, fmt.Sprintf("%s: name between 1 and %d fields, or derived claims", at, maxFieldsPerDetail))
 		}
+		r = append(r, checkClaims(at, d)...)
 		fs := map[string]bool{}
 		for _, f := range d.Fields {
 			if ValidateField(f) != nil {
@@ -96,6 +98,11 @@ func Narrow(requested, approved []AuthorizationDetail) error {
 		for _, f := range a.Fields {
 			if !slices.Contains(q.Fields, f) {
 				r = append(r, fmt.Sprintf("field %s.%s was not asked for", a.Collection, f))
+			}
+		}
+		for _, c := range a.Claims {
+			if !slices.Contains(q.Claims, c) {
+				r = append(r, fmt.Sprintf("claim %s (%s) was not asked for", c, a.Collection))
 			}
 		}
 	}

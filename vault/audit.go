@@ -57,6 +57,7 @@ const (
 	EvGrantRevoked    = "grant.revoked"
 	EvDataRead        = "data.read"
 	EvDataRefused     = "data.refused"
+	EvClaimsRead      = "claims.read"
 	EvTermsChanged    = "terms.changed"
 
 	EvGrantReleased      = "grant.released" // by the organization (RFC 7009)

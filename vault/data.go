@@ -151,39 +151,57 @@ func (v *Vault) checkProof(proof string, hc HTTPContext, accessToken string) (*p
 	return p, nil
 }
 
-// authorize checks grant and proof and returns the grant's claims and the
-// detail covering collection. Refusals of a genuine grant are logged.
-func (v *Vault) authorize(ctx context.Context, a Access, collection string) (*policy.GrantClaims, policy.AuthorizationDetail, error) {
+// authorize checks grant and proof and returns the grant's claims, the
+// detail covering collection (with fields), and the relationship (for
+// pairwise ids). Refusals of a genuine grant are logged.
+func (v *Vault) authorize(ctx context.Context, a Access, collection string) (*policy.GrantClaims, policy.AuthorizationDetail, string, error) {
+	g, rel, err := v.authenticate(ctx, a, collection)
+	if err != nil {
+		return nil, policy.AuthorizationDetail{}, "", err
+	}
+	d, ok := policy.Detail(g.AuthorizationDetails, collection)
+	if !ok || len(d.Fields) == 0 || policy.ValidateCollection(collection) != nil {
+		return nil, policy.AuthorizationDetail{}, "", v.refuse(ctx, g, collection, ErrDataNotFound)
+	}
+	return g, d, rel, nil
+}
+
+// authenticate checks the grant, the proof and that the proof's key holds
+// the grant, and finds the relationship.
+func (v *Vault) authenticate(ctx context.Context, a Access, collection string) (*policy.GrantClaims, string, error) {
 	g, err := v.verifyGrant(a.Grant)
 	if err != nil {
 		// Not a genuine, current grant of ours: nothing to attribute it to.
-		return nil, policy.AuthorizationDetail{}, err
-	}
-	refuse := func(err error) (*policy.GrantClaims, policy.AuthorizationDetail, error) {
-		e := v.refusal(g, collection, err)
-		aerr := v.db.tx(ctx, func(tx *sql.Tx) error {
-			// The name makes the log readable; a grant without a row (one
-			// from a restored backup, say) is logged without it.
-			tx.QueryRowContext(ctx, `SELECT client_name FROM grants WHERE id = ?`, g.ID).Scan(&e.ClientName)
-			return v.appendAudit(ctx, tx, e)
-		})
-		if aerr != nil {
-			return nil, policy.AuthorizationDetail{}, aerr
-		}
-		return nil, policy.AuthorizationDetail{}, err
+		return nil, "", err
 	}
 	p, err := v.checkProof(a.Proof, a.HTTP, a.Grant)
 	if err != nil {
-		return refuse(err)
+		return nil, "", v.refuse(ctx, g, collection, err)
 	}
 	if p.JKT != g.Confirmation.JKT {
-		return refuse(policy.ErrWrongHolder)
+		return nil, "", v.refuse(ctx, g, collection, policy.ErrWrongHolder)
 	}
-	d, ok := policy.Detail(g.AuthorizationDetails, collection)
-	if !ok || policy.ValidateCollection(collection) != nil {
-		return refuse(ErrDataNotFound)
+	rel, err := v.relOf(ctx, g.ClientID)
+	if err != nil {
+		return nil, "", v.refuse(ctx, g, collection, policy.ErrGrantRevoked)
 	}
-	return g, d, nil
+	return g, rel, nil
+}
+
+// refuse logs a refusal of a genuine grant and returns err (or the audit
+// failure, which must win: fail closed).
+func (v *Vault) refuse(ctx context.Context, g *policy.GrantClaims, collection string, err error) error {
+	e := v.refusal(g, collection, err)
+	aerr := v.db.tx(ctx, func(tx *sql.Tx) error {
+		// The name makes the log readable; a grant without a row (one
+		// from a restored backup, say) is logged without it.
+		tx.QueryRowContext(ctx, `SELECT client_name FROM grants WHERE id = ?`, g.ID).Scan(&e.ClientName)
+		return v.appendAudit(ctx, tx, e)
+	})
+	if aerr != nil {
+		return aerr
+	}
+	return err
 }
 
 func (v *Vault) refusal(g *policy.GrantClaims, collection string, err error) AuditEntry {
@@ -229,22 +247,26 @@ func (v *Vault) commitRead(ctx context.Context, g *policy.GrantClaims, collectio
 // ReadCollection returns a page of a granted collection, granted fields
 // only.
 func (v *Vault) ReadCollection(ctx context.Context, a Access, collection string, limit int, cursor string) (DataPage, error) {
-	g, d, err := v.authorize(ctx, a, collection)
+	g, d, rel, err := v.authorize(ctx, a, collection)
 	if err != nil {
 		return DataPage{}, err
 	}
-	page, err := v.ListRecords(ctx, collection, limit, cursor)
+	real, err := v.realCursor(rel, cursor)
 	if err != nil {
 		return DataPage{}, err
 	}
-	out := DataPage{Collection: collection, Records: make([]DataRecord, 0, len(page.Records)), Next: page.Next}
+	page, err := v.ListRecords(ctx, collection, limit, real)
+	if err != nil {
+		return DataPage{}, err
+	}
+	out := DataPage{Collection: collection, Records: make([]DataRecord, 0, len(page.Records)), Next: v.orgCursor(rel, page.Next)}
 	ids := make([]string, 0, len(page.Records))
 	for _, r := range page.Records {
 		data, err := policy.Project(d, r.Data)
 		if err != nil {
 			return DataPage{}, policy.Internal("project", err)
 		}
-		out.Records = append(out.Records, DataRecord{ID: r.ID, Collection: collection, Data: data})
+		out.Records = append(out.Records, DataRecord{ID: v.orgRecordID(rel, r.ID), Collection: collection, Data: data})
 		ids = append(ids, r.ID)
 	}
 	if err := v.commitRead(ctx, g, collection, ids, d.Fields); err != nil {
@@ -256,9 +278,14 @@ func (v *Vault) ReadCollection(ctx context.Context, a Access, collection string,
 // ReadRecord returns one record of a granted collection, granted fields
 // only.
 func (v *Vault) ReadRecord(ctx context.Context, a Access, collection, id string) (DataRecord, error) {
-	g, d, err := v.authorize(ctx, a, collection)
+	g, d, rel, err := v.authorize(ctx, a, collection)
 	if err != nil {
 		return DataRecord{}, err
+	}
+	orgID := id
+	id, ok := v.realRecordID(rel, orgID)
+	if !ok {
+		return DataRecord{}, ErrDataNotFound
 	}
 	r, err := v.GetRecord(ctx, collection, id)
 	if errors.Is(err, ErrRecordNotFound) {
@@ -274,7 +301,7 @@ func (v *Vault) ReadRecord(ctx context.Context, a Access, collection, id string)
 	if err := v.commitRead(ctx, g, collection, []string{id}, d.Fields); err != nil {
 		return DataRecord{}, err
 	}
-	return DataRecord{ID: id, Collection: collection, Data: data}, nil
+	return DataRecord{ID: orgID, Collection: collection, Data: data}, nil
 }
 
 // Introspection is an RFC 7662 introspection response.
@@ -319,4 +346,145 @@ func (v *Vault) Introspect(ctx context.Context, token, proof string, hc HTTPCont
 	return Introspection{Active: true, TokenType: "DPoP", ClientID: g.ClientID, Subject: g.Subject, Issuer: g.Issuer, Audience: g.Audience,
 		ID: g.ID, IssuedAt: g.IssuedAt, NotBefore: g.NotBefore, Expiry: g.Expiry, AuthorizationDetails: g.AuthorizationDetails,
 		Purpose: g.Purpose, TermsHash: g.TermsHash, Confirmation: &g.Confirmation}, nil
+}
+
+// ClaimsResult is the answer to GET /v1/claims: a statement signed by the
+// vault, and the same answers in the clear for convenience.
+type ClaimsResult struct {
+	Statement string         `json:"statement"`
+	Claims    map[string]any `json:"claims"`
+	ExpiresIn int64          `json:"expires_in"`
+}
+
+// ClaimAnswer is one derived claim as the owner previews it.
+type ClaimAnswer struct {
+	Claim       string `json:"claim"`
+	Collection  string `json:"collection"`
+	Description string `json:"description"` // what it reveals, in words
+	Answer      string `json:"answer"`      // what it would say now
+}
+
+// maxDerivationRecords bounds how many records one derivation reads.
+const maxDerivationRecords = 10 * MaxPageSize
+
+// collectionData returns the data of every record in a collection, up to
+// maxDerivationRecords.
+func (v *Vault) collectionData(ctx context.Context, collection string) ([]json.RawMessage, error) {
+	var out []json.RawMessage
+	cursor := ""
+	for len(out) < maxDerivationRecords {
+		p, err := v.ListRecords(ctx, collection, MaxPageSize, cursor)
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range p.Records {
+			out = append(out, r.Data)
+		}
+		if p.Next == "" {
+			break
+		}
+		cursor = p.Next
+	}
+	return out, nil
+}
+
+// deriveAll computes the claims of details. A claim the records cannot
+// answer is null: never a guess.
+func (v *Vault) deriveAll(ctx context.Context, details []policy.AuthorizationDetail) (map[string]any, error) {
+	out := map[string]any{}
+	for _, d := range details {
+		if len(d.Claims) == 0 {
+			continue
+		}
+		data, err := v.collectionData(ctx, d.Collection)
+		if err != nil {
+			return nil, err
+		}
+		for _, c := range d.Claims {
+			ans, err := policy.Derive(c, data, v.opts.Now())
+			if err != nil {
+				ans = nil
+			}
+			out[c] = ans
+		}
+	}
+	return out, nil
+}
+
+// PreviewClaims says what each derived claim of a scope would reveal now,
+// for the owner deciding on a request ("is at least 18 years old: yes").
+func (v *Vault) PreviewClaims(ctx context.Context, details []policy.AuthorizationDetail) ([]ClaimAnswer, error) {
+	answers, err := v.deriveAll(ctx, details)
+	if err != nil {
+		return nil, err
+	}
+	var out []ClaimAnswer
+	for _, d := range details {
+		for _, c := range d.Claims {
+			a := "unknown (your records do not say)"
+			if answers[c] != nil {
+				a = policy.FormatAnswer(answers[c])
+			}
+			out = append(out, ClaimAnswer{Claim: c, Collection: d.Collection, Description: policy.Describe(c), Answer: a})
+		}
+	}
+	return out, nil
+}
+
+// ReadClaims answers the derived claims a grant covers with a short-lived
+// statement signed by the vault and bound to the organization. The values
+// the answers come from never leave the vault.
+func (v *Vault) ReadClaims(ctx context.Context, a Access) (ClaimsResult, error) {
+	g, rel, err := v.authenticate(ctx, a, "")
+	if err != nil {
+		return ClaimsResult{}, err
+	}
+	claims := policy.ClaimsCovered(g.AuthorizationDetails)
+	if len(claims) == 0 {
+		return ClaimsResult{}, v.refuse(ctx, g, "", ErrDataNotFound)
+	}
+	answers, err := v.deriveAll(ctx, g.AuthorizationDetails)
+	if err != nil {
+		return ClaimsResult{}, err
+	}
+	now := v.now()
+	st := policy.ClaimsStatement{
+		Issuer: v.Issuer(), Subject: v.pairwiseSubject(rel), Audience: g.ClientID, ID: newID(),
+		IssuedAt: now.Unix(), Expiry: now.Add(policy.ClaimsLifetime).Unix(), GrantID: g.ID, Claims: answers,
+		Confirmation: policy.Confirmation{JKT: g.ClientID},
+	}
+	signed, err := policy.SignClaims(v.signer(), st)
+	if err != nil {
+		return ClaimsResult{}, policy.Internal("sign claims", err)
+	}
+	if err := v.commitClaims(ctx, g, claims); err != nil {
+		return ClaimsResult{}, err
+	}
+	return ClaimsResult{Statement: signed, Claims: answers, ExpiresIn: int64(policy.ClaimsLifetime / time.Second)}, nil
+}
+
+// commitClaims is commitRead for derived claims: refuse if revoked, log
+// which claims were answered.
+func (v *Vault) commitClaims(ctx context.Context, g *policy.GrantClaims, claims []string) error {
+	var outErr error
+	err := v.db.tx(ctx, func(tx *sql.Tx) error {
+		var revoked sql.NullInt64
+		var name string
+		err := tx.QueryRowContext(ctx, `SELECT revoked, client_name FROM grants WHERE id = ?`, g.ID).Scan(&revoked, &name)
+		if errors.Is(err, sql.ErrNoRows) || (err == nil && revoked.Valid) {
+			outErr = policy.ErrGrantRevoked
+			e := v.refusal(g, "", outErr)
+			e.ClientName = name
+			return v.appendAudit(ctx, tx, e)
+		}
+		if err != nil {
+			return err
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvClaimsRead, Actor: g.ClientID, Outcome: OutcomeAllowed, ClientID: g.ClientID,
+			ClientName: name, GrantID: g.ID, Fields: claims})
+	})
+	if err != nil {
+		return err
+	}
+	return outErr
 }

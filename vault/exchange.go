@@ -2,10 +2,7 @@ package vault
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -80,6 +77,9 @@ type Request struct {
 	GrantID         string                       `json:"grant_id,omitempty"`
 	Signed          string                       `json:"signed_request"` // the organization's signed acceptance
 	RelationshipID  string                       `json:"relationship_id"`
+	// ClaimsPreview says what each derived claim asked for would reveal
+	// now (owner views of pending requests only).
+	ClaimsPreview []ClaimAnswer `json:"claims_preview,omitempty"`
 }
 
 // SubmitRequest receives an organization's signed access request. It
@@ -212,10 +212,19 @@ func (v *Vault) loadRequest(ctx context.Context, q querier, id string) (requestR
 	return r, nil
 }
 
-// GetRequest returns one request.
+// GetRequest returns one request; a pending one with a preview of what
+// its derived claims would reveal.
 func (v *Vault) GetRequest(ctx context.Context, id string) (Request, error) {
 	r, err := v.loadRequest(ctx, v.db.r, id)
-	return r.Request, err
+	if err != nil {
+		return Request{}, err
+	}
+	if r.Status == StatusPending {
+		if r.ClaimsPreview, err = v.PreviewClaims(ctx, r.Details); err != nil {
+			return Request{}, err
+		}
+	}
+	return r.Request, nil
 }
 
 // ListRequests returns requests newest first; status "" means all.
@@ -415,17 +424,6 @@ func (v *Vault) CollectGrant(ctx context.Context, requestID, proof string, hc HT
 	return out, outErr
 }
 
-// pairwiseSubject is the owner's identifier as one organization sees it:
-// an HMAC of the organization's key thumbprint under a key only the vault
-// has. The same organization always gets the same value; two organizations
-// get values they cannot link.
-func (v *Vault) pairwiseSubject(clientID string) string {
-	m := hmac.New(sha256.New, v.pairwiseKey)
-	m.Write([]byte("sub\x00"))
-	m.Write([]byte(clientID))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
-}
-
 func (v *Vault) mintGrant(ctx context.Context, tx *sql.Tx, r requestRow) (string, policy.GrantClaims, error) {
 	now := v.now()
 	decided := now
@@ -434,7 +432,7 @@ func (v *Vault) mintGrant(ctx context.Context, tx *sql.Tx, r requestRow) (string
 	}
 	s := v.signer()
 	g := policy.GrantClaims{
-		Issuer: v.Issuer(), Subject: v.pairwiseSubject(r.ClientID), Audience: v.Issuer(), ClientID: r.ClientID,
+		Issuer: v.Issuer(), Subject: v.pairwiseSubject(r.RelationshipID), Audience: v.Issuer(), ClientID: r.ClientID,
 		ID: newID(), IssuedAt: now.Unix(), NotBefore: now.Unix(),
 		// The time the owner granted runs from the decision, not from
 		// whenever the organization collects.

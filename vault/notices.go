@@ -50,7 +50,7 @@ const (
 // queueNotice signs a notice and stores it for delivery, inside tx.
 func (v *Vault) queueNotice(ctx context.Context, tx *sql.Tx, relID, clientID, url string, c policy.NoticeClaims) (Notice, error) {
 	now := v.now()
-	c.Issuer, c.Audience, c.Subject, c.ID, c.IssuedAt = v.Issuer(), clientID, v.pairwiseSubject(clientID), newID(), now.Unix()
+	c.Issuer, c.Audience, c.Subject, c.ID, c.IssuedAt = v.Issuer(), clientID, v.pairwiseSubject(relID), newID(), now.Unix()
 	signed, err := policy.SignNotice(v.signer(), c)
 	if err != nil {
 		return Notice{}, policy.Internal("sign notice", err)

@@ -55,6 +55,7 @@ type OrgService interface {
 	CollectGrant(ctx context.Context, requestID, proof string, hc HTTPContext) (TokenResponse, error)
 	ReadCollection(ctx context.Context, a Access, collection string, limit int, cursor string) (DataPage, error)
 	ReadRecord(ctx context.Context, a Access, collection, id string) (DataRecord, error)
+	ReadClaims(ctx context.Context, a Access) (ClaimsResult, error)
 	Introspect(ctx context.Context, token, proof string, hc HTTPContext) (Introspection, error)
 	ReleaseGrant(ctx context.Context, token, proof string, hc HTTPContext) error
 	SubmitReceipt(ctx context.Context, signed string) (ReceiptResult, error)

@@ -5,6 +5,7 @@ package vault
 
 import (
 	"context"
+	"crypto/cipher"
 	"database/sql"
 	"encoding/base32"
 	"encoding/json"
@@ -114,6 +115,7 @@ type Vault struct {
 	replay      *replayCache
 	grants      grantCache
 	noticeWake  chan struct{}
+	pw          pairwise
 }
 
 // meta is the single row that describes a vault.
@@ -321,6 +323,7 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 	v.replay = newReplayCache(4 << 20)
 	v.grants.m = map[[32]byte]*policy.GrantClaims{}
 	v.noticeWake = make(chan struct{}, 1)
+	v.pw = pairwise{ciphers: map[string]cipher.Block{}, rels: map[string]string{}}
 	return v
 }
 

@@ -508,12 +508,41 @@ type Notice = policy.NoticeClaims
 // VerifyNotice checks a notice the vault sent to the callback, with the
 // vault's published keys.
 func VerifyNotice(signed string, jwks jose.JSONWebKeySet) (*Notice, error) {
-	return policy.VerifyNotice(signed, func(kid string) (ed25519.PublicKey, bool) {
+	return policy.VerifyNotice(signed, jwksKey(jwks))
+}
+
+// ClaimsResult is the vault's answer to derived claims.
+type ClaimsResult struct {
+	Statement string         `json:"statement"`
+	Claims    map[string]any `json:"claims"`
+	ExpiresIn int64          `json:"expires_in"`
+}
+
+// ReadClaims asks for the derived claims the grant covers. The statement
+// is signed by the vault and bound to this organization.
+func (o *Org) ReadClaims(ctx context.Context, grant string) (ClaimsResult, error) {
+	var r ClaimsResult
+	err := o.get(ctx, "/v1/claims", "", grant, &r)
+	return r, err
+}
+
+// ClaimsStatement is a verified statement of derived claims.
+type ClaimsStatement = policy.ClaimsStatement
+
+// VerifyClaims checks a statement of derived claims offline: signed by the
+// vault (issuer, keys from its JWKS), current, and issued to clientID. A
+// relying party checks it against the client_id of whoever presents it.
+func VerifyClaims(statement string, jwks jose.JSONWebKeySet, issuer, clientID string, now time.Time) (*ClaimsStatement, error) {
+	return policy.VerifyClaims(statement, jwksKey(jwks), issuer, clientID, now)
+}
+
+func jwksKey(jwks jose.JSONWebKeySet) func(kid string) (ed25519.PublicKey, bool) {
+	return func(kid string) (ed25519.PublicKey, bool) {
 		for _, k := range jwks.Key(kid) {
 			if pub, ok := k.Key.(ed25519.PublicKey); ok {
 				return pub, true
 			}
 		}
 		return nil, false
-	})
+	}
 }

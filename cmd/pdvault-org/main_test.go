@@ -76,7 +76,14 @@ func TestOrgToolAgainstVault(t *testing.T) {
 	if r := runOrg(t, env, "poll", "--out", grant, id); r.code != 0 {
 		t.Fatalf("poll: %+v", r)
 	}
-	r = runOrg(t, env, "read", "--grant", grant, "profile", rec.ID)
+	r = runOrg(t, env, "read", "--grant", grant, "profile")
+	var list struct {
+		Records []struct{ ID string }
+	}
+	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil || len(list.Records) != 1 || list.Records[0].ID == rec.ID {
+		t.Fatalf("read collection (ids are pairwise): %+v", r)
+	}
+	r = runOrg(t, env, "read", "--grant", grant, "profile", list.Records[0].ID)
 	var got struct{ Data map[string]json.RawMessage }
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &got) != nil || len(got.Data) != 2 || got.Data["phone"] != nil {
 		t.Fatalf("read: %+v", r)
