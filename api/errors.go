@@ -45,8 +45,10 @@ func status(k policy.Kind) int {
 		return http.StatusServiceUnavailable
 	case policy.KindNoSpace:
 		return http.StatusInsufficientStorage
-	case policy.KindPending, policy.KindGone:
+	case policy.KindPending:
 		return http.StatusBadRequest // RFC 8628 §3.5: polling errors are 400
+	case policy.KindGone:
+		return http.StatusGone // the token endpoint still answers 400 (writeTokenError)
 	}
 	return http.StatusInternalServerError
 }

@@ -39,6 +39,7 @@ type metadata struct {
 	RequestEndpoint                 string   `json:"request_endpoint"`
 	DataEndpoint                    string   `json:"data_endpoint"`
 	ClaimsEndpoint                  string   `json:"claims_endpoint"`
+	IntentsEndpoint                 string   `json:"intents_endpoint"`
 }
 
 // deviceCodeGrant is the RFC 8628 grant type the token endpoint serves.
@@ -69,6 +70,7 @@ func (s *server) discovery(w http.ResponseWriter, r *http.Request) {
 		RequestEndpoint:                 iss + "/v1/requests",
 		DataEndpoint:                    iss + "/v1/data",
 		ClaimsEndpoint:                  iss + "/v1/claims",
+		IntentsEndpoint:                 iss + "/v1/intents",
 	})
 }
 

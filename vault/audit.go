@@ -67,6 +67,11 @@ const (
 	EvKeyLinked          = "relationship.key_linked"
 	EvDomainVerification = "relationship.domain_verification"
 	EvReacceptAsked      = "relationship.reaccept_asked"
+	EvIntentPublished    = "intent.published"
+	EvIntentClosed       = "intent.closed"
+	EvOfferReceived      = "offer.received"
+	EvOfferAccepted      = "offer.accepted"
+	EvOfferDeclined      = "offer.declined"
 )
 
 const (

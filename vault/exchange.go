@@ -378,8 +378,13 @@ func (v *Vault) CollectGrant(ctx context.Context, requestID, proof string, hc HT
 	var outErr error
 	err = v.db.tx(ctx, func(tx *sql.Tx) error {
 		r, err := v.loadRequest(ctx, tx, requestID)
+		if errors.Is(err, ErrRequestNotFound) {
+			// Perhaps an offer the owner has not accepted yet.
+			outErr = v.offerPollStatus(ctx, tx, requestID, p.JKT)
+			return nil
+		}
 		// Another key polling for this request learns nothing about it.
-		if errors.Is(err, ErrRequestNotFound) || (err == nil && r.ClientID != p.JKT) {
+		if err == nil && r.ClientID != p.JKT {
 			outErr = ErrUnknownDeviceCode
 			return nil
 		}

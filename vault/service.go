@@ -5,6 +5,8 @@ import (
 	"io"
 
 	jose "github.com/go-jose/go-jose/v4"
+
+	"github.com/pdvault/pdvault/policy"
 )
 
 // OwnerService is what the owner-facing API needs of an unlocked vault.
@@ -42,6 +44,12 @@ type OwnerService interface {
 	GetRelationship(ctx context.Context, id string) (Relationship, error)
 	CheckVerification(ctx context.Context, relID string) (Relationship, error)
 	AskReaccept(ctx context.Context, relID string) (Notice, error)
+	PublishIntent(ctx context.Context, in policy.IntentInput) (OwnerIntent, error)
+	OwnerIntents(ctx context.Context) ([]OwnerIntent, error)
+	OwnerIntent(ctx context.Context, id string) (OwnerIntent, error)
+	CloseIntent(ctx context.Context, id string) (OwnerIntent, error)
+	AcceptOffer(ctx context.Context, offerID string) (Request, error)
+	DeclineOffer(ctx context.Context, offerID string) error
 }
 
 // OrgService is what the organization-facing protocol needs: discovery,
@@ -62,6 +70,9 @@ type OrgService interface {
 	LinkKey(ctx context.Context, statement, proof string, hc HTTPContext) (RelationshipKey, error)
 	StartVerification(ctx context.Context, proof string, hc HTTPContext) (Challenge, error)
 	CheckVerificationByProof(ctx context.Context, proof string, hc HTTPContext) (Relationship, error)
+	ListIntents(ctx context.Context) ([]PublicIntent, error)
+	GetIntent(ctx context.Context, id string) (PublicIntent, error)
+	SubmitOffer(ctx context.Context, intentID, signed, source string) (OfferTicket, error)
 }
 
 // Service is everything the HTTP layer serves.

@@ -299,6 +299,35 @@ var migrations = []string{
 		UNIQUE (client_id, jti)
 	);
 	CREATE INDEX receipts_by_grant ON receipts (grant_id);`,
+
+	// 4: intentcasting: the owner's public intents (each with its own key)
+	// and the offers organizations send.
+	`CREATE TABLE intents (
+		id      TEXT    PRIMARY KEY,
+		body    TEXT    NOT NULL,   -- the public intent (JSON)
+		signed  TEXT    NOT NULL,   -- JWS by the intent's own key
+		public  BLOB    NOT NULL,   -- that key
+		sealed  BLOB    NOT NULL,   -- its private seed, sealed by the secret-wrap key
+		status  TEXT    NOT NULL,   -- open, closed
+		created INTEGER NOT NULL,
+		expires INTEGER NOT NULL,
+		closed  INTEGER
+	);
+	CREATE TABLE offers (
+		id          TEXT    PRIMARY KEY,  -- also the request id, once accepted
+		intent_id   TEXT    NOT NULL REFERENCES intents (id),
+		client_id   TEXT    NOT NULL,
+		jwk         TEXT    NOT NULL,
+		client_name TEXT    NOT NULL,
+		client_uri  TEXT    NOT NULL,
+		signed      TEXT    NOT NULL,     -- the organization's JWS
+		body        TEXT    NOT NULL,     -- its claims (JSON)
+		jti         TEXT    NOT NULL,
+		status      TEXT    NOT NULL,     -- open, accepted, declined
+		received    INTEGER NOT NULL,
+		UNIQUE (client_id, jti)
+	);
+	CREATE INDEX offers_by_intent ON offers (intent_id, received);`,
 }
 
 // schemaVersion is the version this build writes.

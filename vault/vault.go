@@ -65,6 +65,11 @@ type Options struct {
 	// NoticeMaxAttempts is how many deliveries are tried before a notice is
 	// marked failed; default 8.
 	NoticeMaxAttempts int
+	// OffersPerKey and OffersPerAddress limit offers to intents per
+	// organization key and per source address in OfferWindow; defaults 5
+	// and 20 per 10 minutes.
+	OffersPerKey, OffersPerAddress int
+	OfferWindow                    time.Duration
 }
 
 func (o *Options) defaults() {
@@ -88,6 +93,15 @@ func (o *Options) defaults() {
 	}
 	if o.NoticeMaxAttempts <= 0 {
 		o.NoticeMaxAttempts = 8
+	}
+	if o.OffersPerKey <= 0 {
+		o.OffersPerKey = 5
+	}
+	if o.OffersPerAddress <= 0 {
+		o.OffersPerAddress = 20
+	}
+	if o.OfferWindow <= 0 {
+		o.OfferWindow = 10 * time.Minute
 	}
 }
 
@@ -116,6 +130,8 @@ type Vault struct {
 	grants      grantCache
 	noticeWake  chan struct{}
 	pw          pairwise
+
+	offerKeyLimit, offerAddrLimit *rateLimiter
 }
 
 // meta is the single row that describes a vault.
@@ -323,6 +339,8 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 	v.replay = newReplayCache(4 << 20)
 	v.grants.m = map[[32]byte]*policy.GrantClaims{}
 	v.noticeWake = make(chan struct{}, 1)
+	v.offerKeyLimit = newRateLimiter(opts.OffersPerKey, opts.OfferWindow)
+	v.offerAddrLimit = newRateLimiter(opts.OffersPerAddress, opts.OfferWindow)
 	v.pw = pairwise{ciphers: map[string]cipher.Block{}, rels: map[string]string{}}
 	return v
 }

@@ -546,3 +546,77 @@ func jwksKey(jwks jose.JSONWebKeySet) func(kid string) (ed25519.PublicKey, bool)
 		return nil, false
 	}
 }
+
+// Intent is a public intent.
+type Intent struct {
+	policy.Intent
+	Signed string `json:"signed"`
+}
+
+// Intents reads the vault's open intents (the JSON form of the feed).
+func (o *Org) Intents(ctx context.Context) ([]Intent, error) {
+	var out struct {
+		Intents []Intent `json:"intents"`
+	}
+	err := o.get(ctx, "/v1/intents", "", "", &out)
+	return out.Intents, err
+}
+
+// VerifyIntent checks an intent's signature against the key in it, and
+// returns the signed content: what was published, unchanged.
+func VerifyIntent(signed string) (*policy.Intent, error) {
+	in, _, err := policy.VerifyIntent(signed)
+	return in, err
+}
+
+// OfferClaims are what an offer says.
+type OfferClaims = policy.OfferClaims
+
+// Price is what an offer costs.
+type Price = policy.Price
+
+// OfferTicket is the answer to an offer: poll the token endpoint with the
+// offer id; once the owner accepts the offer and approves the request it
+// becomes, the grant is there.
+type OfferTicket struct {
+	OfferID   string `json:"offer_id"`
+	Interval  int64  `json:"interval"`
+	ExpiresIn int64  `json:"expires_in"`
+}
+
+// SendOffer signs and sends an offer for an intent.
+func (o *Org) SendOffer(ctx context.Context, c OfferClaims) (OfferTicket, error) {
+	if c.TermsHash == "" {
+		t, err := o.Terms(ctx)
+		if err != nil {
+			return OfferTicket{}, err
+		}
+		c.TermsHash = t.Hash
+	}
+	if c.IssuedAt == 0 {
+		c.IssuedAt = o.Now().Unix()
+	}
+	if c.ID == "" {
+		c.ID = randomID()
+	}
+	if c.Audience == "" {
+		c.Audience = o.url
+	}
+	for i := range c.AuthorizationDetails {
+		if c.AuthorizationDetails[i].Type == "" {
+			c.AuthorizationDetails[i].Type = policy.DetailType
+		}
+	}
+	signed, err := o.key.Sign(policy.TypOffer, c)
+	if err != nil {
+		return OfferTicket{}, err
+	}
+	req, err := o.newRequest(ctx, http.MethodPost, "/v1/intents/"+url.PathEscape(c.IntentID)+"/offers", signed)
+	if err != nil {
+		return OfferTicket{}, err
+	}
+	req.Header.Set("Content-Type", "application/jwt")
+	var t OfferTicket
+	_, err = o.do(req, &t)
+	return t, err
+}

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/pdvault/pdvault/policy"
 )
 
 // Owner talks to the owner API of a vault.
@@ -419,4 +421,72 @@ func (o *Owner) VerifyRelationship(ctx context.Context, id string) (Relationship
 // AskReaccept notifies the organization that the terms changed.
 func (o *Owner) AskReaccept(ctx context.Context, id string) error {
 	return o.send(ctx, http.MethodPost, "/v1/owner/relationships/"+url.PathEscape(id)+"/reaccept", nil, nil)
+}
+
+// IntentInput is what the owner publishes.
+type IntentInput = policy.IntentInput
+
+// Budget is an intent's budget.
+type Budget = policy.Budget
+
+// OwnerIntent is an intent with its offers.
+type OwnerIntent struct {
+	policy.Intent
+	Signed string `json:"signed"`
+	Status string `json:"status"`
+	Offers []struct {
+		ID         string                `json:"id"`
+		ClientID   string                `json:"client_id"`
+		ClientName string                `json:"client_name"`
+		ClientURI  string                `json:"client_uri"`
+		Offer      string                `json:"offer"`
+		Price      *policy.Price         `json:"price,omitempty"`
+		Purpose    string                `json:"purpose"`
+		Needs      []AuthorizationDetail `json:"authorization_details"`
+		Duration   int64                 `json:"duration"`
+		Status     string                `json:"status"`
+		Received   time.Time             `json:"received"`
+	} `json:"offers"`
+}
+
+// PublishIntent states a need to the market.
+func (o *Owner) PublishIntent(ctx context.Context, in IntentInput) (OwnerIntent, error) {
+	var out OwnerIntent
+	err := o.send(ctx, http.MethodPost, "/v1/owner/intents", in, &out)
+	return out, err
+}
+
+// Intents lists the owner's intents with their offers.
+func (o *Owner) Intents(ctx context.Context) ([]OwnerIntent, error) {
+	var out struct {
+		Intents []OwnerIntent `json:"intents"`
+	}
+	err := o.send(ctx, http.MethodGet, "/v1/owner/intents", nil, &out)
+	return out.Intents, err
+}
+
+// Intent reads one intent with its offers.
+func (o *Owner) Intent(ctx context.Context, id string) (OwnerIntent, error) {
+	var out OwnerIntent
+	err := o.send(ctx, http.MethodGet, "/v1/owner/intents/"+url.PathEscape(id), nil, &out)
+	return out, err
+}
+
+// CloseIntent takes an intent off the feed.
+func (o *Owner) CloseIntent(ctx context.Context, id string) (OwnerIntent, error) {
+	var out OwnerIntent
+	err := o.send(ctx, http.MethodPost, "/v1/owner/intents/"+url.PathEscape(id)+"/close", nil, &out)
+	return out, err
+}
+
+// AcceptOffer turns an offer into a pending access request.
+func (o *Owner) AcceptOffer(ctx context.Context, offerID string) (Request, error) {
+	var r Request
+	err := o.send(ctx, http.MethodPost, "/v1/owner/offers/"+url.PathEscape(offerID)+"/accept", nil, &r)
+	return r, err
+}
+
+// DeclineOffer says no to an offer.
+func (o *Owner) DeclineOffer(ctx context.Context, offerID string) error {
+	return o.send(ctx, http.MethodPost, "/v1/owner/offers/"+url.PathEscape(offerID)+"/decline", nil, nil)
 }

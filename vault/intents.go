@@ -1,0 +1,515 @@
+package vault
+
+import (
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pdvault/pdvault/policy"
+)
+
+// Intentcasting. The owner publishes an intent with no personal data,
+// signed by a key made for that intent alone; organizations answer with
+// signed offers; accepting an offer turns it into an ordinary access
+// request, under the owner's terms, that the owner then approves or not.
+
+const labelIntentKey = "pdvault.org/v1/intent-key"
+
+// Offer and intent states.
+const (
+	IntentOpen    = "open"
+	IntentClosed  = "closed"
+	OfferOpen     = "open"
+	OfferAccepted = "accepted"
+	OfferDeclined = "declined"
+)
+
+var (
+	ErrIntentNotFound = policy.E(policy.KindNotFound, "not_found", "no such intent")
+	ErrIntentClosed   = policy.E(policy.KindGone, "intent_closed", "the intent is closed or expired; it takes no more offers")
+	ErrOfferNotFound  = policy.E(policy.KindNotFound, "not_found", "no such offer")
+	ErrOfferDecided   = policy.E(policy.KindConflict, "already_decided", "the offer has already been accepted or declined")
+	ErrOfferReplayed  = policy.E(policy.KindInvalid, "invalid_offer", "an offer with this jti was already received from this organization")
+	ErrPersonalData   = policy.E(policy.KindInvalid, "personal_data", "the intent would reveal something from your profile")
+	ErrRateLimited    = policy.E(policy.KindThrottled, "rate_limited", "too many offers; try again later")
+)
+
+// PublicIntent is an intent as anyone may read it.
+type PublicIntent struct {
+	policy.Intent
+	Signed string `json:"signed"` // JWS by the intent's own key
+}
+
+// OwnerIntent is an intent as the owner sees it, with its offers.
+type OwnerIntent struct {
+	PublicIntent
+	Status string       `json:"status"`
+	Offers []OwnerOffer `json:"offers"`
+}
+
+// OwnerOffer is an offer as the owner sees it.
+type OwnerOffer struct {
+	ID         string                       `json:"id"`
+	IntentID   string                       `json:"intent_id"`
+	ClientID   string                       `json:"client_id"`
+	ClientName string                       `json:"client_name"`
+	ClientURI  string                       `json:"client_uri"`
+	Offer      string                       `json:"offer"`
+	Price      *policy.Price                `json:"price,omitempty"`
+	Purpose    string                       `json:"purpose"`
+	Needs      []policy.AuthorizationDetail `json:"authorization_details"`
+	Duration   int64                        `json:"duration"`
+	Status     string                       `json:"status"`
+	Received   time.Time                    `json:"received"`
+}
+
+// OfferTicket is the answer to an offer: poll the token endpoint with the
+// offer id, as with a request (RFC 8628).
+type OfferTicket struct {
+	OfferID   string `json:"offer_id"`
+	Interval  int64  `json:"interval"`
+	ExpiresIn int64  `json:"expires_in"`
+}
+
+// profileValues are the owner's string values from the profile, to keep
+// them out of intents.
+func (v *Vault) profileValues(ctx context.Context) (map[string]string, error) {
+	data, err := v.collectionData(ctx, "profile")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	var walk func(prefix string, raw json.RawMessage)
+	walk = func(prefix string, raw json.RawMessage) {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			// Coarse places are what an intent's region is for.
+			if leaf := prefix[strings.LastIndex(prefix, ".")+1:]; leaf != "city" && leaf != "country" {
+				out[prefix] = s
+			}
+			return
+		}
+		var m map[string]json.RawMessage
+		if json.Unmarshal(raw, &m) == nil {
+			for k, v := range m {
+				walk(prefix+"."+k, v)
+			}
+		}
+	}
+	for _, d := range data {
+		var m map[string]json.RawMessage
+		json.Unmarshal(d, &m)
+		for k, v := range m {
+			walk(k, v)
+		}
+	}
+	return out, nil
+}
+
+// PublishIntent makes an intent public.
+func (v *Vault) PublishIntent(ctx context.Context, in policy.IntentInput) (OwnerIntent, error) {
+	life, err := policy.CheckIntent(in)
+	if err != nil {
+		return OwnerIntent{}, err
+	}
+	values, err := v.profileValues(ctx)
+	if err != nil {
+		return OwnerIntent{}, err
+	}
+	// The region is the owner's deliberate, coarse choice ("Berlin"), so
+	// it is not checked; title, description and category are.
+	text := strings.Join([]string{in.Title, in.Description, in.Category}, "\n")
+	if hits := policy.PersonalData(text, values); len(hits) > 0 {
+		return OwnerIntent{}, ErrPersonalData.WithReasons([]string{"it contains the value of your profile's " + strings.Join(hits, ", ")})
+	}
+	now := v.now()
+	pi := policy.Intent{ID: newID(), Title: strings.TrimSpace(in.Title), Description: in.Description, Category: in.Category,
+		Budget: in.Budget, Region: in.Region, IssuedAt: now.Unix(), Expiry: now.Add(life).Unix()}
+	pub, priv, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		return OwnerIntent{}, policy.Internal("intent key", err)
+	}
+	signed, err := policy.SignIntent(priv, pi)
+	if err != nil {
+		return OwnerIntent{}, policy.Internal("sign intent", err)
+	}
+	wrap, err := v.secretKey()
+	if err != nil {
+		return OwnerIntent{}, err
+	}
+	sealedKey := seal(wrap, priv.Seed(), aad(labelIntentKey, []byte(v.id), []byte(pi.ID)))
+	wipe(wrap)
+	body, _ := json.Marshal(pi)
+	err = v.db.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO intents (id, body, signed, public, sealed, status, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			pi.ID, string(body), signed, []byte(pub), sealedKey, IntentOpen, pi.IssuedAt, pi.Expiry); err != nil {
+			return err
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvIntentPublished, Actor: "owner", Reason: "intent " + pi.ID + ": " + pi.Title})
+	})
+	if err != nil {
+		return OwnerIntent{}, err
+	}
+	return OwnerIntent{PublicIntent: PublicIntent{Intent: pi, Signed: signed}, Status: IntentOpen, Offers: []OwnerOffer{}}, nil
+}
+
+func scanIntent(row rowScanner) (OwnerIntent, int64, error) {
+	var (
+		oi      OwnerIntent
+		body    string
+		expires int64
+	)
+	if err := row.Scan(&body, &oi.Signed, &oi.Status, &expires); err != nil {
+		return oi, 0, err
+	}
+	if err := json.Unmarshal([]byte(body), &oi.Intent); err != nil {
+		return oi, 0, err
+	}
+	return oi, expires, nil
+}
+
+// ListIntents returns the open, unexpired intents: the public feed.
+func (v *Vault) ListIntents(ctx context.Context) ([]PublicIntent, error) {
+	rows, err := v.db.r.QueryContext(ctx, `SELECT body, signed, status, expires FROM intents WHERE status = ? AND expires > ? ORDER BY created DESC, rowid DESC LIMIT 500`,
+		IntentOpen, v.opts.Now().Unix())
+	if err != nil {
+		return nil, storageError("list intents", err)
+	}
+	defer rows.Close()
+	out := []PublicIntent{}
+	for rows.Next() {
+		oi, _, err := scanIntent(rows)
+		if err != nil {
+			return nil, storageError("list intents", err)
+		}
+		out = append(out, oi.PublicIntent)
+	}
+	return out, storageError0("list intents", rows.Err())
+}
+
+// GetIntent returns one open intent; a closed or expired one is gone.
+func (v *Vault) GetIntent(ctx context.Context, id string) (PublicIntent, error) {
+	oi, err := v.ownerIntent(ctx, v.db.r, id, false)
+	if err != nil {
+		return PublicIntent{}, err
+	}
+	if oi.Status != IntentOpen {
+		return PublicIntent{}, ErrIntentClosed
+	}
+	return oi.PublicIntent, nil
+}
+
+func (v *Vault) ownerIntent(ctx context.Context, q txQuerier, id string, withOffers bool) (OwnerIntent, error) {
+	if !policy.ValidateRecordID(id) {
+		return OwnerIntent{}, ErrIntentNotFound
+	}
+	oi, expires, err := scanIntent(q.QueryRowContext(ctx, `SELECT body, signed, status, expires FROM intents WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return OwnerIntent{}, ErrIntentNotFound
+	}
+	if err != nil {
+		return OwnerIntent{}, storageError("read intent", err)
+	}
+	if oi.Status == IntentOpen && v.opts.Now().Unix() >= expires {
+		oi.Status = IntentClosed
+	}
+	oi.Offers = []OwnerOffer{}
+	if !withOffers {
+		return oi, nil
+	}
+	rows, err := q.QueryContext(ctx, `SELECT id, client_id, client_name, client_uri, body, status, received FROM offers WHERE intent_id = ? ORDER BY received, id`, id)
+	if err != nil {
+		return OwnerIntent{}, storageError("read offers", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var o OwnerOffer
+		var body string
+		var received int64
+		if err := rows.Scan(&o.ID, &o.ClientID, &o.ClientName, &o.ClientURI, &body, &o.Status, &received); err != nil {
+			return OwnerIntent{}, storageError("read offers", err)
+		}
+		var c policy.OfferClaims
+		json.Unmarshal([]byte(body), &c)
+		o.IntentID, o.Offer, o.Price, o.Purpose, o.Needs, o.Duration = id, c.Offer, c.Price, c.Purpose, c.AuthorizationDetails, c.Duration
+		o.Received = time.Unix(received, 0).UTC()
+		oi.Offers = append(oi.Offers, o)
+	}
+	return oi, storageError0("read offers", rows.Err())
+}
+
+// OwnerIntents lists every intent with its offers, newest first.
+func (v *Vault) OwnerIntents(ctx context.Context) ([]OwnerIntent, error) {
+	rows, err := v.db.r.QueryContext(ctx, `SELECT id FROM intents ORDER BY created DESC, rowid DESC LIMIT 500`)
+	if err != nil {
+		return nil, storageError("list intents", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	rows.Close()
+	out := []OwnerIntent{}
+	for _, id := range ids {
+		oi, err := v.OwnerIntent(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, oi)
+	}
+	return out, nil
+}
+
+// OwnerIntent returns one intent with its offers.
+func (v *Vault) OwnerIntent(ctx context.Context, id string) (OwnerIntent, error) {
+	tx, err := v.db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return OwnerIntent{}, storageError("read intent", err)
+	}
+	defer tx.Rollback()
+	return v.ownerIntent(ctx, tx, id, true)
+}
+
+// CloseIntent takes an intent off the feed; offers still open are
+// declined.
+func (v *Vault) CloseIntent(ctx context.Context, id string) (OwnerIntent, error) {
+	err := v.db.tx(ctx, func(tx *sql.Tx) error {
+		oi, err := v.ownerIntent(ctx, tx, id, false)
+		if err != nil {
+			return err
+		}
+		now := v.now().Unix()
+		if _, err := tx.ExecContext(ctx, `UPDATE intents SET status = ?, closed = coalesce(closed, ?) WHERE id = ?`, IntentClosed, now, id); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE offers SET status = ? WHERE intent_id = ? AND status = ?`, OfferDeclined, id, OfferOpen); err != nil {
+			return err
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvIntentClosed, Actor: "owner", Reason: "intent " + id + ": " + oi.Title})
+	})
+	if err != nil {
+		return OwnerIntent{}, err
+	}
+	return v.OwnerIntent(ctx, id)
+}
+
+// rateLimiter counts events per key in fixed windows.
+type rateLimiter struct {
+	mu     sync.Mutex
+	window time.Duration
+	limit  int
+	counts map[string]rateCount
+}
+
+type rateCount struct {
+	start time.Time
+	n     int
+}
+
+func newRateLimiter(limit int, window time.Duration) *rateLimiter {
+	return &rateLimiter{window: window, limit: limit, counts: map[string]rateCount{}}
+}
+
+// allow counts one event for key and says how long to wait if over.
+func (l *rateLimiter) allow(key string, now time.Time) (bool, time.Duration) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.counts) > 100000 {
+		for k, c := range l.counts {
+			if now.Sub(c.start) >= l.window {
+				delete(l.counts, k)
+			}
+		}
+	}
+	c := l.counts[key]
+	if now.Sub(c.start) >= l.window {
+		c = rateCount{start: now}
+	}
+	if c.n >= l.limit {
+		return false, c.start.Add(l.window).Sub(now)
+	}
+	c.n++
+	l.counts[key] = c
+	return true, 0
+}
+
+// SubmitOffer takes an organization's signed offer for an open intent.
+// Offers are limited per organization key and per source address, checked
+// in that order after the signature, so a flood of junk costs the sender
+// its address's allowance and a valid key cannot be drowned by others.
+func (v *Vault) SubmitOffer(ctx context.Context, intentID, signed, source string) (OfferTicket, error) {
+	now := v.opts.Now()
+	if ok, wait := v.offerAddrLimit.allow(source, now); !ok {
+		return OfferTicket{}, ErrRateLimited.WithRetryAfter(wait)
+	}
+	o, err := policy.ParseOffer(signed, v.Issuer(), now)
+	if err != nil {
+		return OfferTicket{}, err
+	}
+	if ok, wait := v.offerKeyLimit.allow(o.ClientID, now); !ok {
+		return OfferTicket{}, ErrRateLimited.WithRetryAfter(wait)
+	}
+	if o.IntentID != intentID {
+		return OfferTicket{}, policy.ErrInvalidOffer.WithReasons([]string{"intent_id: does not match the intent the offer was sent to"})
+	}
+	terms := v.CurrentTerms()
+	if reasons := policy.CheckTerms(terms.Terms, terms.Hash, o.RequestClaims); len(reasons) > 0 {
+		return OfferTicket{}, policy.ErrTermsViolation.WithReasons(reasons)
+	}
+	if o.CallbackURI != "" {
+		if err := policy.CheckOutboundURL(o.CallbackURI, v.opts.AllowLoopbackHTTP); err != nil {
+			return OfferTicket{}, policy.ErrInvalidOffer.WithReasons([]string{"callback_uri: the address is not allowed"})
+		}
+	}
+	jwk, err := o.Key.MarshalJSON()
+	if err != nil {
+		return OfferTicket{}, policy.Internal("encode jwk", err)
+	}
+	body, _ := json.Marshal(o.OfferClaims)
+	t := OfferTicket{OfferID: newID(), Interval: int64(PollInterval / time.Second), ExpiresIn: int64(RequestLifetime / time.Second)}
+	err = v.db.tx(ctx, func(tx *sql.Tx) error {
+		oi, err := v.ownerIntent(ctx, tx, intentID, false)
+		if err != nil {
+			return err
+		}
+		if oi.Status != IntentOpen {
+			return ErrIntentClosed
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO offers (id, intent_id, client_id, jwk, client_name, client_uri, signed, body, jti, status, received)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.OfferID, intentID, o.ClientID, string(jwk), o.ClientName, o.ClientURI, signed, string(body), o.ID, OfferOpen, now.Unix())
+		if isUniqueViolation(err) {
+			return ErrOfferReplayed
+		}
+		if err != nil {
+			return err
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvOfferReceived, Actor: o.ClientID, ClientID: o.ClientID, ClientName: o.ClientName,
+			Scope: policy.Scope(o.AuthorizationDetails), Reason: "intent " + intentID})
+	})
+	if err != nil {
+		return OfferTicket{}, err
+	}
+	return t, nil
+}
+
+// AcceptOffer turns an open offer into a pending access request with the
+// offer's id, exactly what the offer said it needs, under the terms it
+// accepted. The owner then decides on it like any request.
+func (v *Vault) AcceptOffer(ctx context.Context, offerID string) (Request, error) {
+	if !policy.ValidateRecordID(offerID) {
+		return Request{}, ErrOfferNotFound
+	}
+	err := v.db.tx(ctx, func(tx *sql.Tx) error {
+		var signed, status, intentID string
+		err := tx.QueryRowContext(ctx, `SELECT signed, status, intent_id FROM offers WHERE id = ?`, offerID).Scan(&signed, &status, &intentID)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrOfferNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if status != OfferOpen {
+			return ErrOfferDecided
+		}
+		// Re-read the signed offer: it is the organization's signed
+		// acceptance of the terms, and becomes the request's. Its freshness
+		// was checked on arrival.
+		c, err := offerClaims(signed)
+		if err != nil {
+			return err
+		}
+		req := c.AccessRequest()
+		jwk, _ := req.Key.MarshalJSON()
+		details, _ := json.Marshal(req.AuthorizationDetails)
+		now := v.now().Unix()
+		var retention sql.NullInt64
+		if req.Retention != nil {
+			retention = sql.NullInt64{Int64: *req.Retention, Valid: true}
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO requests (id, client_id, jwk, client_name, client_uri, callback_uri, purpose, purpose_text,
+			details, duration, retention, terms_hash, jti, signed, status, created, expires, poll_interval)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			offerID, req.ClientID, string(jwk), req.ClientName, req.ClientURI, req.CallbackURI, req.Purpose, req.PurposeText,
+			string(details), req.Duration, retention, req.TermsHash, "offer:"+req.ID, signed, StatusPending, now, now+int64(RequestLifetime/time.Second),
+			int64(PollInterval/time.Second)); err != nil {
+			return err
+		}
+		if _, err := v.touchRelationship(ctx, tx, req, jwk, now); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE offers SET status = ? WHERE id = ?`, OfferAccepted, offerID); err != nil {
+			return err
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvOfferAccepted, Actor: "owner", ClientID: req.ClientID, ClientName: req.ClientName,
+			RequestID: offerID, Scope: policy.Scope(req.AuthorizationDetails), Reason: "intent " + intentID})
+	})
+	if err != nil {
+		return Request{}, err
+	}
+	return v.GetRequest(ctx, offerID)
+}
+
+// offerClaims re-parses a stored offer as of the moment it was signed:
+// its freshness and audience were checked when it arrived.
+func offerClaims(signed string) (*policy.Offer, error) {
+	var c struct {
+		IssuedAt int64  `json:"iat"`
+		Audience string `json:"aud"`
+	}
+	if parts := strings.Split(signed, "."); len(parts) == 3 {
+		if b, err := base64.RawURLEncoding.DecodeString(parts[1]); err == nil {
+			json.Unmarshal(b, &c)
+		}
+	}
+	o, err := policy.ParseOffer(signed, c.Audience, time.Unix(c.IssuedAt, 0))
+	if err != nil {
+		return nil, ErrTampered.WithDetail("stored offer")
+	}
+	return o, nil
+}
+
+// DeclineOffer says no to an offer.
+func (v *Vault) DeclineOffer(ctx context.Context, offerID string) error {
+	if !policy.ValidateRecordID(offerID) {
+		return ErrOfferNotFound
+	}
+	return v.db.tx(ctx, func(tx *sql.Tx) error {
+		var status, client, name string
+		err := tx.QueryRowContext(ctx, `SELECT status, client_id, client_name FROM offers WHERE id = ?`, offerID).Scan(&status, &client, &name)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrOfferNotFound
+		}
+		if err != nil {
+			return err
+		}
+		if status != OfferOpen {
+			return ErrOfferDecided
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE offers SET status = ? WHERE id = ?`, OfferDeclined, offerID); err != nil {
+			return err
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvOfferDeclined, Actor: "owner", ClientID: client, ClientName: name, Reason: "offer " + offerID})
+	})
+}
+
+// offerPollStatus answers the token endpoint for an offer not yet turned
+// into a request: pending while open, denied once declined.
+func (v *Vault) offerPollStatus(ctx context.Context, q querier, id, jkt string) error {
+	var status, client string
+	err := q.QueryRowContext(ctx, `SELECT status, client_id FROM offers WHERE id = ?`, id).Scan(&status, &client)
+	if err != nil || client != jkt {
+		return ErrUnknownDeviceCode
+	}
+	if status == OfferDeclined {
+		return ErrAccessDenied
+	}
+	return ErrPending
+}
