@@ -191,6 +191,14 @@ type Request struct {
 	DenyReason      string                `json:"deny_reason,omitempty"`
 	GrantID         string                `json:"grant_id,omitempty"`
 	Signed          string                `json:"signed_request"`
+	RelationshipID  string                `json:"relationship_id"`
+	// ClaimsPreview says what each derived claim would reveal now.
+	ClaimsPreview []struct {
+		Claim       string `json:"claim"`
+		Collection  string `json:"collection"`
+		Description string `json:"description"`
+		Answer      string `json:"answer"`
+	} `json:"claims_preview,omitempty"`
 }
 
 // ListRequests lists access requests, newest first; status "" for all.

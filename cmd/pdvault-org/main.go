@@ -33,7 +33,7 @@ Usage: pdvault-org <command> [flags]
 
   keygen --out key.json [--alg EdDSA|ES256]     make the organization's key (its thumbprint is your client_id)
   terms                                          print the vault's terms and their hash
-  request --name N --url U --purpose P --ask COLLECTION:FIELD,FIELD [--ask ...] --duration 30d
+  request --name N --url U --purpose P --ask COLLECTION:FIELD,FIELD [--claim COLLECTION:CLAIM] --duration 30d
                                                  sign and send an access request; prints the request id
   poll [--wait] [--out grant.json] REQUEST_ID    collect the grant once the owner decided
   read --grant grant.json COLLECTION [ID]        read granted data with a fresh DPoP proof
@@ -43,6 +43,10 @@ Usage: pdvault-org <command> [flags]
   listen [--addr HOST:PORT] [--challenge FILE]   receive the vault's signed notices (and serve a domain challenge)
   verify [--check]                               get a domain challenge to publish / ask the vault to check it
   rotate-key --new new.json                      link a new key to your relationship, signed by the current one
+  claims --grant grant.json                      read the derived claims a grant covers (a signed statement)
+  intents                                        read the vault's open intents (signatures checked)
+  offer --intent ID --text T --name N --url U --ask C:F,F [--price 450EUR]
+                                                 answer an intent with a signed offer
 
 Common flags: --vault URL (env PDVAULT_ADDR, default http://127.0.0.1:8700),
               --key key.json (env PDVAULT_ORG_KEY)
@@ -74,6 +78,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	cmds := map[string]func(context.Context, []string) error{
 		"keygen": c.keygen, "terms": c.terms, "request": c.request, "poll": c.poll, "read": c.read, "introspect": c.introspect,
 		"release": c.release, "receipt": c.receipt, "verify": c.verify, "rotate-key": c.rotateKey, "listen": c.listen,
+		"intents": c.intents, "offer": c.offer, "claims": c.claims,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -211,6 +216,35 @@ func (a *askFlag) Set(s string) error {
 	return nil
 }
 
+type claimFlag []client.AuthorizationDetail
+
+func (f *claimFlag) String() string { return "" }
+func (f *claimFlag) Set(s string) error {
+	coll, claim, ok := strings.Cut(s, ":")
+	if !ok || coll == "" || claim == "" {
+		return fmt.Errorf("write COLLECTION:CLAIM, e.g. profile:age_over:18")
+	}
+	*f = append(*f, client.AuthorizationDetail{Collection: coll, Claims: []string{claim}})
+	return nil
+}
+
+// merge adds the claims to the details of the same collection.
+func (f claimFlag) merge(ask askFlag) askFlag {
+	for _, c := range f {
+		found := false
+		for i := range ask {
+			if ask[i].Collection == c.Collection {
+				ask[i].Claims = append(ask[i].Claims, c.Claims...)
+				found = true
+			}
+		}
+		if !found {
+			ask = append(ask, c)
+		}
+	}
+	return ask
+}
+
 func (c *cli) request(ctx context.Context, args []string) error {
 	cm := c.flags("request")
 	name := cm.fs.String("name", "", "organization name shown to the owner (required)")
@@ -221,13 +255,16 @@ func (c *cli) request(ctx context.Context, args []string) error {
 	callback := cm.fs.String("callback", "", "URL for revocation notices")
 	asJSON := cm.fs.Bool("json", false, "print the vault's answer as JSON")
 	var ask askFlag
-	cm.fs.Var(&ask, "ask", "COLLECTION:FIELD,FIELD to ask for (repeatable, required)")
+	var claims claimFlag
+	cm.fs.Var(&ask, "ask", "COLLECTION:FIELD,FIELD to ask for (repeatable)")
+	cm.fs.Var(&claims, "claim", "COLLECTION:CLAIM, a derived claim instead of fields, e.g. profile:age_over:18 (repeatable)")
 	if _, err := cm.parse(args); err != nil {
 		return err
 	}
-	if *name == "" || *uri == "" || *purpose == "" || len(ask) == 0 {
-		return usageError{"--name, --url, --purpose and at least one --ask are required"}
+	if *name == "" || *uri == "" || *purpose == "" || len(ask)+len(claims) == 0 {
+		return usageError{"--name, --url, --purpose and at least one --ask or --claim are required"}
 	}
+	ask = claims.merge(ask)
 	d, err := policy.ParseDuration(*dur)
 	if err != nil {
 		return usageError{err.Error()}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pdvault/pdvault/api"
+	"github.com/pdvault/pdvault/policy"
 	"github.com/pdvault/pdvault/vault"
 )
 
@@ -123,6 +124,42 @@ func TestOrgToolAgainstVault(t *testing.T) {
 	}
 	if r := runOrg(t, env, "nope"); r.code != 2 {
 		t.Fatalf("unknown command: %+v", r)
+	}
+
+	// Derived claims.
+	v.CreateRecord(ctx, "profile", []byte(`{"birth_date":"1990-04-12"}`))
+	r = runOrg(t, env, "request", "--name", "Bar", "--url", "https://bar.example", "--purpose", "identity_verification",
+		"--claim", "profile:age_over:18", "--duration", "1h")
+	if r.code != 0 {
+		t.Fatalf("claims request: %+v", r)
+	}
+	cid := strings.TrimSpace(r.stdout)
+	v.Approve(ctx, cid, vault.Approval{})
+	cgrant := filepath.Join(dir, "claims.json")
+	runOrg(t, env, "poll", "--out", cgrant, cid)
+	r = runOrg(t, env, "claims", "--grant", cgrant)
+	if r.code != 0 || !strings.Contains(r.stdout, `"age_over:18": true`) || strings.Contains(r.stdout, "1990") {
+		t.Fatalf("claims: %+v", r)
+	}
+
+	// Intents and offers.
+	oi, err := v.PublishIntent(ctx, policy.IntentInput{Title: "Looking for: a bicycle", Budget: &policy.Budget{Max: 500, Currency: "EUR"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := runOrg(t, env, "intents"); r.code != 0 || !strings.Contains(r.stdout, oi.ID+"  Looking for: a bicycle (up to 500 EUR)") {
+		t.Fatalf("intents: %+v", r)
+	}
+	r = runOrg(t, env, "offer", "--intent", oi.ID, "--text", "A bike", "--price", "450EUR", "--name", "Acme", "--url", "https://acme.example", "--ask", "profile:name")
+	if r.code != 0 {
+		t.Fatalf("offer: %+v", r)
+	}
+	offerID := strings.TrimSpace(r.stdout)
+	if r := runOrg(t, env, "poll", offerID); r.code != 1 || !strings.Contains(r.stderr, "authorization_pending") {
+		t.Fatalf("poll on an open offer: %+v", r)
+	}
+	if r := runOrg(t, env, "offer", "--intent", oi.ID, "--text", "x", "--price", "cheap", "--name", "A", "--url", "https://a.example", "--ask", "profile:name"); r.code != 2 {
+		t.Fatalf("bad price: %+v", r)
 	}
 }
 

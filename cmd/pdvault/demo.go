@@ -211,6 +211,88 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 	}
 	show("the owner's view of Acme: %d read(s), notice %s, deletion %s", rel.Reads, rel.Notices[0].Status, rel.Deletion)
 
+	say("org", "A bar needs to know the owner is over 18 — not the birth date. It asks for a derived claim.")
+	barKey, _ := client.GenerateKey("ES256")
+	bar, err := client.NewOrg(hs.url, barKey, nil)
+	if err != nil {
+		return err
+	}
+	btk, err := bar.Request(ctx, client.AccessRequest{ClientName: "Bar Kreuzberg", ClientURI: "https://bar.example", Purpose: "identity_verification",
+		AuthorizationDetails: []client.AuthorizationDetail{{Collection: "profile", Claims: []string{"age_over:18"}}}, Duration: 600})
+	if err != nil {
+		return err
+	}
+	br, err := owner.GetRequest(ctx, btk.RequestID)
+	if err != nil {
+		return err
+	}
+	for _, c := range br.ClaimsPreview {
+		show("the owner's review says: it would learn %q: %s", c.Description, c.Answer)
+	}
+	if _, err := owner.Approve(ctx, btk.RequestID, client.Approval{}); err != nil {
+		return err
+	}
+	btok, err := bar.Poll(ctx, btk.RequestID)
+	if err != nil {
+		return err
+	}
+	cl, err := bar.ReadClaims(ctx, btok.AccessToken)
+	if err != nil {
+		return err
+	}
+	st, err := client.VerifyClaims(cl.Statement, jwks, md.Issuer, barKey.Thumbprint(), time.Now())
+	if err != nil {
+		return err
+	}
+	show("the bar gets a statement signed by the vault: age_over:18 = %v (valid %ds, bound to the bar's key)", st.Claims["age_over:18"], cl.ExpiresIn)
+	if _, err := client.VerifyClaims(cl.Statement, jwks, md.Issuer, key.Thumbprint(), time.Now()); err != nil {
+		show("presented by anyone else it is refused: %v", err)
+	}
+
+	say("owner", "The owner states a need to the market, without saying who they are.")
+	in, err := owner.PublishIntent(ctx, client.IntentInput{Title: "Looking for: a child seat for a bicycle", Category: "bicycles",
+		Budget: &client.Budget{Max: 120, Currency: "EUR"}, Region: "Berlin", ValidFor: "14d"})
+	if err != nil {
+		return err
+	}
+	show("intent %s is public at %s/v1/intents (and .atom), signed by a key made for it alone", in.ID, hs.url)
+
+	say("org", "Acme reads the feed, checks the intent's signature and sends a signed offer.")
+	feed, err := org.Intents(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := client.VerifyIntent(feed[0].Signed); err != nil {
+		return err
+	}
+	var oc client.OfferClaims
+	oc.IntentID, oc.Offer, oc.Price = in.ID, "Child seat, rear mount, fitted for free", &client.Price{Amount: 99, Currency: "EUR"}
+	oc.ClientName, oc.ClientURI, oc.Purpose, oc.Duration = "Acme Bikes", site.url, "service_delivery", 3*24*3600
+	oc.AuthorizationDetails = []client.AuthorizationDetail{client.Detail("profile", "name", "address")}
+	ot, err := org.SendOffer(ctx, oc)
+	if err != nil {
+		return err
+	}
+	show("offer %s: %q for 99 EUR; it would need profile[name,address] for 3 days", ot.OfferID, oc.Offer)
+
+	say("owner", "The owner accepts the offer: it becomes an access request, which the owner approves.")
+	ar, err := owner.AcceptOffer(ctx, ot.OfferID)
+	if err != nil {
+		return err
+	}
+	if _, err := owner.Approve(ctx, ar.ID, client.Approval{}); err != nil {
+		return err
+	}
+	otok, err := org.Poll(ctx, ot.OfferID)
+	if err != nil {
+		return err
+	}
+	op, err := org.ReadCollection(ctx, otok.AccessToken, "profile", 0, "")
+	if err != nil {
+		return err
+	}
+	show("Acme collects the grant and reads the delivery address: %s", op.Records[0].Data["address"])
+
 	say("owner", "The owner checks the tamper-evident audit log.")
 	p, err := owner.ListAudit(ctx, 100, "")
 	if err != nil {

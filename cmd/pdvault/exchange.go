@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -315,6 +316,9 @@ func auditLine(e client.AuditEntry) string {
 		who = e.Actor
 	}
 	s := fmt.Sprintf("%6d  %s  %-17s %-8s %s", e.Seq, time.Unix(e.Time, 0).Local().Format("2006-01-02 15:04:05"), e.Event, e.Outcome, who)
+	if e.Collection == "" && len(e.Fields) > 0 {
+		s += "  [" + strings.Join(e.Fields, ",") + "]"
+	}
 	if e.Collection != "" {
 		s += "  " + e.Collection
 		if len(e.Fields) > 0 {
@@ -570,4 +574,164 @@ func (a *app) describeRelationship(r client.Relationship) {
 				map[bool]string{true: "", false: " (partial)"}[p.Complete])
 		}
 	}
+}
+
+const intentsUsage = `Usage:
+  pdvault intents add --title TEXT [--description TEXT] [--category C] [--budget 500EUR] [--region R] [--valid 30d]
+  pdvault intents list [--json]             your intents and how many offers each has
+  pdvault intents show ID [--json]          one intent and its offers
+  pdvault intents close ID                  take it off the feed; open offers are declined
+  pdvault intents accept OFFER_ID           turn an offer into an access request (then approve it as usual)
+  pdvault intents decline OFFER_ID
+
+An intent states a need to the market without saying who you are: it must not
+contain anything from your profile. It is public at /v1/intents and
+/v1/intents.atom, signed by a key made for it alone.
+Flags: --addr URL (env PDVAULT_ADDR), --token T (env PDVAULT_TOKEN)
+`
+
+func (a *app) cmdIntents(ctx context.Context, args []string) error {
+	sub, args, err := a.subcommand("intents", intentsUsage, args)
+	if err != nil {
+		return err
+	}
+	fs := a.flags("intents "+sub, "intents "+sub)
+	fs.Usage = func() { fmt.Fprint(a.stdout, intentsUsage) }
+	rf := a.remote(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	title := fs.String("title", "", "what you are looking for (add)")
+	desc := fs.String("description", "", "details (add)")
+	category := fs.String("category", "", "a category such as bicycles (add)")
+	budget := fs.String("budget", "", "the most you will pay, e.g. 500EUR (add)")
+	region := fs.String("region", "", "where, coarsely, e.g. Berlin (add)")
+	valid := fs.String("valid", "30d", "how long the intent stays open (add)")
+	pos, err := a.parseInterspersed(fs, args)
+	if err != nil {
+		return err
+	}
+	c, err := a.ownerClient(rf, true)
+	if err != nil {
+		return err
+	}
+	needID := func() (string, error) {
+		if len(pos) != 1 {
+			return "", usageError{"intents " + sub + " takes one ID", `run "pdvault intents list" to find it`}
+		}
+		return pos[0], nil
+	}
+	switch sub {
+	case "add":
+		in := client.IntentInput{Title: *title, Description: *desc, Category: *category, Region: *region, ValidFor: *valid}
+		if *budget != "" {
+			b, err := parseMoney(*budget)
+			if err != nil {
+				return usageError{err.Error(), "write e.g. --budget 500EUR"}
+			}
+			in.Budget = &client.Budget{Max: b.amount, Currency: b.currency}
+		}
+		oi, err := c.PublishIntent(ctx, in)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "Published intent %s: %q, open until %s.\n", oi.ID, oi.Title, time.Unix(oi.Expiry, 0).UTC().Format("2006-01-02"))
+		return nil
+	case "list":
+		list, err := c.Intents(ctx)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return a.printJSON(list)
+		}
+		if len(list) == 0 {
+			fmt.Fprintln(a.stderr, "No intents.")
+			return nil
+		}
+		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATUS\tTITLE\tOFFERS\tUNTIL")
+		for _, in := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\n", in.ID, in.Status, in.Title, len(in.Offers), time.Unix(in.Expiry, 0).UTC().Format("2006-01-02"))
+		}
+		return tw.Flush()
+	case "show":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		in, err := c.Intent(ctx, id)
+		if err != nil {
+			return err
+		}
+		if *asJSON {
+			return a.printJSON(in)
+		}
+		fmt.Fprintf(a.stdout, "%s (%s)\n", in.Title, in.Status)
+		if in.Description != "" {
+			fmt.Fprintf(a.stdout, "  %s\n", in.Description)
+		}
+		if len(in.Offers) == 0 {
+			fmt.Fprintln(a.stdout, "  no offers yet")
+		}
+		for _, o := range in.Offers {
+			price := ""
+			if o.Price != nil {
+				price = fmt.Sprintf(" for %d %s", o.Price.Amount, o.Price.Currency)
+			}
+			fmt.Fprintf(a.stdout, "  offer %s (%s) from %s%s: %s\n    needs %s for %s, purpose %s\n", o.ID, o.Status, o.ClientName, price, o.Offer,
+				policy.Scope(o.Needs), policy.Duration(time.Duration(o.Duration)*time.Second), o.Purpose)
+		}
+		return nil
+	case "close":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		if _, err := c.CloseIntent(ctx, id); err != nil {
+			return err
+		}
+		fmt.Fprintln(a.stdout, "Closed. It is off the feed and takes no more offers.")
+		return nil
+	case "accept":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		r, err := c.AcceptOffer(ctx, id)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "Offer accepted: it is now request %s from %s, asking for %s.\nDecide with: pdvault requests approve %s\n",
+			r.ID, r.ClientName, policy.Scope(r.Details), r.ID)
+		return nil
+	case "decline":
+		id, err := needID()
+		if err != nil {
+			return err
+		}
+		if err := c.DeclineOffer(ctx, id); err != nil {
+			return err
+		}
+		fmt.Fprintln(a.stdout, "Offer declined.")
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown intents subcommand %q", sub), "use add, list, show, close, accept or decline"}
+}
+
+type money struct {
+	amount   int64
+	currency string
+}
+
+// parseMoney reads "500EUR" or "500 EUR".
+func parseMoney(s string) (money, error) {
+	s = strings.ReplaceAll(strings.TrimSpace(s), " ", "")
+	i := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	if i <= 0 || len(s)-i != 3 {
+		return money{}, fmt.Errorf("%q is not an amount and a currency", s)
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil {
+		return money{}, fmt.Errorf("%q is not an amount and a currency", s)
+	}
+	return money{n, strings.ToUpper(s[i:])}, nil
 }

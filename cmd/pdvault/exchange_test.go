@@ -25,7 +25,12 @@ func TestDemo(t *testing.T) {
 		"grant.revoked for grant",
 		"complete: true",
 		"notice delivered, deletion received",
-		"verified: 11 entries",
+		`it would learn "is at least 18 years old": yes`,
+		"age_over:18 = true",
+		"presented by anyone else it is refused",
+		"signed by a key made for it alone",
+		"reads the delivery address",
+		"verified: 21 entries",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("demo output lacks %q", want)
@@ -132,5 +137,36 @@ func TestOwnerExchangeCommands(t *testing.T) {
 	expect(t, oc.run("relationships", "reaccept", k.Thumbprint()), 1, "no_callback (HTTP 409)")
 	expect(t, oc.run("relationships", "verify", k.Thumbprint()), 1, "no_challenge (HTTP 409)")
 	expect(t, oc.run("relationships", "show", "nope"), 1, "not_found (HTTP 404)")
+
+	// Intents.
+	expect(t, oc.run("intents", "add", "--title", "Looking for: a tandem", "--budget", "lots"), 2, "not an amount and a currency")
+	r = oc.run("intents", "add", "--title", "Looking for: a tandem", "--budget", "800EUR", "--region", "Berlin")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "Published intent ") {
+		t.Fatalf("intents add: %+v", r)
+	}
+	iid := strings.Fields(r.stdout)[2]
+	iid = strings.TrimSuffix(iid, ":")
+	var oc2 client.OfferClaims
+	oc2.IntentID, oc2.Offer = iid, "A used tandem"
+	oc2.ClientName, oc2.ClientURI, oc2.Purpose, oc2.Duration = "Tandem GmbH", "https://tandem.example", "service_delivery", 3600
+	oc2.AuthorizationDetails = []client.AuthorizationDetail{client.Detail("profile", "name")}
+	ot, err := org.SendOffer(ctx, oc2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = oc.run("intents", "show", iid)
+	if r.code != 0 || !strings.Contains(r.stdout, "offer "+ot.OfferID+" (open) from Tandem GmbH") {
+		t.Fatalf("intents show: %+v", r)
+	}
+	r = oc.run("intents", "accept", ot.OfferID)
+	if r.code != 0 || !strings.Contains(r.stdout, "it is now request "+ot.OfferID) {
+		t.Fatalf("intents accept: %+v", r)
+	}
+	expect(t, oc.run("intents", "decline", ot.OfferID), 1, "already_decided (HTTP 409)")
+	expect(t, oc.run("intents", "close", iid), 0, "")
+	r = oc.run("intents", "list")
+	if r.code != 0 || !strings.Contains(r.stdout, iid) || !strings.Contains(r.stdout, "closed") {
+		t.Fatalf("intents list: %+v", r)
+	}
 	expect(t, oc.run("requests", "show"), 2, "takes one request ID")
 }

@@ -78,6 +78,7 @@ Talk to a running vault:
   audit        list | verify the tamper-evident audit log
   terms        show | set | edit your terms of service
   relationships  list | show | verify | reaccept the organizations you deal with
+  intents      add | list | show | close | accept | decline: state a need anonymously, take offers
 
 See it work:
   demo         run the whole story in one command: an organization asks, you approve
@@ -118,6 +119,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		"audit":         a.cmdAudit,
 		"terms":         a.cmdTerms,
 		"relationships": a.cmdRelationships,
+		"intents":       a.cmdIntents,
 		"demo":          a.cmdDemo,
 	}
 	name, rest := args[0], args[1:]
