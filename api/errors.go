@@ -61,7 +61,8 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		pe = policy.Internal("unclassified", err)
 	}
 	code := status(pe.Kind)
-	if code >= 500 {
+	// A client that went away is not a server fault worth an error line.
+	if code >= 500 && r.Context().Err() == nil {
 		log.Error("request failed", "method", r.Method, "route", routeName(r), "code", pe.Code, "err", err)
 	}
 	if pe.RetryAfter > 0 {

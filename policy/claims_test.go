@@ -20,7 +20,7 @@ func TestDerivations(t *testing.T) {
 		records []json.RawMessage
 		want    string // JSON of the answer; "" for unknown
 	}{
-		{"age_over:18", recs(`{"birth_date":"2008-11-23"}`), `true`}, // 18 today
+		{"age_over:18", recs(`{"birth_date":"2008-11-23"}`), `true`},  // 18 today
 		{"age_over:18", recs(`{"birth_date":"2008-11-24"}`), `false`}, // 18 tomorrow
 		{"age_over:18", recs(`{"name":"no birth date"}`), ``},
 		{"age_over:18", recs(`{"birth_date":"23/11/2008"}`), ``},

@@ -1,12 +1,16 @@
 package policy
 
 import (
+	"crypto/ecdsa"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"math/big"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -49,6 +53,88 @@ type ProofCheck struct {
 	AccessToken string // the token presented with the proof, if any
 	Now         time.Time
 	Skew        time.Duration
+	// Cache, if set, remembers proof headers already checked (see
+	// ProofCache). Nil means every proof is parsed in full.
+	Cache *ProofCache
+}
+
+// ProofCache remembers the protected headers of DPoP proofs that have
+// passed every header check and a signature verification. An
+// organization's proofs all carry the same header bytes (alg, typ, its
+// public jwk), so parsing it — JSON, the key, its thumbprint — once per key
+// instead of once per request takes most of the parsing off the hot path.
+// Only the signature (one Ed25519 or P-256 verification) and the claims are
+// checked on every proof. The cache is keyed by the exact base64url header
+// text, so a header that differs in any byte is parsed in full.
+type ProofCache struct {
+	mu sync.RWMutex
+	m  map[string]*proofHeader
+}
+
+type proofHeader struct {
+	alg jose.SignatureAlgorithm
+	key *jose.JSONWebKey
+	jkt string
+}
+
+const proofCacheMax = 10000
+
+// NewProofCache returns an empty cache.
+func NewProofCache() *ProofCache { return &ProofCache{m: map[string]*proofHeader{}} }
+
+func (c *ProofCache) get(h64 string) *proofHeader {
+	if c == nil {
+		return nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.m[h64]
+}
+
+func (c *ProofCache) put(h64 string, h *proofHeader) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) >= proofCacheMax {
+		clear(c.m)
+	}
+	c.m[h64] = h
+}
+
+// verifyCached checks the signature of a proof whose header is cached.
+func (h *proofHeader) verify(tok string) ([]byte, *Error) {
+	h64, rest, _ := strings.Cut(tok, ".")
+	p64, s64, _ := strings.Cut(rest, ".")
+	sig, err := base64.RawURLEncoding.DecodeString(s64)
+	if err != nil {
+		return nil, ErrBadSignature
+	}
+	input := tok[:len(h64)+1+len(p64)]
+	switch k := h.key.Key.(type) {
+	case ed25519.PublicKey:
+		if h.alg != jose.EdDSA || !ed25519.Verify(k, []byte(input), sig) {
+			return nil, ErrBadSignature
+		}
+	case *ecdsa.PublicKey:
+		// JWS ES256 signatures are r || s, 32 bytes each (RFC 7518 §3.4).
+		if h.alg != jose.ES256 || len(sig) != 64 {
+			return nil, ErrBadSignature
+		}
+		digest := sha256.Sum256([]byte(input))
+		r, s := new(big.Int).SetBytes(sig[:32]), new(big.Int).SetBytes(sig[32:])
+		if !ecdsa.Verify(k, digest[:], r, s) {
+			return nil, ErrBadSignature
+		}
+	default:
+		return nil, ErrBadKey
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(p64)
+	if err != nil {
+		return nil, ErrMalformedToken
+	}
+	return payload, nil
 }
 
 // VerifyProof checks a DPoP proof as RFC 9449 §4.3 says: one compact JWS,
@@ -60,17 +146,33 @@ func VerifyProof(tok string, chk ProofCheck) (*Proof, error) {
 	if tok == "" {
 		return nil, ErrProofMissing
 	}
-	p, perr := parseCompact(tok, MaxProofLen, OrgAlgs, TypProof, "jwk")
-	if perr != nil {
-		return nil, proofError(perr)
+	var (
+		payload []byte
+		key     *jose.JSONWebKey
+		jkt     string
+		perr    *Error
+	)
+	h64, _, _ := strings.Cut(tok, ".")
+	if len(tok) > MaxProofLen {
+		return nil, proofError(ErrTokenTooLarge)
 	}
-	key, jkt, perr := embeddedKey(p)
-	if perr != nil {
-		return nil, proofError(perr)
-	}
-	payload, perr := p.verifyWith(key)
-	if perr != nil {
-		return nil, proofError(perr)
+	if h := chk.Cache.get(h64); h != nil && strings.Count(tok, ".") == 2 {
+		if payload, perr = h.verify(tok); perr != nil {
+			return nil, proofError(perr)
+		}
+		key, jkt = h.key, h.jkt
+	} else {
+		p, perr := parseCompact(tok, MaxProofLen, OrgAlgs, TypProof, "jwk")
+		if perr != nil {
+			return nil, proofError(perr)
+		}
+		if key, jkt, perr = embeddedKey(p); perr != nil {
+			return nil, proofError(perr)
+		}
+		if payload, perr = p.verifyWith(key); perr != nil {
+			return nil, proofError(perr)
+		}
+		chk.Cache.put(h64, &proofHeader{alg: jose.SignatureAlgorithm(p.header.Algorithm), key: key, jkt: jkt})
 	}
 	var c ProofClaims
 	if json.Unmarshal(payload, &c) != nil || c.ID == "" || len(c.ID) > 256 || c.Method == "" || c.URL == "" || c.IssuedAt == 0 {

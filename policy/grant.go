@@ -2,8 +2,8 @@ package policy
 
 import (
 	"crypto/ed25519"
-	"slices"
 	"encoding/json"
+	"slices"
 	"strings"
 	"time"
 )

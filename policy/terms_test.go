@@ -169,3 +169,16 @@ func TestNarrowAndProject(t *testing.T) {
 		t.Fatalf("Project = %v, %v", got, err)
 	}
 }
+
+func TestNameValidators(t *testing.T) {
+	for _, s := range []string{"", "a", "profile", "Profile", "a-b_c9", "9a", "-a", strings.Repeat("a", 63), strings.Repeat("a", 64), "a b", "aé", "health\n"} {
+		if (ValidateCollection(s) == nil) != collectionRE.MatchString(s) {
+			t.Errorf("collection %q: loop and regexp disagree", s)
+		}
+	}
+	for _, s := range []string{"", "aaaaaaaaaaaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaaa1", "aaaaaaaaaaaaaaaaaaaaaaaaa2", "Aaaaaaaaaaaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaaaaa"} {
+		if ValidateRecordID(s) != recordIDRE.MatchString(s) {
+			t.Errorf("id %q: loop and regexp disagree", s)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -296,18 +297,54 @@ func TestProofChecks(t *testing.T) {
 		{"alg none", rawJWS(map[string]any{"typ": TypProof, "alg": "none", "jwk": org.jwk}, claims, func([]byte) []byte { return nil }), ErrBadAlgorithm},
 		{"oversized", strings.Repeat("x", MaxProofLen+1), ErrTokenTooLarge},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			_, err := VerifyProof(tc.proof, chk)
-			wantIs(t, err, tc.want)
-			if CodeOf(err) != "invalid_dpop_proof" {
-				t.Fatalf("wire code %s", CodeOf(err))
-			}
-		})
+	// Tampering with a proof whose header is already cached.
+	good := proofFor(org, "GET", url, grant, now, "j9")
+	parts := strings.Split(good, ".")
+	cases = append(cases,
+		struct {
+			name  string
+			proof string
+			want  *Error
+		}{"cached header, altered signature", parts[0] + "." + parts[1] + "." + flip(parts[2]), ErrBadSignature},
+		struct {
+			name  string
+			proof string
+			want  *Error
+		}{"cached header, altered claims", parts[0] + "." + b64.EncodeToString([]byte(`{"jti":"x","htm":"GET","htu":"`+url+`","iat":1}`)) + "." + parts[2], ErrBadSignature},
+		struct {
+			name  string
+			proof string
+			want  *Error
+		}{"cached header, no signature", parts[0] + "." + parts[1] + ".", ErrBadSignature},
+	)
+	// Every case, with no cache and with a cache that already holds the
+	// organization's header: the answer is the same.
+	warm := NewProofCache()
+	if _, err := VerifyProof(good, ProofCheck{Method: "GET", URL: url, AccessToken: grant, Now: now, Skew: ClockSkew, Cache: warm}); err != nil {
+		t.Fatal(err)
+	}
+	for _, cache := range []*ProofCache{nil, warm} {
+		for _, tc := range cases {
+			t.Run(fmt.Sprintf("%s/cached=%v", tc.name, cache != nil), func(t *testing.T) {
+				c := chk
+				c.Cache = cache
+				_, err := VerifyProof(tc.proof, c)
+				wantIs(t, err, tc.want)
+				if CodeOf(err) != "invalid_dpop_proof" {
+					t.Fatalf("wire code %s", CodeOf(err))
+				}
+			})
+		}
+	}
+	// A cached header still yields the right key and thumbprint.
+	p2, err := VerifyProof(proofFor(org, "GET", url, grant, now, "j10"), ProofCheck{Method: "GET", URL: url, AccessToken: grant, Now: now, Skew: ClockSkew, Cache: warm})
+	if err != nil || p2.JKT != org.jkt {
+		t.Fatalf("cached verification: %+v %v", p2, err)
 	}
 }
 
 func TestProofES256(t *testing.T) {
+	cache := NewProofCache()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: jose.ES256, Key: k},
 		(&jose.SignerOptions{EmbedJWK: true}).WithType(TypProof))
@@ -317,12 +354,18 @@ func TestProofES256(t *testing.T) {
 	payload, _ := json.Marshal(ProofClaims{ID: "e1", Method: "POST", URL: iss + "/v1/token", IssuedAt: now.Unix()})
 	obj, _ := signer.Sign(payload)
 	tok, _ := obj.CompactSerialize()
-	p, err := VerifyProof(tok, ProofCheck{Method: "POST", URL: iss + "/v1/token", Now: now, Skew: ClockSkew})
-	if err != nil {
-		t.Fatal(err)
-	}
 	want, _ := Thumbprint(&jose.JSONWebKey{Key: k.Public()})
-	if p.JKT != want {
-		t.Fatalf("jkt %s != %s", p.JKT, want)
+	for range 2 { // the second time through the cache
+		p, err := VerifyProof(tok, ProofCheck{Method: "POST", URL: iss + "/v1/token", Now: now, Skew: ClockSkew, Cache: cache})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.JKT != want {
+			t.Fatalf("jkt %s != %s", p.JKT, want)
+		}
+	}
+	parts := strings.Split(tok, ".")
+	if _, err := VerifyProof(parts[0]+"."+parts[1]+"."+flip(parts[2]), ProofCheck{Method: "POST", URL: iss + "/v1/token", Now: now, Skew: ClockSkew, Cache: cache}); !errors.Is(err, ErrBadSignature) {
+		t.Fatalf("cached ES256 with a bad signature: %v", err)
 	}
 }

@@ -137,7 +137,7 @@ func (v *Vault) forgetGrant(id string) {
 // replay of its jti.
 func (v *Vault) checkProof(proof string, hc HTTPContext, accessToken string) (*policy.Proof, error) {
 	now := v.opts.Now()
-	p, err := policy.VerifyProof(proof, policy.ProofCheck{Method: hc.Method, URL: hc.URL, AccessToken: accessToken, Now: now, Skew: policy.ClockSkew})
+	p, err := policy.VerifyProof(proof, policy.ProofCheck{Method: hc.Method, URL: hc.URL, AccessToken: accessToken, Now: now, Skew: policy.ClockSkew, Cache: v.proofs})
 	if err != nil {
 		return nil, err
 	}
@@ -217,31 +217,12 @@ func (v *Vault) refusal(g *policy.GrantClaims, collection string, err error) Aud
 		GrantID: g.ID, Collection: collection, Reason: reason}
 }
 
-// commitRead is the linearization point of a read: in one write
-// transaction, refuse if the grant has been revoked (or is unknown), else
-// log the read. Only after it commits may the data leave.
+// commitRead is the linearization point of a read: the grant must not be
+// revoked when the read's audit entry commits (group-committed, see
+// commit.go). Only after that may the data leave.
 func (v *Vault) commitRead(ctx context.Context, g *policy.GrantClaims, collection string, ids []string, fields []string) error {
-	var outErr error
-	err := v.db.tx(ctx, func(tx *sql.Tx) error {
-		var revoked sql.NullInt64
-		var name string
-		err := tx.QueryRowContext(ctx, `SELECT revoked, client_name FROM grants WHERE id = ?`, g.ID).Scan(&revoked, &name)
-		if errors.Is(err, sql.ErrNoRows) || (err == nil && revoked.Valid) {
-			outErr = policy.ErrGrantRevoked
-			e := v.refusal(g, collection, outErr)
-			e.ClientName = name
-			return v.appendAudit(ctx, tx, e)
-		}
-		if err != nil {
-			return err
-		}
-		return v.appendAudit(ctx, tx, AuditEntry{Event: EvDataRead, Actor: g.ClientID, Outcome: OutcomeAllowed, ClientID: g.ClientID,
-			ClientName: name, GrantID: g.ID, Collection: collection, RecordIDs: ids, Fields: fields})
-	})
-	if err != nil {
-		return err
-	}
-	return outErr
+	return v.commitUse(ctx, g, AuditEntry{Event: EvDataRead, Actor: g.ClientID, Outcome: OutcomeAllowed, ClientID: g.ClientID,
+		GrantID: g.ID, Collection: collection, RecordIDs: ids, Fields: fields})
 }
 
 // ReadCollection returns a page of a granted collection, granted fields
@@ -463,28 +444,8 @@ func (v *Vault) ReadClaims(ctx context.Context, a Access) (ClaimsResult, error) 
 	return ClaimsResult{Statement: signed, Claims: answers, ExpiresIn: int64(policy.ClaimsLifetime / time.Second)}, nil
 }
 
-// commitClaims is commitRead for derived claims: refuse if revoked, log
-// which claims were answered.
+// commitClaims is commitRead for derived claims.
 func (v *Vault) commitClaims(ctx context.Context, g *policy.GrantClaims, claims []string) error {
-	var outErr error
-	err := v.db.tx(ctx, func(tx *sql.Tx) error {
-		var revoked sql.NullInt64
-		var name string
-		err := tx.QueryRowContext(ctx, `SELECT revoked, client_name FROM grants WHERE id = ?`, g.ID).Scan(&revoked, &name)
-		if errors.Is(err, sql.ErrNoRows) || (err == nil && revoked.Valid) {
-			outErr = policy.ErrGrantRevoked
-			e := v.refusal(g, "", outErr)
-			e.ClientName = name
-			return v.appendAudit(ctx, tx, e)
-		}
-		if err != nil {
-			return err
-		}
-		return v.appendAudit(ctx, tx, AuditEntry{Event: EvClaimsRead, Actor: g.ClientID, Outcome: OutcomeAllowed, ClientID: g.ClientID,
-			ClientName: name, GrantID: g.ID, Fields: claims})
-	})
-	if err != nil {
-		return err
-	}
-	return outErr
+	return v.commitUse(ctx, g, AuditEntry{Event: EvClaimsRead, Actor: g.ClientID, Outcome: OutcomeAllowed, ClientID: g.ClientID,
+		GrantID: g.ID, Fields: claims})
 }

@@ -483,3 +483,23 @@ func TestMigrationBuildsRelationships(t *testing.T) {
 		t.Fatalf("schema %d after migration", ver)
 	}
 }
+
+// The fast encoding of audit entries is exactly RFC 8785.
+func TestCanonicalEntryMatchesJCS(t *testing.T) {
+	odd := []string{"", "plain", "quote\" back\\slash", "<&>", "tab\tnew\nline", "bell\b form\f", "\x01\x1f", "line\u2028sep\u2029", "é 😀 ｡", "bad\xffutf8"}
+	for i, s := range odd {
+		e := AuditEntry{Seq: int64(i + 1), Time: 1795415066, Event: EvDataRead, Actor: s, ClientName: s, Reason: s,
+			RecordIDs: []string{s, "x"}, Fields: []string{s}}
+		fast, err := canonicalEntry(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := policy.Canonical(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fast != string(want) {
+			t.Errorf("%q:\n fast %s\n jcs  %s", s, fast, want)
+		}
+	}
+}

@@ -313,3 +313,41 @@ func (v *Vault) ListCollections(ctx context.Context) ([]Collection, error) {
 	}
 	return out, nil
 }
+
+// CreateRecords stores many records in one transaction: all or none.
+func (v *Vault) CreateRecords(ctx context.Context, collection string, data [][]byte) ([]Record, error) {
+	if err := policy.ValidateCollection(collection); err != nil {
+		return nil, err
+	}
+	now := v.now()
+	out := make([]Record, len(data))
+	sealed := make([][]byte, len(data))
+	keys := make([]uint32, len(data))
+	for i, d := range data {
+		norm, err := policy.NormalizeRecord(d)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Record{ID: newID(), Collection: collection, Version: 1, Created: now, Updated: now, Data: norm}
+		if keys[i], sealed[i], err = v.sealRecord(collection, out[i].ID, 1, norm); err != nil {
+			return nil, err
+		}
+	}
+	err := v.db.tx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `INSERT INTO records (id, collection, version, key_id, sealed, created, updated) VALUES (?, ?, 1, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer stmt.Close()
+		for i, r := range out {
+			if _, err := stmt.ExecContext(ctx, r.ID, collection, keys[i], sealed[i], now.Unix(), now.Unix()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}

@@ -52,6 +52,9 @@ func dsn(path string, write bool) string {
 	q.Set("_synchronous", "FULL")
 	q.Set("_secure_delete", "on")
 	q.Set("_foreign_keys", "on")
+	// Each connection keeps its prepared statements: the hot queries are
+	// prepared once, not on every read.
+	q.Set("_stmt_cache_size", "64")
 	if write {
 		q.Set("_txlock", "immediate") // every write transaction is BEGIN IMMEDIATE
 	} else {

@@ -132,6 +132,11 @@ type Vault struct {
 	pw          pairwise
 
 	offerKeyLimit, offerAddrLimit *rateLimiter
+
+	proofs        *policy.ProofCache
+	uses          chan grantUse // to the group committer
+	stopped       chan struct{}
+	committerDone chan struct{}
 }
 
 // meta is the single row that describes a vault.
@@ -339,6 +344,7 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 	v.replay = newReplayCache(4 << 20)
 	v.grants.m = map[[32]byte]*policy.GrantClaims{}
 	v.noticeWake = make(chan struct{}, 1)
+	v.proofs = policy.NewProofCache()
 	v.offerKeyLimit = newRateLimiter(opts.OffersPerKey, opts.OfferWindow)
 	v.offerAddrLimit = newRateLimiter(opts.OffersPerAddress, opts.OfferWindow)
 	v.pw = pairwise{ciphers: map[string]cipher.Block{}, rels: map[string]string{}}
@@ -351,7 +357,11 @@ func (v *Vault) setup(ctx context.Context) error {
 	if err := v.loadKeys(ctx); err != nil {
 		return storageError("load signing keys", err)
 	}
-	return v.ensureTerms(ctx)
+	if err := v.ensureTerms(ctx); err != nil {
+		return err
+	}
+	v.startCommitter()
+	return nil
 }
 
 // Issuer is the vault's public base URL.
@@ -369,6 +379,7 @@ func (v *Vault) Dir() string { return v.dir }
 
 // Close locks the vault: it forgets the keys and closes the database.
 func (v *Vault) Close() error {
+	v.stopCommitter()
 	v.mu.Lock()
 	for _, k := range v.recordKeys {
 		wipe(k)

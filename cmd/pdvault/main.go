@@ -80,6 +80,9 @@ Talk to a running vault:
   relationships  list | show | verify | reaccept the organizations you deal with
   intents      add | list | show | close | accept | decline: state a need anonymously, take offers
 
+Measure:
+  bench        load-test a real server: grant-authorized reads, throughput, latency, CPU
+
 See it work:
   demo         run the whole story in one command: an organization asks, you approve
                less than it asked, it reads, you revoke, its next read is refused
@@ -121,6 +124,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		"relationships": a.cmdRelationships,
 		"intents":       a.cmdIntents,
 		"demo":          a.cmdDemo,
+		"bench":         a.cmdBench,
 	}
 	name, rest := args[0], args[1:]
 	switch name {

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -42,6 +43,7 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	allowLoopback := fs.Bool("allow-loopback-http", false, "let notices and domain checks reach loopback addresses over plain HTTP (local testing only; on with --dev)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) to this file until the server stops")
 	if err := a.parse(fs, args); err != nil {
 		return err
 	}
@@ -51,6 +53,16 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	log, err := newLogger(a.stderr, *logLevel, *logFormat)
 	if err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	opts := vault.Options{Logger: log, AllowLoopbackHTTP: *allowLoopback || *dev}
 	opts.Courier = api.NewCourier(opts.AllowLoopbackHTTP, outboundTimeout)
