@@ -53,6 +53,9 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: errMethod.Code, Description: errMethod.Msg})
 	})
+	// The hot path first: gorilla/mux tries routes in order.
+	r.HandleFunc("/v1/data/{collection}", s.readCollection).Methods(http.MethodGet).Name("data.collection")
+	r.HandleFunc("/v1/data/{collection}/{id}", s.readRecord).Methods(http.MethodGet).Name("data.record")
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}).Methods(http.MethodGet).Name("healthz")
@@ -65,8 +68,6 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	r.HandleFunc("/v1/requests", s.submitRequest).Methods(http.MethodPost).Name("requests.submit")
 	r.HandleFunc("/v1/token", s.token).Methods(http.MethodPost).Name("token")
 	r.HandleFunc("/v1/introspect", s.introspect).Methods(http.MethodPost).Name("introspect")
-	r.HandleFunc("/v1/data/{collection}", s.readCollection).Methods(http.MethodGet).Name("data.collection")
-	r.HandleFunc("/v1/data/{collection}/{id}", s.readRecord).Methods(http.MethodGet).Name("data.record")
 	r.HandleFunc("/v1/intents", s.listIntents).Methods(http.MethodGet).Name("intents.list")
 	r.HandleFunc("/v1/intents.atom", s.intentsAtom).Methods(http.MethodGet).Name("intents.atom")
 	r.HandleFunc("/v1/intents/{id}", s.getIntent).Methods(http.MethodGet).Name("intents.get")

@@ -300,6 +300,29 @@ type AuditProblem struct {
 	Problem string `json:"problem"`
 }
 
+// entrySeq reads the "seq" member of a canonical entry without decoding
+// it all. In canonical JSON a quote inside a string is escaped, so the bytes
+// ,"seq": can only be the member itself. -1 if absent or malformed.
+func entrySeq(entry []byte) int64 {
+	i := bytes.Index(entry, []byte(`,"seq":`))
+	if i < 0 {
+		if !bytes.HasPrefix(entry, []byte(`{"seq":`)) {
+			return -1
+		}
+		i = 0
+	}
+	rest := entry[i+len(`,"seq":`):]
+	var n int64
+	j := 0
+	for ; j < len(rest) && rest[j] >= '0' && rest[j] <= '9' && j < 18; j++ {
+		n = n*10 + int64(rest[j]-'0')
+	}
+	if j == 0 || j >= len(rest) || (rest[j] != ',' && rest[j] != '}') {
+		return -1
+	}
+	return n
+}
+
 // maxProblems bounds the report: one edit early in the log makes every
 // later hash differ, and the first few are what matters.
 const maxProblems = 20
@@ -350,8 +373,12 @@ func (v *Vault) VerifyAudit(ctx context.Context) (AuditReport, error) {
 	}
 	prev := v.auditGenesis()
 	var n int64
-	var entry, stored []byte
+	// RawBytes: the row's memory, valid until the next Scan, which is all
+	// the hashing needs; no copy per entry.
+	var entry, stored sql.RawBytes
 	var seq int64
+	hasher := sha256.New()
+	h := make([]byte, 0, sha256.Size)
 	for rows.Next() {
 		if err := rows.Scan(&seq, &entry, &stored); err != nil {
 			rows.Close()
@@ -363,20 +390,21 @@ func (v *Vault) VerifyAudit(ctx context.Context) (AuditReport, error) {
 			n = seq // resynchronise so one gap is one problem
 		}
 		// The entry must also claim its own position.
-		var e struct {
-			Seq int64 `json:"seq"`
-		}
-		if json.Unmarshal(entry, &e) != nil || e.Seq != seq {
+		if entrySeq(entry) != seq {
 			problem(seq, "entry %d does not state its own position (reordered or edited)", seq)
 		}
-		h := chainHash(prev, entry)
+		hasher.Reset()
+		hasher.Write([]byte{0})
+		hasher.Write(prev)
+		hasher.Write(entry)
+		h = hasher.Sum(h[:0])
 		if !hmac.Equal(h, stored) {
 			problem(seq, "entry %d does not match its hash (edited, or an earlier entry changed)", seq)
 		}
 		if _, ok := cps[seq]; ok {
-			cps[seq] = h
+			cps[seq] = bytes.Clone(h)
 		}
-		prev = h
+		prev = append(prev[:0], h...)
 	}
 	if err := rows.Err(); err != nil {
 		rows.Close()
