@@ -29,6 +29,10 @@ const DefaultMaxBody = 1 << 20
 type Config struct {
 	Logger  *slog.Logger
 	MaxBody int64 // bytes; default DefaultMaxBody
+	// RatePerAddress limits requests per client IP address, per second,
+	// with a burst of twice that; default 300; negative means no limit.
+	// Behind a proxy every client shares the proxy's address.
+	RatePerAddress float64
 }
 
 type server struct {
@@ -45,6 +49,9 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = DefaultMaxBody
+	}
+	if cfg.RatePerAddress == 0 {
+		cfg.RatePerAddress = 300
 	}
 	s := &server{svc: svc, log: cfg.Logger.With("component", "api"), maxBody: cfg.MaxBody, pages: loadTemplates()}
 
@@ -116,7 +123,8 @@ func New(svc vault.Service, cfg Config) http.Handler {
 
 	s.uiRoutes(r)
 	r.Use(nameRoute)
-	return s.recover(s.logRequests(securityHeaders(r)))
+	limit := policy.NewLimiter(cfg.RatePerAddress, int(2*cfg.RatePerAddress))
+	return s.recover(s.logRequests(securityHeaders(limitAddresses(limit, s.log, r))))
 }
 
 // prefixed registers routes under a path prefix on one router.
@@ -152,6 +160,21 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Cache-Control", "no-store")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limitAddresses answers 429 to an address over its rate, before any
+// parsing or crypto is spent on it.
+func limitAddresses(l *policy.Limiter, log *slog.Logger, next http.Handler) http.Handler {
+	if l == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ok, wait := l.Allow(sourceAddress(r), time.Now()); !ok {
+			writeError(w, r, log, policy.ErrRateLimited.WithRetryAfter(wait))
+			return
+		}
 		next.ServeHTTP(w, r)
 	})
 }

@@ -141,6 +141,11 @@ func (v *Vault) checkProof(proof string, hc HTTPContext, accessToken string) (*p
 	if err != nil {
 		return nil, err
 	}
+	// Each organization key has its quota; going over is not logged, so
+	// that a flood cannot fill the owner's audit log.
+	if ok, wait := v.orgLimit.Allow(p.JKT, now); !ok {
+		return nil, policy.ErrRateLimited.WithRetryAfter(wait)
+	}
 	fresh, err := v.replay.use(p.JKT+"|"+p.ID, now, policy.ProofMaxAge+2*policy.ClockSkew)
 	if err != nil {
 		return nil, err
@@ -175,6 +180,9 @@ func (v *Vault) authenticate(ctx context.Context, a Access, collection string) (
 		return nil, "", err
 	}
 	p, err := v.checkProof(a.Proof, a.HTTP, a.Grant)
+	if errors.Is(err, policy.ErrRateLimited) {
+		return nil, "", err
+	}
 	if err != nil {
 		return nil, "", v.refuse(ctx, g, collection, err)
 	}

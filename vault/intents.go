@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pdvault/pdvault/policy"
@@ -37,7 +36,6 @@ var (
 	ErrOfferDecided   = policy.E(policy.KindConflict, "already_decided", "the offer has already been accepted or declined")
 	ErrOfferReplayed  = policy.E(policy.KindInvalid, "invalid_offer", "an offer with this jti was already received from this organization")
 	ErrPersonalData   = policy.E(policy.KindInvalid, "personal_data", "the intent would reveal something from your profile")
-	ErrRateLimited    = policy.E(policy.KindThrottled, "rate_limited", "too many offers; try again later")
 )
 
 // PublicIntent is an intent as anyone may read it.
@@ -301,61 +299,21 @@ func (v *Vault) CloseIntent(ctx context.Context, id string) (OwnerIntent, error)
 	return v.OwnerIntent(ctx, id)
 }
 
-// rateLimiter counts events per key in fixed windows.
-type rateLimiter struct {
-	mu     sync.Mutex
-	window time.Duration
-	limit  int
-	counts map[string]rateCount
-}
-
-type rateCount struct {
-	start time.Time
-	n     int
-}
-
-func newRateLimiter(limit int, window time.Duration) *rateLimiter {
-	return &rateLimiter{window: window, limit: limit, counts: map[string]rateCount{}}
-}
-
-// allow counts one event for key and says how long to wait if over.
-func (l *rateLimiter) allow(key string, now time.Time) (bool, time.Duration) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if len(l.counts) > 100000 {
-		for k, c := range l.counts {
-			if now.Sub(c.start) >= l.window {
-				delete(l.counts, k)
-			}
-		}
-	}
-	c := l.counts[key]
-	if now.Sub(c.start) >= l.window {
-		c = rateCount{start: now}
-	}
-	if c.n >= l.limit {
-		return false, c.start.Add(l.window).Sub(now)
-	}
-	c.n++
-	l.counts[key] = c
-	return true, 0
-}
-
 // SubmitOffer takes an organization's signed offer for an open intent.
 // Offers are limited per organization key and per source address, checked
 // in that order after the signature, so a flood of junk costs the sender
 // its address's allowance and a valid key cannot be drowned by others.
 func (v *Vault) SubmitOffer(ctx context.Context, intentID, signed, source string) (OfferTicket, error) {
 	now := v.opts.Now()
-	if ok, wait := v.offerAddrLimit.allow(source, now); !ok {
-		return OfferTicket{}, ErrRateLimited.WithRetryAfter(wait)
+	if ok, wait := v.offerAddrLimit.Allow(source, now); !ok {
+		return OfferTicket{}, policy.ErrRateLimited.WithRetryAfter(wait)
 	}
 	o, err := policy.ParseOffer(signed, v.Issuer(), now)
 	if err != nil {
 		return OfferTicket{}, err
 	}
-	if ok, wait := v.offerKeyLimit.allow(o.ClientID, now); !ok {
-		return OfferTicket{}, ErrRateLimited.WithRetryAfter(wait)
+	if ok, wait := v.offerKeyLimit.Allow(o.ClientID, now); !ok {
+		return OfferTicket{}, policy.ErrRateLimited.WithRetryAfter(wait)
 	}
 	if o.IntentID != intentID {
 		return OfferTicket{}, policy.ErrInvalidOffer.WithReasons([]string{"intent_id: does not match the intent the offer was sent to"})

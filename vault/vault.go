@@ -70,6 +70,10 @@ type Options struct {
 	// and 20 per 10 minutes.
 	OffersPerKey, OffersPerAddress int
 	OfferWindow                    time.Duration
+	// RatePerOrg limits requests authenticated by an organization's key
+	// (DPoP proofs), per key, per second, with a burst of twice that;
+	// default 200; negative means no limit.
+	RatePerOrg float64
 }
 
 func (o *Options) defaults() {
@@ -103,6 +107,9 @@ func (o *Options) defaults() {
 	if o.OfferWindow <= 0 {
 		o.OfferWindow = 10 * time.Minute
 	}
+	if o.RatePerOrg == 0 {
+		o.RatePerOrg = 200
+	}
 }
 
 // Vault is an unlocked vault. Its methods are safe for concurrent use.
@@ -131,7 +138,8 @@ type Vault struct {
 	noticeWake  chan struct{}
 	pw          pairwise
 
-	offerKeyLimit, offerAddrLimit *rateLimiter
+	offerKeyLimit, offerAddrLimit *policy.Limiter
+	orgLimit                      *policy.Limiter
 
 	proofs        *policy.ProofCache
 	uses          chan grantUse // to the group committer
@@ -345,8 +353,10 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 	v.grants.m = map[[32]byte]*policy.GrantClaims{}
 	v.noticeWake = make(chan struct{}, 1)
 	v.proofs = policy.NewProofCache()
-	v.offerKeyLimit = newRateLimiter(opts.OffersPerKey, opts.OfferWindow)
-	v.offerAddrLimit = newRateLimiter(opts.OffersPerAddress, opts.OfferWindow)
+	// Offers: N per window, all of them at once if need be.
+	v.offerKeyLimit = policy.NewLimiter(float64(opts.OffersPerKey)/opts.OfferWindow.Seconds(), opts.OffersPerKey)
+	v.offerAddrLimit = policy.NewLimiter(float64(opts.OffersPerAddress)/opts.OfferWindow.Seconds(), opts.OffersPerAddress)
+	v.orgLimit = policy.NewLimiter(opts.RatePerOrg, int(2*opts.RatePerOrg))
 	v.pw = pairwise{ciphers: map[string]cipher.Block{}, rels: map[string]string{}}
 	return v
 }
@@ -424,3 +434,6 @@ var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadd
 
 // newID returns 128 random bits as 26 characters of lowercase base32.
 func newID() string { return idEncoding.EncodeToString(randomBytes(16)) }
+
+// Logger is the vault's logger, for code that serves it.
+func (v *Vault) Logger() *slog.Logger { return v.opts.Logger }

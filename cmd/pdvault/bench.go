@@ -275,7 +275,10 @@ func startBenchServer(ctx context.Context, dir, pass string) (*benchServer, erro
 	if err := os.WriteFile(pf, []byte(pass), 0o600); err != nil {
 		return nil, err
 	}
-	args := []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--passphrase-file", pf, "--log-level", "warn"}
+	// One address and one organization key drive all the load here, so the
+	// per-address and per-organization limits are off.
+	args := []string{"serve", "--dir", dir, "--addr", "127.0.0.1:0", "--passphrase-file", pf, "--log-level", "warn",
+		"--rate-limit-address", "0", "--rate-limit-org", "0"}
 	if p := os.Getenv("PDVAULT_BENCH_CPUPROFILE"); p != "" {
 		args = append(args, "--cpuprofile", p)
 	}

@@ -45,7 +45,7 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 	if err := loadSamples(ctx, v); err != nil {
 		return err
 	}
-	hs, err := startHTTP(v, *addr, "", log)
+	hs, err := startHTTP(v, *addr, "", log, 0)
 	if err != nil {
 		return err
 	}

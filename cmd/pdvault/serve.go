@@ -45,6 +45,8 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "text", "text or json")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) to this file until the server stops")
+	rateAddr := fs.Float64("rate-limit-address", 300, "requests per second per client address (burst twice that); 0 for no limit")
+	rateOrg := fs.Float64("rate-limit-org", 200, "requests per second per organization key (burst twice that); 0 for no limit")
 	if err := a.parse(fs, args); err != nil {
 		return err
 	}
@@ -66,7 +68,7 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
-	opts := vault.Options{Logger: log, AllowLoopbackHTTP: *allowLoopback || *dev}
+	opts := vault.Options{Logger: log, AllowLoopbackHTTP: *allowLoopback || *dev, RatePerOrg: noLimitIfZero(*rateOrg)}
 	opts.Courier = api.NewCourier(opts.AllowLoopbackHTTP, outboundTimeout)
 
 	var (
@@ -96,7 +98,7 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	}
 	defer v.Close()
 
-	hs, err := startHTTP(v, *addr, *issuer, log)
+	hs, err := startHTTP(v, *addr, *issuer, log, noLimitIfZero(*rateAddr))
 	if err != nil {
 		return err
 	}
@@ -149,7 +151,7 @@ type httpServer struct {
 
 // startHTTP listens on addr and serves the vault's API. The vault's issuer
 // becomes issuer, or the URL it listens on.
-func startHTTP(v *vault.Vault, addr, issuer string, log *slog.Logger) (*httpServer, error) {
+func startHTTP(v *vault.Vault, addr, issuer string, log *slog.Logger, ratePerAddress float64) (*httpServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, hint(fmt.Errorf("cannot listen on %s: %w", addr, err), "choose another address with --addr HOST:PORT")
@@ -159,7 +161,7 @@ func startHTTP(v *vault.Vault, addr, issuer string, log *slog.Logger) (*httpServ
 		issuer = hs.url
 	}
 	v.SetIssuer(strings.TrimRight(issuer, "/"))
-	hs.srv = api.NewServer(addr, api.New(v, api.Config{Logger: log}), log)
+	hs.srv = api.NewServer(addr, api.New(v, api.Config{Logger: log, RatePerAddress: ratePerAddress}), log)
 	go func() { hs.errc <- hs.srv.Serve(ln) }()
 	return hs, nil
 }
@@ -177,6 +179,14 @@ func (hs *httpServer) stop(log *slog.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// noLimitIfZero maps the flags' "0 = no limit" to the options' negative.
+func noLimitIfZero(rate float64) float64 {
+	if rate == 0 {
+		return -1
+	}
+	return rate
 }
 
 // tuneGC trades a little memory for less collector CPU on the read path
