@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every pdvault test, from a fresh machine: installs what the tests
-# need (Chromium, for the web UI tests in a real browser), then vet, then
-# the whole suite under the race detector. CI (.ci/run) calls exactly this.
+# need (Chromium, for the web UI tests in a real browser), then vet, the
+# whole suite under the race detector, short fuzz runs and govulncheck.
+# CI (.ci/run) calls exactly this.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,3 +16,7 @@ fi
 
 go vet ./...
 go test -race -count=1 ./...
+# Each fuzz target briefly (seed corpora in */testdata/fuzz run above too).
+bash scripts/fuzz.sh 3s
+# Known vulnerabilities in dependencies.
+bash scripts/vulncheck.sh
