@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/mattn/go-sqlite3"
@@ -362,4 +363,23 @@ func (s *store) migrate(ctx context.Context, upTo int) error {
 		_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v))
 		return err
 	})
+}
+
+// integrityCheck runs SQLite's integrity_check and returns its answer,
+// "ok" when the file is sound.
+func (s *store) integrityCheck(ctx context.Context) (string, error) {
+	rows, err := s.r.QueryContext(ctx, `PRAGMA integrity_check`)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var lines []string
+	for rows.Next() {
+		var l string
+		if err := rows.Scan(&l); err != nil {
+			return "", err
+		}
+		lines = append(lines, l)
+	}
+	return strings.Join(lines, "\n"), rows.Err()
 }

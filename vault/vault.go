@@ -437,3 +437,13 @@ func newID() string { return idEncoding.EncodeToString(randomBytes(16)) }
 
 // Logger is the vault's logger, for code that serves it.
 func (v *Vault) Logger() *slog.Logger { return v.opts.Logger }
+
+// IntegrityCheck runs SQLite's integrity check on the vault file; "ok"
+// means the file is sound.
+func (v *Vault) IntegrityCheck(ctx context.Context) (string, error) {
+	res, err := v.db.integrityCheck(ctx)
+	if err != nil {
+		return "", storageError("integrity check", err)
+	}
+	return res, nil
+}
