@@ -31,6 +31,12 @@ func newEnvWith(t *testing.T, opts vault.Options) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { v.Close() })
+	return newEnvFor(t, v)
+}
+
+// newEnvFor serves an existing vault.
+func newEnvFor(t *testing.T, v *vault.Vault) *testEnv {
+	t.Helper()
 	srv := httptest.NewServer(New(v, Config{}))
 	t.Cleanup(srv.Close)
 	v.SetIssuer(srv.URL)

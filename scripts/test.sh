@@ -16,6 +16,12 @@ fi
 
 go vet ./...
 go test -race -count=1 ./...
+# A full disk for real: a tmpfs of a few MiB, which takes root to mount.
+if [ "$(id -u)" -eq 0 ]; then
+  go test -count=1 -tags diskfull -run TestDiskFull ./api
+else
+  sudo env "PATH=$PATH" "HOME=$HOME" go test -count=1 -tags diskfull -run TestDiskFull ./api
+fi
 # Each fuzz target briefly (seed corpora in */testdata/fuzz run above too).
 bash scripts/fuzz.sh 3s
 # Known vulnerabilities in dependencies.
