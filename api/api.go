@@ -116,6 +116,8 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	o.Handle("/intents/{id}/close", s.ownerAuth(s.closeIntent)).Methods(http.MethodPost).Name("owner.intents.close")
 	o.Handle("/offers/{id}/accept", s.ownerAuth(s.acceptOffer)).Methods(http.MethodPost).Name("owner.offers.accept")
 	o.Handle("/offers/{id}/decline", s.ownerAuth(s.declineOffer)).Methods(http.MethodPost).Name("owner.offers.decline")
+	o.Handle("/keys", s.ownerAuth(s.keyStatus)).Methods(http.MethodGet).Name("owner.keys")
+	o.Handle("/keys/rotate", s.ownerAuth(s.rotateKeys)).Methods(http.MethodPost).Name("owner.keys.rotate")
 	o.Handle("/relationships", s.ownerAuth(s.listRelationships)).Methods(http.MethodGet).Name("owner.relationships.list")
 	o.Handle("/relationships/{id}", s.ownerAuth(s.getRelationship)).Methods(http.MethodGet).Name("owner.relationships.get")
 	o.Handle("/relationships/{id}/verify", s.ownerAuth(s.checkVerification)).Methods(http.MethodPost).Name("owner.relationships.verify")

@@ -181,3 +181,31 @@ func (s *server) reaccept(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusAccepted, n)
 }
+
+type rotateRequest struct {
+	Signing bool `json:"signing"`
+	Records bool `json:"records"`
+}
+
+func (s *server) rotateKeys(w http.ResponseWriter, r *http.Request) {
+	var req rotateRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	res, err := s.svc.RotateKeys(r.Context(), req.Signing, req.Records)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (s *server) keyStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := s.svc.KeyStatus(r.Context())
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}

@@ -73,6 +73,7 @@ const (
 	EvOfferReceived      = "offer.received"
 	EvOfferAccepted      = "offer.accepted"
 	EvOfferDeclined      = "offer.declined"
+	EvKeyRotated         = "keys.rotated"
 )
 
 const (

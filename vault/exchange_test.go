@@ -461,7 +461,7 @@ func TestMigrationBuildsRelationships(t *testing.T) {
 	o := newOrg(t)
 	tok := o.grant(t, v, Approval{})
 	for _, q := range []string{
-		`DROP TABLE offers`, `DROP TABLE intents`, `DROP TABLE receipts`, `DROP TABLE notices`, `DROP TABLE relationship_keys`, `DROP TABLE relationships`,
+		`DROP INDEX records_by_key`, `DROP TABLE record_keys`, `DROP TABLE offers`, `DROP TABLE intents`, `DROP TABLE receipts`, `DROP TABLE notices`, `DROP TABLE relationship_keys`, `DROP TABLE relationships`,
 		`DROP INDEX IF EXISTS receipts_by_grant`,
 		`ALTER TABLE grants DROP COLUMN retention`, `ALTER TABLE grants DROP COLUMN ended_by`, `PRAGMA user_version = 2`,
 	} {

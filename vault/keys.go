@@ -23,9 +23,10 @@ const (
 // keyring holds the vault's signing keys: the current private key, and the
 // public keys of every key that may still have live grants.
 type keyring struct {
-	mu      sync.RWMutex
-	current *vaultSigner
-	public  map[string]ed25519.PublicKey // kid -> key, including retired ones
+	mu        sync.RWMutex
+	current   *vaultSigner
+	public    map[string]ed25519.PublicKey // kid -> key, including retired ones: they verify old checkpoints
+	published map[string]bool              // kids the JWKS lists (nil: all)
 }
 
 // vaultSigner implements policy.Signer over the vault's Ed25519 key.
@@ -166,7 +167,7 @@ func (v *Vault) JWKS() jose.JSONWebKeySet {
 	// Current key first, then the rest in a stable order.
 	set.Keys = append(set.Keys, *v.keys.current.Public())
 	for _, kid := range slices.Sorted(maps.Keys(v.keys.public)) {
-		if kid != v.keys.current.kid {
+		if kid != v.keys.current.kid && (v.keys.published == nil || v.keys.published[kid]) {
 			set.Keys = append(set.Keys, jose.JSONWebKey{Key: v.keys.public[kid], KeyID: kid, Algorithm: string(jose.EdDSA), Use: "sig"})
 		}
 	}

@@ -50,6 +50,8 @@ type OwnerService interface {
 	CloseIntent(ctx context.Context, id string) (OwnerIntent, error)
 	AcceptOffer(ctx context.Context, offerID string) (Request, error)
 	DeclineOffer(ctx context.Context, offerID string) error
+	RotateKeys(ctx context.Context, signing, records bool) (RotationResult, error)
+	KeyStatus(ctx context.Context) (KeyStatus, error)
 }
 
 // OrgService is what the organization-facing protocol needs: discovery,

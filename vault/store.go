@@ -47,6 +47,21 @@ type store struct {
 // synchronous=FULL makes every commit durable on power loss, not just on a
 // crash of the process; secure_delete overwrites freed pages.
 func dsn(path string, write bool) string {
+	if write {
+		return dsnFor(path, modeWrite)
+	}
+	return dsnFor(path, modeRead)
+}
+
+type connMode int
+
+const (
+	modeRead     connMode = iota // query_only readers
+	modeWrite                    // the single writer, BEGIN IMMEDIATE
+	modeSnapshot                 // a plain connection for VACUUM INTO
+)
+
+func dsnFor(path string, mode connMode) string {
 	q := url.Values{}
 	q.Set("_journal_mode", "WAL")
 	q.Set("_busy_timeout", "10000")
@@ -56,9 +71,10 @@ func dsn(path string, write bool) string {
 	// Each connection keeps its prepared statements: the hot queries are
 	// prepared once, not on every read.
 	q.Set("_stmt_cache_size", "64")
-	if write {
+	switch mode {
+	case modeWrite:
 		q.Set("_txlock", "immediate") // every write transaction is BEGIN IMMEDIATE
-	} else {
+	case modeRead:
 		q.Set("_query_only", "true")
 	}
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
@@ -332,6 +348,15 @@ var migrations = []string{
 		UNIQUE (client_id, jti)
 	);
 	CREATE INDEX offers_by_intent ON offers (intent_id, received);`,
+
+	// 5: key rotation: record-encryption keys after the first are random
+	// and stored sealed; records are found by key for re-encryption.
+	`CREATE TABLE record_keys (
+		id      INTEGER PRIMARY KEY,  -- the key id in records.key_id (1 is derived from the master key)
+		sealed  BLOB    NOT NULL,     -- the key, sealed by the secret-wrap key
+		created INTEGER NOT NULL
+	);
+	CREATE INDEX records_by_key ON records (key_id);`,
 }
 
 // schemaVersion is the version this build writes.

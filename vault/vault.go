@@ -145,6 +145,7 @@ type Vault struct {
 	uses          chan grantUse // to the group committer
 	stopped       chan struct{}
 	committerDone chan struct{}
+	reencryptWake chan struct{}
 }
 
 // meta is the single row that describes a vault.
@@ -352,6 +353,7 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 	v.replay = newReplayCache(4 << 20)
 	v.grants.m = map[[32]byte]*policy.GrantClaims{}
 	v.noticeWake = make(chan struct{}, 1)
+	v.reencryptWake = make(chan struct{}, 1)
 	v.proofs = policy.NewProofCache()
 	// Offers: N per window, all of them at once if need be.
 	v.offerKeyLimit = policy.NewLimiter(float64(opts.OffersPerKey)/opts.OfferWindow.Seconds(), opts.OffersPerKey)
@@ -370,6 +372,7 @@ func (v *Vault) setup(ctx context.Context) error {
 	if err := v.ensureTerms(ctx); err != nil {
 		return err
 	}
+	v.refreshPublished(ctx)
 	v.startCommitter()
 	return nil
 }
@@ -425,7 +428,16 @@ func (v *Vault) recordKey(n uint32) ([]byte, error) {
 	if k, ok := v.recordKeys[n]; ok {
 		return k, nil
 	}
-	k = subkey(v.master, v.id, labelRecordKey, n)
+	// Key 1 is derived from the master key; later keys are random and
+	// stored sealed (rotate.go).
+	if n == 1 {
+		k = subkey(v.master, v.id, labelRecordKey, n)
+	} else {
+		var err error
+		if k, err = v.loadRecordKey(n); err != nil {
+			return nil, err
+		}
+	}
 	v.recordKeys[n] = k
 	return k, nil
 }

@@ -498,3 +498,33 @@ func (o *Owner) AcceptOffer(ctx context.Context, offerID string) (Request, error
 func (o *Owner) DeclineOffer(ctx context.Context, offerID string) error {
 	return o.send(ctx, http.MethodPost, "/v1/owner/offers/"+url.PathEscape(offerID)+"/decline", nil, nil)
 }
+
+// KeyStatus describes the vault's keys.
+type KeyStatus struct {
+	SigningKey       string   `json:"signing_key"`
+	PublishedKeys    []string `json:"published_keys"`
+	RecordKeyID      uint32   `json:"record_key_id"`
+	RecordsToRewrite int64    `json:"records_to_reencrypt"`
+}
+
+// RotationResult says what a rotation did.
+type RotationResult struct {
+	SigningKey       string `json:"signing_key,omitempty"`
+	RetiredKey       string `json:"retired_key,omitempty"`
+	RecordKeyID      uint32 `json:"record_key_id,omitempty"`
+	RecordsToRewrite int64  `json:"records_to_reencrypt"`
+}
+
+// KeyStatus reads the vault's key status.
+func (o *Owner) KeyStatus(ctx context.Context) (KeyStatus, error) {
+	var st KeyStatus
+	err := o.send(ctx, http.MethodGet, "/v1/owner/keys", nil, &st)
+	return st, err
+}
+
+// RotateKeys rotates the signing key, the record key, or both.
+func (o *Owner) RotateKeys(ctx context.Context, signing, records bool) (RotationResult, error) {
+	var res RotationResult
+	err := o.send(ctx, http.MethodPost, "/v1/owner/keys/rotate", map[string]bool{"signing": signing, "records": records}, &res)
+	return res, err
+}

@@ -735,3 +735,58 @@ func parseMoney(s string) (money, error) {
 	}
 	return money{n, strings.ToUpper(s[i:])}, nil
 }
+
+const keysUsage = `Usage:
+  pdvault keys status                      the signing key, the keys published, the record key
+  pdvault keys rotate [--signing] [--records]
+                                           rotate both (default) or one: a new signing key signs from now
+                                           on (the old one stays published until its grants end); a new
+                                           record key encrypts from now on, and older records are
+                                           re-encrypted in the background by the running server
+Flags: --addr URL (env PDVAULT_ADDR), --token T (env PDVAULT_TOKEN)
+`
+
+func (a *app) cmdKeys(ctx context.Context, args []string) error {
+	sub, args, err := a.subcommand("keys", keysUsage, args)
+	if err != nil {
+		return err
+	}
+	fs := a.flags("keys "+sub, "keys "+sub)
+	fs.Usage = func() { fmt.Fprint(a.stdout, keysUsage) }
+	rf := a.remote(fs)
+	signing := fs.Bool("signing", false, "rotate the signing key")
+	records := fs.Bool("records", false, "rotate the record-encryption key")
+	if _, err := a.parseInterspersed(fs, args); err != nil {
+		return err
+	}
+	c, err := a.ownerClient(rf, true)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "status":
+		st, err := c.KeyStatus(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "signing key: %s\npublished:   %s\nrecord key:  %d (%d records still under older keys)\n",
+			st.SigningKey, strings.Join(st.PublishedKeys, ", "), st.RecordKeyID, st.RecordsToRewrite)
+		return nil
+	case "rotate":
+		if !*signing && !*records {
+			*signing, *records = true, true
+		}
+		res, err := c.RotateKeys(ctx, *signing, *records)
+		if err != nil {
+			return err
+		}
+		if res.SigningKey != "" {
+			fmt.Fprintf(a.stdout, "New signing key %s; %s stays published until the grants it signed have ended.\n", res.SigningKey, res.RetiredKey)
+		}
+		if res.RecordKeyID != 0 {
+			fmt.Fprintf(a.stdout, "New record key %d; %d records will be re-encrypted in the background.\n", res.RecordKeyID, res.RecordsToRewrite)
+		}
+		return nil
+	}
+	return usageError{fmt.Sprintf("unknown keys subcommand %q", sub), "use status or rotate"}
+}

@@ -138,6 +138,17 @@ func TestOwnerExchangeCommands(t *testing.T) {
 	expect(t, oc.run("relationships", "verify", k.Thumbprint()), 1, "no_challenge (HTTP 409)")
 	expect(t, oc.run("relationships", "show", "nope"), 1, "not_found (HTTP 404)")
 
+	// Keys.
+	r = oc.run("keys", "status")
+	if r.code != 0 || !strings.Contains(r.stdout, "record key:  1 (0 records still under older keys)") {
+		t.Fatalf("keys status: %+v", r)
+	}
+	r = oc.run("keys", "rotate")
+	if r.code != 0 || !strings.Contains(r.stdout, "New signing key") || !strings.Contains(r.stdout, "New record key 2;") {
+		t.Fatalf("keys rotate: %+v", r)
+	}
+	expect(t, oc.run("keys", "spin"), 2, "unknown keys subcommand")
+
 	// Intents.
 	expect(t, oc.run("intents", "add", "--title", "Looking for: a tandem", "--budget", "lots"), 2, "not an amount and a currency")
 	r = oc.run("intents", "add", "--title", "Looking for: a tandem", "--budget", "800EUR", "--region", "Berlin")

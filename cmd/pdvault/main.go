@@ -67,6 +67,8 @@ Run a vault:
   init         create a vault (asks for a passphrase)
   serve        unlock a vault and serve the API (serve --dev: a throwaway demo vault)
   passphrase   change the passphrase:  pdvault passphrase change
+  backup       copy the vault to a file, consistently, while it serves
+  restore      put a backup in place as a new vault (checked first)
   export       write an encrypted, integrity-protected backup file
   import       restore a backup into a new vault directory
 
@@ -79,6 +81,7 @@ Talk to a running vault:
   terms        show | set | edit your terms of service
   relationships  list | show | verify | reaccept the organizations you deal with
   intents      add | list | show | close | accept | decline: state a need anonymously, take offers
+  keys         status | rotate the signing and record-encryption keys
 
 Measure:
   bench        load-test a real server: grant-authorized reads, throughput, latency, CPU
@@ -125,6 +128,9 @@ func (a *app) run(ctx context.Context, args []string) int {
 		"intents":       a.cmdIntents,
 		"demo":          a.cmdDemo,
 		"bench":         a.cmdBench,
+		"keys":          a.cmdKeys,
+		"backup":        a.cmdBackup,
+		"restore":       a.cmdRestore,
 	}
 	name, rest := args[0], args[1:]
 	switch name {

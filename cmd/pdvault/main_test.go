@@ -344,6 +344,19 @@ func TestPassphraseChangeExportImport(t *testing.T) {
 	expect(t, r, 1, "a vault already exists")
 	r = c.run("import", out)
 	expect(t, r, 2, "usage: pdvault import")
+
+	// backup works without the passphrase (it copies ciphertext); restore
+	// needs the one current at the backup.
+	bk := filepath.Join(t.TempDir(), "vault-backup.db")
+	r = (&cli{t: t, env: map[string]string{}}).run("backup", "--dir", dir, "--out", bk)
+	expect(t, r, 0, "")
+	expect(t, c.run("backup", "--dir", dir, "--out", bk), 1, "backups are never overwritten")
+	expect(t, c.run("restore", "--dir", filepath.Join(t.TempDir(), "r"), bk), 1, "the passphrase is wrong")
+	nc := &cli{t: t, env: map[string]string{"PDVAULT_PASSPHRASE": "a brand new passphrase"}}
+	r = nc.run("restore", "--dir", filepath.Join(t.TempDir(), "r"), bk)
+	if r.code != 0 || !strings.Contains(r.stdout, "its audit log verifies") {
+		t.Fatalf("restore: %+v", r)
+	}
 }
 
 func TestUsage(t *testing.T) {

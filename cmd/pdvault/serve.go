@@ -15,6 +15,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/pdvault/pdvault/api"
@@ -124,10 +125,12 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 		a.listening(url)
 	}
 
-	nctx, stopNotices := context.WithCancel(ctx)
-	noticesDone := make(chan struct{})
-	go func() { v.RunNotices(nctx, noticeTick); close(noticesDone) }()
-	defer func() { stopNotices(); <-noticesDone }()
+	// Background work: notice delivery, re-encryption after a key rotation.
+	bctx, stopBackground := context.WithCancel(ctx)
+	var background sync.WaitGroup
+	background.Go(func() { v.RunNotices(bctx, noticeTick) })
+	background.Go(func() { v.RunReencryption(bctx) })
+	defer func() { stopBackground(); background.Wait() }()
 
 	select {
 	case err := <-hs.errc:

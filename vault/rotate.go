@@ -1,0 +1,275 @@
+package vault
+
+import (
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"encoding/binary"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/pdvault/pdvault/policy"
+)
+
+// Key rotation.
+//
+// Signing key: a new Ed25519 key signs from now on. The old one is kept:
+// its public key stays in the JWKS until every grant it signed has ended
+// (and a day more, for notices and claims it signed), and stays in the
+// keyring for good, so old audit checkpoints still verify.
+//
+// Record key: a new random 256-bit key, stored sealed, encrypts every write
+// from now on. Records under older keys are re-encrypted in the
+// background, a batch per transaction; every row names its key, so the
+// vault reads throughout, and after a crash the work resumes where the
+// rows say it stopped.
+
+const labelRecordKeyWrap = "pdvault.org/v1/record-key-wrap"
+
+// RotationResult says what a rotation did.
+type RotationResult struct {
+	SigningKey       string `json:"signing_key,omitempty"` // the new kid
+	RetiredKey       string `json:"retired_key,omitempty"`
+	RecordKeyID      uint32 `json:"record_key_id,omitempty"`
+	RecordsToRewrite int64  `json:"records_to_reencrypt"`
+}
+
+// KeyStatus describes the vault's keys.
+type KeyStatus struct {
+	SigningKey       string   `json:"signing_key"`
+	PublishedKeys    []string `json:"published_keys"`
+	RecordKeyID      uint32   `json:"record_key_id"`
+	RecordsToRewrite int64    `json:"records_to_reencrypt"`
+}
+
+// RotateKeys rotates the signing key, the record key, or both.
+func (v *Vault) RotateKeys(ctx context.Context, signing, records bool) (RotationResult, error) {
+	if !signing && !records {
+		return RotationResult{}, policy.E(policy.KindInvalid, "invalid_request", "say which keys to rotate")
+	}
+	var res RotationResult
+	var newSigner *vaultSigner
+	err := v.db.tx(ctx, func(tx *sql.Tx) error {
+		now := v.now().Unix()
+		if signing {
+			old := v.signer().kid
+			if _, err := tx.ExecContext(ctx, `UPDATE signing_keys SET retired = ? WHERE kid = ?`, now, old); err != nil {
+				return err
+			}
+			s, err := v.newSigningKey(ctx, tx)
+			if err != nil {
+				return err
+			}
+			newSigner, res.SigningKey, res.RetiredKey = s, s.kid, old
+			if err := v.appendAudit(ctx, tx, AuditEntry{Event: EvKeyRotated, Actor: "owner", Reason: "signing key " + old + " -> " + s.kid}); err != nil {
+				return err
+			}
+		}
+		if records {
+			var cur uint32
+			if err := tx.QueryRowContext(ctx, `SELECT record_key_id FROM meta WHERE id = 1`).Scan(&cur); err != nil {
+				return err
+			}
+			next := cur + 1
+			wrap, err := v.secretKey()
+			if err != nil {
+				return err
+			}
+			key := randomBytes(keySize)
+			sealed := seal(wrap, key, recordKeyWrapAAD(v.id, next))
+			wipe(wrap)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO record_keys (id, sealed, created) VALUES (?, ?, ?)`, next, sealed, now); err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE meta SET record_key_id = ? WHERE id = 1`, next); err != nil {
+				return err
+			}
+			v.mu.Lock()
+			v.recordKeys[next] = key
+			v.mu.Unlock()
+			res.RecordKeyID = next
+			if err := v.appendAudit(ctx, tx, AuditEntry{Event: EvKeyRotated, Actor: "owner", Reason: "record key " + itoa(cur) + " -> " + itoa(next)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return RotationResult{}, err
+	}
+	if newSigner != nil {
+		v.keys.mu.Lock()
+		v.keys.current = newSigner
+		v.keys.public[newSigner.kid] = newSigner.priv.Public().(ed25519.PublicKey)
+		v.keys.mu.Unlock()
+		v.refreshPublished(ctx)
+	}
+	if records {
+		v.mu.Lock()
+		v.recordKeyID = res.RecordKeyID
+		v.mu.Unlock()
+		v.wakeReencrypt()
+	}
+	res.RecordsToRewrite, _ = v.recordsToRewrite(ctx)
+	v.log.Info("keys rotated", "signing", res.SigningKey, "record_key", res.RecordKeyID)
+	return res, nil
+}
+
+func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
+
+func recordKeyWrapAAD(vaultID string, id uint32) []byte {
+	return aad(labelRecordKeyWrap, []byte(vaultID), binary.BigEndian.AppendUint32(nil, id))
+}
+
+// loadRecordKey reads a sealed record key (ids above 1).
+func (v *Vault) loadRecordKey(n uint32) ([]byte, error) {
+	var sealed []byte
+	err := v.db.r.QueryRow(`SELECT sealed FROM record_keys WHERE id = ?`, n).Scan(&sealed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrTampered.WithDetail("unknown record key")
+	}
+	if err != nil {
+		return nil, storageError("read record key", err)
+	}
+	wrap, err := v.secretKey()
+	if err != nil {
+		return nil, err
+	}
+	defer wipe(wrap)
+	key, err := open(wrap, sealed, recordKeyWrapAAD(v.id, n))
+	if err != nil || len(key) != keySize {
+		return nil, ErrTampered.WithDetail("record key")
+	}
+	return key, nil
+}
+
+// refreshPublished works out which retired signing keys the JWKS still
+// needs: those with a grant that has not ended, and any retired less than a
+// day ago.
+func (v *Vault) refreshPublished(ctx context.Context) {
+	now := v.opts.Now().Unix()
+	rows, err := v.db.r.QueryContext(ctx, `SELECT k.kid FROM signing_keys k WHERE k.retired IS NULL OR k.retired > ?
+		OR EXISTS (SELECT 1 FROM grants g WHERE g.kid = k.kid AND g.revoked IS NULL AND g.expires > ?)`, now-24*3600, now)
+	if err != nil {
+		v.log.Error("published keys", "err", err)
+		return
+	}
+	defer rows.Close()
+	pub := map[string]bool{}
+	for rows.Next() {
+		var kid string
+		if rows.Scan(&kid) == nil {
+			pub[kid] = true
+		}
+	}
+	v.keys.mu.Lock()
+	v.keys.published = pub
+	v.keys.mu.Unlock()
+}
+
+// KeyStatus reports the keys in use.
+func (v *Vault) KeyStatus(ctx context.Context) (KeyStatus, error) {
+	v.refreshPublished(ctx)
+	st := KeyStatus{SigningKey: v.signer().kid}
+	for _, k := range v.JWKS().Keys {
+		st.PublishedKeys = append(st.PublishedKeys, k.KeyID)
+	}
+	v.mu.RLock()
+	st.RecordKeyID = v.recordKeyID
+	v.mu.RUnlock()
+	n, err := v.recordsToRewrite(ctx)
+	st.RecordsToRewrite = n
+	return st, err
+}
+
+func (v *Vault) recordsToRewrite(ctx context.Context) (int64, error) {
+	v.mu.RLock()
+	cur := v.recordKeyID
+	v.mu.RUnlock()
+	var n int64
+	err := v.db.r.QueryRowContext(ctx, `SELECT count(*) FROM records WHERE key_id != ?`, cur).Scan(&n)
+	if err != nil {
+		return 0, storageError("count records", err)
+	}
+	return n, nil
+}
+
+func (v *Vault) wakeReencrypt() {
+	select {
+	case v.reencryptWake <- struct{}{}:
+	default:
+	}
+}
+
+// reencryptBatch moves up to n records to the current record key in one
+// transaction and reports how many it moved.
+func (v *Vault) reencryptBatch(ctx context.Context, n int) (int, error) {
+	v.mu.RLock()
+	cur := v.recordKeyID
+	v.mu.RUnlock()
+	moved := 0
+	err := v.db.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id, collection, version, key_id, sealed FROM records WHERE key_id != ? LIMIT ?`, cur, n)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			id, coll string
+			version  int64
+			keyID    uint32
+			sealed   []byte
+		}
+		var batch []row
+		for rows.Next() {
+			var r row
+			if err := rows.Scan(&r.id, &r.coll, &r.version, &r.keyID, &r.sealed); err != nil {
+				rows.Close()
+				return err
+			}
+			batch = append(batch, r)
+		}
+		rows.Close()
+		for _, r := range batch {
+			pt, err := v.openRecord(r.coll, r.id, r.version, r.keyID, r.sealed)
+			if err != nil {
+				return err // a record that does not open is not silently rewritten
+			}
+			keyID, sealed, err := v.sealRecord(r.coll, r.id, r.version, pt)
+			wipe(pt)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, `UPDATE records SET key_id = ?, sealed = ? WHERE id = ? AND version = ? AND key_id = ?`,
+				keyID, sealed, r.id, r.version, r.keyID); err != nil {
+				return err
+			}
+			moved++
+		}
+		return nil
+	})
+	return moved, err
+}
+
+// RunReencryption re-encrypts records under old keys until none are left,
+// then waits for the next rotation, until ctx ends. Serve runs it.
+func (v *Vault) RunReencryption(ctx context.Context) {
+	for {
+		for ctx.Err() == nil {
+			n, err := v.reencryptBatch(ctx, 200)
+			if err != nil {
+				v.log.Error("re-encryption", "err", err)
+				break
+			}
+			if n == 0 {
+				break
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-v.reencryptWake:
+		case <-time.After(time.Minute):
+		}
+	}
+}
