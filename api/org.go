@@ -115,9 +115,8 @@ func (s *server) release(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, errNoToken)
 		return
 	}
-	proof, ok := oneHeader(r, "DPoP")
+	proof, ok := s.dpopProof(w, r)
 	if !ok {
-		writeError(w, r, s.log, errTwoProofs)
 		return
 	}
 	if err := s.svc.ReleaseGrant(r.Context(), form.Get("token"), proof, s.httpContext(r)); err != nil {
@@ -148,9 +147,8 @@ func (s *server) linkKey(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
-	proof, ok := oneHeader(r, "DPoP")
+	proof, ok := s.dpopProof(w, r)
 	if !ok {
-		writeError(w, r, s.log, errTwoProofs)
 		return
 	}
 	k, err := s.svc.LinkKey(r.Context(), signed, proof, s.httpContext(r))
@@ -163,33 +161,16 @@ func (s *server) linkKey(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) startVerification(w http.ResponseWriter, r *http.Request) {
-	proof, ok := oneHeader(r, "DPoP")
-	if !ok {
-		writeError(w, r, s.log, errTwoProofs)
-		return
-	}
-	ch, err := s.svc.StartVerification(r.Context(), proof, s.httpContext(r))
-	if err != nil {
-		dpopChallenge(w, err)
-		writeError(w, r, s.log, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ch)
+	s.proofCall(w, r, http.StatusOK, func(proof string) (any, error) {
+		return s.svc.StartVerification(r.Context(), proof, s.httpContext(r))
+	})
 }
 
 func (s *server) checkVerificationOrg(w http.ResponseWriter, r *http.Request) {
-	proof, ok := oneHeader(r, "DPoP")
-	if !ok {
-		writeError(w, r, s.log, errTwoProofs)
-		return
-	}
-	rel, err := s.svc.CheckVerificationByProof(r.Context(), proof, s.httpContext(r))
-	if err != nil {
-		dpopChallenge(w, err)
-		writeError(w, r, s.log, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"verified_domain": rel.VerifiedDomain})
+	s.proofCall(w, r, http.StatusOK, func(proof string) (any, error) {
+		rel, err := s.svc.CheckVerificationByProof(r.Context(), proof, s.httpContext(r))
+		return map[string]any{"verified_domain": rel.VerifiedDomain}, err
+	})
 }
 
 // submitRequest takes a compact JWS as the body (RFC 9101 media type
@@ -283,6 +264,32 @@ func (s *server) dpopAccess(r *http.Request) (vault.Access, error) {
 	return vault.Access{Grant: strings.TrimSpace(tok), Proof: proof, HTTP: s.httpContext(r)}, nil
 }
 
+// dpopProof returns the request's single DPoP header (or ""), or answers
+// the error itself when there are several.
+func (s *server) dpopProof(w http.ResponseWriter, r *http.Request) (string, bool) {
+	proof, ok := oneHeader(r, "DPoP")
+	if !ok {
+		writeError(w, r, s.log, errTwoProofs)
+	}
+	return proof, ok
+}
+
+// proofCall runs a call authenticated by a DPoP proof alone and writes its
+// answer: the shape of the verification and key endpoints.
+func (s *server) proofCall(w http.ResponseWriter, r *http.Request, status int, call func(proof string) (any, error)) {
+	proof, ok := s.dpopProof(w, r)
+	if !ok {
+		return
+	}
+	res, err := call(proof)
+	if err != nil {
+		dpopChallenge(w, err)
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, status, res)
+}
+
 // dpopChallenge sets the RFC 9449 §7.1 challenge before an error is written.
 func dpopChallenge(w http.ResponseWriter, err error) {
 	if policy.KindOf(err) == policy.KindUnauthenticated {
@@ -355,9 +362,8 @@ func (s *server) introspect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, errNoToken)
 		return
 	}
-	proof, ok := oneHeader(r, "DPoP")
+	proof, ok := s.dpopProof(w, r)
 	if !ok {
-		writeError(w, r, s.log, errTwoProofs)
 		return
 	}
 	res, err := s.svc.Introspect(r.Context(), tok, proof, s.httpContext(r))

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -75,5 +76,19 @@ func TestDescribeAndFormat(t *testing.T) {
 	}
 	if FormatAnswer(map[string]any{"member": true, "until": "2027-01-01"}) != "yes, until 2027-01-01" {
 		t.Fatal("member answer")
+	}
+}
+
+func TestParseMoney(t *testing.T) {
+	for in, want := range map[string]string{"450EUR": "450 EUR", "450 eur": "450 EUR", " 0USD ": "0 USD"} {
+		n, cur, err := ParseMoney(in)
+		if err != nil || fmt.Sprintf("%d %s", n, cur) != want {
+			t.Errorf("ParseMoney(%q) = %d %s %v", in, n, cur, err)
+		}
+	}
+	for _, bad := range []string{"", "EUR", "450", "450EURO", "-5EUR", "4.5EUR", "450E1R"} {
+		if _, _, err := ParseMoney(bad); err == nil {
+			t.Errorf("ParseMoney(%q) accepted", bad)
+		}
 	}
 }

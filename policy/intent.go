@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -215,4 +216,21 @@ func (b *Budget) String() string {
 		return ""
 	}
 	return fmt.Sprintf("up to %d %s", b.Max, b.Currency)
+}
+
+// ParseMoney reads an amount and a currency written together, "450EUR" or
+// "450 EUR", for the command-line tools.
+func ParseMoney(s string) (int64, string, error) {
+	s = strings.ReplaceAll(strings.TrimSpace(s), " ", "")
+	i := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	bad := fmt.Errorf("%q is not an amount and a currency, e.g. 450EUR", s)
+	if i <= 0 || len(s)-i != 3 {
+		return 0, "", bad
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	cur := strings.ToUpper(s[i:])
+	if err != nil || !currencyRE.MatchString(cur) {
+		return 0, "", bad
+	}
+	return n, cur, nil
 }

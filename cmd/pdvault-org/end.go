@@ -36,24 +36,13 @@ func grantFile(path string) (client.Token, error) {
 }
 
 func (c *cli) release(ctx context.Context, args []string) error {
-	cm := c.flags("release")
-	g := cm.fs.String("grant", "", "the grant: a file from poll --out, or the token")
-	if _, err := cm.parse(args); err != nil {
-		return err
-	}
-	grant, err := grantArg(*g)
-	if err != nil {
-		return err
-	}
-	o, err := cm.org(true)
-	if err != nil {
-		return err
-	}
-	if err := o.Release(ctx, grant); err != nil {
-		return err
-	}
-	fmt.Fprintln(c.stdout, "Released. Delete the data and send a receipt: pdvault-org receipt --grant FILE --deleted COLLECTIONS")
-	return nil
+	return c.withGrant("release", args, func(o *client.Org, grant string) error {
+		if err := o.Release(ctx, grant); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.stdout, "Released. Delete the data and send a receipt: pdvault-org receipt --grant FILE --deleted COLLECTIONS")
+		return nil
+	})
 }
 
 func (c *cli) receipt(ctx context.Context, args []string) error {

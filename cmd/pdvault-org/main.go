@@ -378,7 +378,19 @@ func (c *cli) read(ctx context.Context, args []string) error {
 }
 
 func (c *cli) introspect(ctx context.Context, args []string) error {
-	cm := c.flags("introspect")
+	return c.withGrant("introspect", args, func(o *client.Org, grant string) error {
+		in, err := o.Introspect(ctx, grant)
+		if err != nil {
+			return err
+		}
+		return c.printJSON(in)
+	})
+}
+
+// withGrant is the shape of the commands that take only --grant (and the
+// common flags): parse, read the grant, make the client, run.
+func (c *cli) withGrant(name string, args []string, run func(o *client.Org, grant string) error) error {
+	cm := c.flags(name)
 	g := cm.fs.String("grant", "", "the grant: a file from poll --out, or the token")
 	if _, err := cm.parse(args); err != nil {
 		return err
@@ -391,9 +403,5 @@ func (c *cli) introspect(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	in, err := o.Introspect(ctx, grant)
-	if err != nil {
-		return err
-	}
-	return c.printJSON(in)
+	return run(o, grant)
 }

@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/pdvault/pdvault/api/client"
@@ -77,11 +75,11 @@ func (c *cli) offer(ctx context.Context, args []string) error {
 	oc.ClientName, oc.ClientURI, oc.Purpose, oc.AuthorizationDetails = *name, *uri, *purpose, ask
 	oc.Duration = int64(time.Duration(d) / time.Second)
 	if *price != "" {
-		p, err := parsePrice(*price)
+		amount, cur, err := policy.ParseMoney(*price)
 		if err != nil {
-			return usageError{err.Error()}
+			return usageError{"price: " + err.Error()}
 		}
-		oc.Price = p
+		oc.Price = &client.Price{Amount: amount, Currency: cur}
 	}
 	o, err := cm.org(true)
 	if err != nil {
@@ -96,37 +94,13 @@ func (c *cli) offer(ctx context.Context, args []string) error {
 	return nil
 }
 
-func parsePrice(s string) (*client.Price, error) {
-	s = strings.ReplaceAll(strings.TrimSpace(s), " ", "")
-	i := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' })
-	if i <= 0 || len(s)-i != 3 {
-		return nil, fmt.Errorf("price %q: write an amount and a currency, e.g. 450EUR", s)
-	}
-	n, err := strconv.ParseInt(s[:i], 10, 64)
-	if err != nil {
-		return nil, fmt.Errorf("price %q: write an amount and a currency, e.g. 450EUR", s)
-	}
-	return &client.Price{Amount: n, Currency: strings.ToUpper(s[i:])}, nil
-}
-
 // claims reads the derived claims a grant covers.
 func (c *cli) claims(ctx context.Context, args []string) error {
-	cm := c.flags("claims")
-	g := cm.fs.String("grant", "", "the grant: a file from poll --out, or the token")
-	if _, err := cm.parse(args); err != nil {
-		return err
-	}
-	grant, err := grantArg(*g)
-	if err != nil {
-		return err
-	}
-	o, err := cm.org(true)
-	if err != nil {
-		return err
-	}
-	res, err := o.ReadClaims(ctx, grant)
-	if err != nil {
-		return err
-	}
-	return c.printJSON(res)
+	return c.withGrant("claims", args, func(o *client.Org, grant string) error {
+		res, err := o.ReadClaims(ctx, grant)
+		if err != nil {
+			return err
+		}
+		return c.printJSON(res)
+	})
 }

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -623,11 +622,11 @@ func (a *app) cmdIntents(ctx context.Context, args []string) error {
 	case "add":
 		in := client.IntentInput{Title: *title, Description: *desc, Category: *category, Region: *region, ValidFor: *valid}
 		if *budget != "" {
-			b, err := parseMoney(*budget)
+			amount, cur, err := policy.ParseMoney(*budget)
 			if err != nil {
 				return usageError{err.Error(), "write e.g. --budget 500EUR"}
 			}
-			in.Budget = &client.Budget{Max: b.amount, Currency: b.currency}
+			in.Budget = &client.Budget{Max: amount, Currency: cur}
 		}
 		oi, err := c.PublishIntent(ctx, in)
 		if err != nil {
@@ -715,25 +714,6 @@ func (a *app) cmdIntents(ctx context.Context, args []string) error {
 		return nil
 	}
 	return usageError{fmt.Sprintf("unknown intents subcommand %q", sub), "use add, list, show, close, accept or decline"}
-}
-
-type money struct {
-	amount   int64
-	currency string
-}
-
-// parseMoney reads "500EUR" or "500 EUR".
-func parseMoney(s string) (money, error) {
-	s = strings.ReplaceAll(strings.TrimSpace(s), " ", "")
-	i := strings.IndexFunc(s, func(r rune) bool { return r < '0' || r > '9' })
-	if i <= 0 || len(s)-i != 3 {
-		return money{}, fmt.Errorf("%q is not an amount and a currency", s)
-	}
-	n, err := strconv.ParseInt(s[:i], 10, 64)
-	if err != nil {
-		return money{}, fmt.Errorf("%q is not an amount and a currency", s)
-	}
-	return money{n, strings.ToUpper(s[i:])}, nil
 }
 
 const keysUsage = `Usage:
