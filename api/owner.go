@@ -60,6 +60,10 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
+	// The same session as a cookie, for the web UI (DESIGN.md): HttpOnly,
+	// SameSite=Strict, and only the /ui/ pages accept it, each form with
+	// its CSRF token. The JSON API takes the bearer token only.
+	s.setSessionCookie(w, sess)
 	writeJSON(w, http.StatusOK, loginResponse{Token: sess.Token, TokenType: "Bearer", ExpiresIn: int64(sess.ExpiresIn.Seconds())})
 }
 

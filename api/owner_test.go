@@ -141,6 +141,17 @@ func TestOwnerLogin(t *testing.T) {
 	if lr.Token == "" || lr.ExpiresIn != 12*3600 || lr.TokenType != "Bearer" {
 		t.Fatalf("login response %s", r.body)
 	}
+	// The same session as a cookie for the web UI; the JSON API does not
+	// take the cookie.
+	ck := (&http.Response{Header: r.header}).Cookies()
+	if len(ck) != 1 || ck[0].Name != sessionCookie || ck[0].Value != lr.Token || !ck[0].HttpOnly || ck[0].SameSite != http.SameSiteStrictMode {
+		t.Fatalf("session cookie: %+v", ck)
+	}
+	req, _ := http.NewRequest("GET", e.srv.URL+"/v1/owner/records/profile", nil)
+	req.AddCookie(ck[0])
+	if res, _ := http.DefaultClient.Do(req); res.StatusCode != 401 {
+		t.Fatalf("JSON API with the cookie only: %d", res.StatusCode)
+	}
 	if r := e.do("GET", "/v1/owner/records/profile", lr.Token, nil); r.status != 200 {
 		t.Fatalf("token from login does not work: %d", r.status)
 	}

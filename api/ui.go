@@ -307,11 +307,15 @@ func (s *server) uiLogin(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, statusOf(policy.KindOf(err)), "login", "", pageData{Title: "Unlock", Error: msg})
 		return
 	}
+	s.setSessionCookie(w, sess)
+	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+}
+
+func (s *server) setSessionCookie(w http.ResponseWriter, sess vault.Session) {
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: sess.Token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
 		Secure: strings.HasPrefix(s.svc.Issuer(), "https://"), MaxAge: int(sess.ExpiresIn.Seconds()),
 	})
-	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 }
 
 func (s *server) uiLogout(w http.ResponseWriter, r *http.Request, session string) {
