@@ -156,6 +156,11 @@ func (s *server) uiRoutes(r *mux.Router) {
 	post("/ui/records/{collection}/{id}/delete", "ui.record.delete", s.uiRecordDelete)
 	get("/ui/terms", "ui.terms", s.uiTerms)
 	post("/ui/terms", "ui.terms.save", s.uiTermsSave)
+	get("/ui/intents", "ui.intents", s.uiIntents)
+	post("/ui/intents", "ui.intents.publish", s.uiPublishIntent)
+	post("/ui/intents/{id}/close", "ui.intents.close", s.uiCloseIntent)
+	post("/ui/offers/{id}/accept", "ui.offers.accept", s.uiAcceptOffer)
+	post("/ui/offers/{id}/decline", "ui.offers.decline", s.uiDeclineOffer)
 	get("/ui/audit", "ui.audit", s.uiAudit)
 	post("/ui/audit/verify", "ui.audit.verify", s.uiAuditVerify)
 }
@@ -258,6 +263,10 @@ var flashes = map[string]string{
 	"terms":    "Terms saved. New requests must accept this version.",
 	"reaccept": "Notice queued: the organization is asked to accept your current terms.",
 	"verified": "Domain verified.",
+	"intent":   "Published. Organizations can read it at /v1/intents and answer with offers.",
+	"closed":   "Closed. It is off the feed; open offers were declined.",
+	"accepted": "Offer accepted: it is now a request. Approve it, narrow it or deny it below.",
+	"declined": "Offer declined.",
 }
 
 // uiFail renders an error page for a vault error, with its status.
@@ -717,4 +726,56 @@ func (s *server) uiAuditVerify(w http.ResponseWriter, r *http.Request, session s
 		return
 	}
 	s.render(w, r, http.StatusOK, "audit", session, pageData{Title: "Audit log", Nav: "audit", Data: auditData{Page: p, Report: &rep}})
+}
+
+func (s *server) uiIntents(w http.ResponseWriter, r *http.Request, session string) {
+	list, err := s.svc.OwnerIntents(r.Context())
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "intents", session, pageData{Title: "Intents", Nav: "intents", Data: list})
+}
+
+func (s *server) uiPublishIntent(w http.ResponseWriter, r *http.Request, session string) {
+	in := policy.IntentInput{Title: r.PostFormValue("title"), Description: r.PostFormValue("description"),
+		Category: r.PostFormValue("category"), Region: r.PostFormValue("region"), ValidFor: r.PostFormValue("valid")}
+	if b := strings.TrimSpace(r.PostFormValue("budget")); b != "" {
+		amount, cur, err := policy.ParseMoney(b)
+		if err != nil {
+			s.uiFail(w, r, session, http.StatusBadRequest, policy.ErrInvalidIntent.WithReasons([]string{"budget: " + err.Error()}))
+			return
+		}
+		in.Budget = &policy.Budget{Max: amount, Currency: cur}
+	}
+	if _, err := s.svc.PublishIntent(r.Context(), in); err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/intents?done=intent", http.StatusSeeOther)
+}
+
+func (s *server) uiCloseIntent(w http.ResponseWriter, r *http.Request, session string) {
+	if _, err := s.svc.CloseIntent(r.Context(), mux.Vars(r)["id"]); err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/intents?done=closed", http.StatusSeeOther)
+}
+
+func (s *server) uiAcceptOffer(w http.ResponseWriter, r *http.Request, session string) {
+	req, err := s.svc.AcceptOffer(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/requests/"+req.ID+"?done=accepted", http.StatusSeeOther)
+}
+
+func (s *server) uiDeclineOffer(w http.ResponseWriter, r *http.Request, session string) {
+	if err := s.svc.DeclineOffer(r.Context(), mux.Vars(r)["id"]); err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/intents?done=declined", http.StatusSeeOther)
 }

@@ -273,6 +273,30 @@ func TestUIInBrowser(t *testing.T) {
 		}
 	}
 
+	// Intents: an offer arrives and the owner turns it into a request.
+	in, err := e.v.PublishIntent(ctx, bikeIntent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ot, err := o.SendOffer(ctx, bikeOffer(in.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = chromedp.Do(b,
+		chromedp.Navigate(base+"/ui/intents"),
+		chromedp.WaitVisible(chromedp.ID("accept-"+ot.OfferID)),
+		shot(dir, "intents"),
+		chromedp.Click(chromedp.ID("accept-"+ot.OfferID)),
+		chromedp.WaitVisible(chromedp.ID("approve")),
+		into(&text, chromedp.Text(chromedp.CSS(".flash"))),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "Offer accepted") {
+		t.Fatalf("after accepting the offer: %q", text)
+	}
+
 	// Phone-sized screen: the request list fits without horizontal scroll
 	// of the page, and keyboard focus starts at the skip link.
 	var scrollW, clientW int

@@ -169,3 +169,50 @@ func TestUIBadInput(t *testing.T) {
 		t.Fatalf("throttled login: %d", last)
 	}
 }
+
+// Intents from the browser's forms: publish, an offer arrives, accept it.
+func TestUIIntents(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	e.record("profile", `{"name":"Alex Example"}`)
+	c, ck := e.uiLogin(t)
+	csrf := csrfFor(ck.Value)
+	status, body := e.uiPost(t, c, ck, "/ui/intents", url.Values{"csrf": {csrf}, "title": {"Alex Example needs a bike"}})
+	if status != 400 || !strings.Contains(body, "profile&#39;s name") {
+		t.Fatalf("intent naming the owner: %d", status)
+	}
+	status, body = e.uiPost(t, c, ck, "/ui/intents", url.Values{"csrf": {csrf}, "title": {"Looking for: a bike"}, "budget": {"lots"}})
+	if status != 400 || !strings.Contains(body, "budget:") {
+		t.Fatalf("bad budget: %d", status)
+	}
+	if status, _ := e.uiPost(t, c, ck, "/ui/intents", url.Values{"csrf": {csrf}, "title": {"Looking for: a bike"}, "budget": {"500EUR"}, "valid": {"30d"}}); status != http.StatusSeeOther {
+		t.Fatalf("publish: %d", status)
+	}
+	list, _ := e.v.ListIntents(ctx)
+	if len(list) != 1 || list[0].Budget == nil || list[0].Budget.Max != 500 {
+		t.Fatalf("published: %+v", list)
+	}
+	o := e.org("EdDSA")
+	tk, err := o.SendOffer(ctx, bikeOffer(list[0].ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("GET", e.srv.URL+"/ui/intents", nil)
+	req.AddCookie(ck)
+	res, _ := c.Do(req)
+	page, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if !strings.Contains(string(page), "Acme Bikes") || !strings.Contains(string(page), "accept-"+tk.OfferID) {
+		t.Fatalf("intents page lacks the offer")
+	}
+	status, _ = e.uiPost(t, c, ck, "/ui/offers/"+tk.OfferID+"/accept", url.Values{"csrf": {csrf}})
+	if status != http.StatusSeeOther {
+		t.Fatalf("accept: %d", status)
+	}
+	if r, err := e.v.GetRequest(ctx, tk.OfferID); err != nil || r.Status != vault.StatusPending {
+		t.Fatalf("request from the offer: %+v %v", r, err)
+	}
+	if status, _ := e.uiPost(t, c, ck, "/ui/offers/"+tk.OfferID+"/decline", url.Values{"csrf": {csrf}}); status != 409 {
+		t.Fatalf("decline after accept: %d", status)
+	}
+}
