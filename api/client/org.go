@@ -7,6 +7,7 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,8 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
+	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
@@ -29,6 +32,9 @@ type Key struct {
 	alg jose.SignatureAlgorithm
 	pub jose.JSONWebKey
 	jkt string
+
+	mu      sync.Mutex
+	headers map[string]string // typ -> protected header, base64url, as go-jose writes it
 }
 
 // GenerateKey makes a new key: "EdDSA" (Ed25519, the default) or "ES256"
@@ -107,9 +113,13 @@ func (k *Key) Thumbprint() string { return k.jkt }
 func (k *Key) Public() jose.JSONWebKey { return k.pub }
 
 // Sign makes a compact JWS with typ and the public key in the header.
+//
+// The protected header (alg, typ and this public key) is the same for every
+// token of a type, so go-jose builds it once per type and each token is then
+// that header, the payload and a signature: a DPoP proof per request costs
+// one signature, not a JOSE library round trip.
 func (k *Key) Sign(typ string, claims any) (string, error) {
-	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.jwk.Key},
-		(&jose.SignerOptions{EmbedJWK: true}).WithType(jose.ContentType(typ)))
+	h, err := k.header(typ)
 	if err != nil {
 		return "", err
 	}
@@ -117,11 +127,59 @@ func (k *Key) Sign(typ string, claims any) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	obj, err := signer.Sign(payload)
+	input := h + "." + base64.RawURLEncoding.EncodeToString(payload)
+	sig, err := k.signRaw([]byte(input))
 	if err != nil {
 		return "", err
 	}
-	return obj.CompactSerialize()
+	return input + "." + base64.RawURLEncoding.EncodeToString(sig), nil
+}
+
+func (k *Key) header(typ string) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if h, ok := k.headers[typ]; ok {
+		return h, nil
+	}
+	signer, err := jose.NewSigner(jose.SigningKey{Algorithm: k.alg, Key: k.jwk.Key},
+		(&jose.SignerOptions{EmbedJWK: true}).WithType(jose.ContentType(typ)))
+	if err != nil {
+		return "", err
+	}
+	obj, err := signer.Sign([]byte("{}"))
+	if err != nil {
+		return "", err
+	}
+	tok, err := obj.CompactSerialize()
+	if err != nil {
+		return "", err
+	}
+	h, _, _ := strings.Cut(tok, ".")
+	if k.headers == nil {
+		k.headers = map[string]string{}
+	}
+	k.headers[typ] = h
+	return h, nil
+}
+
+// signRaw signs a JWS signing input: Ed25519, or ES256 as r || s of 32
+// bytes each (RFC 7518 §3.4).
+func (k *Key) signRaw(input []byte) ([]byte, error) {
+	switch priv := k.jwk.Key.(type) {
+	case ed25519.PrivateKey:
+		return ed25519.Sign(priv, input), nil
+	case *ecdsa.PrivateKey:
+		digest := sha256.Sum256(input)
+		r, s, err := ecdsa.Sign(rand.Reader, priv, digest[:])
+		if err != nil {
+			return nil, err
+		}
+		sig := make([]byte, 64)
+		r.FillBytes(sig[:32])
+		s.FillBytes(sig[32:])
+		return sig, nil
+	}
+	return nil, errors.New("unsupported key type")
 }
 
 // Proof makes a fresh DPoP proof (RFC 9449) for one HTTP request. With an
