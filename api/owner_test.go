@@ -37,7 +37,9 @@ func newEnvWith(t *testing.T, opts vault.Options) *testEnv {
 // newEnvFor serves an existing vault.
 func newEnvFor(t *testing.T, v *vault.Vault) *testEnv {
 	t.Helper()
-	srv := httptest.NewServer(New(v, Config{}))
+	// No per-address limit here: every test client shares 127.0.0.1
+	// (TestRateLimits tests the limit on its own server).
+	srv := httptest.NewServer(New(v, Config{RatePerAddress: -1}))
 	t.Cleanup(srv.Close)
 	v.SetIssuer(srv.URL)
 	return &testEnv{t: t, v: v, srv: srv, token: v.NewSession().Token}

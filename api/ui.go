@@ -191,6 +191,7 @@ var (
 	errSignedOut   = errors.New("signed out")
 	errTickOne     = policy.E(policy.KindInvalid, "invalid_scope", "tick at least one field, or deny the request")
 	errBadDuration = policy.E(policy.KindInvalid, "invalid_duration", "choose a duration from the list")
+	errFormVersion = policy.E(policy.KindInvalid, "invalid_request", "the form does not say which version of the record it edits; reload the page")
 )
 
 // uiAuth admits requests with a live session cookie; POSTs must also carry
@@ -620,9 +621,23 @@ func (s *server) uiRecord(w http.ResponseWriter, r *http.Request, session string
 	s.render(w, r, http.StatusOK, "record", session, pageData{Title: "Record", Nav: "records", Data: recordData{Collection: rec.Collection, Record: rec, JSON: pretty.String()}})
 }
 
+// formVersion reads the version a form was made from: the edit applies
+// only to that version.
+func formVersion(r *http.Request) (int64, error) {
+	ver, err := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
+	if err != nil || ver < 1 {
+		return 0, errFormVersion
+	}
+	return ver, nil
+}
+
 func (s *server) uiRecordSave(w http.ResponseWriter, r *http.Request, session string) {
 	v := mux.Vars(r)
-	ver, _ := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
+	ver, err := formVersion(r)
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
 	body := r.PostFormValue("data")
 	rec, err := s.svc.UpdateRecord(r.Context(), v["collection"], v["id"], []byte(body), ver)
 	if err != nil {
@@ -649,7 +664,11 @@ func (s *server) uiRecordDeleteConfirm(w http.ResponseWriter, r *http.Request, s
 
 func (s *server) uiRecordDelete(w http.ResponseWriter, r *http.Request, session string) {
 	v := mux.Vars(r)
-	ver, _ := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
+	ver, err := formVersion(r)
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
 	if err := s.svc.DeleteRecord(r.Context(), v["collection"], v["id"], ver); err != nil {
 		s.uiFail(w, r, session, 0, err)
 		return

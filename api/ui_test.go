@@ -140,6 +140,7 @@ func TestUIBadInput(t *testing.T) {
 		{"unknown request", "/ui/requests/aaaaaaaaaaaaaaaaaaaaaaaaaa/deny", url.Values{"csrf": {csrf}}, 404, "no such request"},
 		{"record not an object", "/ui/records/profile/new", url.Values{"csrf": {csrf}, "data": {"[1]"}}, 400, "a record must be a JSON object"},
 		{"record bad collection", "/ui/records/BAD/new", url.Values{"csrf": {csrf}, "data": {"{}"}}, 400, "collection names are"},
+		{"record edit without version", "/ui/records/profile/aaaaaaaaaaaaaaaaaaaaaaaaaa", url.Values{"csrf": {csrf}, "data": {"{}"}}, 400, "which version of the record"},
 		{"terms invalid", "/ui/terms", url.Values{"csrf": {csrf}, "terms": {`{"title":""}`}, "action": {"save"}}, 400, "title: give a title"},
 		{"oversized form", "/ui/terms", url.Values{"csrf": {csrf}, "terms": {strings.Repeat("x", DefaultMaxBody+10)}}, 413, "larger than the limit"},
 	} {
