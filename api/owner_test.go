@@ -26,6 +26,9 @@ func newEnv(t *testing.T) *testEnv { return newEnvWith(t, vault.Options{}) }
 
 func newEnvWith(t *testing.T, opts vault.Options) *testEnv {
 	t.Helper()
+	if opts.RatePerOrg == 0 {
+		opts.RatePerOrg = -1 // tests hammer one key; TestRateLimits sets its own
+	}
 	v, err := vault.Create(t.Context(), filepath.Join(t.TempDir(), "v"), []byte(testPass), opts)
 	if err != nil {
 		t.Fatal(err)
