@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -17,6 +18,51 @@ import (
 
 // Owner commands for the exchange: requests, grants, audit, terms. They
 // all talk to a running vault with the owner token.
+
+// ownerCmd is a "pdvault X SUB ..." command that talks to a running vault
+// as its owner.
+type ownerCmd struct {
+	a    *app
+	sub  string
+	fs   *flag.FlagSet
+	rf   remoteFlags
+	args []string
+}
+
+// ownerCommand reads the subcommand and sets up the flags every owner
+// command has (--addr, --token); the caller adds its own to fs, then calls
+// start.
+func (a *app) ownerCommand(name, usage string, args []string) (*ownerCmd, error) {
+	sub, args, err := a.subcommand(name, usage, args)
+	if err != nil {
+		return nil, err
+	}
+	fs := a.flags(name+" "+sub, name+" "+sub)
+	fs.Usage = func() { fmt.Fprint(a.stdout, usage) }
+	return &ownerCmd{a: a, sub: sub, fs: fs, rf: a.remote(fs), args: args}, nil
+}
+
+// start parses the flags (anywhere among the arguments) and makes the
+// owner client; it returns the positional arguments.
+func (oc *ownerCmd) start() ([]string, *client.Owner, error) {
+	pos, err := oc.a.parseInterspersed(oc.fs, oc.args)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := oc.a.ownerClient(oc.rf, true)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pos, c, nil
+}
+
+// needOne returns the single positional argument, or the usage error.
+func needOne(pos []string, ue usageError) (string, error) {
+	if len(pos) != 1 {
+		return "", ue
+	}
+	return pos[0], nil
+}
 
 // subcommand splits "pdvault X sub args" and prints usage for -h.
 func (a *app) subcommand(name, usage string, args []string) (string, []string, error) {
@@ -51,32 +97,23 @@ func (l *listFlag) String() string     { return strings.Join(*l, " ") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
 func (a *app) cmdRequests(ctx context.Context, args []string) error {
-	sub, args, err := a.subcommand("requests", requestsUsage, args)
+	oc, err := a.ownerCommand("requests", requestsUsage, args)
 	if err != nil {
 		return err
 	}
-	fs := a.flags("requests "+sub, "requests "+sub)
-	fs.Usage = func() { fmt.Fprint(a.stdout, requestsUsage) }
-	rf := a.remote(fs)
+	sub, fs := oc.sub, oc.fs
 	status := fs.String("status", "pending", "which requests to list: pending, approved, denied, collected, expired or all")
 	asJSON := fs.Bool("json", false, "print JSON")
 	var only listFlag
 	fs.Var(&only, "only", "approve only COLLECTION:FIELD,FIELD (repeatable)")
 	duration := fs.String("duration", "", "approve for at most this long (e.g. 30d)")
 	reason := fs.String("reason", "", "why the request is denied (shown to no one but you)")
-	pos, err := a.parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	c, err := a.ownerClient(rf, true)
+	pos, c, err := oc.start()
 	if err != nil {
 		return err
 	}
 	needID := func() (string, error) {
-		if len(pos) != 1 {
-			return "", usageError{"requests " + sub + " takes one request ID", `run "pdvault requests -h"`}
-		}
-		return pos[0], nil
+		return needOne(pos, usageError{"requests " + sub + " takes one request ID", `run "pdvault requests -h"`})
 	}
 	switch sub {
 	case "list":
@@ -198,19 +235,13 @@ Flags: --addr URL (env PDVAULT_ADDR), --token T (env PDVAULT_TOKEN)
 `
 
 func (a *app) cmdGrants(ctx context.Context, args []string) error {
-	sub, args, err := a.subcommand("grants", grantsUsage, args)
+	oc, err := a.ownerCommand("grants", grantsUsage, args)
 	if err != nil {
 		return err
 	}
-	fs := a.flags("grants "+sub, "grants "+sub)
-	fs.Usage = func() { fmt.Fprint(a.stdout, grantsUsage) }
-	rf := a.remote(fs)
+	sub, fs := oc.sub, oc.fs
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := a.parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	c, err := a.ownerClient(rf, true)
+	pos, c, err := oc.start()
 	if err != nil {
 		return err
 	}
@@ -255,20 +286,15 @@ Flags: --addr URL (env PDVAULT_ADDR), --token T (env PDVAULT_TOKEN)
 `
 
 func (a *app) cmdAudit(ctx context.Context, args []string) error {
-	sub, args, err := a.subcommand("audit", auditUsage, args)
+	oc, err := a.ownerCommand("audit", auditUsage, args)
 	if err != nil {
 		return err
 	}
-	fs := a.flags("audit "+sub, "audit "+sub)
-	fs.Usage = func() { fmt.Fprint(a.stdout, auditUsage) }
-	rf := a.remote(fs)
+	sub, fs := oc.sub, oc.fs
 	asJSON := fs.Bool("json", false, "print JSON")
 	limit := fs.Int("limit", 50, "entries to show")
 	cursor := fs.String("cursor", "", "continue from this cursor")
-	if _, err := a.parseInterspersed(fs, args); err != nil {
-		return err
-	}
-	c, err := a.ownerClient(rf, true)
+	_, c, err := oc.start()
 	if err != nil {
 		return err
 	}
@@ -348,19 +374,13 @@ Flags: --addr URL (env PDVAULT_ADDR), --token T (env PDVAULT_TOKEN)
 `
 
 func (a *app) cmdTerms(ctx context.Context, args []string) error {
-	sub, args, err := a.subcommand("terms", termsUsage, args)
+	oc, err := a.ownerCommand("terms", termsUsage, args)
 	if err != nil {
 		return err
 	}
-	fs := a.flags("terms "+sub, "terms "+sub)
-	fs.Usage = func() { fmt.Fprint(a.stdout, termsUsage) }
-	rf := a.remote(fs)
+	sub, fs := oc.sub, oc.fs
 	asJSON := fs.Bool("json", false, "print the JSON document")
-	pos, err := a.parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	c, err := a.ownerClient(rf, true)
+	pos, c, err := oc.start()
 	if err != nil {
 		return err
 	}
@@ -435,27 +455,18 @@ Flags: --addr URL (env PDVAULT_ADDR), --token T (env PDVAULT_TOKEN)
 `
 
 func (a *app) cmdRelationships(ctx context.Context, args []string) error {
-	sub, args, err := a.subcommand("relationships", relationshipsUsage, args)
+	oc, err := a.ownerCommand("relationships", relationshipsUsage, args)
 	if err != nil {
 		return err
 	}
-	fs := a.flags("relationships "+sub, "relationships "+sub)
-	fs.Usage = func() { fmt.Fprint(a.stdout, relationshipsUsage) }
-	rf := a.remote(fs)
+	sub, fs := oc.sub, oc.fs
 	asJSON := fs.Bool("json", false, "print JSON")
-	pos, err := a.parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	c, err := a.ownerClient(rf, true)
+	pos, c, err := oc.start()
 	if err != nil {
 		return err
 	}
 	needID := func() (string, error) {
-		if len(pos) != 1 {
-			return "", usageError{"relationships " + sub + " takes one relationship ID", `run "pdvault relationships list" to find it`}
-		}
-		return pos[0], nil
+		return needOne(pos, usageError{"relationships " + sub + " takes one relationship ID", `run "pdvault relationships list" to find it`})
 	}
 	switch sub {
 	case "list":
@@ -590,13 +601,11 @@ Flags: --addr URL (env PDVAULT_ADDR), --token T (env PDVAULT_TOKEN)
 `
 
 func (a *app) cmdIntents(ctx context.Context, args []string) error {
-	sub, args, err := a.subcommand("intents", intentsUsage, args)
+	oc, err := a.ownerCommand("intents", intentsUsage, args)
 	if err != nil {
 		return err
 	}
-	fs := a.flags("intents "+sub, "intents "+sub)
-	fs.Usage = func() { fmt.Fprint(a.stdout, intentsUsage) }
-	rf := a.remote(fs)
+	sub, fs := oc.sub, oc.fs
 	asJSON := fs.Bool("json", false, "print JSON")
 	title := fs.String("title", "", "what you are looking for (add)")
 	desc := fs.String("description", "", "details (add)")
@@ -604,19 +613,12 @@ func (a *app) cmdIntents(ctx context.Context, args []string) error {
 	budget := fs.String("budget", "", "the most you will pay, e.g. 500EUR (add)")
 	region := fs.String("region", "", "where, coarsely, e.g. Berlin (add)")
 	valid := fs.String("valid", "30d", "how long the intent stays open (add)")
-	pos, err := a.parseInterspersed(fs, args)
-	if err != nil {
-		return err
-	}
-	c, err := a.ownerClient(rf, true)
+	pos, c, err := oc.start()
 	if err != nil {
 		return err
 	}
 	needID := func() (string, error) {
-		if len(pos) != 1 {
-			return "", usageError{"intents " + sub + " takes one ID", `run "pdvault intents list" to find it`}
-		}
-		return pos[0], nil
+		return needOne(pos, usageError{"intents " + sub + " takes one ID", `run "pdvault intents list" to find it`})
 	}
 	switch sub {
 	case "add":
@@ -727,19 +729,14 @@ Flags: --addr URL (env PDVAULT_ADDR), --token T (env PDVAULT_TOKEN)
 `
 
 func (a *app) cmdKeys(ctx context.Context, args []string) error {
-	sub, args, err := a.subcommand("keys", keysUsage, args)
+	oc, err := a.ownerCommand("keys", keysUsage, args)
 	if err != nil {
 		return err
 	}
-	fs := a.flags("keys "+sub, "keys "+sub)
-	fs.Usage = func() { fmt.Fprint(a.stdout, keysUsage) }
-	rf := a.remote(fs)
+	sub, fs := oc.sub, oc.fs
 	signing := fs.Bool("signing", false, "rotate the signing key")
 	records := fs.Bool("records", false, "rotate the record-encryption key")
-	if _, err := a.parseInterspersed(fs, args); err != nil {
-		return err
-	}
-	c, err := a.ownerClient(rf, true)
+	_, c, err := oc.start()
 	if err != nil {
 		return err
 	}
