@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pdvault/pdvault/api/client"
+	"github.com/pdvault/pdvault/policy"
 	"github.com/pdvault/pdvault/vault"
 )
 
@@ -111,13 +113,20 @@ func TestRelationshipEndToEnd(t *testing.T) {
 		t.Fatalf("notices at the callback: %d", len(got))
 	}
 	jwks, _ := o.JWKS(ctx)
-	notice, err := client.VerifyNotice(got[0], jwks)
+	notice, err := client.VerifyNotice(got[0], jwks, e.srv.URL, o.Key().Thumbprint())
 	if err != nil || notice.Event != "grant.revoked" || notice.GrantID != tok.GrantID || notice.Audience != o.Key().Thumbprint() || notice.DeletionDeadline == 0 {
 		t.Fatalf("notice: %+v %v", notice, err)
 	}
 	// 30 days: the default terms' max_retention, as the request named none.
 	if d := time.Unix(notice.DeletionDeadline, 0).Sub(time.Unix(notice.IssuedAt, 0)); d != 30*24*time.Hour {
 		t.Fatalf("deadline %v after the notice", d)
+	}
+	// A notice meant for another organization, or from another vault, is refused.
+	if _, err := client.VerifyNotice(got[0], jwks, e.srv.URL, e.org("EdDSA").Key().Thumbprint()); !errors.Is(err, policy.ErrGrantAudience) {
+		t.Fatalf("notice for another organization: %v", err)
+	}
+	if _, err := client.VerifyNotice(got[0], jwks, "https://other-vault.example", o.Key().Thumbprint()); !errors.Is(err, policy.ErrGrantIssuer) {
+		t.Fatalf("notice from another vault: %v", err)
 	}
 
 	rel := e.relationship(o.Key().Thumbprint())
@@ -471,7 +480,7 @@ func TestTermsChangeAndReaccept(t *testing.T) {
 	}
 	jwks, _ := o.JWKS(ctx)
 	site.mu.Lock()
-	notice, err := client.VerifyNotice(site.notices[0], jwks)
+	notice, err := client.VerifyNotice(site.notices[0], jwks, e.srv.URL, o.Key().Thumbprint())
 	site.mu.Unlock()
 	if err != nil || notice.Event != "terms.changed" || notice.TermsHash != e.v.CurrentTerms().Hash {
 		t.Fatalf("notice %+v %v", notice, err)

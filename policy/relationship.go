@@ -42,15 +42,23 @@ type NoticeClaims struct {
 func SignNotice(s Signer, c NoticeClaims) (string, error) { return sign(s, TypNotice, c) }
 
 // VerifyNotice checks a notice with the vault's public keys (for
-// organizations: pdvault-org and api/client use it).
-func VerifyNotice(tok string, key func(kid string) (ed25519.PublicKey, bool)) (*NoticeClaims, error) {
+// organizations: pdvault-org and api/client use it): the signature, the
+// type, every claim present, and that it comes from issuer and is meant for
+// clientID.
+func VerifyNotice(tok string, key func(kid string) (ed25519.PublicKey, bool), issuer, clientID string) (*NoticeClaims, error) {
 	payload, err := VerifyVaultSigned(tok, TypNotice, key)
 	if err != nil {
 		return nil, err
 	}
 	var c NoticeClaims
-	if json.Unmarshal(payload, &c) != nil || c.Event == "" || c.ID == "" || c.IssuedAt == 0 {
+	if json.Unmarshal(payload, &c) != nil || c.Event == "" || c.ID == "" || c.IssuedAt == 0 || c.Issuer == "" || c.Audience == "" || c.Subject == "" {
 		return nil, ErrGrantClaims
+	}
+	if c.Issuer != issuer {
+		return nil, ErrGrantIssuer
+	}
+	if c.Audience != clientID {
+		return nil, ErrGrantAudience
 	}
 	return &c, nil
 }

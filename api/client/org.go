@@ -565,8 +565,10 @@ type Notice = policy.NoticeClaims
 
 // VerifyNotice checks a notice the vault sent to the callback, with the
 // vault's published keys.
-func VerifyNotice(signed string, jwks jose.JSONWebKeySet) (*Notice, error) {
-	return policy.VerifyNotice(signed, jwksKey(jwks))
+// issuer is the vault's issuer and clientID the organization's: a notice
+// for someone else, or from another vault, is refused.
+func VerifyNotice(signed string, jwks jose.JSONWebKeySet, issuer, clientID string) (*Notice, error) {
+	return policy.VerifyNotice(signed, jwksKey(jwks), issuer, clientID)
 }
 
 // ClaimsResult is the vault's answer to derived claims.

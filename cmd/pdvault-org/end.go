@@ -148,13 +148,13 @@ func (c *cli) listen(ctx context.Context, args []string) error {
 	verify := func(signed string) (*client.Notice, error) {
 		mu.Lock()
 		defer mu.Unlock()
-		n, err := client.VerifyNotice(signed, jwks)
+		n, err := client.VerifyNotice(signed, jwks, strings.TrimRight(*cm.vault, "/"), o.Key().Thumbprint())
 		if err != nil {
 			// The vault may have rotated its key: fetch the set again once.
 			if jwks, err = o.JWKS(ctx); err != nil {
 				return nil, err
 			}
-			n, err = client.VerifyNotice(signed, jwks)
+			n, err = client.VerifyNotice(signed, jwks, strings.TrimRight(*cm.vault, "/"), o.Key().Thumbprint())
 		}
 		return n, err
 	}

@@ -192,7 +192,7 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	notice, err := client.VerifyNotice(signed, jwks)
+	notice, err := client.VerifyNotice(signed, jwks, md.Issuer, key.Thumbprint())
 	if err != nil {
 		return err
 	}
