@@ -208,6 +208,11 @@ type routeKey struct{}
 // logRequests writes one line per request. It logs the route name, not the
 // path or query, and never a header or body: those may hold tokens.
 func (s *server) logRequests(next http.Handler) http.Handler {
+	// With request lines off (--log-level warn and above) there is nothing
+	// to gather per request.
+	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
+		return next
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
