@@ -270,6 +270,16 @@ var flashes = map[string]string{
 	"declined": "Offer declined.",
 }
 
+// uiDo runs one vault action and, if it worked, redirects to the page
+// that shows the result; if not, it shows why.
+func (s *server) uiDo(w http.ResponseWriter, r *http.Request, session string, action func() error, next string) {
+	if err := action(); err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
 // uiFail renders an error page for a vault error, with its status.
 func (s *server) uiFail(w http.ResponseWriter, r *http.Request, session string, status int, err error) {
 	var pe *policy.Error
@@ -470,20 +480,12 @@ func (s *server) uiApprove(w http.ResponseWriter, r *http.Request, session strin
 			a.Duration = secs
 		}
 	}
-	if _, err := s.svc.Approve(r.Context(), id, a); err != nil {
-		s.uiFail(w, r, session, 0, err)
-		return
-	}
-	http.Redirect(w, r, "/ui/requests/"+id+"?done=approved", http.StatusSeeOther)
+	s.uiDo(w, r, session, func() error { _, err := s.svc.Approve(r.Context(), id, a); return err }, "/ui/requests/"+id+"?done=approved")
 }
 
 func (s *server) uiDeny(w http.ResponseWriter, r *http.Request, session string) {
 	id := mux.Vars(r)["id"]
-	if _, err := s.svc.Deny(r.Context(), id, r.PostFormValue("reason")); err != nil {
-		s.uiFail(w, r, session, 0, err)
-		return
-	}
-	http.Redirect(w, r, "/ui/requests/"+id+"?done=denied", http.StatusSeeOther)
+	s.uiDo(w, r, session, func() error { _, err := s.svc.Deny(r.Context(), id, r.PostFormValue("reason")); return err }, "/ui/requests/"+id+"?done=denied")
 }
 
 func (s *server) uiRelationships(w http.ResponseWriter, r *http.Request, session string) {
@@ -506,20 +508,12 @@ func (s *server) uiRelationship(w http.ResponseWriter, r *http.Request, session 
 
 func (s *server) uiVerifyDomain(w http.ResponseWriter, r *http.Request, session string) {
 	id := mux.Vars(r)["id"]
-	if _, err := s.svc.CheckVerification(r.Context(), id); err != nil {
-		s.uiFail(w, r, session, 0, err)
-		return
-	}
-	http.Redirect(w, r, "/ui/relationships/"+id+"?done=verified", http.StatusSeeOther)
+	s.uiDo(w, r, session, func() error { _, err := s.svc.CheckVerification(r.Context(), id); return err }, "/ui/relationships/"+id+"?done=verified")
 }
 
 func (s *server) uiReaccept(w http.ResponseWriter, r *http.Request, session string) {
 	id := mux.Vars(r)["id"]
-	if _, err := s.svc.AskReaccept(r.Context(), id); err != nil {
-		s.uiFail(w, r, session, 0, err)
-		return
-	}
-	http.Redirect(w, r, "/ui/relationships/"+id+"?done=reaccept", http.StatusSeeOther)
+	s.uiDo(w, r, session, func() error { _, err := s.svc.AskReaccept(r.Context(), id); return err }, "/ui/relationships/"+id+"?done=reaccept")
 }
 
 func (s *server) uiRevokeConfirm(w http.ResponseWriter, r *http.Request, session string) {
@@ -669,11 +663,7 @@ func (s *server) uiRecordDelete(w http.ResponseWriter, r *http.Request, session 
 		s.uiFail(w, r, session, 0, err)
 		return
 	}
-	if err := s.svc.DeleteRecord(r.Context(), v["collection"], v["id"], ver); err != nil {
-		s.uiFail(w, r, session, 0, err)
-		return
-	}
-	http.Redirect(w, r, "/ui/records/"+v["collection"]+"?done=deleted", http.StatusSeeOther)
+	s.uiDo(w, r, session, func() error { return s.svc.DeleteRecord(r.Context(), v["collection"], v["id"], ver) }, "/ui/records/"+v["collection"]+"?done=deleted")
 }
 
 type termsData struct {
@@ -767,19 +757,11 @@ func (s *server) uiPublishIntent(w http.ResponseWriter, r *http.Request, session
 		}
 		in.Budget = &policy.Budget{Max: amount, Currency: cur}
 	}
-	if _, err := s.svc.PublishIntent(r.Context(), in); err != nil {
-		s.uiFail(w, r, session, 0, err)
-		return
-	}
-	http.Redirect(w, r, "/ui/intents?done=intent", http.StatusSeeOther)
+	s.uiDo(w, r, session, func() error { _, err := s.svc.PublishIntent(r.Context(), in); return err }, "/ui/intents?done=intent")
 }
 
 func (s *server) uiCloseIntent(w http.ResponseWriter, r *http.Request, session string) {
-	if _, err := s.svc.CloseIntent(r.Context(), mux.Vars(r)["id"]); err != nil {
-		s.uiFail(w, r, session, 0, err)
-		return
-	}
-	http.Redirect(w, r, "/ui/intents?done=closed", http.StatusSeeOther)
+	s.uiDo(w, r, session, func() error { _, err := s.svc.CloseIntent(r.Context(), mux.Vars(r)["id"]); return err }, "/ui/intents?done=closed")
 }
 
 func (s *server) uiAcceptOffer(w http.ResponseWriter, r *http.Request, session string) {
@@ -792,9 +774,5 @@ func (s *server) uiAcceptOffer(w http.ResponseWriter, r *http.Request, session s
 }
 
 func (s *server) uiDeclineOffer(w http.ResponseWriter, r *http.Request, session string) {
-	if err := s.svc.DeclineOffer(r.Context(), mux.Vars(r)["id"]); err != nil {
-		s.uiFail(w, r, session, 0, err)
-		return
-	}
-	http.Redirect(w, r, "/ui/intents?done=declined", http.StatusSeeOther)
+	s.uiDo(w, r, session, func() error { return s.svc.DeclineOffer(r.Context(), mux.Vars(r)["id"]) }, "/ui/intents?done=declined")
 }
