@@ -119,10 +119,18 @@ func checkFreshness(now time.Time, iat, exp int64, aud, issuer string, kind *Err
 	return nil
 }
 
+// ReservedJTIPrefix starts the jti of a request the vault makes from an
+// accepted offer; an organization's own request may not use it, so the
+// two can never collide.
+const ReservedJTIPrefix = "offer:"
+
 func (c RequestClaims) problems(jkt string) []string {
 	var r []string
 	if c.ID == "" || len(c.ID) > 128 {
 		r = append(r, "jti: required, at most 128 characters")
+	}
+	if strings.HasPrefix(c.ID, ReservedJTIPrefix) {
+		r = append(r, "jti: the prefix "+ReservedJTIPrefix+" is reserved for requests made from accepted offers")
 	}
 	if c.Issuer != "" && c.Issuer != jkt {
 		r = append(r, "iss: if present, must be the thumbprint of the signing key")

@@ -78,19 +78,23 @@ func (v *Vault) runCommitter() {
 // useGrant checks one use inside the batch's transaction. It returns the
 // caller's answer (nil, or the refusal), or an error that fails the batch.
 func (v *Vault) useGrant(ctx context.Context, tx *sql.Tx, log *auditLog, u grantUse) (refusal error, err error) {
-	var revoked sql.NullInt64
-	var name string
-	err = tx.QueryRowContext(ctx, `SELECT revoked, client_name FROM grants WHERE id = ?`, u.g.ID).Scan(&revoked, &name)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && revoked.Valid) {
+	// The grant's row is checked like every row that carries power: a
+	// revocation erased by editing the file is a tampered row, not a
+	// live grant. That refuses this use only, not the whole batch.
+	g, err := v.loadGrant(ctx, tx, u.g.ID)
+	if isTampered(err) {
+		return err, log.append(ctx, v.refusal(u.g, u.entry.Collection, err))
+	}
+	if errors.Is(err, ErrGrantNotFound) || (err == nil && g.Revoked != nil) {
 		e := v.refusal(u.g, u.entry.Collection, policy.ErrGrantRevoked)
-		e.ClientName = name
+		e.ClientName = g.ClientName
 		return policy.ErrGrantRevoked, log.append(ctx, e)
 	}
 	if err != nil {
 		return nil, err
 	}
 	e := u.entry
-	e.ClientName = name
+	e.ClientName = g.ClientName
 	return nil, log.append(ctx, e)
 }
 

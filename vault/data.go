@@ -203,7 +203,9 @@ func (v *Vault) refuse(ctx context.Context, g *policy.GrantClaims, collection st
 	aerr := v.db.tx(ctx, func(tx *sql.Tx) error {
 		// The name makes the log readable; a grant without a row (one
 		// from a restored backup, say) is logged without it.
-		tx.QueryRowContext(ctx, `SELECT client_name FROM grants WHERE id = ?`, g.ID).Scan(&e.ClientName)
+		if row, err := v.loadGrant(ctx, tx, g.ID); err == nil {
+			e.ClientName = row.ClientName
+		}
 		return v.appendAudit(ctx, tx, e)
 	})
 	if aerr != nil {
@@ -324,9 +326,8 @@ func (v *Vault) Introspect(ctx context.Context, token, proof string, hc HTTPCont
 	if err != nil || g.Confirmation.JKT != p.JKT {
 		return Introspection{Active: false}, nil
 	}
-	var revoked sql.NullInt64
-	err = v.db.r.QueryRowContext(ctx, `SELECT revoked FROM grants WHERE id = ?`, g.ID).Scan(&revoked)
-	if errors.Is(err, sql.ErrNoRows) || (err == nil && revoked.Valid) {
+	row, err := v.loadGrant(ctx, v.db.r, g.ID)
+	if errors.Is(err, ErrGrantNotFound) || (err == nil && row.Revoked != nil) {
 		return Introspection{Active: false}, nil
 	}
 	if err != nil {

@@ -122,7 +122,7 @@ func (v *Vault) SubmitRequest(ctx context.Context, signed string) (RequestTicket
 		if req.Retention != nil {
 			retention = sql.NullInt64{Int64: *req.Retention, Valid: true}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO requests (id, client_id, jwk, client_name, client_uri, callback_uri, purpose, purpose_text,
+		err := v.st.insert(ctx, tx, tRequests, id, `INSERT INTO requests (id, client_id, jwk, client_name, client_uri, callback_uri, purpose, purpose_text,
 			details, duration, retention, terms_hash, jti, signed, status, created, expires, poll_interval)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			id, req.ClientID, string(jwk), req.ClientName, req.ClientURI, req.CallbackURI, req.Purpose, req.PurposeText,
@@ -152,64 +152,86 @@ func isUniqueViolation(err error) bool {
 	return errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique
 }
 
-const requestColumns = `id, status, client_id, client_name, client_uri, callback_uri, purpose, purpose_text, details, duration,
-	retention, terms_hash, created, expires, decided, granted_details, granted_duration, deny_reason, grant_id, signed, poll_interval, last_poll,
-	coalesce((SELECT relationship_id FROM relationship_keys k WHERE k.client_id = requests.client_id), '')`
-
 type requestRow struct {
 	Request
 	interval, lastPoll int64
 }
 
-func scanRequest(row rowScanner) (requestRow, error) {
-	var (
-		r                                   requestRow
-		details                             string
-		retention, decided, grantedDur      sql.NullInt64
-		grantedDetails, denyReason, grantID sql.NullString
-		created, expires                    int64
-	)
-	err := row.Scan(&r.ID, &r.Status, &r.ClientID, &r.ClientName, &r.ClientURI, &r.CallbackURI, &r.Purpose, &r.PurposeText, &details, &r.Duration,
-		&retention, &r.TermsHash, &created, &expires, &decided, &grantedDetails, &grantedDur, &denyReason, &grantID, &r.Signed, &r.interval, &r.lastPoll, &r.RelationshipID)
-	if err != nil {
-		return r, err
+// requestFrom builds a request from its checked row.
+func requestFrom(r row) (requestRow, error) {
+	q := requestRow{Request: Request{
+		ID: r.str("id"), Status: r.str("status"), ClientID: r.str("client_id"), ClientName: r.str("client_name"), ClientURI: r.str("client_uri"),
+		CallbackURI: r.str("callback_uri"), Purpose: r.str("purpose"), PurposeText: r.str("purpose_text"), Duration: r.i64("duration"),
+		TermsHash: r.str("terms_hash"), Signed: r.str("signed"),
+		Created: time.Unix(r.i64("created"), 0).UTC(), Expires: time.Unix(r.i64("expires"), 0).UTC(),
+		GrantedDuration: r.i64("granted_duration"), DenyReason: r.str("deny_reason"), GrantID: r.str("grant_id"),
+	}, interval: r.i64("poll_interval"), lastPoll: r.i64("last_poll")}
+	// A row that passed its MAC was written by this vault, so its JSON is
+	// its own; an error here is still an error, never a guess.
+	if err := json.Unmarshal(r.bytes("details"), &q.Details); err != nil {
+		return q, ErrTampered.WithCause(err)
 	}
-	if err := json.Unmarshal([]byte(details), &r.Details); err != nil {
-		return r, err
+	if !r.null("retention") {
+		n := r.i64("retention")
+		q.Retention = &n
 	}
-	if retention.Valid {
-		r.Retention = &retention.Int64
+	if !r.null("decided") {
+		d := time.Unix(r.i64("decided"), 0).UTC()
+		q.Decided = &d
 	}
-	r.Created, r.Expires = time.Unix(created, 0).UTC(), time.Unix(expires, 0).UTC()
-	if decided.Valid {
-		d := time.Unix(decided.Int64, 0).UTC()
-		r.Decided = &d
-	}
-	if grantedDetails.Valid {
-		if err := json.Unmarshal([]byte(grantedDetails.String), &r.GrantedDetails); err != nil {
-			return r, err
+	if !r.null("granted_details") {
+		if err := json.Unmarshal(r.bytes("granted_details"), &q.GrantedDetails); err != nil {
+			return q, ErrTampered.WithCause(err)
 		}
 	}
-	r.GrantedDuration, r.DenyReason, r.GrantID = grantedDur.Int64, denyReason.String, grantID.String
-	return r, nil
+	return q, nil
 }
 
-func (v *Vault) loadRequest(ctx context.Context, q querier, id string) (requestRow, error) {
+// loadRequests reads checked request rows matching where and fills in
+// their relationships (from checked key rows).
+func (v *Vault) loadRequests(ctx context.Context, q queryer, where string, args ...any) ([]requestRow, error) {
+	rs, err := v.st.rows(ctx, q, tRequests, where, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]requestRow, 0, len(rs))
+	rels := map[string]string{}
+	now := v.opts.Now()
+	for _, r := range rs {
+		req, err := requestFrom(r)
+		if err != nil {
+			return nil, err
+		}
+		rel, ok := rels[req.ClientID]
+		if !ok {
+			rel, err = v.relationshipOf(ctx, q, req.ClientID)
+			if err != nil && !errors.Is(err, ErrNoRelationship) {
+				return nil, err
+			}
+			rels[req.ClientID] = rel
+		}
+		req.RelationshipID = rel
+		// A pending request past its window reads as expired.
+		if req.Status == StatusPending && !now.Before(req.Expires) {
+			req.Status = StatusExpired
+		}
+		out = append(out, req)
+	}
+	return out, nil
+}
+
+func (v *Vault) loadRequest(ctx context.Context, q queryer, id string) (requestRow, error) {
 	if !policy.ValidateRecordID(id) {
 		return requestRow{}, ErrRequestNotFound
 	}
-	r, err := scanRequest(q.QueryRowContext(ctx, `SELECT `+requestColumns+` FROM requests WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return r, ErrRequestNotFound
-	}
+	rs, err := v.loadRequests(ctx, q, `id = ?`, id)
 	if err != nil {
-		return r, storageError("read request", err)
+		return requestRow{}, storageError("read request", err)
 	}
-	// A pending request past its window reads as expired.
-	if r.Status == StatusPending && !v.opts.Now().Before(r.Expires) {
-		r.Status = StatusExpired
+	if len(rs) == 0 {
+		return requestRow{}, ErrRequestNotFound
 	}
-	return r, nil
+	return rs[0], nil
 }
 
 // GetRequest returns one request; a pending one with a preview of what
@@ -234,26 +256,17 @@ func (v *Vault) ListRequests(ctx context.Context, status string) ([]Request, err
 	default:
 		return nil, policy.E(policy.KindInvalid, "invalid_status", "status is one of pending, approved, denied, collected, expired")
 	}
-	rows, err := v.db.r.QueryContext(ctx, `SELECT `+requestColumns+` FROM requests ORDER BY created DESC, id LIMIT 1000`)
+	rs, err := v.loadRequests(ctx, v.db.r, `1 ORDER BY created DESC, id LIMIT 1000`)
 	if err != nil {
 		return nil, storageError("list requests", err)
 	}
-	defer rows.Close()
 	out := []Request{}
-	now := v.opts.Now()
-	for rows.Next() {
-		r, err := scanRequest(rows)
-		if err != nil {
-			return nil, storageError("list requests", err)
-		}
-		if r.Status == StatusPending && !now.Before(r.Expires) {
-			r.Status = StatusExpired
-		}
+	for _, r := range rs {
 		if status == "" || r.Status == status {
 			out = append(out, r.Request)
 		}
 	}
-	return out, storageError0("list requests", rows.Err())
+	return out, nil
 }
 
 func storageError0(op string, err error) error {
@@ -303,8 +316,8 @@ func (v *Vault) Approve(ctx context.Context, id string, a Approval) (Request, er
 		}
 		dj, _ := json.Marshal(details)
 		now := v.now().Unix()
-		if _, err := tx.ExecContext(ctx, `UPDATE requests SET status = ?, decided = ?, granted_details = ?, granted_duration = ? WHERE id = ?`,
-			StatusApproved, now, string(dj), dur, id); err != nil {
+		if err := v.st.update(ctx, tx, tRequests, id, `status = ?, decided = ?, granted_details = ?, granted_duration = ?`,
+			StatusApproved, now, string(dj), dur); err != nil {
 			return err
 		}
 		if err := v.appendAudit(ctx, tx, AuditEntry{Event: EvRequestApproved, Actor: "owner", Outcome: OutcomeAllowed,
@@ -335,7 +348,7 @@ func (v *Vault) Deny(ctx context.Context, id, reason string) (Request, error) {
 			return ErrRequestDecided.WithDetail("it is " + r.Status)
 		}
 		now := v.now().Unix()
-		if _, err := tx.ExecContext(ctx, `UPDATE requests SET status = ?, decided = ?, deny_reason = ? WHERE id = ?`, StatusDenied, now, reason, id); err != nil {
+		if err := v.st.update(ctx, tx, tRequests, id, `status = ?, decided = ?, deny_reason = ?`, StatusDenied, now, reason); err != nil {
 			return err
 		}
 		if err := v.appendAudit(ctx, tx, AuditEntry{Event: EvRequestDenied, Actor: "owner", Outcome: OutcomeDenied,
@@ -402,12 +415,10 @@ func (v *Vault) CollectGrant(ctx context.Context, requestID, proof string, hc HT
 			} else {
 				outErr = ErrPending
 			}
-			_, err := tx.ExecContext(ctx, `UPDATE requests SET last_poll = ?, poll_interval = ? WHERE id = ?`, now, interval, r.ID)
-			return err
+			return v.st.update(ctx, tx, tRequests, r.ID, `last_poll = ?, poll_interval = ?`, now, interval)
 		case StatusExpired:
-			_, err := tx.ExecContext(ctx, `UPDATE requests SET status = ? WHERE id = ?`, StatusExpired, r.ID)
 			outErr = ErrExpiredToken
-			return err
+			return v.st.update(ctx, tx, tRequests, r.ID, `status = ?`, StatusExpired)
 		case StatusDenied:
 			outErr = ErrAccessDenied
 			return nil
@@ -455,23 +466,28 @@ func (v *Vault) mintGrant(ctx context.Context, tx *sql.Tx, r requestRow) (string
 	if r.Retention != nil {
 		retention = *r.Retention
 	} else {
-		var body string
-		if err := tx.QueryRowContext(ctx, `SELECT body FROM terms WHERE hash = ?`, r.TermsHash).Scan(&body); err != nil {
+		doc, err := v.termsByHash(ctx, tx, r.TermsHash)
+		if err != nil {
 			return "", g, err
 		}
-		var t policy.Terms
-		if err := json.Unmarshal([]byte(body), &t); err != nil {
-			return "", g, ErrTampered.WithDetail("terms " + r.TermsHash)
-		}
-		retention = int64(time.Duration(t.MaxRetention) / time.Second)
+		retention = int64(time.Duration(doc.Terms.MaxRetention) / time.Second)
+	}
+	// One request, one grant: a request row put back as it was before
+	// collection (a rollback its MAC cannot see) mints nothing more.
+	var prior int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM grants WHERE request_id = ?`, r.ID).Scan(&prior); err != nil {
+		return "", g, err
+	}
+	if prior > 0 {
+		return "", g, ErrTampered.WithCause(errors.New("request " + r.ID + " is approved but already has a grant"))
 	}
 	dj, _ := json.Marshal(g.AuthorizationDetails)
-	if _, err := tx.ExecContext(ctx, `INSERT INTO grants (id, request_id, client_id, client_name, subject, details, purpose, terms_hash, kid, issued, expires, retention)
+	if err := v.st.insert(ctx, tx, tGrants, g.ID, `INSERT INTO grants (id, request_id, client_id, client_name, subject, details, purpose, terms_hash, kid, issued, expires, retention)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		g.ID, r.ID, r.ClientID, r.ClientName, g.Subject, string(dj), g.Purpose, g.TermsHash, s.kid, g.IssuedAt, g.Expiry, retention); err != nil {
 		return "", g, err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE requests SET status = ?, grant_id = ? WHERE id = ?`, StatusCollected, g.ID, r.ID); err != nil {
+	if err := v.st.update(ctx, tx, tRequests, r.ID, `status = ?, grant_id = ?`, StatusCollected, g.ID); err != nil {
 		return "", g, err
 	}
 	if err := v.appendAudit(ctx, tx, AuditEntry{Event: EvGrantIssued, Actor: "vault", Outcome: OutcomeAllowed, ClientID: r.ClientID,
@@ -497,96 +513,104 @@ type Grant struct {
 	Status     string                       `json:"status"` // active, expired, revoked
 }
 
-const grantColumns = `id, request_id, client_id, client_name, subject, details, purpose, terms_hash, issued, expires, revoked`
-
-func (v *Vault) scanGrant(row rowScanner) (Grant, error) {
-	var g Grant
-	err := v.scanGrantInto(row, &g)
-	return g, err
+// grantRow is a grant with the columns only the vault needs.
+type grantRow struct {
+	Grant
+	kid       string
+	retention int64
+	endedBy   string
 }
 
-// scanGrantInto reads grantColumns and then any extra columns into extra.
-func (v *Vault) scanGrantInto(row rowScanner, g *Grant, extra ...any) error {
-	var (
-		details         string
-		issued, expires int64
-		revoked         sql.NullInt64
-	)
-	dest := append([]any{&g.ID, &g.RequestID, &g.ClientID, &g.ClientName, &g.Subject, &details, &g.Purpose, &g.TermsHash, &issued, &expires, &revoked}, extra...)
-	if err := row.Scan(dest...); err != nil {
-		return err
+// grantFrom builds a grant from its checked row.
+func (v *Vault) grantFrom(r row) (grantRow, error) {
+	g := grantRow{Grant: Grant{ID: r.str("id"), RequestID: r.str("request_id"), ClientID: r.str("client_id"), ClientName: r.str("client_name"),
+		Subject: r.str("subject"), Purpose: r.str("purpose"), TermsHash: r.str("terms_hash"),
+		Issued: time.Unix(r.i64("issued"), 0).UTC(), Expires: time.Unix(r.i64("expires"), 0).UTC()},
+		kid: r.str("kid"), retention: r.i64("retention"), endedBy: r.str("ended_by")}
+	if err := json.Unmarshal(r.bytes("details"), &g.Details); err != nil {
+		return g, ErrTampered.WithCause(err)
 	}
-	if err := json.Unmarshal([]byte(details), &g.Details); err != nil {
-		return err
-	}
-	g.Issued, g.Expires = time.Unix(issued, 0).UTC(), time.Unix(expires, 0).UTC()
 	switch {
-	case revoked.Valid:
-		t := time.Unix(revoked.Int64, 0).UTC()
+	case !r.null("revoked"):
+		t := time.Unix(r.i64("revoked"), 0).UTC()
 		g.Revoked, g.Status = &t, "revoked"
 	case !v.opts.Now().Before(g.Expires):
 		g.Status = "expired"
 	default:
 		g.Status = "active"
 	}
-	return nil
+	return g, nil
+}
+
+// loadGrants reads the checked grants matching where.
+func (v *Vault) loadGrants(ctx context.Context, q queryer, where string, args ...any) ([]grantRow, error) {
+	rs, err := v.st.rows(ctx, q, tGrants, where, args...)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]grantRow, 0, len(rs))
+	for _, r := range rs {
+		g, err := v.grantFrom(r)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+// loadGrant reads one checked grant; ErrGrantNotFound if there is none.
+func (v *Vault) loadGrant(ctx context.Context, q queryer, id string) (grantRow, error) {
+	if !policy.ValidateRecordID(id) {
+		return grantRow{}, ErrGrantNotFound
+	}
+	gs, err := v.loadGrants(ctx, q, `id = ?`, id)
+	if err != nil {
+		return grantRow{}, err
+	}
+	if len(gs) == 0 {
+		return grantRow{}, ErrGrantNotFound
+	}
+	return gs[0], nil
 }
 
 // ListGrants returns every grant, newest first.
 func (v *Vault) ListGrants(ctx context.Context) ([]Grant, error) {
-	rows, err := v.db.r.QueryContext(ctx, `SELECT `+grantColumns+` FROM grants ORDER BY issued DESC, id LIMIT 1000`)
+	gs, err := v.loadGrants(ctx, v.db.r, `1 ORDER BY issued DESC, id LIMIT 1000`)
 	if err != nil {
 		return nil, storageError("list grants", err)
 	}
-	defer rows.Close()
-	out := []Grant{}
-	for rows.Next() {
-		g, err := v.scanGrant(rows)
-		if err != nil {
-			return nil, storageError("list grants", err)
-		}
-		out = append(out, g)
+	out := make([]Grant, len(gs))
+	for i, g := range gs {
+		out[i] = g.Grant
 	}
-	return out, storageError0("list grants", rows.Err())
+	return out, nil
 }
 
 // GetGrant returns one grant.
 func (v *Vault) GetGrant(ctx context.Context, id string) (Grant, error) {
-	if !policy.ValidateRecordID(id) {
-		return Grant{}, ErrGrantNotFound
-	}
-	g, err := v.scanGrant(v.db.r.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM grants WHERE id = ?`, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Grant{}, ErrGrantNotFound
-	}
+	g, err := v.loadGrant(ctx, v.db.r, id)
 	if err != nil {
 		return Grant{}, storageError("get grant", err)
 	}
-	return g, nil
+	return g.Grant, nil
 }
 
 // Revoke ends a grant now. Every read checks revocation inside the same
 // serialized transaction that logs it, so no read that commits after the
 // revocation can succeed.
 func (v *Vault) Revoke(ctx context.Context, id string) (Grant, error) {
-	if !policy.ValidateRecordID(id) {
-		return Grant{}, ErrGrantNotFound
-	}
-	var g Grant
+	var g grantRow
 	err := v.db.tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		g, err = v.scanGrant(tx.QueryRowContext(ctx, `SELECT `+grantColumns+` FROM grants WHERE id = ?`, id))
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrGrantNotFound
-		}
-		if err != nil {
+		if g, err = v.loadGrant(ctx, tx, id); err != nil {
 			return err
 		}
 		if g.Revoked != nil {
 			return ErrAlreadyRevoked
 		}
 		now := v.now()
-		if _, err := tx.ExecContext(ctx, `UPDATE grants SET revoked = ?, ended_by = 'owner' WHERE id = ?`, now.Unix(), id); err != nil {
+		if err := v.st.update(ctx, tx, tGrants, id, `revoked = ?, ended_by = 'owner'`, now.Unix()); err != nil {
 			return err
 		}
 		g.Revoked, g.Status = &now, "revoked"
@@ -596,21 +620,19 @@ func (v *Vault) Revoke(ctx context.Context, id string) (Grant, error) {
 		}
 		// Tell the organization, if it gave a callback: a signed notice
 		// with the deadline for its deletion receipt.
-		var callback string
-		var retention int64
-		if err := tx.QueryRowContext(ctx, `SELECT r.callback_uri, g.retention FROM grants g JOIN requests r ON r.id = g.request_id WHERE g.id = ?`, id).
-			Scan(&callback, &retention); err != nil {
-			return err
-		}
-		if callback == "" {
-			return nil
-		}
-		rel, err := relationshipOf(ctx, tx, g.ClientID)
+		req, err := v.loadRequest(ctx, tx, g.RequestID)
 		if err != nil {
 			return err
 		}
-		_, err = v.queueNotice(ctx, tx, rel, g.ClientID, callback, policy.NoticeClaims{Event: policy.NoticeGrantRevoked, GrantID: id,
-			DeletionDeadline: now.Add(time.Duration(retention) * time.Second).Unix()})
+		if req.CallbackURI == "" {
+			return nil
+		}
+		rel, err := v.relationshipOf(ctx, tx, g.ClientID)
+		if err != nil {
+			return err
+		}
+		_, err = v.queueNotice(ctx, tx, rel, g.ClientID, req.CallbackURI, policy.NoticeClaims{Event: policy.NoticeGrantRevoked, GrantID: id,
+			DeletionDeadline: now.Add(time.Duration(g.retention) * time.Second).Unix()})
 		return err
 	})
 	if err != nil {
@@ -618,5 +640,5 @@ func (v *Vault) Revoke(ctx context.Context, id string) (Grant, error) {
 	}
 	v.forgetGrant(id)
 	v.log.Info("grant revoked", "grant", id)
-	return g, nil
+	return g.Grant, nil
 }

@@ -463,7 +463,9 @@ func TestMigrationBuildsRelationships(t *testing.T) {
 	for _, q := range []string{
 		`DROP INDEX records_by_key`, `DROP TABLE record_keys`, `DROP TABLE offers`, `DROP TABLE intents`, `DROP TABLE receipts`, `DROP TABLE notices`, `DROP TABLE relationship_keys`, `DROP TABLE relationships`,
 		`DROP INDEX IF EXISTS receipts_by_grant`,
-		`ALTER TABLE grants DROP COLUMN retention`, `ALTER TABLE grants DROP COLUMN ended_by`, `PRAGMA user_version = 2`,
+		`ALTER TABLE grants DROP COLUMN retention`, `ALTER TABLE grants DROP COLUMN ended_by`, `DROP INDEX grants_by_request`,
+		`ALTER TABLE meta DROP COLUMN mac`, `ALTER TABLE signing_keys DROP COLUMN mac`, `ALTER TABLE terms DROP COLUMN mac`,
+		`ALTER TABLE requests DROP COLUMN mac`, `ALTER TABLE grants DROP COLUMN mac`, `PRAGMA user_version = 2`,
 	} {
 		if _, err := v.db.w.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)

@@ -16,6 +16,7 @@ import (
 	"strings"
 
 	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault/internal/crypt"
 )
 
 // Export file format (docs/operations.md):
@@ -130,8 +131,13 @@ func (v *Vault) Export(ctx context.Context, w io.Writer) (ExportStats, error) {
 	}
 	bw.Write(hdr)
 	bw.WriteByte('\n')
-	fw := &frameWriter{w: bw, key: subkey(v.master, v.id, labelExportKey, 0), hdrHash: sha256.Sum256(hdr)}
-	defer wipe(fw.key)
+	key, err := v.deriveLegacy(labelExportKey, 0)
+	if err != nil {
+		return st, err
+	}
+	defer crypt.Wipe(key)
+	fw := &frameWriter{w: bw, key: key, hdrHash: sha256.Sum256(hdr)}
+	defer crypt.Wipe(fw.key)
 
 	tables, err := tableNames(ctx, tx)
 	if err != nil {
@@ -249,7 +255,7 @@ type frameWriter struct {
 }
 
 func frameAAD(hdrHash [32]byte, n uint64) []byte {
-	return aad(labelExportAAD, hdrHash[:], u64(n))
+	return crypt.AAD(labelExportAAD, hdrHash[:], crypt.U64(n))
 }
 
 func (fw *frameWriter) write(f frame) error {
@@ -257,7 +263,7 @@ func (fw *frameWriter) write(f frame) error {
 	if err != nil {
 		return policy.Internal("encode frame", err)
 	}
-	sealed := seal(fw.key, pt, frameAAD(fw.hdrHash, fw.n))
+	sealed := crypt.Seal(fw.key, pt, frameAAD(fw.hdrHash, fw.n))
 	fw.n++
 	var l [4]byte
 	binary.BigEndian.PutUint32(l[:], uint32(len(sealed)))
@@ -314,9 +320,9 @@ func Import(ctx context.Context, r io.Reader, dir string, passphrase []byte, opt
 	if err != nil {
 		return st, err
 	}
-	defer wipe(master)
-	key := subkey(master, h.VaultID, labelExportKey, 0)
-	defer wipe(key)
+	defer crypt.Wipe(master)
+	key := crypt.DeriveLegacy(master, h.VaultID, labelExportKey, 0)
+	defer crypt.Wipe(key)
 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return st, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot create the vault directory", err)
@@ -334,7 +340,7 @@ func Import(ctx context.Context, r io.Reader, dir string, passphrase []byte, opt
 			removeDB(tmp)
 		}
 	}()
-	if err := db.migrate(ctx, h.Schema); err != nil {
+	if err := db.migrate(ctx, h.Schema, nil); err != nil {
 		return st, err
 	}
 	fr := &frameReader{r: br, key: key, hdrHash: sha256.Sum256(hdr)}
@@ -358,7 +364,7 @@ func Import(ctx context.Context, r io.Reader, dir string, passphrase []byte, opt
 	if err != nil {
 		return st, err
 	}
-	if err := db.migrate(ctx, schemaVersion); err != nil {
+	if err := db.migrate(ctx, schemaVersion, upgradeState(ctx, master, h.VaultID)); err != nil {
 		return st, err
 	}
 	if err := db.close(); err != nil {
@@ -475,7 +481,7 @@ func (fr *frameReader) next() (frame, error) {
 	if _, err := io.ReadFull(fr.r, sealed); err != nil {
 		return frame{}, badExport("the file is truncated")
 	}
-	pt, err := open(fr.key, sealed, frameAAD(fr.hdrHash, fr.n))
+	pt, err := crypt.Open(fr.key, sealed, frameAAD(fr.hdrHash, fr.n))
 	if err != nil {
 		return frame{}, badExport("a frame failed its integrity check")
 	}

@@ -11,14 +11,13 @@ import (
 	"time"
 
 	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault/internal/crypt"
 )
 
 // Intentcasting. The owner publishes an intent with no personal data,
 // signed by a key made for that intent alone; organizations answer with
 // signed offers; accepting an offer turns it into an ordinary access
 // request, under the owner's terms, that the owner then approves or not.
-
-const labelIntentKey = "pdvault.org/v1/intent-key"
 
 // Offer and intent states.
 const (
@@ -35,6 +34,7 @@ var (
 	ErrOfferNotFound  = policy.E(policy.KindNotFound, "not_found", "no such offer")
 	ErrOfferDecided   = policy.E(policy.KindConflict, "already_decided", "the offer has already been accepted or declined")
 	ErrOfferReplayed  = policy.E(policy.KindInvalid, "invalid_offer", "an offer with this jti was already received from this organization")
+	ErrOfferConflict  = policy.E(policy.KindConflict, "offer_conflict", "the organization already sent a request with the id this offer would take; ask it to send a new offer")
 	ErrPersonalData   = policy.E(policy.KindInvalid, "personal_data", "the intent would reveal something from your profile")
 )
 
@@ -137,16 +137,13 @@ func (v *Vault) PublishIntent(ctx context.Context, in policy.IntentInput) (Owner
 	if err != nil {
 		return OwnerIntent{}, policy.Internal("sign intent", err)
 	}
-	wrap, err := v.secretKey()
-	if err != nil {
-		return OwnerIntent{}, err
-	}
-	sealedKey := seal(wrap, priv.Seed(), aad(labelIntentKey, []byte(v.id), []byte(pi.ID)))
-	wipe(wrap)
+	// The intent's key signs once and is dropped: nothing else is ever
+	// signed with it, so there is nothing to keep (the column stays empty).
+	crypt.Wipe(priv)
 	body, _ := json.Marshal(pi)
 	err = v.db.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO intents (id, body, signed, public, sealed, status, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			pi.ID, string(body), signed, []byte(pub), sealedKey, IntentOpen, pi.IssuedAt, pi.Expiry); err != nil {
+		if err := v.st.insert(ctx, tx, tIntents, pi.ID, `INSERT INTO intents (id, body, signed, public, sealed, status, created, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			pi.ID, string(body), signed, []byte(pub), []byte{}, IntentOpen, pi.IssuedAt, pi.Expiry); err != nil {
 			return err
 		}
 		return v.appendAudit(ctx, tx, AuditEntry{Event: EvIntentPublished, Actor: "owner", Reason: "intent " + pi.ID + ": " + pi.Title})
@@ -157,38 +154,32 @@ func (v *Vault) PublishIntent(ctx context.Context, in policy.IntentInput) (Owner
 	return OwnerIntent{PublicIntent: PublicIntent{Intent: pi, Signed: signed}, Status: IntentOpen, Offers: []OwnerOffer{}}, nil
 }
 
-func scanIntent(row rowScanner) (OwnerIntent, int64, error) {
-	var (
-		oi      OwnerIntent
-		body    string
-		expires int64
-	)
-	if err := row.Scan(&body, &oi.Signed, &oi.Status, &expires); err != nil {
-		return oi, 0, err
+// intentFrom builds an intent from its checked row.
+func intentFrom(r row) (OwnerIntent, int64, error) {
+	oi := OwnerIntent{Status: r.str("status")}
+	oi.Signed = r.str("signed")
+	if err := json.Unmarshal(r.bytes("body"), &oi.Intent); err != nil {
+		return oi, 0, ErrTampered.WithCause(err)
 	}
-	if err := json.Unmarshal([]byte(body), &oi.Intent); err != nil {
-		return oi, 0, err
-	}
-	return oi, expires, nil
+	return oi, r.i64("expires"), nil
 }
 
 // ListIntents returns the open, unexpired intents: the public feed.
 func (v *Vault) ListIntents(ctx context.Context) ([]PublicIntent, error) {
-	rows, err := v.db.r.QueryContext(ctx, `SELECT body, signed, status, expires FROM intents WHERE status = ? AND expires > ? ORDER BY created DESC, rowid DESC LIMIT 500`,
+	rs, err := v.st.rows(ctx, v.db.r, tIntents, `status = ? AND expires > ? ORDER BY created DESC, rowid DESC LIMIT 500`,
 		IntentOpen, v.opts.Now().Unix())
 	if err != nil {
 		return nil, storageError("list intents", err)
 	}
-	defer rows.Close()
 	out := []PublicIntent{}
-	for rows.Next() {
-		oi, _, err := scanIntent(rows)
+	for _, r := range rs {
+		oi, _, err := intentFrom(r)
 		if err != nil {
 			return nil, storageError("list intents", err)
 		}
 		out = append(out, oi.PublicIntent)
 	}
-	return out, storageError0("list intents", rows.Err())
+	return out, nil
 }
 
 // GetIntent returns one open intent; a closed or expired one is gone.
@@ -203,16 +194,20 @@ func (v *Vault) GetIntent(ctx context.Context, id string) (PublicIntent, error) 
 	return oi.PublicIntent, nil
 }
 
-func (v *Vault) ownerIntent(ctx context.Context, q txQuerier, id string, withOffers bool) (OwnerIntent, error) {
+func (v *Vault) ownerIntent(ctx context.Context, q queryer, id string, withOffers bool) (OwnerIntent, error) {
 	if !policy.ValidateRecordID(id) {
 		return OwnerIntent{}, ErrIntentNotFound
 	}
-	oi, expires, err := scanIntent(q.QueryRowContext(ctx, `SELECT body, signed, status, expires FROM intents WHERE id = ?`, id))
+	r, err := v.st.row(ctx, q, tIntents, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return OwnerIntent{}, ErrIntentNotFound
 	}
 	if err != nil {
 		return OwnerIntent{}, storageError("read intent", err)
+	}
+	oi, expires, err := intentFrom(r)
+	if err != nil {
+		return OwnerIntent{}, err
 	}
 	if oi.Status == IntentOpen && v.opts.Now().Unix() >= expires {
 		oi.Status = IntentClosed
@@ -221,43 +216,32 @@ func (v *Vault) ownerIntent(ctx context.Context, q txQuerier, id string, withOff
 	if !withOffers {
 		return oi, nil
 	}
-	rows, err := q.QueryContext(ctx, `SELECT id, client_id, client_name, client_uri, body, status, received FROM offers WHERE intent_id = ? ORDER BY received, id`, id)
+	ors, err := v.st.rows(ctx, q, tOffers, `intent_id = ? ORDER BY received, id`, id)
 	if err != nil {
 		return OwnerIntent{}, storageError("read offers", err)
 	}
-	defer rows.Close()
-	for rows.Next() {
-		var o OwnerOffer
-		var body string
-		var received int64
-		if err := rows.Scan(&o.ID, &o.ClientID, &o.ClientName, &o.ClientURI, &body, &o.Status, &received); err != nil {
-			return OwnerIntent{}, storageError("read offers", err)
-		}
+	for _, r := range ors {
+		o := OwnerOffer{ID: r.str("id"), ClientID: r.str("client_id"), ClientName: r.str("client_name"), ClientURI: r.str("client_uri"),
+			Status: r.str("status"), Received: time.Unix(r.i64("received"), 0).UTC()}
 		var c policy.OfferClaims
-		json.Unmarshal([]byte(body), &c)
+		if err := json.Unmarshal(r.bytes("body"), &c); err != nil {
+			return OwnerIntent{}, ErrTampered.WithCause(err)
+		}
 		o.IntentID, o.Offer, o.Price, o.Purpose, o.Needs, o.Duration = id, c.Offer, c.Price, c.Purpose, c.AuthorizationDetails, c.Duration
-		o.Received = time.Unix(received, 0).UTC()
 		oi.Offers = append(oi.Offers, o)
 	}
-	return oi, storageError0("read offers", rows.Err())
+	return oi, nil
 }
 
 // OwnerIntents lists every intent with its offers, newest first.
 func (v *Vault) OwnerIntents(ctx context.Context) ([]OwnerIntent, error) {
-	rows, err := v.db.r.QueryContext(ctx, `SELECT id FROM intents ORDER BY created DESC, rowid DESC LIMIT 500`)
+	rs, err := v.st.rows(ctx, v.db.r, tIntents, `1 ORDER BY created DESC, rowid DESC LIMIT 500`)
 	if err != nil {
 		return nil, storageError("list intents", err)
 	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		rows.Scan(&id)
-		ids = append(ids, id)
-	}
-	rows.Close()
 	out := []OwnerIntent{}
-	for _, id := range ids {
-		oi, err := v.OwnerIntent(ctx, id)
+	for _, r := range rs {
+		oi, err := v.OwnerIntent(ctx, r.str("id"))
 		if err != nil {
 			return nil, err
 		}
@@ -285,11 +269,17 @@ func (v *Vault) CloseIntent(ctx context.Context, id string) (OwnerIntent, error)
 			return err
 		}
 		now := v.now().Unix()
-		if _, err := tx.ExecContext(ctx, `UPDATE intents SET status = ?, closed = coalesce(closed, ?) WHERE id = ?`, IntentClosed, now, id); err != nil {
+		if err := v.st.update(ctx, tx, tIntents, id, `status = ?, closed = coalesce(closed, ?)`, IntentClosed, now); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE offers SET status = ? WHERE intent_id = ? AND status = ?`, OfferDeclined, id, OfferOpen); err != nil {
+		open, err := v.st.rows(ctx, tx, tOffers, `intent_id = ? AND status = ?`, id, OfferOpen)
+		if err != nil {
 			return err
+		}
+		for _, o := range open {
+			if err := v.st.update(ctx, tx, tOffers, o.str("id"), `status = ?`, OfferDeclined); err != nil {
+				return err
+			}
 		}
 		return v.appendAudit(ctx, tx, AuditEntry{Event: EvIntentClosed, Actor: "owner", Reason: "intent " + id + ": " + oi.Title})
 	})
@@ -341,7 +331,7 @@ func (v *Vault) SubmitOffer(ctx context.Context, intentID, signed, source string
 		if oi.Status != IntentOpen {
 			return ErrIntentClosed
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO offers (id, intent_id, client_id, jwk, client_name, client_uri, signed, body, jti, status, received)
+		err = v.st.insert(ctx, tx, tOffers, t.OfferID, `INSERT INTO offers (id, intent_id, client_id, jwk, client_name, client_uri, signed, body, jti, status, received)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, t.OfferID, intentID, o.ClientID, string(jwk), o.ClientName, o.ClientURI, signed, string(body), o.ID, OfferOpen, now.Unix())
 		if isUniqueViolation(err) {
 			return ErrOfferReplayed
@@ -366,14 +356,14 @@ func (v *Vault) AcceptOffer(ctx context.Context, offerID string) (Request, error
 		return Request{}, ErrOfferNotFound
 	}
 	err := v.db.tx(ctx, func(tx *sql.Tx) error {
-		var signed, status, intentID string
-		err := tx.QueryRowContext(ctx, `SELECT signed, status, intent_id FROM offers WHERE id = ?`, offerID).Scan(&signed, &status, &intentID)
+		r, err := v.st.row(ctx, tx, tOffers, offerID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrOfferNotFound
 		}
 		if err != nil {
 			return err
 		}
+		signed, status, intentID := r.str("signed"), r.str("status"), r.str("intent_id")
 		if status != OfferOpen {
 			return ErrOfferDecided
 		}
@@ -392,18 +382,24 @@ func (v *Vault) AcceptOffer(ctx context.Context, offerID string) (Request, error
 		if req.Retention != nil {
 			retention = sql.NullInt64{Int64: *req.Retention, Valid: true}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO requests (id, client_id, jwk, client_name, client_uri, callback_uri, purpose, purpose_text,
+		err = v.st.insert(ctx, tx, tRequests, offerID, `INSERT INTO requests (id, client_id, jwk, client_name, client_uri, callback_uri, purpose, purpose_text,
 			details, duration, retention, terms_hash, jti, signed, status, created, expires, poll_interval)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			offerID, req.ClientID, string(jwk), req.ClientName, req.ClientURI, req.CallbackURI, req.Purpose, req.PurposeText,
-			string(details), req.Duration, retention, req.TermsHash, "offer:"+req.ID, signed, StatusPending, now, now+int64(RequestLifetime/time.Second),
-			int64(PollInterval/time.Second)); err != nil {
+			string(details), req.Duration, retention, req.TermsHash, policy.ReservedJTIPrefix+req.ID, signed, StatusPending, now, now+int64(RequestLifetime/time.Second),
+			int64(PollInterval/time.Second))
+		if isUniqueViolation(err) {
+			// Only possible for a request stored before the prefix was
+			// reserved: a clear conflict, not a 500.
+			return ErrOfferConflict
+		}
+		if err != nil {
 			return err
 		}
 		if _, err := v.touchRelationship(ctx, tx, req, jwk, now); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE offers SET status = ? WHERE id = ?`, OfferAccepted, offerID); err != nil {
+		if err := v.st.update(ctx, tx, tOffers, offerID, `status = ?`, OfferAccepted); err != nil {
 			return err
 		}
 		return v.appendAudit(ctx, tx, AuditEntry{Event: EvOfferAccepted, Actor: "owner", ClientID: req.ClientID, ClientName: req.ClientName,
@@ -440,18 +436,18 @@ func (v *Vault) DeclineOffer(ctx context.Context, offerID string) error {
 		return ErrOfferNotFound
 	}
 	return v.db.tx(ctx, func(tx *sql.Tx) error {
-		var status, client, name string
-		err := tx.QueryRowContext(ctx, `SELECT status, client_id, client_name FROM offers WHERE id = ?`, offerID).Scan(&status, &client, &name)
+		r, err := v.st.row(ctx, tx, tOffers, offerID)
 		if errors.Is(err, sql.ErrNoRows) {
 			return ErrOfferNotFound
 		}
 		if err != nil {
 			return err
 		}
+		status, client, name := r.str("status"), r.str("client_id"), r.str("client_name")
 		if status != OfferOpen {
 			return ErrOfferDecided
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE offers SET status = ? WHERE id = ?`, OfferDeclined, offerID); err != nil {
+		if err := v.st.update(ctx, tx, tOffers, offerID, `status = ?`, OfferDeclined); err != nil {
 			return err
 		}
 		return v.appendAudit(ctx, tx, AuditEntry{Event: EvOfferDeclined, Actor: "owner", ClientID: client, ClientName: name, Reason: "offer " + offerID})
@@ -460,13 +456,18 @@ func (v *Vault) DeclineOffer(ctx context.Context, offerID string) error {
 
 // offerPollStatus answers the token endpoint for an offer not yet turned
 // into a request: pending while open, denied once declined.
-func (v *Vault) offerPollStatus(ctx context.Context, q querier, id, jkt string) error {
-	var status, client string
-	err := q.QueryRowContext(ctx, `SELECT status, client_id FROM offers WHERE id = ?`, id).Scan(&status, &client)
-	if err != nil || client != jkt {
+func (v *Vault) offerPollStatus(ctx context.Context, q queryer, id, jkt string) error {
+	if !policy.ValidateRecordID(id) {
 		return ErrUnknownDeviceCode
 	}
-	if status == OfferDeclined {
+	r, err := v.st.row(ctx, q, tOffers, id)
+	if isTampered(err) {
+		return err
+	}
+	if err != nil || r.str("client_id") != jkt {
+		return ErrUnknownDeviceCode
+	}
+	if r.str("status") == OfferDeclined {
 		return ErrAccessDenied
 	}
 	return ErrPending

@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"database/sql"
@@ -12,12 +13,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/pdvault/pdvault/policy"
-)
-
-const (
-	labelSigningKeyAAD = "pdvault.org/v1/signing-key"
-	labelAuditKey      = "pdvault.org/v1/audit-mac"
-	labelPairwiseKey   = "pdvault.org/v1/pairwise-id"
+	"github.com/pdvault/pdvault/vault/internal/crypt"
 )
 
 // keyring holds the vault's signing keys: the current private key, and the
@@ -36,11 +32,29 @@ type keyring struct {
 // takes payloads from outside.
 type vaultSigner struct {
 	kid  string
+	mu   sync.RWMutex // Close takes it to wipe priv; signing holds it
 	priv ed25519.PrivateKey
 }
 
 func (s *vaultSigner) Public() *jose.JSONWebKey {
-	return &jose.JSONWebKey{Key: s.priv.Public(), KeyID: s.kid, Algorithm: string(jose.EdDSA), Use: "sig"}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return &jose.JSONWebKey{Key: s.pub(), KeyID: s.kid, Algorithm: string(jose.EdDSA), Use: "sig"}
+}
+
+func (s *vaultSigner) pub() ed25519.PublicKey {
+	if s.priv == nil {
+		return nil
+	}
+	return s.priv.Public().(ed25519.PublicKey)
+}
+
+// wipe forgets the private key.
+func (s *vaultSigner) wipe() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	crypt.Wipe(s.priv)
+	s.priv = nil
 }
 
 func (s *vaultSigner) Algs() []jose.SignatureAlgorithm {
@@ -51,14 +65,28 @@ func (s *vaultSigner) SignPayload(payload []byte, alg jose.SignatureAlgorithm) (
 	if alg != jose.EdDSA {
 		return nil, errors.New("vault signer: only EdDSA")
 	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.priv == nil {
+		return nil, ErrLocked
+	}
 	return ed25519.Sign(s.priv, payload), nil
 }
 
 func (v *Vault) secretKey() ([]byte, error) {
+	return v.deriveLegacy(labelSecretKey, 0)
+}
+
+// deriveLegacy derives a sub-key of the master key, or ErrLocked once the
+// vault is closed: Close nils the master key under keyMu, so no caller
+// ever derives from a wiped (all-zero) key.
+func (v *Vault) deriveLegacy(label crypt.Label, n uint32) ([]byte, error) {
+	v.keyMu.RLock()
+	defer v.keyMu.RUnlock()
 	if v.master == nil {
 		return nil, ErrLocked
 	}
-	return subkey(v.master, v.id, labelSecretKey, 0), nil
+	return crypt.DeriveLegacy(v.master, v.id, label, n), nil
 }
 
 func kidOf(pub ed25519.PublicKey) string {
@@ -80,9 +108,9 @@ func (v *Vault) newSigningKey(ctx context.Context, tx *sql.Tx) (*vaultSigner, er
 	if err != nil {
 		return nil, err
 	}
-	defer wipe(wrap)
-	sealed := seal(wrap, priv.Seed(), aad(labelSigningKeyAAD, []byte(v.id), []byte(kid)))
-	if _, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, public, sealed, created) VALUES (?, ?, ?, ?)`,
+	defer crypt.Wipe(wrap)
+	sealed := crypt.Seal(wrap, priv.Seed(), crypt.AAD(labelSigningKeyAAD, []byte(v.id), []byte(kid)))
+	if err := v.st.insert(ctx, tx, tSigningKeys, kid, `INSERT INTO signing_keys (kid, public, sealed, created) VALUES (?, ?, ?, ?)`,
 		kid, []byte(pub), sealed, v.now().Unix()); err != nil {
 		return nil, err
 	}
@@ -90,53 +118,58 @@ func (v *Vault) newSigningKey(ctx context.Context, tx *sql.Tx) (*vaultSigner, er
 }
 
 // loadKeys reads the signing keys, making the first one if there is none.
+// Every key, retired or not, must pass its row MAC and open from its
+// sealed seed to the public key it claims: a public key someone put in
+// the file is never trusted, not even to verify.
 func (v *Vault) loadKeys(ctx context.Context) error {
 	return v.db.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT kid, public, sealed, retired FROM signing_keys ORDER BY created`)
+		rs, err := v.st.rows(ctx, tx, tSigningKeys, `1 ORDER BY created, kid`)
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
 		kr := &keyring{public: map[string]ed25519.PublicKey{}}
 		wrap, err := v.secretKey()
 		if err != nil {
 			return err
 		}
-		defer wipe(wrap)
-		for rows.Next() {
-			var (
-				kid            string
-				pub, sealedKey []byte
-				retired        sql.NullInt64
-			)
-			if err := rows.Scan(&kid, &pub, &sealedKey, &retired); err != nil {
-				return err
-			}
-			if len(pub) != ed25519.PublicKeySize || kidOf(pub) != kid {
-				return ErrTampered.WithDetail("signing key " + kid)
-			}
-			kr.public[kid] = ed25519.PublicKey(pub)
-			if retired.Valid {
-				continue
-			}
-			seed, err := open(wrap, sealedKey, aad(labelSigningKeyAAD, []byte(v.id), []byte(kid)))
+		defer crypt.Wipe(wrap)
+		var current []*vaultSigner
+		for _, r := range rs {
+			kid := r.str("kid")
+			seed, err := crypt.Open(wrap, r.bytes("sealed"), crypt.AAD(labelSigningKeyAAD, []byte(v.id), []byte(kid)))
 			if err != nil || len(seed) != ed25519.SeedSize {
-				return ErrTampered.WithDetail("signing key " + kid)
+				// The row passed its MAC, so this is not an outsider's
+				// key; still, a key that does not open is never used.
+				return ErrTampered.WithCause(errors.New("signing key " + kid + " does not open"))
 			}
-			kr.current = &vaultSigner{kid: kid, priv: ed25519.NewKeyFromSeed(seed)}
-			wipe(seed)
+			priv := ed25519.NewKeyFromSeed(seed)
+			crypt.Wipe(seed)
+			pub := priv.Public().(ed25519.PublicKey)
+			if !bytes.Equal(pub, r.bytes("public")) || kidOf(pub) != kid {
+				crypt.Wipe(priv)
+				return ErrTampered.WithCause(errors.New("signing key " + kid + " does not match its seed"))
+			}
+			kr.public[kid] = pub
+			if r.null("retired") {
+				current = append(current, &vaultSigner{kid: kid, priv: priv})
+			} else {
+				crypt.Wipe(priv)
+			}
 		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		rows.Close()
-		if kr.current == nil {
+		switch len(current) {
+		case 0:
 			s, err := v.newSigningKey(ctx, tx)
 			if err != nil {
 				return err
 			}
 			kr.current = s
 			kr.public[s.kid] = s.priv.Public().(ed25519.PublicKey)
+		case 1:
+			kr.current = current[0]
+		default:
+			// Rotation retires the old key in the transaction that adds
+			// the new one, so two active keys are never the vault's doing.
+			return ErrTampered.WithCause(errors.New("more than one active signing key"))
 		}
 		v.keys = kr
 		return nil

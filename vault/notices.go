@@ -56,7 +56,7 @@ func (v *Vault) queueNotice(ctx context.Context, tx *sql.Tx, relID, clientID, ur
 		return Notice{}, policy.Internal("sign notice", err)
 	}
 	n := Notice{ID: c.ID, GrantID: c.GrantID, Event: c.Event, URL: url, Status: NoticePending, Created: now}
-	_, err = tx.ExecContext(ctx, `INSERT INTO notices (id, relationship_id, grant_id, event, url, signed, status, next_attempt, created)
+	err = v.st.insert(ctx, tx, tNotices, n.ID, `INSERT INTO notices (id, relationship_id, grant_id, event, url, signed, status, next_attempt, created)
 		VALUES (?, ?, nullif(?, ''), ?, ?, ?, ?, ?, ?)`, n.ID, relID, c.GrantID, c.Event, url, signed, NoticePending, now.Unix(), now.Unix())
 	if err != nil {
 		return Notice{}, err
@@ -91,22 +91,25 @@ func (v *Vault) DeliverNotices(ctx context.Context) (int, error) {
 		id, url, signed, event, grant, client string
 		attempts                              int
 	}
-	rows, err := v.db.r.QueryContext(ctx, `SELECT n.id, n.url, n.signed, n.event, coalesce(n.grant_id, ''), k.client_id, n.attempts
-		FROM notices n JOIN relationship_keys k ON k.relationship_id = n.relationship_id AND k.link IS NULL
-		WHERE n.status = ? AND n.next_attempt <= ? ORDER BY n.next_attempt LIMIT 50`, NoticePending, v.opts.Now().Unix())
+	nrs, err := v.st.rows(ctx, v.db.r, tNotices, `status = ? AND next_attempt <= ? ORDER BY next_attempt LIMIT 50`, NoticePending, v.opts.Now().Unix())
 	if err != nil {
 		return 0, storageError("due notices", err)
 	}
 	var list []due
-	for rows.Next() {
-		var d due
-		if err := rows.Scan(&d.id, &d.url, &d.signed, &d.event, &d.grant, &d.client, &d.attempts); err != nil {
-			rows.Close()
+	for _, n := range nrs {
+		d := due{id: n.str("id"), url: n.str("url"), signed: n.str("signed"), event: n.str("event"), grant: n.str("grant_id"), attempts: int(n.i64("attempts"))}
+		// The audit names the relationship by its first key.
+		keys, _, err := v.relationshipKeys(ctx, v.db.r, n.str("relationship_id"))
+		if err != nil {
 			return 0, storageError("due notices", err)
+		}
+		for _, k := range keys {
+			if !k.Rotated {
+				d.client = k.ClientID
+			}
 		}
 		list = append(list, d)
 	}
-	rows.Close()
 	delivered := 0
 	for _, d := range list {
 		if ctx.Err() != nil {
@@ -133,22 +136,21 @@ func (v *Vault) DeliverNotices(ctx context.Context) (int, error) {
 		err := v.db.tx(wctx, func(tx *sql.Tx) error {
 			switch {
 			case problem == "":
-				if _, err := tx.ExecContext(wctx, `UPDATE notices SET status = ?, attempts = ?, delivered = ?, last_error = NULL WHERE id = ?`,
-					NoticeDelivered, attempts, now.Unix(), d.id); err != nil {
+				if err := v.st.update(wctx, tx, tNotices, d.id, `status = ?, attempts = ?, delivered = ?, last_error = NULL`,
+					NoticeDelivered, attempts, now.Unix()); err != nil {
 					return err
 				}
 				return v.appendAudit(wctx, tx, AuditEntry{Event: EvNoticeDelivered, Actor: "vault", Outcome: OutcomeAllowed, ClientID: d.client, GrantID: d.grant, Reason: d.event})
 			case attempts >= v.opts.NoticeMaxAttempts:
-				if _, err := tx.ExecContext(wctx, `UPDATE notices SET status = ?, attempts = ?, last_error = ? WHERE id = ?`,
-					NoticeFailed, attempts, problem, d.id); err != nil {
+				if err := v.st.update(wctx, tx, tNotices, d.id, `status = ?, attempts = ?, last_error = ?`,
+					NoticeFailed, attempts, problem); err != nil {
 					return err
 				}
 				return v.appendAudit(wctx, tx, AuditEntry{Event: EvNoticeFailed, Actor: "vault", Outcome: OutcomeDenied, ClientID: d.client, GrantID: d.grant,
 					Reason: fmt.Sprintf("%s: gave up after %d attempts: %s", d.event, attempts, problem)})
 			default:
-				_, err := tx.ExecContext(wctx, `UPDATE notices SET attempts = ?, last_error = ?, next_attempt = ? WHERE id = ?`,
-					attempts, problem, now.Add(v.backoff(attempts)).Unix(), d.id)
-				return err
+				return v.st.update(wctx, tx, tNotices, d.id, `attempts = ?, last_error = ?, next_attempt = ?`,
+					attempts, problem, now.Add(v.backoff(attempts)).Unix())
 			}
 		})
 		if err != nil {

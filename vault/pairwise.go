@@ -67,7 +67,7 @@ func (v *Vault) relOf(ctx context.Context, clientID string) (string, error) {
 	if ok {
 		return rel, nil
 	}
-	rel, err := relationshipOf(ctx, v.db.r, clientID)
+	rel, err := v.relationshipOf(ctx, v.db.r, clientID)
 	if err != nil {
 		return "", err
 	}

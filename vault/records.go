@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault/internal/crypt"
 )
 
 // Record is one of the owner's records: a JSON object in a collection.
@@ -39,19 +40,13 @@ var (
 	ErrVersionConflict = policy.E(policy.KindConflict, "version_conflict", "the record was changed since the version you named; read it again")
 	ErrBadCursor       = policy.E(policy.KindInvalid, "invalid_cursor", "the cursor is not one this vault issued")
 	ErrBadLimit        = policy.E(policy.KindInvalid, "invalid_limit", "limit must be a whole number from 1 to 500")
-	// ErrTampered is returned when a stored ciphertext does not open: it was
-	// altered, or moved to another row or version. It is never data.
-	ErrTampered = policy.E(policy.KindInternal, "integrity_error", "a stored record failed its integrity check")
+	// ErrTampered is returned when stored data fails its integrity check: a
+	// ciphertext that does not open, a row whose MAC does not verify. It is
+	// never data: the operation is refused and the owner is told.
+	ErrTampered = policy.E(policy.KindInternal, "tampered", "the vault's stored data failed its integrity check; nothing was served and the owner has been told")
 )
 
-// recordAAD binds a ciphertext to the exact place it belongs: a sealed
-// record copied to another id, collection, version or vault, or sealed under
-// another key id, does not open.
-func (v *Vault) recordAAD(collection, id string, version int64, keyID uint32) []byte {
-	return aad(labelRecordAAD, []byte(v.id), []byte(collection), []byte(id), u64(uint64(version)), u64(uint64(keyID)))
-}
-
-func (v *Vault) sealRecord(collection, id string, version int64, data []byte) (keyID uint32, sealed []byte, err error) {
+func (v *Vault) sealRecord(collection, id string, version, created, updated int64, data []byte) (keyID uint32, sealed []byte, err error) {
 	v.mu.RLock()
 	keyID = v.recordKeyID
 	v.mu.RUnlock()
@@ -59,15 +54,15 @@ func (v *Vault) sealRecord(collection, id string, version int64, data []byte) (k
 	if err != nil {
 		return 0, nil, err
 	}
-	return keyID, seal(key, data, v.recordAAD(collection, id, version, keyID)), nil
+	return keyID, crypt.Seal(key, data, recordAAD(v.id, collection, id, version, keyID, created, updated)), nil
 }
 
-func (v *Vault) openRecord(collection, id string, version int64, keyID uint32, sealed []byte) ([]byte, error) {
+func (v *Vault) openRecord(collection, id string, version int64, keyID uint32, created, updated int64, sealed []byte) ([]byte, error) {
 	key, err := v.recordKey(keyID)
 	if err != nil {
 		return nil, err
 	}
-	pt, err := open(key, sealed, v.recordAAD(collection, id, version, keyID))
+	pt, err := crypt.Open(key, sealed, recordAAD(v.id, collection, id, version, keyID, created, updated))
 	if err != nil {
 		v.log.Error("record failed its integrity check", "collection", collection, "id", id, "version", version)
 		return nil, ErrTampered
@@ -91,7 +86,7 @@ func (v *Vault) CreateRecord(ctx context.Context, collection string, data []byte
 	}
 	now := v.now()
 	r := Record{ID: newID(), Collection: collection, Version: 1, Created: now, Updated: now, Data: data}
-	keyID, sealed, err := v.sealRecord(collection, r.ID, r.Version, data)
+	keyID, sealed, err := v.sealRecord(collection, r.ID, r.Version, now.Unix(), now.Unix(), data)
 	if err != nil {
 		return Record{}, err
 	}
@@ -121,7 +116,7 @@ func (v *Vault) scanRecord(row rowScanner) (Record, int64, error) {
 	if err := row.Scan(&seq, &r.ID, &r.Collection, &r.Version, &keyID, &sealed, &created, &updated); err != nil {
 		return Record{}, 0, err
 	}
-	data, err := v.openRecord(r.Collection, r.ID, r.Version, keyID, sealed)
+	data, err := v.openRecord(r.Collection, r.ID, r.Version, keyID, created, updated, sealed)
 	if err != nil {
 		return Record{}, 0, err
 	}
@@ -182,7 +177,7 @@ func (v *Vault) UpdateRecord(ctx context.Context, collection, id string, data []
 			return ErrVersionConflict
 		}
 		r = Record{ID: id, Collection: collection, Version: version + 1, Created: time.Unix(created, 0).UTC(), Updated: now, Data: data}
-		keyID, sealed, err := v.sealRecord(collection, id, r.Version, data)
+		keyID, sealed, err := v.sealRecord(collection, id, r.Version, created, now.Unix(), data)
 		if err != nil {
 			return err
 		}
@@ -329,7 +324,7 @@ func (v *Vault) CreateRecords(ctx context.Context, collection string, data [][]b
 			return nil, err
 		}
 		out[i] = Record{ID: newID(), Collection: collection, Version: 1, Created: now, Updated: now, Data: norm}
-		if keys[i], sealed[i], err = v.sealRecord(collection, out[i].ID, 1, norm); err != nil {
+		if keys[i], sealed[i], err = v.sealRecord(collection, out[i].ID, 1, now.Unix(), now.Unix(), norm); err != nil {
 			return nil, err
 		}
 	}

@@ -39,15 +39,14 @@ var relIDRE = regexp.MustCompile(`^[A-Za-z0-9_-]{43}$`)
 // touchRelationship finds or starts the relationship of the key that
 // signed a request, inside the request's transaction.
 func (v *Vault) touchRelationship(ctx context.Context, tx *sql.Tx, req *policy.AccessRequest, jwk []byte, now int64) (string, error) {
-	var relID string
-	err := tx.QueryRowContext(ctx, `SELECT relationship_id FROM relationship_keys WHERE client_id = ?`, req.ClientID).Scan(&relID)
-	if errors.Is(err, sql.ErrNoRows) {
+	relID, err := v.relationshipOf(ctx, tx, req.ClientID)
+	if errors.Is(err, ErrNoRelationship) {
 		relID = req.ClientID
-		if _, err := tx.ExecContext(ctx, `INSERT INTO relationships (id, name, uri, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)`,
+		if err := v.st.insert(ctx, tx, tRelationships, relID, `INSERT INTO relationships (id, name, uri, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)`,
 			relID, req.ClientName, req.ClientURI, now, now); err != nil {
 			return "", err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO relationship_keys (client_id, relationship_id, jwk, added) VALUES (?, ?, ?, ?)`,
+		err = v.st.insert(ctx, tx, tRelKeys, req.ClientID, `INSERT INTO relationship_keys (client_id, relationship_id, jwk, added) VALUES (?, ?, ?, ?)`,
 			req.ClientID, relID, string(jwk), now)
 		return relID, err
 	}
@@ -56,9 +55,9 @@ func (v *Vault) touchRelationship(ctx context.Context, tx *sql.Tx, req *policy.A
 	}
 	// Keep the latest name and URL; a verified domain stays verified only
 	// while the organization keeps claiming it.
-	_, err = tx.ExecContext(ctx, `UPDATE relationships SET name = ?, uri = ?, last_seen = ?,
-		domain = CASE WHEN domain = ? THEN domain END, verified = CASE WHEN domain = ? THEN verified END WHERE id = ?`,
-		req.ClientName, req.ClientURI, now, hostOf(req.ClientURI), hostOf(req.ClientURI), relID)
+	err = v.st.update(ctx, tx, tRelationships, relID, `name = ?, uri = ?, last_seen = ?,
+		domain = CASE WHEN domain = ? THEN domain END, verified = CASE WHEN domain = ? THEN verified END`,
+		req.ClientName, req.ClientURI, now, hostOf(req.ClientURI), hostOf(req.ClientURI))
 	return relID, err
 }
 
@@ -70,14 +69,47 @@ func hostOf(raw string) string {
 	return strings.ToLower(u.Host)
 }
 
-// relationshipOf returns the relationship a key belongs to.
-func relationshipOf(ctx context.Context, q querier, clientID string) (string, error) {
-	var id string
-	err := q.QueryRowContext(ctx, `SELECT relationship_id FROM relationship_keys WHERE client_id = ?`, clientID).Scan(&id)
+// relationshipOf returns the relationship a key belongs to, from its
+// checked key row.
+func (v *Vault) relationshipOf(ctx context.Context, q queryer, clientID string) (string, error) {
+	k, err := v.st.row(ctx, q, tRelKeys, clientID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", ErrNoRelationship
 	}
-	return id, err
+	if err != nil {
+		return "", err
+	}
+	return k.str("relationship_id"), nil
+}
+
+// MaxKeysPerRelationship bounds the keys one organization can link: each
+// is a row every relationship view reads.
+const MaxKeysPerRelationship = 16
+
+var ErrTooManyKeys = policy.E(policy.KindConflict, "too_many_keys", "this relationship already has the most keys it may have (16); keep using a linked key")
+
+// relationshipKeys returns the checked key rows of a relationship, oldest
+// first, and their client ids as SQL arguments.
+func (v *Vault) relationshipKeys(ctx context.Context, q queryer, relID string) ([]RelationshipKey, []any, error) {
+	rs, err := v.st.rows(ctx, q, tRelKeys, `relationship_id = ? ORDER BY added, client_id`, relID)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys := make([]RelationshipKey, 0, len(rs))
+	clients := make([]any, 0, len(rs))
+	for _, r := range rs {
+		keys = append(keys, RelationshipKey{ClientID: r.str("client_id"), Added: time.Unix(r.i64("added"), 0).UTC(), Rotated: !r.null("link")})
+		clients = append(clients, r.str("client_id"))
+	}
+	return keys, clients, nil
+}
+
+// inList is "(?,?,...)" for n arguments; for none, a list nothing is in.
+func inList(n int) string {
+	if n == 0 {
+		return "(NULL)"
+	}
+	return "(?" + strings.Repeat(",?", n-1) + ")"
 }
 
 // Relationship is the owner's view of one organization.
@@ -191,108 +223,75 @@ func (v *Vault) GetRelationship(ctx context.Context, id string) (Relationship, e
 }
 
 func (v *Vault) loadRelationship(ctx context.Context, tx *sql.Tx, id string) (Relationship, error) {
-	var (
-		r           Relationship
-		first, last int64
-		domain      sql.NullString
-		verified    sql.NullInt64
-	)
-	err := tx.QueryRowContext(ctx, `SELECT id, name, uri, first_seen, last_seen, domain, verified FROM relationships WHERE id = ?`, id).
-		Scan(&r.ID, &r.Name, &r.URI, &first, &last, &domain, &verified)
+	var r Relationship
+	rr, err := v.st.row(ctx, tx, tRelationships, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, ErrRelationshipNotFound
 	}
 	if err != nil {
 		return r, err
 	}
-	r.FirstContact, r.LastContact = time.Unix(first, 0).UTC(), time.Unix(last, 0).UTC()
-	if domain.Valid && verified.Valid {
-		t := time.Unix(verified.Int64, 0).UTC()
-		r.VerifiedDomain, r.VerifiedAt = domain.String, &t
+	r.ID, r.Name, r.URI = rr.str("id"), rr.str("name"), rr.str("uri")
+	r.FirstContact, r.LastContact = time.Unix(rr.i64("first_seen"), 0).UTC(), time.Unix(rr.i64("last_seen"), 0).UTC()
+	if !rr.null("domain") && !rr.null("verified") {
+		t := time.Unix(rr.i64("verified"), 0).UTC()
+		r.VerifiedDomain, r.VerifiedAt = rr.str("domain"), &t
 	}
 
 	// Keys.
-	krows, err := tx.QueryContext(ctx, `SELECT client_id, added, link IS NOT NULL FROM relationship_keys WHERE relationship_id = ? ORDER BY added`, id)
+	keys, clients, err := v.relationshipKeys(ctx, tx, id)
 	if err != nil {
 		return r, err
 	}
-	var clients []any
-	for krows.Next() {
-		var k RelationshipKey
-		var added int64
-		if err := krows.Scan(&k.ClientID, &added, &k.Rotated); err != nil {
-			krows.Close()
-			return r, err
-		}
-		k.Added = time.Unix(added, 0).UTC()
-		r.Keys = append(r.Keys, k)
-		clients = append(clients, k.ClientID)
-	}
-	krows.Close()
-	in := "(?" + strings.Repeat(",?", len(clients)-1) + ")"
+	r.Keys = keys
+	in := inList(len(clients))
 
 	// Requests, newest first.
-	rrows, err := tx.QueryContext(ctx, `SELECT `+requestColumns+` FROM requests WHERE client_id IN `+in+` ORDER BY created DESC, rowid DESC`, clients...)
+	reqs, err := v.loadRequests(ctx, tx, `client_id IN `+in+` ORDER BY created DESC, rowid DESC`, clients...)
 	if err != nil {
 		return r, err
 	}
 	r.Requests = []Request{}
 	seenTerms := map[string]bool{}
 	now := v.opts.Now()
-	for rrows.Next() {
-		q, err := scanRequest(rrows)
-		if err != nil {
-			rrows.Close()
-			return r, err
-		}
-		if q.Status == StatusPending && !now.Before(q.Expires) {
-			q.Status = StatusExpired
-		}
+	for _, q := range reqs {
 		r.Requests = append(r.Requests, q.Request)
 		if !seenTerms[q.TermsHash] {
 			seenTerms[q.TermsHash] = true
 			r.TermsHashes = append(r.TermsHashes, q.TermsHash)
 		}
 	}
-	rrows.Close()
 
 	// Receipts, then grants with their deletion state.
 	r.Receipts = []Receipt{}
 	received := map[string]bool{}
-	prows, err := tx.QueryContext(ctx, `SELECT r.id, r.grant_id, r.client_id, r.deleted, r.deleted_at, r.statement, r.received, r.complete, r.signed
-		FROM receipts r JOIN grants g ON g.id = r.grant_id WHERE g.client_id IN `+in+` ORDER BY r.received`, clients...)
+	// Receipts are accepted only from a key of the grant's relationship,
+	// so the relationship's keys find all of its receipts.
+	prs, err := v.st.rows(ctx, tx, tReceipts, `client_id IN `+in+` ORDER BY received, id`, clients...)
 	if err != nil {
 		return r, err
 	}
-	for prows.Next() {
-		var p Receipt
-		var deleted string
-		var at, rec int64
-		if err := prows.Scan(&p.ID, &p.GrantID, &p.ClientID, &deleted, &at, &p.Statement, &rec, &p.Complete, &p.Signed); err != nil {
-			prows.Close()
-			return r, err
+	for _, pr := range prs {
+		p := Receipt{ID: pr.str("id"), GrantID: pr.str("grant_id"), ClientID: pr.str("client_id"), Statement: pr.str("statement"),
+			DeletedAt: time.Unix(pr.i64("deleted_at"), 0).UTC(), Received: time.Unix(pr.i64("received"), 0).UTC(),
+			Complete: pr.i64("complete") != 0, Signed: pr.str("signed")}
+		if err := json.Unmarshal(pr.bytes("deleted"), &p.Deleted); err != nil {
+			return r, ErrTampered.WithCause(err)
 		}
-		json.Unmarshal([]byte(deleted), &p.Deleted)
-		p.DeletedAt, p.Received = time.Unix(at, 0).UTC(), time.Unix(rec, 0).UTC()
 		r.Receipts = append(r.Receipts, p)
 		if p.Complete {
 			received[p.GrantID] = true
 		}
 	}
-	prows.Close()
 
 	r.Grants = []RelationshipGrant{}
-	grows, err := tx.QueryContext(ctx, `SELECT `+grantColumns+`, retention, coalesce(ended_by, '') FROM grants WHERE client_id IN `+in+` ORDER BY issued DESC, id`, clients...)
+	gs, err := v.loadGrants(ctx, tx, `client_id IN `+in+` ORDER BY issued DESC, id`, clients...)
 	if err != nil {
 		return r, err
 	}
-	for grows.Next() {
-		var g RelationshipGrant
-		var retention int64
-		if err := v.scanGrantInto(grows, &g.Grant, &retention, &g.EndedBy); err != nil {
-			grows.Close()
-			return r, err
-		}
+	for _, gr := range gs {
+		g := RelationshipGrant{Grant: gr.Grant, EndedBy: gr.endedBy}
+		retention := gr.retention
 		var end time.Time
 		switch g.Status {
 		case "revoked":
@@ -317,7 +316,6 @@ func (v *Vault) loadRelationship(ctx context.Context, tx *sql.Tx, id string) (Re
 			r.TermsHashes = append(r.TermsHashes, g.TermsHash)
 		}
 	}
-	grows.Close()
 	if r.Deletion == "" {
 		r.Deletion = "none"
 	}
@@ -338,27 +336,19 @@ func (v *Vault) loadRelationship(ctx context.Context, tx *sql.Tx, id string) (Re
 
 	// Notices.
 	r.Notices = []Notice{}
-	nrows, err := tx.QueryContext(ctx, `SELECT id, coalesce(grant_id, ''), event, url, status, attempts, coalesce(last_error, ''), created, delivered
-		FROM notices WHERE relationship_id = ? ORDER BY created`, id)
+	nrs, err := v.st.rows(ctx, tx, tNotices, `relationship_id = ? ORDER BY created, id`, id)
 	if err != nil {
 		return r, err
 	}
-	for nrows.Next() {
-		var n Notice
-		var created int64
-		var delivered sql.NullInt64
-		if err := nrows.Scan(&n.ID, &n.GrantID, &n.Event, &n.URL, &n.Status, &n.Attempts, &n.LastError, &created, &delivered); err != nil {
-			nrows.Close()
-			return r, err
-		}
-		n.Created = time.Unix(created, 0).UTC()
-		if delivered.Valid {
-			t := time.Unix(delivered.Int64, 0).UTC()
+	for _, nr := range nrs {
+		n := Notice{ID: nr.str("id"), GrantID: nr.str("grant_id"), Event: nr.str("event"), URL: nr.str("url"), Status: nr.str("status"),
+			Attempts: int(nr.i64("attempts")), LastError: nr.str("last_error"), Created: time.Unix(nr.i64("created"), 0).UTC()}
+		if !nr.null("delivered") {
+			t := time.Unix(nr.i64("delivered"), 0).UTC()
 			n.Delivered = &t
 		}
 		r.Notices = append(r.Notices, n)
 	}
-	nrows.Close()
 	return r, nil
 }
 
@@ -376,16 +366,17 @@ func (v *Vault) ReleaseGrant(ctx context.Context, token, proof string, hc HTTPCo
 		return nil
 	}
 	return v.db.tx(ctx, func(tx *sql.Tx) error {
-		var name string
-		res, err := tx.ExecContext(ctx, `UPDATE grants SET revoked = ?, ended_by = 'organization' WHERE id = ? AND revoked IS NULL`, v.now().Unix(), g.ID)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
+		row, err := v.loadGrant(ctx, tx, g.ID)
+		if errors.Is(err, ErrGrantNotFound) {
 			return nil
 		}
-		tx.QueryRowContext(ctx, `SELECT client_name FROM grants WHERE id = ?`, g.ID).Scan(&name)
-		return v.appendAudit(ctx, tx, AuditEntry{Event: EvGrantReleased, Actor: g.ClientID, ClientID: g.ClientID, ClientName: name,
+		if err != nil || row.Revoked != nil {
+			return err
+		}
+		if err := v.st.update(ctx, tx, tGrants, g.ID, `revoked = ?, ended_by = 'organization'`, v.now().Unix()); err != nil {
+			return err
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvGrantReleased, Actor: g.ClientID, ClientID: g.ClientID, ClientName: row.ClientName,
 			GrantID: g.ID, Scope: policy.Scope(g.AuthorizationDetails)})
 	})
 }
@@ -406,55 +397,45 @@ func (v *Vault) SubmitReceipt(ctx context.Context, signed string) (ReceiptResult
 	}
 	var out ReceiptResult
 	err = v.db.tx(ctx, func(tx *sql.Tx) error {
-		var (
-			grantClient, name, details string
-			expires                    int64
-			revoked                    sql.NullInt64
-		)
-		err := tx.QueryRowContext(ctx, `SELECT client_id, client_name, details, expires, revoked FROM grants WHERE id = ?`, rc.GrantID).
-			Scan(&grantClient, &name, &details, &expires, &revoked)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrGrantNotFound
-		}
+		g, err := v.loadGrant(ctx, tx, rc.GrantID)
 		if err != nil {
 			return err
 		}
+		grantClient, name := g.ClientID, g.ClientName
 		// The receipt must come from a key of the grant's relationship;
 		// anyone else's grant looks like no grant at all.
-		gRel, err := relationshipOf(ctx, tx, grantClient)
+		gRel, err := v.relationshipOf(ctx, tx, grantClient)
 		if err != nil {
 			return err
 		}
-		rRel, err := relationshipOf(ctx, tx, rc.ClientID)
+		rRel, err := v.relationshipOf(ctx, tx, rc.ClientID)
+		if isTampered(err) {
+			return err
+		}
 		if err != nil || rRel != gRel {
 			return ErrGrantNotFound
 		}
 		now := v.now().Unix()
-		if !revoked.Valid && now < expires {
+		if g.Revoked == nil && now < g.Expires.Unix() {
 			return ErrGrantActive
 		}
-		var ds []policy.AuthorizationDetail
-		json.Unmarshal([]byte(details), &ds)
 		// Receipts add up: what earlier receipts for this grant named
-		// counts too.
+		// counts too. A stored list that does not decode stops here: it
+		// must never make a receipt look complete.
 		covered := slices.Clone(rc.Deleted)
-		prev, err := tx.QueryContext(ctx, `SELECT deleted FROM receipts WHERE grant_id = ?`, rc.GrantID)
+		prev, err := v.st.rows(ctx, tx, tReceipts, `grant_id = ?`, rc.GrantID)
 		if err != nil {
 			return err
 		}
-		for prev.Next() {
-			var d string
+		for _, p := range prev {
 			var names []string
-			if err := prev.Scan(&d); err != nil {
-				prev.Close()
-				return err
+			if err := json.Unmarshal(p.bytes("deleted"), &names); err != nil {
+				return ErrTampered.WithCause(err)
 			}
-			json.Unmarshal([]byte(d), &names)
 			covered = append(covered, names...)
 		}
-		prev.Close()
 		out.Missing = nil
-		for _, d := range ds {
+		for _, d := range g.Details {
 			if !slices.Contains(covered, d.Collection) {
 				out.Missing = append(out.Missing, d.Collection)
 			}
@@ -462,7 +443,7 @@ func (v *Vault) SubmitReceipt(ctx context.Context, signed string) (ReceiptResult
 		out.Complete = len(out.Missing) == 0
 		out.ReceiptID = newID()
 		deleted, _ := json.Marshal(rc.Deleted)
-		_, err = tx.ExecContext(ctx, `INSERT INTO receipts (id, grant_id, client_id, jti, signed, deleted, deleted_at, statement, received, complete)
+		err = v.st.insert(ctx, tx, tReceipts, out.ReceiptID, `INSERT INTO receipts (id, grant_id, client_id, jti, signed, deleted, deleted_at, statement, received, complete)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, out.ReceiptID, rc.GrantID, rc.ClientID, rc.ID, signed, string(deleted), rc.DeletedAt, rc.Statement, now, out.Complete)
 		if isUniqueViolation(err) {
 			return ErrReceiptReplayed
@@ -504,14 +485,24 @@ func (v *Vault) LinkKey(ctx context.Context, statement, proof string, hc HTTPCon
 	}
 	now := v.now()
 	err = v.db.tx(ctx, func(tx *sql.Tx) error {
-		rel, err := relationshipOf(ctx, tx, kl.OldClientID)
+		rel, err := v.relationshipOf(ctx, tx, kl.OldClientID)
 		if err != nil {
 			return err
 		}
-		if _, err := relationshipOf(ctx, tx, kl.NewKey); err == nil {
+		switch _, err := v.relationshipOf(ctx, tx, kl.NewKey); {
+		case err == nil:
 			return ErrKeyInUse
+		case !errors.Is(err, ErrNoRelationship):
+			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO relationship_keys (client_id, relationship_id, jwk, added, link) VALUES (?, ?, ?, ?, ?)`,
+		var n int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM relationship_keys WHERE relationship_id = ?`, rel).Scan(&n); err != nil {
+			return err
+		}
+		if n >= MaxKeysPerRelationship {
+			return ErrTooManyKeys
+		}
+		if err := v.st.insert(ctx, tx, tRelKeys, kl.NewKey, `INSERT INTO relationship_keys (client_id, relationship_id, jwk, added, link) VALUES (?, ?, ?, ?, ?)`,
 			kl.NewKey, rel, string(jwk), now.Unix(), statement); err != nil {
 			return err
 		}
@@ -558,21 +549,20 @@ func (v *Vault) StartVerification(ctx context.Context, proof string, hc HTTPCont
 	}
 	var ch Challenge
 	err = v.db.tx(ctx, func(tx *sql.Tx) error {
-		rel, err := relationshipOf(ctx, tx, p.JKT)
+		rel, err := v.relationshipOf(ctx, tx, p.JKT)
 		if err != nil {
 			return err
 		}
-		var uri string
-		if err := tx.QueryRowContext(ctx, `SELECT uri FROM relationships WHERE id = ?`, rel).Scan(&uri); err != nil {
+		rr, err := v.st.row(ctx, tx, tRelationships, rel)
+		if err != nil {
 			return err
 		}
-		ch.Domain = hostOf(uri)
+		ch.Domain = hostOf(rr.str("uri"))
 		ch.Challenge = "pdvault-verify=" + newID()
 		ch.URL = v.challengeURL(ch.Domain)
 		ch.ExpiresIn = int64(challengeLifetime / time.Second)
-		_, err = tx.ExecContext(ctx, `UPDATE relationships SET challenge = ?, challenge_expires = ? WHERE id = ?`,
-			ch.Challenge, v.now().Add(challengeLifetime).Unix(), rel)
-		return err
+		return v.st.update(ctx, tx, tRelationships, rel, `challenge = ?, challenge_expires = ?`,
+			ch.Challenge, v.now().Add(challengeLifetime).Unix())
 	})
 	return ch, err
 }
@@ -584,7 +574,7 @@ func (v *Vault) CheckVerificationByProof(ctx context.Context, proof string, hc H
 	if err != nil {
 		return Relationship{}, err
 	}
-	rel, err := relationshipOf(ctx, v.db.r, p.JKT)
+	rel, err := v.relationshipOf(ctx, v.db.r, p.JKT)
 	if err != nil {
 		return Relationship{}, err
 	}
@@ -599,22 +589,18 @@ func (v *Vault) CheckVerification(ctx context.Context, relID string) (Relationsh
 	if !relIDRE.MatchString(relID) {
 		return Relationship{}, ErrRelationshipNotFound
 	}
-	var (
-		uri       string
-		challenge sql.NullString
-		expires   sql.NullInt64
-	)
-	err := v.db.r.QueryRowContext(ctx, `SELECT uri, challenge, challenge_expires FROM relationships WHERE id = ?`, relID).Scan(&uri, &challenge, &expires)
+	rr, err := v.st.row(ctx, v.db.r, tRelationships, relID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Relationship{}, ErrRelationshipNotFound
 	}
 	if err != nil {
 		return Relationship{}, storageError("read relationship", err)
 	}
-	if !challenge.Valid || v.opts.Now().Unix() > expires.Int64 {
+	challenge := rr.str("challenge")
+	if rr.null("challenge") || v.opts.Now().Unix() > rr.i64("challenge_expires") {
 		return Relationship{}, ErrNoChallenge
 	}
-	domain := hostOf(uri)
+	domain := hostOf(rr.str("uri"))
 	failure := func(why string) (Relationship, error) {
 		e := ErrVerificationFailed.WithDetail(why)
 		aerr := v.db.tx(ctx, func(tx *sql.Tx) error {
@@ -638,12 +624,12 @@ func (v *Vault) CheckVerification(ctx context.Context, relID string) (Relationsh
 	if err != nil {
 		return failure(outboundProblem(err))
 	}
-	if !containsLine(body, challenge.String) {
+	if !containsLine(body, challenge) {
 		return failure("the challenge was not found at " + u)
 	}
 	err = v.db.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE relationships SET domain = ?, verified = ?, challenge = NULL, challenge_expires = NULL WHERE id = ?`,
-			domain, v.now().Unix(), relID); err != nil {
+		if err := v.st.update(ctx, tx, tRelationships, relID, `domain = ?, verified = ?, challenge = NULL, challenge_expires = NULL`,
+			domain, v.now().Unix()); err != nil {
 			return err
 		}
 		return v.appendAudit(ctx, tx, AuditEntry{Event: EvDomainVerification, Actor: "vault", Outcome: OutcomeAllowed, ClientID: relID, Reason: "verified: " + domain})
@@ -672,22 +658,23 @@ func (v *Vault) AskReaccept(ctx context.Context, relID string) (Notice, error) {
 	}
 	var n Notice
 	err := v.db.tx(ctx, func(tx *sql.Tx) error {
-		var exists int
-		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM relationships WHERE id = ?`, relID).Scan(&exists); err != nil {
+		if _, err := v.st.row(ctx, tx, tRelationships, relID); errors.Is(err, sql.ErrNoRows) {
+			return ErrRelationshipNotFound
+		} else if err != nil {
 			return err
 		}
-		if exists == 0 {
-			return ErrRelationshipNotFound
-		}
-		var callback, clientID string
-		err := tx.QueryRowContext(ctx, `SELECT r.callback_uri, r.client_id FROM requests r JOIN relationship_keys k ON k.client_id = r.client_id
-			WHERE k.relationship_id = ? AND r.callback_uri != '' ORDER BY r.created DESC LIMIT 1`, relID).Scan(&callback, &clientID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return ErrNoCallback
-		}
+		_, clients, err := v.relationshipKeys(ctx, tx, relID)
 		if err != nil {
 			return err
 		}
+		reqs, err := v.loadRequests(ctx, tx, `client_id IN `+inList(len(clients))+` AND callback_uri != '' ORDER BY created DESC LIMIT 1`, clients...)
+		if err != nil {
+			return err
+		}
+		if len(reqs) == 0 {
+			return ErrNoCallback
+		}
+		callback, clientID := reqs[0].CallbackURI, reqs[0].ClientID
 		n, err = v.queueNotice(ctx, tx, relID, clientID, callback, policy.NoticeClaims{Event: policy.NoticeTermsChanged, TermsHash: v.CurrentTerms().Hash})
 		if err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault/internal/crypt"
 )
 
 // Key rotation.
@@ -24,8 +25,6 @@ import (
 // background, a batch per transaction; every row names its key, so the
 // vault reads throughout, and after a crash the work resumes where the
 // rows say it stopped.
-
-const labelRecordKeyWrap = "pdvault.org/v1/record-key-wrap"
 
 // RotationResult says what a rotation did.
 type RotationResult struct {
@@ -50,11 +49,22 @@ func (v *Vault) RotateKeys(ctx context.Context, signing, records bool) (Rotation
 	}
 	var res RotationResult
 	var newSigner *vaultSigner
+	var newRecordKey []byte // cached only once the rotation committed
 	err := v.db.tx(ctx, func(tx *sql.Tx) error {
 		now := v.now().Unix()
 		if signing {
-			old := v.signer().kid
-			if _, err := tx.ExecContext(ctx, `UPDATE signing_keys SET retired = ? WHERE kid = ?`, now, old); err != nil {
+			// Retire whatever is active in this transaction (not what this
+			// process last saw): concurrent rotations serialize on the
+			// writer, and each leaves exactly one active key.
+			active, err := v.st.rows(ctx, tx, tSigningKeys, `retired IS NULL`)
+			if err != nil {
+				return err
+			}
+			if len(active) != 1 {
+				return ErrTampered.WithCause(errors.New("not exactly one active signing key"))
+			}
+			old := active[0].str("kid")
+			if err := v.st.update(ctx, tx, tSigningKeys, old, `retired = ?`, now); err != nil {
 				return err
 			}
 			s, err := v.newSigningKey(ctx, tx)
@@ -67,27 +77,26 @@ func (v *Vault) RotateKeys(ctx context.Context, signing, records bool) (Rotation
 			}
 		}
 		if records {
-			var cur uint32
-			if err := tx.QueryRowContext(ctx, `SELECT record_key_id FROM meta WHERE id = 1`).Scan(&cur); err != nil {
+			m, err := v.st.row(ctx, tx, tMeta, 1)
+			if err != nil {
 				return err
 			}
+			cur := uint32(m.i64("record_key_id"))
 			next := cur + 1
 			wrap, err := v.secretKey()
 			if err != nil {
 				return err
 			}
-			key := randomBytes(keySize)
-			sealed := seal(wrap, key, recordKeyWrapAAD(v.id, next))
-			wipe(wrap)
-			if _, err := tx.ExecContext(ctx, `INSERT INTO record_keys (id, sealed, created) VALUES (?, ?, ?)`, next, sealed, now); err != nil {
+			key := crypt.Random(crypt.KeySize)
+			sealed := crypt.Seal(wrap, key, recordKeyWrapAAD(v.id, next))
+			crypt.Wipe(wrap)
+			if err := v.st.insert(ctx, tx, tRecKeys, int64(next), `INSERT INTO record_keys (id, sealed, created) VALUES (?, ?, ?)`, next, sealed, now); err != nil {
 				return err
 			}
-			if _, err := tx.ExecContext(ctx, `UPDATE meta SET record_key_id = ? WHERE id = 1`, next); err != nil {
+			if err := v.st.update(ctx, tx, tMeta, 1, `record_key_id = ?`, next); err != nil {
 				return err
 			}
-			v.mu.Lock()
-			v.recordKeys[next] = key
-			v.mu.Unlock()
+			newRecordKey = key
 			res.RecordKeyID = next
 			if err := v.appendAudit(ctx, tx, AuditEntry{Event: EvKeyRotated, Actor: "owner", Reason: "record key " + itoa(cur) + " -> " + itoa(next)}); err != nil {
 				return err
@@ -96,6 +105,10 @@ func (v *Vault) RotateKeys(ctx context.Context, signing, records bool) (Rotation
 		return nil
 	})
 	if err != nil {
+		if newSigner != nil {
+			crypt.Wipe(newSigner.priv)
+		}
+		crypt.Wipe(newRecordKey)
 		return RotationResult{}, err
 	}
 	if newSigner != nil {
@@ -107,6 +120,9 @@ func (v *Vault) RotateKeys(ctx context.Context, signing, records bool) (Rotation
 	}
 	if records {
 		v.mu.Lock()
+		if v.recordKeys != nil {
+			v.recordKeys[res.RecordKeyID] = newRecordKey
+		}
 		v.recordKeyID = res.RecordKeyID
 		v.mu.Unlock()
 		v.wakeReencrypt()
@@ -119,27 +135,27 @@ func (v *Vault) RotateKeys(ctx context.Context, signing, records bool) (Rotation
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 
 func recordKeyWrapAAD(vaultID string, id uint32) []byte {
-	return aad(labelRecordKeyWrap, []byte(vaultID), binary.BigEndian.AppendUint32(nil, id))
+	return crypt.AAD(labelRecordKeyWrap, []byte(vaultID), binary.BigEndian.AppendUint32(nil, id))
 }
 
 // loadRecordKey reads a sealed record key (ids above 1).
 func (v *Vault) loadRecordKey(n uint32) ([]byte, error) {
-	var sealed []byte
-	err := v.db.r.QueryRow(`SELECT sealed FROM record_keys WHERE id = ?`, n).Scan(&sealed)
+	r, err := v.st.row(context.Background(), v.db.r, tRecKeys, int64(n))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, ErrTampered.WithDetail("unknown record key")
+		return nil, ErrTampered.WithCause(errors.New("unknown record key " + itoa(n)))
 	}
 	if err != nil {
 		return nil, storageError("read record key", err)
 	}
+	sealed := r.bytes("sealed")
 	wrap, err := v.secretKey()
 	if err != nil {
 		return nil, err
 	}
-	defer wipe(wrap)
-	key, err := open(wrap, sealed, recordKeyWrapAAD(v.id, n))
-	if err != nil || len(key) != keySize {
-		return nil, ErrTampered.WithDetail("record key")
+	defer crypt.Wipe(wrap)
+	key, err := crypt.Open(wrap, sealed, recordKeyWrapAAD(v.id, n))
+	if err != nil || len(key) != crypt.KeySize {
+		return nil, ErrTampered.WithCause(errors.New("record key " + itoa(n) + " does not open"))
 	}
 	return key, nil
 }
@@ -159,9 +175,15 @@ func (v *Vault) refreshPublished(ctx context.Context) {
 	pub := map[string]bool{}
 	for rows.Next() {
 		var kid string
-		if rows.Scan(&kid) == nil {
-			pub[kid] = true
+		if err := rows.Scan(&kid); err != nil {
+			v.log.Error("published keys", "err", err)
+			return
 		}
+		pub[kid] = true
+	}
+	if err := rows.Err(); err != nil {
+		v.log.Error("published keys", "err", err)
+		return
 	}
 	v.keys.mu.Lock()
 	v.keys.published = pub
@@ -210,20 +232,21 @@ func (v *Vault) reencryptBatch(ctx context.Context, n int) (int, error) {
 	v.mu.RUnlock()
 	moved := 0
 	err := v.db.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, collection, version, key_id, sealed FROM records WHERE key_id != ? LIMIT ?`, cur, n)
+		rows, err := tx.QueryContext(ctx, `SELECT id, collection, version, key_id, sealed, created, updated FROM records WHERE key_id != ? LIMIT ?`, cur, n)
 		if err != nil {
 			return err
 		}
 		type row struct {
-			id, coll string
-			version  int64
-			keyID    uint32
-			sealed   []byte
+			id, coll         string
+			version          int64
+			keyID            uint32
+			sealed           []byte
+			created, updated int64
 		}
 		var batch []row
 		for rows.Next() {
 			var r row
-			if err := rows.Scan(&r.id, &r.coll, &r.version, &r.keyID, &r.sealed); err != nil {
+			if err := rows.Scan(&r.id, &r.coll, &r.version, &r.keyID, &r.sealed, &r.created, &r.updated); err != nil {
 				rows.Close()
 				return err
 			}
@@ -231,12 +254,12 @@ func (v *Vault) reencryptBatch(ctx context.Context, n int) (int, error) {
 		}
 		rows.Close()
 		for _, r := range batch {
-			pt, err := v.openRecord(r.coll, r.id, r.version, r.keyID, r.sealed)
+			pt, err := v.openRecord(r.coll, r.id, r.version, r.keyID, r.created, r.updated, r.sealed)
 			if err != nil {
 				return err // a record that does not open is not silently rewritten
 			}
-			keyID, sealed, err := v.sealRecord(r.coll, r.id, r.version, pt)
-			wipe(pt)
+			keyID, sealed, err := v.sealRecord(r.coll, r.id, r.version, r.created, r.updated, pt)
+			crypt.Wipe(pt)
 			if err != nil {
 				return err
 			}

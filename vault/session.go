@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault/internal/crypt"
 )
 
 // Owner sessions. A session token is 256 random bits shown once to the
@@ -54,7 +56,7 @@ func newSessions(now func() time.Time, ttl time.Duration) *sessions {
 }
 
 func (s *sessions) issue() Session {
-	tok := base64.RawURLEncoding.EncodeToString(randomBytes(32))
+	tok := base64.RawURLEncoding.EncodeToString(crypt.Random(32))
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -141,7 +143,7 @@ func (v *Vault) checkPassphrase(ctx context.Context, passphrase []byte) (meta, e
 	if err != nil {
 		return meta{}, err
 	}
-	wipe(master)
+	crypt.Wipe(master)
 	v.sessions.result(true)
 	return m, nil
 }
@@ -186,20 +188,25 @@ func (v *Vault) ChangePassphrase(ctx context.Context, old, new []byte) error {
 	if err != nil {
 		return policy.Internal("derive key", err)
 	}
-	defer wipe(kek)
-	wrapped := seal(kek, v.master, masterAAD(v.id, string(kdfJSON)))
+	defer crypt.Wipe(kek)
+	v.keyMu.RLock()
+	if v.master == nil {
+		v.keyMu.RUnlock()
+		return ErrLocked
+	}
+	wrapped := crypt.Seal(kek, v.master, masterAAD(v.id, string(kdfJSON)))
+	v.keyMu.RUnlock()
 	err = v.db.tx(ctx, func(tx *sql.Tx) error {
 		// Compare-and-swap on the old wrapping: if another process changed
 		// the passphrase since we checked, do nothing.
-		res, err := tx.ExecContext(ctx, `UPDATE meta SET kdf = ?, wrapped_master = ? WHERE id = 1 AND wrapped_master = ?`,
-			string(kdfJSON), wrapped, m.wrapped)
+		cur, err := v.st.row(ctx, tx, tMeta, 1)
 		if err != nil {
 			return err
 		}
-		if n, _ := res.RowsAffected(); n != 1 {
+		if !bytes.Equal(cur.bytes("wrapped_master"), m.wrapped) {
 			return policy.E(policy.KindConflict, "passphrase_changed", "the passphrase was changed meanwhile; try again with the current one")
 		}
-		return nil
+		return v.st.update(ctx, tx, tMeta, 1, `kdf = ?, wrapped_master = ?`, string(kdfJSON), wrapped)
 	})
 	if err != nil {
 		return err

@@ -357,7 +357,28 @@ var migrations = []string{
 		created INTEGER NOT NULL
 	);
 	CREATE INDEX records_by_key ON records (key_id);`,
+
+	// 6: authenticated state (state.go): a MAC on every row that carries
+	// power. The rows present are authenticated by upgradeState, in the
+	// same transaction, and records are re-sealed with their times in the
+	// AAD.
+	`ALTER TABLE meta ADD COLUMN mac BLOB;
+	ALTER TABLE signing_keys ADD COLUMN mac BLOB;
+	ALTER TABLE terms ADD COLUMN mac BLOB;
+	ALTER TABLE requests ADD COLUMN mac BLOB;
+	ALTER TABLE grants ADD COLUMN mac BLOB;
+	ALTER TABLE relationships ADD COLUMN mac BLOB;
+	ALTER TABLE relationship_keys ADD COLUMN mac BLOB;
+	ALTER TABLE notices ADD COLUMN mac BLOB;
+	ALTER TABLE receipts ADD COLUMN mac BLOB;
+	ALTER TABLE intents ADD COLUMN mac BLOB;
+	ALTER TABLE offers ADD COLUMN mac BLOB;
+	ALTER TABLE record_keys ADD COLUMN mac BLOB;
+	CREATE INDEX grants_by_request ON grants (request_id);`,
 }
+
+// schemaState is the first schema with authenticated rows.
+const schemaState = 6
 
 // schemaVersion is the version this build writes.
 var schemaVersion = len(migrations)
@@ -370,8 +391,10 @@ func (s *store) version(ctx context.Context) (int, error) {
 	return v, nil
 }
 
-// migrate brings the schema up to version upTo in one transaction.
-func (s *store) migrate(ctx context.Context, upTo int) error {
+// migrate brings the schema up to version upTo in one transaction. after,
+// if set, runs in that transaction with the version the file had, for the
+// steps that need keys (SQL alone cannot compute a MAC).
+func (s *store) migrate(ctx context.Context, upTo int, after func(tx *sql.Tx, from int) error) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		var v int
 		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
@@ -380,9 +403,15 @@ func (s *store) migrate(ctx context.Context, upTo int) error {
 		if v > len(migrations) {
 			return policy.E(policy.KindUnavailable, "unsupported_version", fmt.Sprintf("the vault was written by a newer pdvault (schema %d, this build knows %d)", v, len(migrations)))
 		}
+		from := v
 		for ; v < upTo; v++ {
 			if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
 				return fmt.Errorf("migration %d: %w", v+1, err)
+			}
+		}
+		if after != nil && from < v {
+			if err := after(tx, from); err != nil {
+				return err
 			}
 		}
 		_, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v))

@@ -23,14 +23,14 @@ var ErrTermsNotFound = policy.E(policy.KindNotFound, "not_found", "no terms with
 
 // ensureTerms installs the default terms in a vault that has none.
 func (v *Vault) ensureTerms(ctx context.Context) error {
-	var cur sql.NullString
-	if err := v.db.r.QueryRowContext(ctx, `SELECT terms_hash FROM meta WHERE id = 1`).Scan(&cur); err != nil {
+	m, err := v.st.row(ctx, v.db.r, tMeta, 1)
+	if err != nil {
 		return storageError("read terms", err)
 	}
-	if cur.Valid {
-		return v.cacheTerms(ctx, cur.String)
+	if !m.null("terms_hash") {
+		return v.cacheTerms(ctx, m.str("terms_hash"))
 	}
-	_, err := v.setTerms(ctx, policy.DefaultTerms(), "vault")
+	_, err = v.setTerms(ctx, policy.DefaultTerms(), "vault")
 	return err
 }
 
@@ -43,10 +43,16 @@ func (v *Vault) setTerms(ctx context.Context, t policy.Terms, actor string) (Ter
 	}
 	now := v.now()
 	err = v.db.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO terms (hash, body, created) VALUES (?, ?, ?)`, hash, string(body), now.Unix()); err != nil {
+		// A version the vault already has is checked, not rewritten.
+		switch _, err := v.termsByHash(ctx, tx, hash); {
+		case errors.Is(err, ErrTermsNotFound):
+			if err := v.st.insert(ctx, tx, tTerms, hash, `INSERT INTO terms (hash, body, created) VALUES (?, ?, ?)`, hash, string(body), now.Unix()); err != nil {
+				return err
+			}
+		case err != nil:
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `UPDATE meta SET terms_hash = ? WHERE id = 1`, hash); err != nil {
+		if err := v.st.update(ctx, tx, tMeta, 1, `terms_hash = ?`, hash); err != nil {
 			return err
 		}
 		return v.appendAudit(ctx, tx, AuditEntry{Event: EvTermsChanged, Actor: actor, Reason: "terms " + hash})
@@ -85,17 +91,25 @@ func (v *Vault) CurrentTerms() TermsDoc { return *v.terms.Load() }
 
 // TermsByHash returns any version of the terms, current or old.
 func (v *Vault) TermsByHash(ctx context.Context, hash string) (TermsDoc, error) {
-	var body string
-	var created int64
-	err := v.db.r.QueryRowContext(ctx, `SELECT body, created FROM terms WHERE hash = ?`, hash).Scan(&body, &created)
+	doc, err := v.termsByHash(ctx, v.db.r, hash)
+	if err != nil {
+		return TermsDoc{}, storageError("read terms", err)
+	}
+	return doc, nil
+}
+
+// termsByHash reads one checked version of the terms.
+func (v *Vault) termsByHash(ctx context.Context, q queryer, hash string) (TermsDoc, error) {
+	r, err := v.st.row(ctx, q, tTerms, hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return TermsDoc{}, ErrTermsNotFound
 	}
 	if err != nil {
-		return TermsDoc{}, storageError("read terms", err)
+		return TermsDoc{}, err
 	}
+	created := r.i64("created")
 	var t policy.Terms
-	if err := json.Unmarshal([]byte(body), &t); err != nil {
+	if err := json.Unmarshal(r.bytes("body"), &t); err != nil {
 		return TermsDoc{}, ErrTampered.WithDetail("terms " + hash)
 	}
 	// The stored body must still hash to its name.

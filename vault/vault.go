@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault/internal/crypt"
 )
 
 // DBFile is the name of the database inside a vault directory.
@@ -120,7 +121,9 @@ type Vault struct {
 	opts Options
 	log  *slog.Logger
 
-	master []byte // only in memory, only while unlocked
+	keyMu  sync.RWMutex // guards master against Close
+	master []byte       // only in memory, only while unlocked; nil once closed
+	st     *stateAuth
 
 	mu          sync.RWMutex
 	recordKeyID uint32
@@ -176,7 +179,7 @@ func loadMeta(ctx context.Context, q querier) (meta, error) {
 }
 
 func masterAAD(vaultID, kdfJSON string) []byte {
-	return aad(labelMasterWrap, []byte(vaultID), []byte(kdfJSON))
+	return crypt.AAD(labelMasterWrap, []byte(vaultID), []byte(kdfJSON))
 }
 
 // kdfSlots caps concurrent Argon2id derivations: each takes 64 MiB or more,
@@ -198,8 +201,8 @@ func unwrapMaster(ctx context.Context, passphrase []byte, m meta) ([]byte, error
 	if err != nil {
 		return nil, policy.Internal("derive key", err)
 	}
-	defer wipe(kek)
-	master, err := open(kek, m.wrapped, masterAAD(m.vaultID, m.kdfJSON))
+	defer crypt.Wipe(kek)
+	master, err := crypt.Open(kek, m.wrapped, masterAAD(m.vaultID, m.kdfJSON))
 	if err != nil {
 		return nil, ErrWrongPassphrase
 	}
@@ -247,7 +250,7 @@ func removeDB(path string) {
 }
 
 func initialize(ctx context.Context, db *store, dir string, passphrase []byte, kdf KDFParams, opts Options) (*Vault, error) {
-	if err := db.migrate(ctx, schemaVersion); err != nil {
+	if err := db.migrate(ctx, schemaVersion, nil); err != nil {
 		return nil, err
 	}
 	kdfJSON, err := json.Marshal(kdf)
@@ -258,7 +261,7 @@ func initialize(ctx context.Context, db *store, dir string, passphrase []byte, k
 	if err != nil {
 		return nil, policy.Internal("derive key", err)
 	}
-	defer wipe(kek)
+	defer crypt.Wipe(kek)
 	m := meta{
 		vaultID:     newID(),
 		kdfJSON:     string(kdfJSON),
@@ -266,13 +269,14 @@ func initialize(ctx context.Context, db *store, dir string, passphrase []byte, k
 		recordKeyID: 1,
 		created:     opts.Now().Unix(),
 	}
-	master := randomBytes(keySize)
-	m.wrapped = seal(kek, master, masterAAD(m.vaultID, m.kdfJSON))
+	master := crypt.Random(crypt.KeySize)
+	m.wrapped = crypt.Seal(kek, master, masterAAD(m.vaultID, m.kdfJSON))
+	st := newStateAuth(master, m.vaultID, opts.Logger)
 	err = db.tx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, `INSERT INTO meta (id, vault_id, kdf, wrapped_master, record_key_id, created) VALUES (1, ?, ?, ?, ?, ?)`,
+		return st.insert(ctx, tx, tMeta, 1, `INSERT INTO meta (id, vault_id, kdf, wrapped_master, record_key_id, created) VALUES (1, ?, ?, ?, ?, ?)`,
 			m.vaultID, m.kdfJSON, m.wrapped, m.recordKeyID, m.created)
-		return err
 	})
+	crypt.Wipe(st.key)
 	if err != nil {
 		return nil, err
 	}
@@ -323,13 +327,13 @@ func unlock(ctx context.Context, db *store, dir string, passphrase []byte, opts 
 	if err != nil {
 		return nil, err
 	}
-	if err := db.migrate(ctx, schemaVersion); err != nil {
-		wipe(master)
+	if err := db.migrate(ctx, schemaVersion, upgradeState(ctx, master, m.vaultID)); err != nil {
+		crypt.Wipe(master)
 		return nil, err
 	}
 	v := newVault(dir, db, m, master, opts)
 	if err := v.setup(ctx); err != nil {
-		wipe(master)
+		crypt.Wipe(master)
 		return nil, err
 	}
 	return v, nil
@@ -346,10 +350,11 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 		recordKeyID: m.recordKeyID,
 		recordKeys:  map[uint32][]byte{},
 	}
+	v.st = newStateAuth(master, m.vaultID, opts.Logger)
 	v.sessions = newSessions(opts.Now, opts.SessionTTL)
 	v.issuer.Store(&opts.Issuer)
-	v.auditKey = subkey(master, m.vaultID, labelAuditKey, 0)
-	v.pairwiseKey = subkey(master, m.vaultID, labelPairwiseKey, 0)
+	v.auditKey = crypt.DeriveLegacy(master, m.vaultID, labelAuditKey, 0)
+	v.pairwiseKey = crypt.DeriveLegacy(master, m.vaultID, labelPairwiseKey, 0)
 	v.replay = newReplayCache(4 << 20)
 	v.grants.m = map[[32]byte]*policy.GrantClaims{}
 	v.noticeWake = make(chan struct{}, 1)
@@ -366,6 +371,13 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 // setup loads what an unlocked vault needs beyond its master key: signing
 // keys (made on first use) and the terms (the defaults on first use).
 func (v *Vault) setup(ctx context.Context) error {
+	// The meta row was read before the keys existed; now check it, and
+	// take the record key id from the checked row.
+	mr, err := v.st.row(ctx, v.db.r, tMeta, 1)
+	if err != nil {
+		return storageError("check vault metadata", err)
+	}
+	v.recordKeyID = uint32(mr.i64("record_key_id"))
 	if err := v.loadKeys(ctx); err != nil {
 		return storageError("load signing keys", err)
 	}
@@ -395,13 +407,25 @@ func (v *Vault) Close() error {
 	v.stopCommitter()
 	v.mu.Lock()
 	for _, k := range v.recordKeys {
-		wipe(k)
+		crypt.Wipe(k)
 	}
 	v.recordKeys = nil
-	wipe(v.master)
-	wipe(v.auditKey)
-	wipe(v.pairwiseKey)
 	v.mu.Unlock()
+	v.keyMu.Lock()
+	crypt.Wipe(v.master)
+	v.master = nil
+	v.keyMu.Unlock()
+	crypt.Wipe(v.st.key)
+	crypt.Wipe(v.auditKey)
+	crypt.Wipe(v.pairwiseKey)
+	if v.keys != nil {
+		v.keys.mu.RLock()
+		cur := v.keys.current
+		v.keys.mu.RUnlock()
+		if cur != nil {
+			cur.wipe()
+		}
+	}
 	return v.db.close()
 }
 
@@ -431,7 +455,10 @@ func (v *Vault) recordKey(n uint32) ([]byte, error) {
 	// Key 1 is derived from the master key; later keys are random and
 	// stored sealed (rotate.go).
 	if n == 1 {
-		k = subkey(v.master, v.id, labelRecordKey, n)
+		var err error
+		if k, err = v.deriveLegacy(labelRecordKey, n); err != nil {
+			return nil, err
+		}
 	} else {
 		var err error
 		if k, err = v.loadRecordKey(n); err != nil {
@@ -445,7 +472,7 @@ func (v *Vault) recordKey(n uint32) ([]byte, error) {
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
 // newID returns 128 random bits as 26 characters of lowercase base32.
-func newID() string { return idEncoding.EncodeToString(randomBytes(16)) }
+func newID() string { return idEncoding.EncodeToString(crypt.Random(16)) }
 
 // Logger is the vault's logger, for code that serves it.
 func (v *Vault) Logger() *slog.Logger { return v.opts.Logger }

@@ -1,0 +1,118 @@
+package vault
+
+import (
+	"context"
+	"database/sql"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/pdvault/pdvault/vault/internal/crypt"
+)
+
+// upgradeState is the part of migrating to schema 6 that needs the master
+// key: records are re-sealed with their times in the AAD, and every row
+// of every authenticated table gets its MAC. It runs in the migration's
+// transaction, so a vault is upgraded whole or not at all. Rows present
+// at the upgrade are trusted once (nothing authenticated them before);
+// docs/security.md says so.
+func upgradeState(ctx context.Context, master []byte, vaultID string) func(tx *sql.Tx, from int) error {
+	return func(tx *sql.Tx, from int) error {
+		if from >= schemaState {
+			return nil
+		}
+		if err := resealRecordsV1(ctx, tx, master, vaultID); err != nil {
+			return fmt.Errorf("re-seal records: %w", err)
+		}
+		st := &stateAuth{key: crypt.Derive(master, vaultID, crypt.StateMAC), vaultID: vaultID}
+		defer crypt.Wipe(st.key)
+		return st.stampAll(ctx, tx)
+	}
+}
+
+// resealRecordsV1 moves every record from the schema-5 AAD (no times) to
+// the current one. A record that does not open under the old AAD stops
+// the upgrade: it was tampered with before, and re-sealing would launder it.
+func resealRecordsV1(ctx context.Context, tx *sql.Tx, master []byte, vaultID string) error {
+	keys := map[uint32][]byte{}
+	defer func() {
+		for _, k := range keys {
+			crypt.Wipe(k)
+		}
+	}()
+	wrap := crypt.DeriveLegacy(master, vaultID, crypt.LegacySecretWrap, 0)
+	defer crypt.Wipe(wrap)
+	keyOf := func(n uint32) ([]byte, error) {
+		if k, ok := keys[n]; ok {
+			return k, nil
+		}
+		var k []byte
+		if n == 1 {
+			k = crypt.DeriveLegacy(master, vaultID, crypt.LegacyRecordKey, 1)
+		} else {
+			var sealed []byte
+			if err := tx.QueryRowContext(ctx, `SELECT sealed FROM record_keys WHERE id = ?`, n).Scan(&sealed); err != nil {
+				return nil, ErrTampered.WithCause(fmt.Errorf("record key %d: %w", n, err))
+			}
+			var err error
+			if k, err = crypt.Open(wrap, sealed, recordKeyWrapAAD(vaultID, n)); err != nil {
+				return nil, ErrTampered.WithCause(fmt.Errorf("record key %d: %w", n, err))
+			}
+		}
+		keys[n] = k
+		return k, nil
+	}
+	type rec struct {
+		seq              int64
+		id, coll         string
+		version          int64
+		keyID            uint32
+		sealed           []byte
+		created, updated int64
+	}
+	var last int64
+	for {
+		rows, err := tx.QueryContext(ctx, `SELECT seq, id, collection, version, key_id, sealed, created, updated FROM records WHERE seq > ? ORDER BY seq LIMIT 500`, last)
+		if err != nil {
+			return err
+		}
+		var batch []rec
+		for rows.Next() {
+			var r rec
+			if err := rows.Scan(&r.seq, &r.id, &r.coll, &r.version, &r.keyID, &r.sealed, &r.created, &r.updated); err != nil {
+				rows.Close()
+				return err
+			}
+			batch = append(batch, r)
+		}
+		rows.Close()
+		if len(batch) == 0 {
+			return nil
+		}
+		for _, r := range batch {
+			k, err := keyOf(r.keyID)
+			if err != nil {
+				return err
+			}
+			old := crypt.AAD(crypt.LegacyRecordAAD, []byte(vaultID), []byte(r.coll), []byte(r.id), crypt.U64(uint64(r.version)), crypt.U64(uint64(r.keyID)))
+			pt, err := crypt.Open(k, r.sealed, old)
+			if err != nil {
+				return ErrTampered.WithCause(fmt.Errorf("record %s", r.id))
+			}
+			sealed := crypt.Seal(k, pt, recordAAD(vaultID, r.coll, r.id, r.version, r.keyID, r.created, r.updated))
+			crypt.Wipe(pt)
+			if _, err := tx.ExecContext(ctx, `UPDATE records SET sealed = ? WHERE seq = ?`, sealed, r.seq); err != nil {
+				return err
+			}
+			last = r.seq
+		}
+	}
+}
+
+// recordAAD binds a sealed record to the exact place it belongs and to its
+// times: a ciphertext copied to another id, collection, version, key id or
+// vault does not open, and neither does one whose created or updated time
+// was changed.
+func recordAAD(vaultID, collection, id string, version int64, keyID uint32, created, updated int64) []byte {
+	return crypt.AAD(crypt.RecordAAD, []byte(vaultID), []byte(collection), []byte(id), crypt.U64(uint64(version)),
+		binary.BigEndian.AppendUint32(nil, keyID), crypt.U64(uint64(created)), crypt.U64(uint64(updated)))
+}
