@@ -107,14 +107,6 @@ func VerifyVaultSigned(tok, typ string, key func(kid string) (ed25519.PublicKey,
 	return payload, nil
 }
 
-// SignCheckpoint signs an audit-log checkpoint.
-func SignCheckpoint(s Signer, claims any) (string, error) { return sign(s, TypCheckpoint, claims) }
-
-// VerifyCheckpoint checks a checkpoint's signature and returns its claims.
-func VerifyCheckpoint(tok string, key func(kid string) (ed25519.PublicKey, bool)) ([]byte, error) {
-	return VerifyVaultSigned(tok, TypCheckpoint, key)
-}
-
 // checkTimes applies the clock skew symmetrically: a grant is accepted from
 // nbf-skew until exp+skew, and not if issued more than skew in the future.
 func checkTimes(now time.Time, skew time.Duration, iat, nbf, exp int64) error {

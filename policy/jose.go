@@ -16,10 +16,9 @@ import (
 // from being accepted as another: a DPoP proof is never a grant, a grant is
 // never a request.
 const (
-	TypGrant      = "at+jwt"              // RFC 9068
-	TypProof      = "dpop+jwt"            // RFC 9449
-	TypRequest    = "oauth-authz-req+jwt" // RFC 9101
-	TypCheckpoint = "pdvault-checkpoint+jwt"
+	TypGrant   = "at+jwt"              // RFC 9068
+	TypProof   = "dpop+jwt"            // RFC 9449
+	TypRequest = "oauth-authz-req+jwt" // RFC 9101
 )
 
 // Size limits, checked before any parsing: a token with thousands of dots

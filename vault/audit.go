@@ -3,30 +3,27 @@ package vault
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
+	"golang.org/x/mod/sumdb/tlog"
+
 	"github.com/pdvault/pdvault/policy"
 )
 
-// The audit log is a hash chain in the spirit of RFC 6962's leaves:
-//
-//	hash[n] = SHA-256(0x00 || hash[n-1] || entry[n])      hash[0] = SHA-256("pdvault audit genesis" || vault id)
-//
-// Each entry is appended in the same transaction as the decision it
-// records; if the append fails, so does the decision. The head (size and
-// last hash) is stored with an HMAC under a key derived from the master
-// key, so an edit followed by recomputing every later hash, or a cut at
-// the tail, is caught by someone without the key. Every checkpointEvery
-// entries the vault signs a checkpoint (size, hash) with its signing key,
-// which anyone holding the JWKS can check.
+// The audit log is a Merkle tree log with RFC 6962 hashing, built with
+// golang.org/x/mod/sumdb/tlog (auditlog.go): leaf n is the canonical JSON
+// of entry n+1, its leaf hash SHA-256(0x00 ‖ entry). Each entry is appended
+// in the same transaction as the decision it records; if the append fails,
+// so does the decision. The head (size and root) is an authenticated row
+// (state.go); every checkpointEvery entries the vault signs a tree head in
+// the C2SP checkpoint format (policy/treehead.go), and every such head must
+// exist. A signed head given to the owner's CLI or to an organization lets
+// them check later, with a consistency proof, that the log only grew.
 
 // AuditEntry is one line of the audit log. It names who did what to which
 // records and fields, never what the records say.
@@ -83,27 +80,6 @@ const (
 
 const checkpointEvery = 256
 
-func (v *Vault) auditGenesis() []byte {
-	h := sha256.Sum256(append([]byte("pdvault audit genesis"), v.id...))
-	return h[:]
-}
-
-func chainHash(prev, entry []byte) []byte {
-	h := sha256.New()
-	h.Write([]byte{0})
-	h.Write(prev)
-	h.Write(entry)
-	return h.Sum(nil)
-}
-
-func (v *Vault) headMAC(size int64, hash []byte) []byte {
-	m := hmac.New(sha256.New, v.auditKey)
-	m.Write([]byte("pdvault audit head"))
-	m.Write(binary.BigEndian.AppendUint64(nil, uint64(size)))
-	m.Write(hash)
-	return m.Sum(nil)
-}
-
 // appendAudit adds an entry inside tx. Any error must fail the transaction.
 func (v *Vault) appendAudit(ctx context.Context, tx *sql.Tx, e AuditEntry) error {
 	w := v.auditWriter(tx)
@@ -120,7 +96,7 @@ type auditLog struct {
 	v      *Vault
 	tx     *sql.Tx
 	size   int64
-	prev   []byte
+	tree   *treeReader
 	loaded bool
 	dirty  bool
 }
@@ -129,14 +105,11 @@ func (v *Vault) auditWriter(tx *sql.Tx) *auditLog { return &auditLog{v: v, tx: t
 
 func (w *auditLog) append(ctx context.Context, e AuditEntry) error {
 	if !w.loaded {
-		err := w.tx.QueryRowContext(ctx, `SELECT size, hash FROM audit_head WHERE id = 1`).Scan(&w.size, &w.prev)
-		if errors.Is(err, sql.ErrNoRows) {
-			w.size, w.prev, err = 0, w.v.auditGenesis(), nil
-		}
+		size, _, err := w.v.loadHead(ctx, w.tx)
 		if err != nil {
 			return fmt.Errorf("audit head: %w", err)
 		}
-		w.loaded = true
+		w.size, w.tree, w.loaded = size, newTreeReader(ctx, w.tx), true
 	}
 	e.Seq = w.size + 1
 	e.Time = w.v.now().Unix()
@@ -144,29 +117,68 @@ func (w *auditLog) append(ctx context.Context, e AuditEntry) error {
 	if err != nil {
 		return fmt.Errorf("audit entry: %w", err)
 	}
-	h := chainHash(w.prev, []byte(entry))
-	if _, err := w.tx.ExecContext(ctx, `INSERT INTO audit (seq, entry, hash) VALUES (?, ?, ?)`, e.Seq, entry, h); err != nil {
+	leaf, err := w.tree.add(ctx, w.size, []byte(entry))
+	if err != nil {
+		return fmt.Errorf("audit tree: %w", err)
+	}
+	if _, err := w.tx.ExecContext(ctx, `INSERT INTO audit (seq, entry, hash) VALUES (?, ?, ?)`, e.Seq, entry, leaf[:]); err != nil {
 		return fmt.Errorf("audit append: %w", err)
 	}
-	w.size, w.prev, w.dirty = e.Seq, h, true
+	w.size, w.dirty = e.Seq, true
 	if e.Seq%checkpointEvery == 0 {
-		return w.v.checkpoint(ctx, w.tx, e.Seq, h)
+		root, err := tlog.TreeHash(w.size, w.tree)
+		if err != nil {
+			return fmt.Errorf("audit tree: %w", err)
+		}
+		return w.v.checkpoint(ctx, w.tx, w.size, root)
 	}
 	return nil
 }
 
-// flush writes the head, with its MAC, if entries were appended.
+// flush writes the head, authenticated, if entries were appended.
 func (w *auditLog) flush(ctx context.Context) error {
 	if !w.dirty {
 		return nil
 	}
-	if _, err := w.tx.ExecContext(ctx, `INSERT INTO audit_head (id, size, hash, mac) VALUES (1, ?, ?, ?)
-		ON CONFLICT (id) DO UPDATE SET size = excluded.size, hash = excluded.hash, mac = excluded.mac`,
-		w.size, w.prev, w.v.headMAC(w.size, w.prev)); err != nil {
+	root, err := tlog.TreeHash(w.size, w.tree)
+	if err != nil {
+		return fmt.Errorf("audit tree: %w", err)
+	}
+	if err := w.v.st.put(ctx, w.tx, tAuditHead, int64(1), w.size, root[:]); err != nil {
 		return fmt.Errorf("audit head: %w", err)
 	}
 	w.dirty = false
 	return nil
+}
+
+// loadHead reads the checked head: the log's size and root.
+func (v *Vault) loadHead(ctx context.Context, q queryer) (int64, tlog.Hash, error) {
+	return v.readHead(ctx, q, true)
+}
+
+// peekHead is loadHead for verification, which reports a bad head itself.
+func (v *Vault) peekHead(ctx context.Context, q queryer) (int64, tlog.Hash, error) {
+	return v.readHead(ctx, q, false)
+}
+
+func (v *Vault) readHead(ctx context.Context, q queryer, alarm bool) (int64, tlog.Hash, error) {
+	rs, err := v.st.query(ctx, q, tAuditHead, alarm, `id = 1`)
+	if err == nil && len(rs) == 0 {
+		err = sql.ErrNoRows
+	}
+	var r row
+	if err == nil {
+		r = rs[0]
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, tlog.Hash{}, nil
+	}
+	if err != nil {
+		return 0, tlog.Hash{}, err
+	}
+	var root tlog.Hash
+	copy(root[:], r.bytes("root"))
+	return r.i64("size"), root, nil
 }
 
 // canonicalEntry encodes an entry as RFC 8785 canonical JSON. AuditEntry's
@@ -189,47 +201,59 @@ func canonicalEntry(e AuditEntry) (string, error) {
 	return string(c), err
 }
 
-// checkpointClaims are what a signed checkpoint says.
-type checkpointClaims struct {
-	Issuer  string `json:"iss"`
-	VaultID string `json:"vault_id"`
-	Size    int64  `json:"size"`
-	Hash    string `json:"hash"` // base64url
-	Issued  int64  `json:"iat"`
-}
-
-func (v *Vault) checkpoint(ctx context.Context, tx *sql.Tx, size int64, hash []byte) error {
-	signed, err := policy.SignCheckpoint(v.signer(), checkpointClaims{
-		Issuer: v.Issuer(), VaultID: v.id, Size: size, Hash: base64.RawURLEncoding.EncodeToString(hash), Issued: v.now().Unix(),
-	})
+// checkpoint signs the tree head at size and keeps it.
+func (v *Vault) checkpoint(ctx context.Context, tx *sql.Tx, size int64, root tlog.Hash) error {
+	th, err := v.signTreeHead(size, root)
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO audit_checkpoints (size, hash, signed, created) VALUES (?, ?, ?, ?)`,
-		size, hash, signed, v.now().Unix())
+	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO audit_heads (size, note, created) VALUES (?, ?, ?)`, size, th.Note, v.now().Unix())
 	return err
+}
+
+// signTreeHead is the signer's one operation for the audit log: sign the
+// head of this vault's log. It builds the text itself (policy.SignTreeHead),
+// so it can sign nothing else.
+func (v *Vault) signTreeHead(size int64, root tlog.Hash) (policy.TreeHead, error) {
+	th, err := policy.SignTreeHead(v.signer(), v.id, size, root)
+	if err != nil {
+		return th, policy.Internal("sign tree head", err)
+	}
+	return th, nil
 }
 
 // Checkpoint signs the current head now (for the owner to publish or keep).
 func (v *Vault) Checkpoint(ctx context.Context) (Checkpoint, error) {
-	var cp Checkpoint
-	err := v.db.tx(ctx, func(tx *sql.Tx) error {
-		var hash []byte
-		if err := tx.QueryRowContext(ctx, `SELECT size, hash FROM audit_head WHERE id = 1`).Scan(&cp.Size, &hash); err != nil {
-			if errors.Is(err, sql.ErrNoRows) {
-				return policy.E(policy.KindConflict, "empty_log", "the audit log is empty")
-			}
-			return err
-		}
-		if err := v.checkpoint(ctx, tx, cp.Size, hash); err != nil {
-			return err
-		}
-		return tx.QueryRowContext(ctx, `SELECT signed FROM audit_checkpoints WHERE size = ?`, cp.Size).Scan(&cp.Signed)
-	})
-	return cp, err
+	th, err := v.TreeHead(ctx)
+	if err != nil {
+		return Checkpoint{}, err
+	}
+	return Checkpoint{Size: th.Size, Signed: th.Note}, nil
 }
 
-// Checkpoint is a signed statement of the log's size and head hash.
+// TreeHead returns the current signed tree head. Heads are signed on
+// demand and cached while the log does not grow.
+func (v *Vault) TreeHead(ctx context.Context) (policy.TreeHead, error) {
+	size, root, err := v.loadHead(ctx, v.db.r)
+	if err != nil {
+		return policy.TreeHead{}, storageError("read audit head", err)
+	}
+	if size == 0 {
+		return policy.TreeHead{}, policy.E(policy.KindConflict, "empty_log", "the audit log is empty")
+	}
+	if c := v.headCache.Load(); c != nil && c.Size == size && c.Root == root {
+		return *c, nil
+	}
+	th, err := v.signTreeHead(size, root)
+	if err != nil {
+		return th, err
+	}
+	v.headCache.Store(&th)
+	return th, nil
+}
+
+// Checkpoint is a signed statement of the log's size and root hash (a
+// C2SP checkpoint, as a signed note).
 type Checkpoint struct {
 	Size   int64  `json:"size"`
 	Signed string `json:"signed"`
@@ -290,7 +314,8 @@ type AuditReport struct {
 	OK          bool           `json:"ok"`
 	Entries     int64          `json:"entries"`
 	Checkpoints int            `json:"checkpoints"`
-	Head        string         `json:"head,omitempty"` // base64url hash of the last entry
+	Head        string         `json:"head,omitempty"`      // base64url root hash of the whole log
+	TreeHead    string         `json:"tree_head,omitempty"` // the signed head (C2SP checkpoint) of the verified log
 	Problems    []AuditProblem `json:"problems,omitempty"`
 	Duration    time.Duration  `json:"-"`
 }
@@ -328,10 +353,21 @@ func entrySeq(entry []byte) int64 {
 // later hash differ, and the first few are what matters.
 const maxProblems = 20
 
-// VerifyAudit re-derives the whole chain from one consistent snapshot and
-// reports every edited, deleted, reordered or truncated entry it can see,
-// checks the MAC on the head, and checks every signed checkpoint.
+// VerifyAudit rebuilds the whole tree from the entries of one consistent
+// snapshot, trusting no stored hash, and reports every edited, deleted,
+// reordered or truncated entry it can see: it compares the leaf and tree
+// hashes stored for proofs, the authenticated head, and every signed
+// checkpoint — each of which must exist — with what the entries give.
 func (v *Vault) VerifyAudit(ctx context.Context) (AuditReport, error) {
+	tx, err := v.db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return AuditReport{}, storageError("verify audit", err)
+	}
+	defer tx.Rollback()
+	return v.verifyAudit(ctx, tx)
+}
+
+func (v *Vault) verifyAudit(ctx context.Context, tx *sql.Tx) (AuditReport, error) {
 	start := time.Now()
 	rep := AuditReport{}
 	problem := func(seq int64, format string, args ...any) {
@@ -339,125 +375,114 @@ func (v *Vault) VerifyAudit(ctx context.Context) (AuditReport, error) {
 			rep.Problems = append(rep.Problems, AuditProblem{Seq: seq, Problem: fmt.Sprintf(format, args...)})
 		}
 	}
-	tx, err := v.db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	mem, n, err := v.rebuildTree(ctx, tx, problem)
 	if err != nil {
 		return rep, storageError("verify audit", err)
 	}
-	defer tx.Rollback()
+	rep.Entries = n
+	root := func(size int64) tlog.Hash {
+		h, err := tlog.TreeHash(size, mem)
+		if err != nil {
+			return tlog.Hash{}
+		}
+		return h
+	}
 
-	// Hashes at checkpoint sizes, to compare with the signed checkpoints.
-	cps := map[int64][]byte{}
-	type cpRow struct {
-		size   int64
-		hash   []byte
-		signed string
-	}
-	var checkpoints []cpRow
-	crows, err := tx.QueryContext(ctx, `SELECT size, hash, signed FROM audit_checkpoints ORDER BY size`)
+	// The hashes stored for proofs must be the ones the entries give.
+	trows, err := tx.QueryContext(ctx, `SELECT id, hash FROM audit_tree ORDER BY id`)
 	if err != nil {
 		return rep, storageError("verify audit", err)
 	}
+	var stored int64
+	for trows.Next() {
+		var id int64
+		var h []byte
+		if err := trows.Scan(&id, &h); err != nil {
+			trows.Close()
+			return rep, storageError("verify audit", err)
+		}
+		if id != stored || id >= int64(len(mem)) || !bytes.Equal(h, mem[id][:]) {
+			_, leaf := tlog.SplitStoredHashIndex(id)
+			problem(leaf+1, "the stored tree hash %d does not match the entries (edited, or an earlier entry changed)", id)
+			stored = id
+		}
+		stored++
+	}
+	trows.Close()
+	if err := trows.Err(); err != nil {
+		return rep, storageError("verify audit", err)
+	}
+	if stored != int64(len(mem)) {
+		problem(n, "the stored tree has %d hashes where the entries give %d (truncated or extended)", stored, len(mem))
+	}
+
+	// The head: authenticated, and equal to the tree of the entries.
+	hsize, hroot, err := v.peekHead(ctx, tx)
+	switch {
+	case isTampered(err):
+		problem(n, "the log head failed its integrity check (the head was rewritten)")
+	case err != nil:
+		return rep, storageError("verify audit", err)
+	case hsize == 0 && n > 0:
+		problem(n, "the log head is missing")
+	case hsize != n:
+		problem(min(hsize, n)+1, "the head says %d entries but %d are present (truncated or extended)", hsize, n)
+	case hroot != root(n):
+		problem(n, "the head's root hash does not match the entries")
+	}
+	if n > 0 {
+		r := root(n)
+		rep.Head = base64.RawURLEncoding.EncodeToString(r[:])
+	}
+
+	// Every checkpoint that should exist exists, and each one's signature
+	// and root match the entries.
+	heads := map[int64]bool{}
+	crows, err := tx.QueryContext(ctx, `SELECT size, note FROM audit_heads ORDER BY size`)
+	if err != nil {
+		return rep, storageError("verify audit", err)
+	}
+	type cp struct {
+		size int64
+		note string
+	}
+	var cps []cp
 	for crows.Next() {
-		var c cpRow
-		if err := crows.Scan(&c.size, &c.hash, &c.signed); err != nil {
+		var c cp
+		if err := crows.Scan(&c.size, &c.note); err != nil {
 			crows.Close()
 			return rep, storageError("verify audit", err)
 		}
-		checkpoints = append(checkpoints, c)
-		cps[c.size] = nil
+		cps = append(cps, c)
 	}
 	crows.Close()
-
-	rows, err := tx.QueryContext(ctx, `SELECT seq, entry, hash FROM audit ORDER BY seq`)
-	if err != nil {
-		return rep, storageError("verify audit", err)
-	}
-	prev := v.auditGenesis()
-	var n int64
-	// RawBytes: the row's memory, valid until the next Scan, which is all
-	// the hashing needs; no copy per entry.
-	var entry, stored sql.RawBytes
-	var seq int64
-	hasher := sha256.New()
-	h := make([]byte, 0, sha256.Size)
-	for rows.Next() {
-		if err := rows.Scan(&seq, &entry, &stored); err != nil {
-			rows.Close()
-			return rep, storageError("verify audit", err)
-		}
-		n++
-		if seq != n {
-			problem(n, "entry %d is missing or out of order (found %d here)", n, seq)
-			n = seq // resynchronise so one gap is one problem
-		}
-		// The entry must also claim its own position.
-		if entrySeq(entry) != seq {
-			problem(seq, "entry %d does not state its own position (reordered or edited)", seq)
-		}
-		hasher.Reset()
-		hasher.Write([]byte{0})
-		hasher.Write(prev)
-		hasher.Write(entry)
-		h = hasher.Sum(h[:0])
-		if !hmac.Equal(h, stored) {
-			problem(seq, "entry %d does not match its hash (edited, or an earlier entry changed)", seq)
-		}
-		if _, ok := cps[seq]; ok {
-			cps[seq] = bytes.Clone(h)
-		}
-		prev = append(prev[:0], h...)
-	}
-	if err := rows.Err(); err != nil {
-		rows.Close()
-		return rep, storageError("verify audit", err)
-	}
-	rows.Close()
-	rep.Entries = n
-
-	var hsize int64
-	var hhash, hmacv []byte
-	err = tx.QueryRowContext(ctx, `SELECT size, hash, mac FROM audit_head WHERE id = 1`).Scan(&hsize, &hhash, &hmacv)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		if n > 0 {
-			problem(n, "the log head is missing")
-		}
-	case err != nil:
-		return rep, storageError("verify audit", err)
-	default:
-		if !hmac.Equal(hmacv, v.headMAC(hsize, hhash)) {
-			problem(hsize, "the log head's MAC does not verify (the head was rewritten)")
-		}
-		if hsize != n {
-			problem(min(hsize, n)+1, "the head says %d entries but %d are present (truncated or extended)", hsize, n)
-		}
-		if !bytes.Equal(hhash, prev) && hsize == n {
-			problem(n, "the head hash does not match the last entry")
-		}
-		rep.Head = base64.RawURLEncoding.EncodeToString(hhash)
-	}
-
-	for _, c := range checkpoints {
+	keys := v.publicKeys()
+	for _, c := range cps {
 		rep.Checkpoints++
-		claims, err := policy.VerifyCheckpoint(c.signed, v.publicKey)
-		if err != nil {
+		heads[c.size] = true
+		th, err := policy.OpenTreeHead(c.note, v.id, keys)
+		switch {
+		case err != nil:
 			problem(c.size, "checkpoint at %d has a bad signature", c.size)
-			continue
-		}
-		var cc checkpointClaims
-		json.Unmarshal(claims, &cc)
-		if cc.Size != c.size || cc.VaultID != v.id || cc.Hash != base64.RawURLEncoding.EncodeToString(c.hash) {
+		case th.Size != c.size:
 			problem(c.size, "checkpoint at %d does not match its signed statement", c.size)
-			continue
-		}
-		if c.size > n {
+		case c.size > n:
 			problem(n+1, "a signed checkpoint covers %d entries but only %d are present (truncated)", c.size, n)
-			continue
-		}
-		if h := cps[c.size]; h == nil || !bytes.Equal(h, c.hash) {
+		case th.Root != root(c.size):
 			problem(c.size, "the log up to %d no longer matches its signed checkpoint", c.size)
 		}
 	}
+	for size := int64(checkpointEvery); size <= n; size += checkpointEvery {
+		if !heads[size] {
+			problem(size, "the signed checkpoint at %d is missing (deleted)", size)
+		}
+	}
+	if len(rep.Problems) == 0 && n > 0 {
+		if th, err := v.signTreeHead(n, root(n)); err == nil {
+			rep.TreeHead = th.Note
+		}
+	}
+
 	// The state the log speaks about: every authenticated row, and the
 	// rows refused since the vault was opened.
 	bad, err := v.st.verifyAll(ctx, tx, maxProblems)
@@ -478,6 +503,9 @@ func (v *Vault) VerifyAudit(ctx context.Context) (AuditReport, error) {
 		}
 	}
 	rep.OK = len(rep.Problems) == 0
+	if !rep.OK {
+		rep.TreeHead = ""
+	}
 	rep.Duration = time.Since(start)
 	return rep, nil
 }

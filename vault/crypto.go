@@ -23,7 +23,6 @@ const (
 	labelExportAAD     = crypt.LegacyExportAAD
 	labelSecretKey     = crypt.LegacySecretWrap
 	labelSigningKeyAAD = crypt.LegacySigningKey
-	labelAuditKey      = crypt.LegacyAuditMAC
 	labelPairwiseKey   = crypt.LegacyPairwise
 	labelRecordKeyWrap = crypt.LegacyRecordKeyAAD
 	labelIntentKey     = crypt.LegacyIntentKeyAAD

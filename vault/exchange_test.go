@@ -10,8 +10,10 @@ import (
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault/internal/crypt"
 )
 
 // org is a test organization that signs requests and proofs by hand, so
@@ -137,34 +139,38 @@ func TestAuditVerifyFindsTampering(t *testing.T) {
 		exec(t, v, `UPDATE audit SET entry = replace(entry, '"allowed"', '"denied"') WHERE seq = 10`)
 		wantProblem(t, v, 10, "does not match its hash")
 	})
-	t.Run("edited and every later hash recomputed", func(t *testing.T) {
+	t.Run("edited and every hash recomputed", func(t *testing.T) {
 		v, n := populatedLog(t)
 		exec(t, v, `UPDATE audit SET entry = replace(entry, '"allowed"', '"denied"') WHERE seq = 10`)
-		// The attacker rebuilds the chain (the hash is public) but cannot
-		// MAC the new head or re-sign the checkpoint.
-		rows, _ := v.db.r.Query(`SELECT seq, entry FROM audit ORDER BY seq`)
-		prev := v.auditGenesis()
-		type fix struct {
-			seq int64
-			h   []byte
+		// The attacker rebuilds the leaf hashes and the whole stored tree
+		// (the hashing is public) and even the head's values, but cannot
+		// MAC the head or re-sign the checkpoint.
+		mem, size, err := v.rebuildTree(t.Context(), v.db.r, nil)
+		if err != nil || size != n {
+			t.Fatal(err)
 		}
-		var fixes []fix
+		rows, _ := v.db.r.Query(`SELECT seq, entry FROM audit`)
+		var fix [][2]any
 		for rows.Next() {
 			var seq int64
 			var e []byte
 			rows.Scan(&seq, &e)
-			prev = chainHash(prev, e)
-			fixes = append(fixes, fix{seq, prev})
+			h := tlog.RecordHash(e)
+			fix = append(fix, [2]any{h[:], seq})
 		}
 		rows.Close()
-		for _, f := range fixes {
-			exec(t, v, `UPDATE audit SET hash = ? WHERE seq = ?`, f.h, f.seq)
+		for _, f := range fix {
+			exec(t, v, `UPDATE audit SET hash = ? WHERE seq = ?`, f[0], f[1])
 		}
-		exec(t, v, `UPDATE audit_head SET hash = ? WHERE id = 1`, prev)
-		wantProblem(t, v, n, "MAC does not verify")
+		for i, h := range mem {
+			exec(t, v, `UPDATE audit_tree SET hash = ? WHERE id = ?`, h[:], i)
+		}
+		root, _ := tlog.TreeHash(n, mem)
+		exec(t, v, `UPDATE audit_head SET root = ?`, root[:])
+		wantProblem(t, v, n, "the log head failed its integrity check")
 		wantProblem(t, v, checkpointEvery, "no longer matches its signed checkpoint")
 	})
-	t.Run("deleted", func(t *testing.T) {
+	t.Run("deleted in the middle", func(t *testing.T) {
 		v, _ := populatedLog(t)
 		exec(t, v, `DELETE FROM audit WHERE seq = 7`)
 		wantProblem(t, v, 7, "missing or out of order")
@@ -176,25 +182,65 @@ func TestAuditVerifyFindsTampering(t *testing.T) {
 		exec(t, v, `UPDATE audit SET seq = 6 WHERE seq = -1`)
 		wantProblem(t, v, 5, "does not state its own position")
 	})
-	t.Run("truncated", func(t *testing.T) {
+	t.Run("tail cut", func(t *testing.T) {
 		v, n := populatedLog(t)
 		exec(t, v, `DELETE FROM audit WHERE seq > ?`, n-3)
 		wantProblem(t, v, n-2, "truncated or extended")
 	})
-	t.Run("truncated below a checkpoint, head rewritten from an old copy", func(t *testing.T) {
+	t.Run("tail cut, head put back from an old copy", func(t *testing.T) {
 		v, _ := populatedLog(t)
-		var h, mac []byte
-		v.db.r.QueryRow(`SELECT hash FROM audit WHERE seq = 100`).Scan(&h)
-		mac = v.headMAC(100, h) // as if an old head had been kept
+		// An authentic head at size 100, kept from an older copy of the
+		// file: its MAC verifies, because it is real.
+		mem, _, _ := v.rebuildTree(t.Context(), v.db.r, nil)
+		root, _ := tlog.TreeHash(100, mem)
+		old := newTestStateRow(t, v, tAuditHead, int64(1), int64(100), root[:])
 		exec(t, v, `DELETE FROM audit WHERE seq > 100`)
-		exec(t, v, `UPDATE audit_head SET size = 100, hash = ?, mac = ?`, h, mac)
-		wantProblem(t, v, 101, "signed checkpoint covers")
+		exec(t, v, `DELETE FROM audit_tree WHERE id >= ?`, tlog.StoredHashIndex(0, 100))
+		exec(t, v, `UPDATE audit_head SET size = 100, root = ?, mac = ?`, root[:], old)
+		wantProblem(t, v, 101, "a signed checkpoint covers")
+	})
+	t.Run("tail cut, old head, checkpoints deleted", func(t *testing.T) {
+		// Consistent in itself: only a head kept outside the file (the
+		// owner's CLI, an organization) catches this; see the anchor tests.
+		v, _ := populatedLog(t)
+		mem, _, _ := v.rebuildTree(t.Context(), v.db.r, nil)
+		root, _ := tlog.TreeHash(100, mem)
+		old := newTestStateRow(t, v, tAuditHead, int64(1), int64(100), root[:])
+		exec(t, v, `DELETE FROM audit WHERE seq > 100`)
+		exec(t, v, `DELETE FROM audit_tree WHERE id >= ?`, tlog.StoredHashIndex(0, 100))
+		exec(t, v, `DELETE FROM audit_heads`)
+		exec(t, v, `UPDATE audit_head SET size = 100, root = ?, mac = ?`, root[:], old)
+		rep, err := v.VerifyAudit(t.Context())
+		if err != nil || !rep.OK || rep.Entries != 100 {
+			t.Fatalf("within the file this log is consistent: %+v %v", rep, err)
+		}
+	})
+	t.Run("every checkpoint deleted", func(t *testing.T) {
+		v, _ := populatedLog(t)
+		exec(t, v, `DELETE FROM audit_heads`)
+		wantProblem(t, v, checkpointEvery, "checkpoint at 256 is missing")
 	})
 	t.Run("forged checkpoint", func(t *testing.T) {
 		v, _ := populatedLog(t)
-		exec(t, v, `UPDATE audit_checkpoints SET signed = replace(signed, substr(signed, -10), 'AAAAAAAAAA')`)
+		exec(t, v, `UPDATE audit_heads SET note = replace(note, substr(note, -12, 10), 'AAAAAAAAAA')`)
 		wantProblem(t, v, checkpointEvery, "bad signature")
 	})
+	t.Run("stored tree hash edited", func(t *testing.T) {
+		v, _ := populatedLog(t)
+		exec(t, v, `UPDATE audit_tree SET hash = zeroblob(32) WHERE id = 3`)
+		wantProblem(t, v, 3, "stored tree hash 3 does not match")
+	})
+}
+
+// newTestStateRow computes the MAC the vault would give a row (an
+// attacker cannot; a test stands in for "an authentic old row").
+func newTestStateRow(t *testing.T, v *Vault, tb *table, vals ...any) []byte {
+	t.Helper()
+	mac, err := crypt.RowMAC(v.st.key, v.id, tb.name, tb.cols, vals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mac
 }
 
 // If the audit entry cannot be written, the decision does not happen.
@@ -465,7 +511,11 @@ func TestMigrationBuildsRelationships(t *testing.T) {
 		`DROP INDEX IF EXISTS receipts_by_grant`,
 		`ALTER TABLE grants DROP COLUMN retention`, `ALTER TABLE grants DROP COLUMN ended_by`, `DROP INDEX grants_by_request`,
 		`ALTER TABLE meta DROP COLUMN mac`, `ALTER TABLE signing_keys DROP COLUMN mac`, `ALTER TABLE terms DROP COLUMN mac`,
-		`ALTER TABLE requests DROP COLUMN mac`, `ALTER TABLE grants DROP COLUMN mac`, `PRAGMA user_version = 2`,
+		`ALTER TABLE requests DROP COLUMN mac`, `ALTER TABLE grants DROP COLUMN mac`,
+		`DROP TABLE audit_tree`, `DROP TABLE audit_heads`, `DROP TABLE audit_head`,
+		`CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, hash BLOB NOT NULL, mac BLOB NOT NULL)`,
+		`CREATE TABLE audit_checkpoints (size INTEGER PRIMARY KEY, hash BLOB NOT NULL, signed TEXT NOT NULL, created INTEGER NOT NULL)`,
+		`PRAGMA user_version = 2`,
 	} {
 		if _, err := v.db.w.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)

@@ -64,7 +64,7 @@ var (
 )
 
 // authTables is every authenticated table, for migration and verification.
-var authTables = []*table{tMeta, tSigningKeys, tTerms, tRequests, tGrants, tRelationships, tRelKeys, tNotices, tReceipts, tIntents, tOffers, tRecKeys}
+var authTables = []*table{tMeta, tSigningKeys, tTerms, tRequests, tGrants, tRelationships, tRelKeys, tNotices, tReceipts, tIntents, tOffers, tRecKeys, tAuditHead}
 
 // row is one authenticated row whose MAC has been checked.
 type row struct {
@@ -167,6 +167,12 @@ func (s *stateAuth) Alarms() []string {
 // rows runs SELECT <every column>, mac FROM t WHERE <where> and checks
 // each row's MAC before returning any. where may carry ORDER BY and LIMIT.
 func (s *stateAuth) rows(ctx context.Context, q queryer, t *table, where string, args ...any) ([]row, error) {
+	return s.query(ctx, q, t, true, where, args...)
+}
+
+// query is rows; alarm says whether a failing row is an alarm (not when
+// verification reads it: verification reports it itself).
+func (s *stateAuth) query(ctx context.Context, q queryer, t *table, alarm bool, where string, args ...any) ([]row, error) {
 	rs, err := q.QueryContext(ctx, `SELECT `+t.list+`, mac FROM `+t.name+` WHERE `+where, args...)
 	if err != nil {
 		return nil, err
@@ -185,6 +191,9 @@ func (s *stateAuth) rows(ctx context.Context, q queryer, t *table, where string,
 			return nil, err
 		}
 		if err := crypt.CheckRow(s.key, s.vaultID, t.name, t.cols, r.vals, mac); err != nil {
+			if !alarm {
+				return nil, ErrTampered
+			}
 			return nil, s.tampered(t, r)
 		}
 		out = append(out, r)
@@ -230,6 +239,18 @@ func (s *stateAuth) insert(ctx context.Context, tx *sql.Tx, t *table, k any, que
 		return err
 	}
 	return s.stamp(ctx, tx, t, k)
+}
+
+// put writes a whole row whose every value the caller knows (vals in the
+// table's column order, typed as the database returns them: int64, string,
+// []byte or nil), replacing any row with the same key, with its MAC.
+func (s *stateAuth) put(ctx context.Context, tx *sql.Tx, t *table, vals ...any) error {
+	mac, err := crypt.RowMAC(s.key, s.vaultID, t.name, t.cols, vals)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT OR REPLACE INTO `+t.name+` (`+t.list+`, mac) VALUES (?`+strings.Repeat(", ?", len(t.cols))+`)`, append(vals, mac)...)
+	return err
 }
 
 // update checks the row of t with key k, applies SET set to it and

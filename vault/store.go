@@ -375,7 +375,32 @@ var migrations = []string{
 	ALTER TABLE offers ADD COLUMN mac BLOB;
 	ALTER TABLE record_keys ADD COLUMN mac BLOB;
 	CREATE INDEX grants_by_request ON grants (request_id);`,
+
+	// 7: the audit log becomes a Merkle tree log (auditlog.go): leaf
+	// hashes in audit.hash, tlog's stored hashes, signed tree heads (C2SP
+	// checkpoints) and an authenticated head. upgradeAudit converts the
+	// chain in the same transaction.
+	`CREATE TABLE audit_tree (
+		id   INTEGER PRIMARY KEY,  -- tlog stored-hash index
+		hash BLOB    NOT NULL
+	);
+	CREATE TABLE audit_heads (
+		size    INTEGER PRIMARY KEY,
+		note    TEXT    NOT NULL,  -- signed note (C2SP checkpoint) by the vault's signing key
+		created INTEGER NOT NULL
+	);
+	DROP TABLE audit_checkpoints;
+	DROP TABLE audit_head;
+	CREATE TABLE audit_head (
+		id   INTEGER PRIMARY KEY CHECK (id = 1),
+		size INTEGER NOT NULL,
+		root BLOB    NOT NULL,
+		mac  BLOB
+	);`,
 }
+
+// schemaTree is the first schema whose audit log is a Merkle tree.
+const schemaTree = 7
 
 // schemaState is the first schema with authenticated rows.
 const schemaState = 6

@@ -17,15 +17,22 @@ import (
 // docs/security.md says so.
 func upgradeState(ctx context.Context, master []byte, vaultID string) func(tx *sql.Tx, from int) error {
 	return func(tx *sql.Tx, from int) error {
-		if from >= schemaState {
-			return nil
-		}
-		if err := resealRecordsV1(ctx, tx, master, vaultID); err != nil {
-			return fmt.Errorf("re-seal records: %w", err)
-		}
 		st := &stateAuth{key: crypt.Derive(master, vaultID, crypt.StateMAC), vaultID: vaultID}
 		defer crypt.Wipe(st.key)
-		return st.stampAll(ctx, tx)
+		if from < schemaState {
+			if err := resealRecordsV1(ctx, tx, master, vaultID); err != nil {
+				return fmt.Errorf("re-seal records: %w", err)
+			}
+			if err := st.stampAll(ctx, tx); err != nil {
+				return err
+			}
+		}
+		if from < schemaTree {
+			if err := upgradeAudit(ctx, tx, st, master, vaultID); err != nil {
+				return fmt.Errorf("audit tree: %w", err)
+			}
+		}
+		return nil
 	}
 }
 

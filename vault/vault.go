@@ -133,8 +133,8 @@ type Vault struct {
 
 	issuer      atomic.Pointer[string]
 	keys        *keyring
+	headCache   atomic.Pointer[policy.TreeHead]
 	terms       atomic.Pointer[TermsDoc]
-	auditKey    []byte
 	pairwiseKey []byte
 	replay      *replayCache
 	grants      grantCache
@@ -353,7 +353,6 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 	v.st = newStateAuth(master, m.vaultID, opts.Logger)
 	v.sessions = newSessions(opts.Now, opts.SessionTTL)
 	v.issuer.Store(&opts.Issuer)
-	v.auditKey = crypt.DeriveLegacy(master, m.vaultID, labelAuditKey, 0)
 	v.pairwiseKey = crypt.DeriveLegacy(master, m.vaultID, labelPairwiseKey, 0)
 	v.replay = newReplayCache(4 << 20)
 	v.grants.m = map[[32]byte]*policy.GrantClaims{}
@@ -416,7 +415,6 @@ func (v *Vault) Close() error {
 	v.master = nil
 	v.keyMu.Unlock()
 	crypt.Wipe(v.st.key)
-	crypt.Wipe(v.auditKey)
 	crypt.Wipe(v.pairwiseKey)
 	if v.keys != nil {
 		v.keys.mu.RLock()

@@ -1,0 +1,108 @@
+package policy
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"strings"
+	"testing"
+
+	"golang.org/x/mod/sumdb/tlog"
+)
+
+// tree is an in-memory log of n entries "e1".."en".
+func tree(t *testing.T, n int64) (tlog.HashReader, func(size int64) tlog.Hash) {
+	var mem []tlog.Hash
+	r := tlog.HashReaderFunc(func(idx []int64) ([]tlog.Hash, error) {
+		out := make([]tlog.Hash, len(idx))
+		for i, x := range idx {
+			out[i] = mem[x]
+		}
+		return out, nil
+	})
+	for i := range n {
+		hs, err := tlog.StoredHashes(i, entry(i+1), r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mem = append(mem, hs...)
+	}
+	return r, func(size int64) tlog.Hash {
+		h, err := tlog.TreeHash(size, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+}
+
+func entry(i int64) []byte { return []byte("e" + strings.Repeat("x", int(i))) }
+
+func TestTreeHeadSignOpen(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	_, other, _ := ed25519.GenerateKey(rand.Reader)
+	s := &testSigner{kid: "k", priv: priv}
+	_, root := tree(t, 10)
+	th, err := SignTreeHead(s, "vault1", 10, root(10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(th.Note, "pdvault.org/audit/vault1\n10\n") || !strings.Contains(th.Note, "\n\n— pdvault.org/audit/vault1 ") {
+		t.Fatalf("not a C2SP checkpoint: %q", th.Note)
+	}
+	pubs := []ed25519.PublicKey{other.Public().(ed25519.PublicKey), priv.Public().(ed25519.PublicKey)}
+	got, err := OpenTreeHead(th.Note, "vault1", pubs)
+	if err != nil || got.Size != 10 || got.Root != root(10) {
+		t.Fatalf("open: %+v %v", got, err)
+	}
+	for name, c := range map[string]struct {
+		note, vault string
+		keys        []ed25519.PublicKey
+	}{
+		"another vault's origin": {th.Note, "vault2", pubs},
+		"not the vault's key":    {th.Note, "vault1", pubs[:1]},
+		"size changed":           {strings.Replace(th.Note, "\n10\n", "\n11\n", 1), "vault1", pubs},
+		"signature cut":          {th.Note[:len(th.Note)-10] + "\n", "vault1", pubs},
+		"not a note":             {"hello", "vault1", pubs},
+	} {
+		if _, err := OpenTreeHead(c.note, c.vault, c.keys); !errors.Is(err, ErrBadTreeHead) {
+			t.Errorf("%s: got %v, want ErrBadTreeHead", name, err)
+		}
+	}
+}
+
+func TestConsistencyAndInclusion(t *testing.T) {
+	r, root := tree(t, 300)
+	head := func(n int64) TreeHead { return TreeHead{Size: n, Root: root(n)} }
+	p, err := tlog.ProveTree(300, 100, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckConsistency(head(100), head(300), p); err != nil {
+		t.Fatalf("a grown log: %v", err)
+	}
+	if err := CheckConsistency(head(300), head(100), nil); !errors.Is(err, ErrLogRolledBack) {
+		t.Fatalf("a shorter log: %v", err)
+	}
+	forked := head(100)
+	forked.Root[0] ^= 1
+	if err := CheckConsistency(forked, head(300), p); !errors.Is(err, ErrLogForked) {
+		t.Fatalf("a rewritten log: %v", err)
+	}
+	if err := CheckConsistency(forked, head(100), nil); !errors.Is(err, ErrLogForked) {
+		t.Fatalf("same size, other root: %v", err)
+	}
+	rp, err := tlog.ProveRecord(300, 41, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckInclusion(head(300), 42, entry(42), rp); err != nil {
+		t.Fatalf("inclusion: %v", err)
+	}
+	if err := CheckInclusion(head(300), 42, entry(43), rp); !errors.Is(err, ErrLogForked) {
+		t.Fatalf("another entry: %v", err)
+	}
+	if err := CheckInclusion(head(300), 301, entry(42), rp); !errors.Is(err, ErrLogForked) {
+		t.Fatalf("outside the tree: %v", err)
+	}
+}
