@@ -110,6 +110,7 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	o.Handle("/audit", s.ownerAuth(s.listAudit)).Methods(http.MethodGet).Name("owner.audit.list")
 	o.Handle("/audit/verify", s.ownerAuth(s.verifyAudit)).Methods(http.MethodGet, http.MethodPost).Name("owner.audit.verify")
 	o.Handle("/audit/checkpoint", s.ownerAuth(s.checkpoint)).Methods(http.MethodPost).Name("owner.audit.checkpoint")
+	o.Handle("/audit/consistency", s.ownerAuth(s.auditConsistency)).Methods(http.MethodGet).Name("owner.audit.consistency")
 	o.Handle("/intents", s.ownerAuth(s.ownerIntents)).Methods(http.MethodGet).Name("owner.intents.list")
 	o.Handle("/intents", s.ownerAuth(s.publishIntent)).Methods(http.MethodPost).Name("owner.intents.publish")
 	o.Handle("/intents/{id}", s.ownerAuth(s.ownerIntent)).Methods(http.MethodGet).Name("owner.intents.get")

@@ -3,6 +3,7 @@ package api
 import (
 	"bytes"
 	"net/http"
+	"strconv"
 
 	"github.com/gorilla/mux"
 
@@ -123,6 +124,22 @@ func (s *server) verifyAudit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
+}
+
+// auditConsistency proves that the current log extends the log of size
+// from: the owner's CLI checks it against the head it kept.
+func (s *server) auditConsistency(w http.ResponseWriter, r *http.Request) {
+	from, err := strconv.ParseInt(r.URL.Query().Get("from"), 10, 64)
+	if err != nil {
+		writeError(w, r, s.log, errBadFrom)
+		return
+	}
+	p, err := s.svc.Consistency(r.Context(), from)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
 }
 
 func (s *server) checkpoint(w http.ResponseWriter, r *http.Request) {

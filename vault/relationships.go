@@ -91,7 +91,7 @@ var ErrTooManyKeys = policy.E(policy.KindConflict, "too_many_keys", "this relati
 // relationshipKeys returns the checked key rows of a relationship, oldest
 // first, and their client ids as SQL arguments.
 func (v *Vault) relationshipKeys(ctx context.Context, q queryer, relID string) ([]RelationshipKey, []any, error) {
-	rs, err := v.st.rows(ctx, q, tRelKeys, `relationship_id = ? ORDER BY added, client_id`, relID)
+	rs, err := v.st.rows(ctx, q, tRelKeys, `relationship_id = ? ORDER BY added, rowid`, relID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -267,7 +267,7 @@ func (v *Vault) loadRelationship(ctx context.Context, tx *sql.Tx, id string) (Re
 	received := map[string]bool{}
 	// Receipts are accepted only from a key of the grant's relationship,
 	// so the relationship's keys find all of its receipts.
-	prs, err := v.st.rows(ctx, tx, tReceipts, `client_id IN `+in+` ORDER BY received, id`, clients...)
+	prs, err := v.st.rows(ctx, tx, tReceipts, `client_id IN `+in+` ORDER BY received, rowid`, clients...)
 	if err != nil {
 		return r, err
 	}
@@ -336,7 +336,7 @@ func (v *Vault) loadRelationship(ctx context.Context, tx *sql.Tx, id string) (Re
 
 	// Notices.
 	r.Notices = []Notice{}
-	nrs, err := v.st.rows(ctx, tx, tNotices, `relationship_id = ? ORDER BY created, id`, id)
+	nrs, err := v.st.rows(ctx, tx, tNotices, `relationship_id = ? ORDER BY created, rowid`, id)
 	if err != nil {
 		return r, err
 	}

@@ -40,6 +40,7 @@ type OwnerService interface {
 	ListAudit(ctx context.Context, limit int, cursor string) (AuditPage, error)
 	VerifyAudit(ctx context.Context) (AuditReport, error)
 	Checkpoint(ctx context.Context) (Checkpoint, error)
+	Consistency(ctx context.Context, from int64) (AuditProof, error)
 	ListRelationships(ctx context.Context) ([]Relationship, error)
 	GetRelationship(ctx context.Context, id string) (Relationship, error)
 	CheckVerification(ctx context.Context, relID string) (Relationship, error)

@@ -321,6 +321,7 @@ type AuditReport struct {
 	Entries     int64  `json:"entries"`
 	Checkpoints int    `json:"checkpoints"`
 	Head        string `json:"head,omitempty"`
+	TreeHead    string `json:"tree_head,omitempty"` // signed head of the verified log
 	Problems    []struct {
 		Seq     int64  `json:"seq"`
 		Problem string `json:"problem"`

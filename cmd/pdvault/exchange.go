@@ -278,63 +278,6 @@ func (a *app) cmdGrants(ctx context.Context, args []string) error {
 	return usageError{fmt.Sprintf("unknown grants subcommand %q", sub), "use list or revoke"}
 }
 
-const auditUsage = `Usage:
-  pdvault audit list [--limit N] [--cursor C] [--json]   newest first
-  pdvault audit verify                                    check the whole hash chain and its signed checkpoints
-
-Flags: --addr URL (env PDVAULT_ADDR), --token T (env PDVAULT_TOKEN)
-`
-
-func (a *app) cmdAudit(ctx context.Context, args []string) error {
-	oc, err := a.ownerCommand("audit", auditUsage, args)
-	if err != nil {
-		return err
-	}
-	sub, fs := oc.sub, oc.fs
-	asJSON := fs.Bool("json", false, "print JSON")
-	limit := fs.Int("limit", 50, "entries to show")
-	cursor := fs.String("cursor", "", "continue from this cursor")
-	_, c, err := oc.start()
-	if err != nil {
-		return err
-	}
-	switch sub {
-	case "list":
-		p, err := c.ListAudit(ctx, *limit, *cursor)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			return a.printJSON(p)
-		}
-		for _, e := range p.Entries {
-			fmt.Fprintln(a.stdout, auditLine(e))
-		}
-		if p.NextCursor != "" {
-			fmt.Fprintf(a.stderr, "More: pdvault audit list --cursor %s\n", p.NextCursor)
-		}
-		return nil
-	case "verify":
-		rep, err := c.VerifyAudit(ctx)
-		if err != nil {
-			return err
-		}
-		if *asJSON {
-			a.printJSON(rep)
-		}
-		if rep.OK {
-			fmt.Fprintf(a.stdout, "ok: %d entries, %d signed checkpoints, head %s\n", rep.Entries, rep.Checkpoints, rep.Head)
-			return nil
-		}
-		for _, p := range rep.Problems {
-			fmt.Fprintf(a.stdout, "entry %d: %s\n", p.Seq, p.Problem)
-		}
-		return hint(fmt.Errorf("the audit log does not verify (%d problems)", len(rep.Problems)),
-			"the log was changed outside pdvault; restore from a backup and keep this vault for investigation")
-	}
-	return usageError{fmt.Sprintf("unknown audit subcommand %q", sub), "use list or verify"}
-}
-
 func auditLine(e client.AuditEntry) string {
 	who := e.ClientName
 	if who == "" {

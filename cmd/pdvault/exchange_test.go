@@ -49,7 +49,7 @@ func TestOwnerExchangeCommands(t *testing.T) {
 	expect(t, c.run("init", "--dir", dir), 0, "")
 	url, _ := c.serve("--dir", dir)
 	tok := strings.TrimSpace(strings.TrimPrefix(c.run("login", "--addr", url).stdout, "export PDVAULT_TOKEN="))
-	oc := &cli{t: t, env: map[string]string{"PDVAULT_ADDR": url, "PDVAULT_TOKEN": tok}}
+	oc := &cli{t: t, env: map[string]string{"PDVAULT_ADDR": url, "PDVAULT_TOKEN": tok, "PDVAULT_ANCHORS": t.TempDir()}}
 	expect(t, oc.run("record", "put", "profile", `{"name":"Ada","email":"a@x","phone":"1"}`), 0, "")
 
 	r := oc.run("requests", "list")
@@ -102,8 +102,12 @@ func TestOwnerExchangeCommands(t *testing.T) {
 		}
 	}
 	r = oc.run("audit", "verify")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "ok: 7 entries") {
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "ok: 7 entries") || !strings.Contains(r.stdout, "kept the signed tree head (size 7)") {
 		t.Fatalf("audit verify: %+v", r)
+	}
+	r = oc.run("audit", "verify")
+	if r.code != 0 || !strings.Contains(r.stdout, "consistent with the tree head kept") {
+		t.Fatalf("audit verify again: %+v", r)
 	}
 
 	// Terms: show, set from a file, refuse a bad file.
