@@ -241,15 +241,7 @@ func (v *Vault) TreeHead(ctx context.Context) (policy.TreeHead, error) {
 	if size == 0 {
 		return policy.TreeHead{}, policy.E(policy.KindConflict, "empty_log", "the audit log is empty")
 	}
-	if c := v.headCache.Load(); c != nil && c.Size == size && c.Root == root {
-		return *c, nil
-	}
-	th, err := v.signTreeHead(size, root)
-	if err != nil {
-		return th, err
-	}
-	v.headCache.Store(&th)
-	return th, nil
+	return v.headFor(size, root)
 }
 
 // Checkpoint is a signed statement of the log's size and root hash (a

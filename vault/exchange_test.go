@@ -187,29 +187,28 @@ func TestAuditVerifyFindsTampering(t *testing.T) {
 		exec(t, v, `DELETE FROM audit WHERE seq > ?`, n-3)
 		wantProblem(t, v, n-2, "truncated or extended")
 	})
-	t.Run("tail cut, head put back from an old copy", func(t *testing.T) {
-		v, _ := populatedLog(t)
-		// An authentic head at size 100, kept from an older copy of the
-		// file: its MAC verifies, because it is real.
+	// cutToOldHead cuts the log to 100 entries and puts back the authentic
+	// head it had then, as kept from an older copy of the file: its MAC
+	// verifies, because it is real.
+	cutToOldHead := func(t *testing.T, v *Vault) {
 		mem, _, _ := v.rebuildTree(t.Context(), v.db.r, nil)
 		root, _ := tlog.TreeHash(100, mem)
 		old := newTestStateRow(t, v, tAuditHead, int64(1), int64(100), root[:])
 		exec(t, v, `DELETE FROM audit WHERE seq > 100`)
 		exec(t, v, `DELETE FROM audit_tree WHERE id >= ?`, tlog.StoredHashIndex(0, 100))
 		exec(t, v, `UPDATE audit_head SET size = 100, root = ?, mac = ?`, root[:], old)
+	}
+	t.Run("tail cut, head put back from an old copy", func(t *testing.T) {
+		v, _ := populatedLog(t)
+		cutToOldHead(t, v)
 		wantProblem(t, v, 101, "a signed checkpoint covers")
 	})
 	t.Run("tail cut, old head, checkpoints deleted", func(t *testing.T) {
 		// Consistent in itself: only a head kept outside the file (the
 		// owner's CLI, an organization) catches this; see the anchor tests.
 		v, _ := populatedLog(t)
-		mem, _, _ := v.rebuildTree(t.Context(), v.db.r, nil)
-		root, _ := tlog.TreeHash(100, mem)
-		old := newTestStateRow(t, v, tAuditHead, int64(1), int64(100), root[:])
-		exec(t, v, `DELETE FROM audit WHERE seq > 100`)
-		exec(t, v, `DELETE FROM audit_tree WHERE id >= ?`, tlog.StoredHashIndex(0, 100))
+		cutToOldHead(t, v)
 		exec(t, v, `DELETE FROM audit_heads`)
-		exec(t, v, `UPDATE audit_head SET size = 100, root = ?, mac = ?`, root[:], old)
 		rep, err := v.VerifyAudit(t.Context())
 		if err != nil || !rep.OK || rep.Entries != 100 {
 			t.Fatalf("within the file this log is consistent: %+v %v", rep, err)
