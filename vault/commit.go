@@ -81,20 +81,24 @@ func (v *Vault) useGrant(ctx context.Context, tx *sql.Tx, log *auditLog, u grant
 	// The grant's row is checked like every row that carries power: a
 	// revocation erased by editing the file is a tampered row, not a
 	// live grant. That refuses this use only, not the whole batch.
-	g, err := v.loadGrant(ctx, tx, u.g.ID)
+	// (The row is read raw: the scope comes from the signed grant, so
+	// only revocation and the name are needed, not the decoded row.)
+	r, err := v.st.row(ctx, tx, tGrants, u.g.ID)
 	if isTampered(err) {
 		return err, log.append(ctx, v.refusal(u.g, u.entry.Collection, err))
 	}
-	if errors.Is(err, ErrGrantNotFound) || (err == nil && g.Revoked != nil) {
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && !r.null("revoked")) {
 		e := v.refusal(u.g, u.entry.Collection, policy.ErrGrantRevoked)
-		e.ClientName = g.ClientName
+		if err == nil {
+			e.ClientName = r.str("client_name")
+		}
 		return policy.ErrGrantRevoked, log.append(ctx, e)
 	}
 	if err != nil {
 		return nil, err
 	}
 	e := u.entry
-	e.ClientName = g.ClientName
+	e.ClientName = r.str("client_name")
 	return nil, log.append(ctx, e)
 }
 
