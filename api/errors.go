@@ -121,5 +121,6 @@ var (
 	errTwoProofs     = policy.E(policy.KindInvalid, "invalid_dpop_proof", "send exactly one DPoP header")
 	errNeedDPoP      = policy.E(policy.KindUnauthenticated, "invalid_token", "send the grant as Authorization: DPoP <grant>, with a DPoP proof")
 	errNoToken       = policy.E(policy.KindInvalid, "invalid_request", "token is required")
+	errBadSeq        = policy.E(policy.KindInvalid, "invalid_request", "seq must be the number of an audit entry")
 	errBadFrom       = policy.E(policy.KindInvalid, "invalid_request", "from must be a tree size: a whole number from 1 to the log's size")
 )

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/base64"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -248,7 +249,55 @@ func (s *server) token(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Pragma", "no-cache")
+	s.auditHeaders(w, r, 0)
 	writeJSON(w, http.StatusOK, res)
+}
+
+// Header names of the audit log's witness data (docs/protocol.md §13).
+const (
+	hdrAuditHead = "PDVault-Audit-Head" // base64url of a recent signed tree head
+	hdrAuditSeq  = "PDVault-Audit-Seq"  // the entry this response was logged as
+)
+
+// auditHeaders puts a recent signed tree head (and the response's own
+// entry, if it has one) on a response to an organization, so that every
+// organization is a witness of the log without asking.
+func (s *server) auditHeaders(w http.ResponseWriter, r *http.Request, seq int64) {
+	if th, err := s.svc.RecentTreeHead(r.Context()); err == nil {
+		w.Header().Set(hdrAuditHead, base64.RawURLEncoding.EncodeToString([]byte(th.Note)))
+	}
+	if seq > 0 {
+		w.Header().Set(hdrAuditSeq, strconv.FormatInt(seq, 10))
+	}
+}
+
+// auditHead serves a recent signed tree head.
+func (s *server) auditHead(w http.ResponseWriter, r *http.Request) {
+	th, err := s.svc.RecentTreeHead(r.Context())
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tree_head": th.Note, "size": th.Size})
+}
+
+// auditConsistencyPublic serves consistency proofs to anyone: they are
+// hashes, and reveal nothing of any entry.
+func (s *server) auditConsistencyPublic(w http.ResponseWriter, r *http.Request) {
+	s.auditConsistency(w, r)
+}
+
+// auditProof gives an organization one of its own entries with its
+// inclusion proof; it authenticates with a DPoP proof of one of its keys.
+func (s *server) auditProof(w http.ResponseWriter, r *http.Request) {
+	seq, err := strconv.ParseInt(r.URL.Query().Get("seq"), 10, 64)
+	if err != nil {
+		writeError(w, r, s.log, errBadSeq)
+		return
+	}
+	s.proofCall(w, r, http.StatusOK, func(proof string) (any, error) {
+		return s.svc.ProveEntry(r.Context(), seq, proof, s.httpContext(r))
+	})
 }
 
 // dpopAccess reads "Authorization: DPoP <grant>" and the DPoP header.
@@ -315,6 +364,7 @@ func (s *server) readCollection(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
+	s.auditHeaders(w, r, page.AuditSeq)
 	writeJSON(w, http.StatusOK, page)
 }
 
@@ -332,6 +382,7 @@ func (s *server) readRecord(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
+	s.auditHeaders(w, r, rec.AuditSeq)
 	writeJSON(w, http.StatusOK, rec)
 }
 

@@ -36,6 +36,9 @@ type NoticeClaims struct {
 	// DeletionDeadline is when the organization's deletion receipt is due.
 	DeletionDeadline int64  `json:"deletion_deadline,omitempty"`
 	TermsHash        string `json:"terms_hash,omitempty"`
+	// AuditTreeHead is a recent signed head of the vault's audit log (a
+	// C2SP checkpoint), for the organization to keep as a witness.
+	AuditTreeHead string `json:"audit_tree_head,omitempty"`
 }
 
 // SignNotice signs a notice with the vault's key.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"golang.org/x/mod/sumdb/tlog"
 
@@ -165,7 +167,12 @@ func encodeProof(hs []tlog.Hash) []string {
 	return out
 }
 
-var ErrBadProofRange = policy.E(policy.KindInvalid, "invalid_request", "from must be a tree size from 1 to the current size")
+var (
+	ErrBadProofRange = policy.E(policy.KindInvalid, "invalid_request", "from must be a tree size of at least 1")
+	// ErrBeyondLog answers a witness that kept a longer log than this one:
+	// to it, this vault was rolled back.
+	ErrBeyondLog = policy.E(policy.KindConflict, "beyond_log", "the audit log has fewer entries than that")
+)
 
 // Consistency proves that the current log extends the log of size from
 // (RFC 6962 §2.1.2): the owner's CLI and organizations keep a head and
@@ -180,8 +187,11 @@ func (v *Vault) Consistency(ctx context.Context, from int64) (AuditProof, error)
 	if err != nil {
 		return AuditProof{}, storageError("audit proof", err)
 	}
-	if from < 1 || from > size {
+	if from < 1 {
 		return AuditProof{}, ErrBadProofRange
+	}
+	if from > size {
+		return AuditProof{}, ErrBeyondLog
 	}
 	r := &treeReader{ctx: ctx, q: tx, pending: map[int64]tlog.Hash{}}
 	p, err := tlog.ProveTree(size, from, r)
@@ -310,4 +320,87 @@ func activeSigner(ctx context.Context, tx *sql.Tx, st *stateAuth, master []byte,
 	}
 	defer crypt.Wipe(seed)
 	return &vaultSigner{kid: kid, priv: ed25519.NewKeyFromSeed(seed)}, nil
+}
+
+// recentHead is a signed head and when it was read.
+type recentHead struct {
+	th policy.TreeHead
+	at time.Time
+}
+
+// headMaxAge is how stale a head given out with responses may be. Any
+// head commits the vault to a prefix of its log, so a second-old one
+// serves a witness as well as a fresh one, and the hot path pays an
+// atomic load instead of a query.
+const headMaxAge = time.Second
+
+// RecentTreeHead is a signed tree head at most headMaxAge old: what grant,
+// data and notice responses carry for organizations to keep.
+func (v *Vault) RecentTreeHead(ctx context.Context) (policy.TreeHead, error) {
+	if r := v.recent.Load(); r != nil && time.Since(r.at) < headMaxAge {
+		return r.th, nil
+	}
+	th, err := v.TreeHead(ctx)
+	if err != nil {
+		return th, err
+	}
+	v.recent.Store(&recentHead{th: th, at: time.Now()})
+	return th, nil
+}
+
+// EntryProof is an audit entry with its inclusion proof in a signed head.
+type EntryProof struct {
+	Seq      int64    `json:"seq"`
+	Entry    string   `json:"entry"` // the canonical JSON that was hashed
+	TreeHead string   `json:"tree_head"`
+	Proof    []string `json:"proof"` // base64 hashes, as tlog orders them
+}
+
+var ErrEntryNotFound = policy.E(policy.KindNotFound, "not_found", "no such entry of yours in the audit log")
+
+// ProveEntry gives the organization holding the proof's key one of its own
+// audit entries and its inclusion proof (RFC 6962 §2.1.1) in the current
+// head. An entry about anyone else looks like no entry: the proof reveals
+// only hashes of other entries, never their contents.
+func (v *Vault) ProveEntry(ctx context.Context, seq int64, proof string, hc HTTPContext) (EntryProof, error) {
+	p, err := v.checkProof(proof, hc, "")
+	if err != nil {
+		return EntryProof{}, err
+	}
+	tx, err := v.db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return EntryProof{}, storageError("audit proof", err)
+	}
+	defer tx.Rollback()
+	rel, err := v.relationshipOf(ctx, tx, p.JKT)
+	if err != nil {
+		return EntryProof{}, err
+	}
+	size, root, err := v.loadHead(ctx, tx)
+	if err != nil {
+		return EntryProof{}, storageError("audit proof", err)
+	}
+	if seq < 1 || seq > size {
+		return EntryProof{}, ErrEntryNotFound
+	}
+	var entry string
+	if err := tx.QueryRowContext(ctx, `SELECT entry FROM audit WHERE seq = ?`, seq).Scan(&entry); err != nil {
+		return EntryProof{}, ErrEntryNotFound
+	}
+	var e AuditEntry
+	if err := json.Unmarshal([]byte(entry), &e); err != nil || e.ClientID == "" {
+		return EntryProof{}, ErrEntryNotFound
+	}
+	if owner, err := v.relationshipOf(ctx, tx, e.ClientID); err != nil || owner != rel {
+		return EntryProof{}, ErrEntryNotFound
+	}
+	rp, err := tlog.ProveRecord(size, seq-1, &treeReader{ctx: ctx, q: tx, pending: map[int64]tlog.Hash{}})
+	if err != nil {
+		return EntryProof{}, storageError("audit proof", err)
+	}
+	th, err := v.headFor(size, root)
+	if err != nil {
+		return EntryProof{}, err
+	}
+	return EntryProof{Seq: seq, Entry: entry, TreeHead: th.Note, Proof: encodeProof(rp)}, nil
 }

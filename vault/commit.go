@@ -23,6 +23,7 @@ const maxBatch = 512
 type grantUse struct {
 	g     *policy.GrantClaims
 	entry AuditEntry // the entry to log if the grant is still good
+	seq   *int64     // set to the entry's place in the log
 	done  chan error
 }
 
@@ -99,27 +100,33 @@ func (v *Vault) useGrant(ctx context.Context, tx *sql.Tx, log *auditLog, u grant
 	}
 	e := u.entry
 	e.ClientName = r.str("client_name")
-	return nil, log.append(ctx, e)
+	if err := log.append(ctx, e); err != nil {
+		return nil, err
+	}
+	*u.seq = log.size
+	return nil, nil
 }
 
 // commitUse hands a use of a grant to the committer and waits for the
-// batch that holds it to commit.
-func (v *Vault) commitUse(ctx context.Context, g *policy.GrantClaims, e AuditEntry) error {
-	u := grantUse{g: g, entry: e, done: make(chan error, 1)}
+// batch that holds it to commit. It returns the entry's place in the log,
+// which the organization can later ask an inclusion proof for.
+func (v *Vault) commitUse(ctx context.Context, g *policy.GrantClaims, e AuditEntry) (int64, error) {
+	var seq int64
+	u := grantUse{g: g, entry: e, seq: &seq, done: make(chan error, 1)}
 	select {
 	case v.uses <- u:
 	case <-v.stopped:
-		return ErrLocked
+		return 0, ErrLocked
 	case <-ctx.Done():
-		return policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "the request was cancelled", ctx.Err())
+		return 0, policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "the request was cancelled", ctx.Err())
 	}
 	select {
 	case err := <-u.done:
-		return err
+		return seq, err
 	case <-ctx.Done():
 		// The batch may still commit the entry: the log then says more was
 		// read than was delivered, never less.
-		return policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "the request was cancelled", ctx.Err())
+		return 0, policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "the request was cancelled", ctx.Err())
 	}
 }
 

@@ -34,6 +34,7 @@ type DataRecord struct {
 	ID         string                     `json:"id"`
 	Collection string                     `json:"collection"`
 	Data       map[string]json.RawMessage `json:"data"`
+	AuditSeq   int64                      `json:"-"` // the read's entry in the audit log
 }
 
 // DataPage is a page of a granted collection.
@@ -41,6 +42,7 @@ type DataPage struct {
 	Collection string       `json:"collection"`
 	Records    []DataRecord `json:"records"`
 	Next       string       `json:"next_cursor,omitempty"`
+	AuditSeq   int64        `json:"-"` // the read's entry in the audit log
 }
 
 // Access is what an organization presents with a read.
@@ -230,7 +232,7 @@ func (v *Vault) refusal(g *policy.GrantClaims, collection string, err error) Aud
 // commitRead is the linearization point of a read: the grant must not be
 // revoked when the read's audit entry commits (group-committed, see
 // commit.go). Only after that may the data leave.
-func (v *Vault) commitRead(ctx context.Context, g *policy.GrantClaims, collection string, ids []string, fields []string) error {
+func (v *Vault) commitRead(ctx context.Context, g *policy.GrantClaims, collection string, ids []string, fields []string) (int64, error) {
 	return v.commitUse(ctx, g, AuditEntry{Event: EvDataRead, Actor: g.ClientID, Outcome: OutcomeAllowed, ClientID: g.ClientID,
 		GrantID: g.ID, Collection: collection, RecordIDs: ids, Fields: fields})
 }
@@ -260,7 +262,7 @@ func (v *Vault) ReadCollection(ctx context.Context, a Access, collection string,
 		out.Records = append(out.Records, DataRecord{ID: v.orgRecordID(rel, r.ID), Collection: collection, Data: data})
 		ids = append(ids, r.ID)
 	}
-	if err := v.commitRead(ctx, g, collection, ids, d.Fields); err != nil {
+	if out.AuditSeq, err = v.commitRead(ctx, g, collection, ids, d.Fields); err != nil {
 		return DataPage{}, err
 	}
 	return out, nil
@@ -289,10 +291,11 @@ func (v *Vault) ReadRecord(ctx context.Context, a Access, collection, id string)
 	if err != nil {
 		return DataRecord{}, policy.Internal("project", err)
 	}
-	if err := v.commitRead(ctx, g, collection, []string{id}, d.Fields); err != nil {
+	seq, err := v.commitRead(ctx, g, collection, []string{id}, d.Fields)
+	if err != nil {
 		return DataRecord{}, err
 	}
-	return DataRecord{ID: orgID, Collection: collection, Data: data}, nil
+	return DataRecord{ID: orgID, Collection: collection, Data: data, AuditSeq: seq}, nil
 }
 
 // Introspection is an RFC 7662 introspection response.
@@ -447,14 +450,14 @@ func (v *Vault) ReadClaims(ctx context.Context, a Access) (ClaimsResult, error) 
 	if err != nil {
 		return ClaimsResult{}, policy.Internal("sign claims", err)
 	}
-	if err := v.commitClaims(ctx, g, claims); err != nil {
+	if _, err := v.commitClaims(ctx, g, claims); err != nil {
 		return ClaimsResult{}, err
 	}
 	return ClaimsResult{Statement: signed, Claims: answers, ExpiresIn: int64(policy.ClaimsLifetime / time.Second)}, nil
 }
 
 // commitClaims is commitRead for derived claims.
-func (v *Vault) commitClaims(ctx context.Context, g *policy.GrantClaims, claims []string) error {
+func (v *Vault) commitClaims(ctx context.Context, g *policy.GrantClaims, claims []string) (int64, error) {
 	return v.commitUse(ctx, g, AuditEntry{Event: EvClaimsRead, Actor: g.ClientID, Outcome: OutcomeAllowed, ClientID: g.ClientID,
 		GrantID: g.ID, Fields: claims})
 }

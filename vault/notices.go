@@ -51,6 +51,9 @@ const (
 func (v *Vault) queueNotice(ctx context.Context, tx *sql.Tx, relID, clientID, url string, c policy.NoticeClaims) (Notice, error) {
 	now := v.now()
 	c.Issuer, c.Audience, c.Subject, c.ID, c.IssuedAt = v.Issuer(), clientID, v.pairwiseSubject(relID), newID(), now.Unix()
+	if th, err := v.RecentTreeHead(ctx); err == nil {
+		c.AuditTreeHead = th.Note
+	}
 	signed, err := policy.SignNotice(v.signer(), c)
 	if err != nil {
 		return Notice{}, policy.Internal("sign notice", err)

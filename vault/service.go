@@ -76,6 +76,9 @@ type OrgService interface {
 	ListIntents(ctx context.Context) ([]PublicIntent, error)
 	GetIntent(ctx context.Context, id string) (PublicIntent, error)
 	SubmitOffer(ctx context.Context, intentID, signed, source string) (OfferTicket, error)
+	RecentTreeHead(ctx context.Context) (policy.TreeHead, error)
+	Consistency(ctx context.Context, from int64) (AuditProof, error)
+	ProveEntry(ctx context.Context, seq int64, proof string, hc HTTPContext) (EntryProof, error)
 }
 
 // Service is everything the HTTP layer serves.

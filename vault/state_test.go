@@ -3,6 +3,7 @@ package vault
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -427,5 +428,25 @@ func TestKeysPerRelationshipCapped(t *testing.T) {
 	rel, err := v.GetRelationship(ctx, o.jkt)
 	if err != nil || len(rel.Keys) != MaxKeysPerRelationship {
 		t.Fatalf("%d keys, %v", len(rel.Keys), err)
+	}
+}
+
+// Notices carry a recent signed tree head for the organization to keep.
+func TestNoticesCarryATreeHead(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	populate(t, v)
+	var signed string
+	if err := v.db.r.QueryRow(`SELECT signed FROM notices LIMIT 1`).Scan(&signed); err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(signed, ".")
+	payload, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var c policy.NoticeClaims
+	if err := json.Unmarshal(payload, &c); err != nil {
+		t.Fatal(err)
+	}
+	th, err := policy.OpenTreeHead(c.AuditTreeHead, v.id, v.publicKeys())
+	if err != nil || th.Size < 1 {
+		t.Fatalf("notice's tree head: %+v %v", th, err)
 	}
 }

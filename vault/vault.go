@@ -134,6 +134,7 @@ type Vault struct {
 	issuer      atomic.Pointer[string]
 	keys        *keyring
 	headCache   atomic.Pointer[policy.TreeHead]
+	recent      atomic.Pointer[recentHead]
 	terms       atomic.Pointer[TermsDoc]
 	pairwiseKey []byte
 	replay      *replayCache

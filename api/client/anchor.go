@@ -144,16 +144,20 @@ func Witness(ctx context.Context, src AuditSource, old *Anchor, current string) 
 		return Anchor{VaultID: vid, Size: th.Size, Root: th.Root, TreeHead: th.Note, Seen: time.Now().UTC()}, nil
 	}
 	kept := policy.TreeHead{Size: old.Size, Root: old.Root}
-	if th.Size < kept.Size {
-		return Anchor{}, policy.ErrLogRolledBack.WithDetail(fmt.Sprintf("it has %d entries; on %s it had %d", th.Size, old.Seen.Format(time.DateOnly), old.Size))
-	}
-	// Prove the kept head and the current one are both in the newest log.
+	// Heads given out with responses may be a little stale, so a head
+	// shorter than the kept one is not yet proof of anything. Instead the
+	// vault must prove that both the kept head and this one are prefixes
+	// of its newest log; a vault whose log no longer reaches the kept size
+	// was rolled back.
 	newest := th
-	for _, from := range []int64{kept.Size, th.Size} {
-		if from == 0 {
+	for _, older := range []policy.TreeHead{kept, th} {
+		if older.Size == 0 {
 			continue
 		}
-		p, err := src.Consistency(ctx, from)
+		p, err := src.Consistency(ctx, older.Size)
+		if errors.Is(err, policy.ErrLogRolledBack) || IsCode(err, "beyond_log") {
+			return Anchor{}, policy.ErrLogRolledBack.WithDetail(fmt.Sprintf("it has %d entries; on %s it had %d", th.Size, old.Seen.Format(time.DateOnly), old.Size))
+		}
 		if err != nil {
 			return Anchor{}, err
 		}
@@ -164,10 +168,6 @@ func Witness(ctx context.Context, src AuditSource, old *Anchor, current string) 
 		proof, err := p.hashes()
 		if err != nil {
 			return Anchor{}, err
-		}
-		older := kept
-		if from == th.Size {
-			older = th
 		}
 		if err := policy.CheckConsistency(older, nh, proof); err != nil {
 			return Anchor{}, err

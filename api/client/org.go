@@ -204,6 +204,8 @@ type Org struct {
 	key *Key
 	// Now is the clock for iat claims; tests move it.
 	Now func() time.Time
+
+	seen *seenHeads // audit-log witness data from the vault's responses
 }
 
 // NewOrg returns a client for the vault at baseURL, which must be the
@@ -213,7 +215,7 @@ func NewOrg(baseURL string, key *Key, hc *http.Client) (*Org, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Org{base: b, key: key, Now: time.Now}, nil
+	return &Org{base: b, key: key, Now: time.Now, seen: &seenHeads{}}, nil
 }
 
 // Key returns the organization's key.
@@ -435,7 +437,8 @@ func (o *Org) get(ctx context.Context, path, query, grant string, out any) error
 		req.Header.Set("Authorization", "DPoP "+grant)
 		req.Header.Set("DPoP", proof)
 	}
-	_, err = o.do(req, out)
+	res, err := o.do(req, out)
+	o.seen.observe(res)
 	return err
 }
 
@@ -452,7 +455,8 @@ func (o *Org) postForm(ctx context.Context, path string, form url.Values, grant 
 		return err
 	}
 	req.Header.Set("DPoP", proof)
-	_, err = o.do(req, out)
+	res, err := o.do(req, out)
+	o.seen.observe(res)
 	return err
 }
 

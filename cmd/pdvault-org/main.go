@@ -47,9 +47,13 @@ Usage: pdvault-org <command> [flags]
   intents                                        read the vault's open intents (signatures checked)
   offer --intent ID --text T --name N --url U --ask C:F,F [--price 450EUR]
                                                  answer an intent with a signed offer
+  audit [--prove SEQ]                            witness the vault's audit log: check its signed tree head
+                                                 against the one kept in --anchors; prove one of your entries
 
 Common flags: --vault URL (env PDVAULT_ADDR, default http://127.0.0.1:8700),
-              --key key.json (env PDVAULT_ORG_KEY)
+              --key key.json (env PDVAULT_ORG_KEY),
+              --anchors DIR (env PDVAULT_ORG_ANCHORS): where the vault's tree heads are kept;
+                when set, read also checks the log after reading
 `
 
 type cli struct {
@@ -78,7 +82,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	cmds := map[string]func(context.Context, []string) error{
 		"keygen": c.keygen, "terms": c.terms, "request": c.request, "poll": c.poll, "read": c.read, "introspect": c.introspect,
 		"release": c.release, "receipt": c.receipt, "verify": c.verify, "rotate-key": c.rotateKey, "listen": c.listen,
-		"intents": c.intents, "offer": c.offer, "claims": c.claims,
+		"intents": c.intents, "offer": c.offer, "claims": c.claims, "audit": c.audit,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -102,9 +106,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 }
 
 type common struct {
-	fs    *flag.FlagSet
-	vault *string
-	key   *string
+	fs      *flag.FlagSet
+	vault   *string
+	key     *string
+	anchors *string
 }
 
 func (c *cli) flags(name string) common {
@@ -114,7 +119,8 @@ func (c *cli) flags(name string) common {
 	if def == "" {
 		def = "http://127.0.0.1:8700"
 	}
-	return common{fs: fs, vault: fs.String("vault", def, "vault URL (its issuer)"), key: fs.String("key", c.getenv("PDVAULT_ORG_KEY"), "the organization's private key file")}
+	return common{fs: fs, vault: fs.String("vault", def, "vault URL (its issuer)"), key: fs.String("key", c.getenv("PDVAULT_ORG_KEY"), "the organization's private key file"),
+		anchors: fs.String("anchors", c.getenv("PDVAULT_ORG_ANCHORS"), "directory of the vault tree heads kept (witness)")}
 }
 
 // parse parses flags that may come before or after positional arguments.
@@ -363,18 +369,62 @@ func (c *cli) read(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	var out any
 	if len(pos) == 2 {
-		r, err := o.ReadRecord(ctx, grant, pos[0], pos[1])
-		if err != nil {
-			return err
-		}
-		return c.printJSON(r)
+		out, err = o.ReadRecord(ctx, grant, pos[0], pos[1])
+	} else {
+		out, err = o.ReadCollection(ctx, grant, pos[0], *limit, *cursor)
 	}
-	p, err := o.ReadCollection(ctx, grant, pos[0], *limit, *cursor)
 	if err != nil {
 		return err
 	}
-	return c.printJSON(p)
+	if err := c.printJSON(out); err != nil {
+		return err
+	}
+	if seq := o.LastAuditSeq(); seq > 0 {
+		fmt.Fprintf(c.stderr, "logged as audit entry %d (pdvault-org audit --prove %d)\n", seq, seq)
+	}
+	return c.witness(ctx, o, *cm.anchors)
+}
+
+// witness checks the vault's log against the kept tree head, if a place
+// to keep heads was given.
+func (c *cli) witness(ctx context.Context, o *client.Org, dir string) error {
+	if dir == "" {
+		return nil
+	}
+	a, err := o.CheckLog(ctx, client.AnchorStore{Dir: dir})
+	if err != nil {
+		return fmt.Errorf("the vault's audit log: %w", err)
+	}
+	fmt.Fprintf(c.stderr, "audit log: consistent, %d entries (tree head kept in %s)\n", a.Size, dir)
+	return nil
+}
+
+func (c *cli) audit(ctx context.Context, args []string) error {
+	cm := c.flags("audit")
+	prove := cm.fs.Int64("prove", 0, "also prove that this entry of yours is in the log")
+	if _, err := cm.parse(args); err != nil {
+		return err
+	}
+	if *cm.anchors == "" {
+		return usageError{"--anchors DIR (or env PDVAULT_ORG_ANCHORS) is required: it is where the tree heads are kept"}
+	}
+	o, err := cm.org(*prove > 0)
+	if err != nil {
+		return err
+	}
+	if err := c.witness(ctx, o, *cm.anchors); err != nil {
+		return err
+	}
+	if *prove > 0 {
+		pe, err := o.ProveEntry(ctx, *prove)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "entry %d is in the log of %d entries:\n%s\n", pe.Seq, pe.TreeHead.Size, pe.Entry)
+	}
+	return nil
 }
 
 func (c *cli) introspect(ctx context.Context, args []string) error {

@@ -89,6 +89,24 @@ func TestOrgToolAgainstVault(t *testing.T) {
 	if r.code != 0 || json.Unmarshal([]byte(r.stdout), &got) != nil || len(got.Data) != 2 || got.Data["phone"] != nil {
 		t.Fatalf("read: %+v", r)
 	}
+	// A witness: with --anchors, read checks the log and keeps its head;
+	// audit proves the read's own entry.
+	anchors := t.TempDir()
+	r = runOrg(t, env, "read", "--grant", grant, "profile", "--anchors", anchors)
+	if r.code != 0 || !strings.Contains(r.stderr, "logged as audit entry") || !strings.Contains(r.stderr, "audit log: consistent") {
+		t.Fatalf("read as a witness: %+v", r)
+	}
+	var seq string
+	if _, after, ok := strings.Cut(r.stderr, "--prove "); ok {
+		seq, _, _ = strings.Cut(after, ")")
+	}
+	r = runOrg(t, env, "audit", "--anchors", anchors, "--prove", seq)
+	if r.code != 0 || !strings.Contains(r.stdout, "entry "+seq+" is in the log") || !strings.Contains(r.stdout, `"event":"data.read"`) {
+		t.Fatalf("audit --prove: %+v", r)
+	}
+	if r := runOrg(t, env, "audit"); r.code != 2 || !strings.Contains(r.stderr, "--anchors DIR") {
+		t.Fatalf("audit without anchors: %+v", r)
+	}
 	if r := runOrg(t, env, "introspect", "--grant", grant); r.code != 0 || !strings.Contains(r.stdout, `"active": true`) {
 		t.Fatalf("introspect: %+v", r)
 	}

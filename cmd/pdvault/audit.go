@@ -214,5 +214,8 @@ func (s vaultAuditSource) Keys(ctx context.Context) ([]ed25519.PublicKey, error)
 
 func (s vaultAuditSource) Consistency(ctx context.Context, from int64) (client.ConsistencyProof, error) {
 	p, err := s.v.Consistency(ctx, from)
+	if errors.Is(err, vault.ErrBeyondLog) {
+		return client.ConsistencyProof{}, policy.ErrLogRolledBack
+	}
 	return client.ConsistencyProof{TreeHead: p.TreeHead, Size: p.Size, Proof: p.Proof}, err
 }
