@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/subtle"
 	"embed"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/gorilla/mux"
+	"golang.org/x/mod/sumdb/tlog"
 
 	"github.com/pdvault/pdvault/policy"
 	"github.com/pdvault/pdvault/vault"
@@ -712,6 +714,99 @@ func (s *server) termsError(w http.ResponseWriter, r *http.Request, session stri
 type auditData struct {
 	Page   vault.AuditPage
 	Report *vault.AuditReport
+	Anchor *browserAnchor
+}
+
+// The web UI's anchor: the head of the last log this browser verified,
+// kept in the browser (an HttpOnly cookie) — outside the vault's file, so a
+// whole older copy of the file put back is caught the next time the owner
+// verifies from this browser, as the CLI's anchor catches it.
+const anchorCookie = "pdvault_audit_head"
+
+type browserAnchor struct {
+	KeptSize int64
+	KeptAt   time.Time
+	Size     int64
+	Problem  string // rolled back or rewritten since this browser's last check
+}
+
+// checkBrowserAnchor holds a verified report against the head this browser
+// kept, and returns the cookie to keep (nil when the log does not extend it).
+func (s *server) checkBrowserAnchor(r *http.Request, rep vault.AuditReport) (browserAnchor, *http.Cookie) {
+	ba := browserAnchor{Size: rep.Entries}
+	vid, ok := strings.CutPrefix(strings.SplitN(rep.TreeHead, "\n", 2)[0], policy.TreeHeadOrigin(""))
+	root, err := tlog.ParseHash(base64StdFromURL(rep.Head))
+	if !ok || err != nil {
+		return ba, nil
+	}
+	if ck, err := r.Cookie(anchorCookie); err == nil {
+		if size, kroot, at, ok := parseAnchorCookie(ck.Value); ok {
+			ba.KeptSize, ba.KeptAt = size, at
+			kept := policy.TreeHead{Size: size, Root: kroot}
+			ba.Problem = s.anchorProblem(r, vid, kept, policy.TreeHead{Size: rep.Entries, Root: root})
+			if ba.Problem != "" {
+				return ba, nil
+			}
+		}
+	}
+	return ba, &http.Cookie{Name: anchorCookie, Path: "/ui/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: strings.HasPrefix(s.svc.Issuer(), "https://"), MaxAge: 10 * 365 * 24 * 3600,
+		Value: fmt.Sprintf("%d.%s.%d", rep.Entries, base64.RawURLEncoding.EncodeToString(root[:]), time.Now().Unix())}
+}
+
+// anchorProblem says why the current log does not extend the kept head, or "".
+func (s *server) anchorProblem(r *http.Request, vid string, kept, now policy.TreeHead) string {
+	if now.Size < kept.Size {
+		return policy.ErrLogRolledBack.Msg
+	}
+	p, err := s.svc.Consistency(r.Context(), kept.Size)
+	if err != nil {
+		return policy.ErrLogRolledBack.Msg
+	}
+	var keys []ed25519.PublicKey
+	for _, k := range s.svc.JWKS().Keys {
+		if pk, ok := k.Key.(ed25519.PublicKey); ok {
+			keys = append(keys, pk)
+		}
+	}
+	nh, err := policy.OpenTreeHead(p.TreeHead, vid, keys)
+	if err != nil {
+		return policy.ErrLogForked.Msg
+	}
+	proof := make(tlog.TreeProof, len(p.Proof))
+	for i, h := range p.Proof {
+		if proof[i], err = tlog.ParseHash(h); err != nil {
+			return policy.ErrLogForked.Msg
+		}
+	}
+	if err := policy.CheckConsistency(kept, nh, proof); err != nil {
+		return policy.ErrLogForked.Msg
+	}
+	return ""
+}
+
+func parseAnchorCookie(v string) (int64, tlog.Hash, time.Time, bool) {
+	parts := strings.Split(v, ".")
+	if len(parts) != 3 {
+		return 0, tlog.Hash{}, time.Time{}, false
+	}
+	size, err1 := strconv.ParseInt(parts[0], 10, 64)
+	raw, err2 := base64.RawURLEncoding.DecodeString(parts[1])
+	at, err3 := strconv.ParseInt(parts[2], 10, 64)
+	if err1 != nil || err2 != nil || err3 != nil || size < 1 || len(raw) != tlog.HashSize {
+		return 0, tlog.Hash{}, time.Time{}, false
+	}
+	var h tlog.Hash
+	copy(h[:], raw)
+	return size, h, time.Unix(at, 0), true
+}
+
+func base64StdFromURL(s string) string {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return ""
+	}
+	return base64.StdEncoding.EncodeToString(b)
 }
 
 func (s *server) uiAudit(w http.ResponseWriter, r *http.Request, session string) {
@@ -734,7 +829,15 @@ func (s *server) uiAuditVerify(w http.ResponseWriter, r *http.Request, session s
 		s.uiFail(w, r, session, 0, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "audit", session, pageData{Title: "Audit log", Nav: "audit", Data: auditData{Page: p, Report: &rep}})
+	data := auditData{Page: p, Report: &rep}
+	if rep.OK && rep.TreeHead != "" {
+		ba, ck := s.checkBrowserAnchor(r, rep)
+		data.Anchor = &ba
+		if ck != nil {
+			http.SetCookie(w, ck)
+		}
+	}
+	s.render(w, r, http.StatusOK, "audit", session, pageData{Title: "Audit log", Nav: "audit", Data: data})
 }
 
 func (s *server) uiIntents(w http.ResponseWriter, r *http.Request, session string) {

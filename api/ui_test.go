@@ -1,12 +1,16 @@
 package api
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/pdvault/pdvault/policy"
 	"github.com/pdvault/pdvault/vault"
 )
 
@@ -215,5 +219,76 @@ func TestUIIntents(t *testing.T) {
 	}
 	if status, _ := e.uiPost(t, c, ck, "/ui/offers/"+tk.OfferID+"/decline", url.Values{"csrf": {csrf}}); status != 409 {
 		t.Fatalf("decline after accept: %d", status)
+	}
+}
+
+// uiVerify posts the audit verification with the session and any other
+// cookies, and returns the page and the cookies set.
+func (e *testEnv) uiVerify(t *testing.T, c *http.Client, cookies ...*http.Cookie) (string, []*http.Cookie) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", e.srv.URL+"/ui/audit/verify", strings.NewReader(url.Values{"csrf": {csrfFor(cookies[0].Value)}}.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", e.srv.URL)
+	for _, ck := range cookies {
+		req.AddCookie(ck)
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("verify: %d %s", res.StatusCode, b)
+	}
+	return string(b), res.Cookies()
+}
+
+// The web UI keeps the head of the last log it verified in the browser and
+// raises the alarm when the vault later shows a log that does not extend
+// it (here: the whole file put back as an older copy).
+func TestUIAuditAnchor(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	grow := func(v *vault.Vault, n int) {
+		for i := range n {
+			if _, err := v.PublishIntent(ctx, policy.IntentInput{Title: fmt.Sprintf("Looking for: thing %d", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	grow(e.v, 3)
+	old := filepath.Join(t.TempDir(), "old.db")
+	if _, err := vault.Backup(ctx, e.v.Dir(), old); err != nil {
+		t.Fatal(err)
+	}
+	grow(e.v, 3)
+	c, session := e.uiLogin(t)
+	page, set := e.uiVerify(t, c, session)
+	if !strings.Contains(page, "This browser now keeps the signed head of this log (7 entries)") || len(set) != 1 || set[0].Name != anchorCookie || !set[0].HttpOnly {
+		t.Fatalf("first verification: %v\n%s", set, page)
+	}
+	anchor := set[0]
+	grow(e.v, 1)
+	page, set = e.uiVerify(t, c, session, anchor)
+	if !strings.Contains(page, "It extends the log this browser verified") || len(set) != 1 {
+		t.Fatalf("second verification: %s", page)
+	}
+	anchor = set[0]
+
+	// The older copy, served instead.
+	b, _ := os.ReadFile(old)
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, vault.DBFile), b, 0o600)
+	v2, err := vault.Open(ctx, dir, []byte(testPass), vault.Options{RatePerOrg: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	e2 := newEnvFor(t, v2)
+	c2, session2 := e2.uiLogin(t)
+	page, set = e2.uiVerify(t, c2, session2, anchor)
+	if !strings.Contains(page, `id="anchor-result"`) || !strings.Contains(page, "the audit log is shorter than a tree head seen before") || len(set) != 0 {
+		t.Fatalf("rolled-back vault: %v\n%s", set, page)
 	}
 }
