@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -19,19 +20,33 @@ import (
 	"github.com/pdvault/pdvault/vault/internal/crypt"
 )
 
-// Export file format (docs/operations.md):
+// Export file format v2 (docs/operations.md), on age's model:
 //
-//	"pdvault-export-v1\n"
-//	header JSON "\n"           vault id, schema, KDF parameters, wrapped master key
-//	frame*                     uint32 length || XChaCha20-Poly1305 sealed JSON
+//	"pdvault-export-v2\n"
+//	header JSON "\n"           vault id, schema, KDF parameters, wrapped master key, 32-byte random nonce
+//	"--- " base64(HMAC-SHA-256(header key, magic ‖ header JSON "\n")) "\n"
+//	chunk*                     uint32 length ‖ STREAM chunk (ChaCha20-Poly1305, counter nonce, last flag)
 //
-// Frames are sealed under an export key derived from the master key, with
-// associated data binding the SHA-256 of the header and the frame's index:
-// a changed header, a reordered, dropped or altered frame all fail to open.
-// The last frame says "end" and counts the rows, so truncation is caught.
-// The header carries the master key wrapped as in the vault, so the export
-// opens with the passphrase that was current when it was made.
-const exportMagic = "pdvault-export-v1\n"
+// Each file has its own keys: HKDF(export key, salt = the header's nonce)
+// gives the payload key and the header key (crypt.FileKeys), the export
+// key coming from the master key. The header MAC is checked before any
+// chunk is read; chunks are one JSON frame each, sealed as a STREAM, the
+// "end" frame (which counts the rows) as the last chunk. So a changed
+// header, an altered, reordered, dropped or appended chunk, a truncated
+// file, and a chunk spliced in from another export (even one made under
+// the same passphrase) all fail. The header carries the master key
+// wrapped as in the vault, so the export opens with the passphrase that
+// was current when it was made.
+//
+// Version 1 (fixed export key, frames bound to the header hash and index)
+// is still read, because owners hold such files; but two v1 exports under
+// the same passphrase share a key, so a frame of one opens at the same
+// position in another: keep v1 files where only you can write, and make a
+// new export.
+const (
+	exportMagic   = "pdvault-export-v2\n"
+	exportMagicV1 = "pdvault-export-v1\n"
+)
 
 // maxFrame bounds one frame so a hostile file cannot make import allocate
 // without limit; rows are far smaller.
@@ -43,7 +58,10 @@ type exportHeader struct {
 	KDFJSON       string `json:"kdf"` // as stored: the master-key wrapping binds these bytes
 	WrappedMaster []byte `json:"wrapped_master"`
 	Created       int64  `json:"created"`
+	Nonce         []byte `json:"nonce,omitempty"` // v2: 32 random bytes, this file's key
 }
+
+const exportNonceSize = 32
 
 type frame struct {
 	T       string   `json:"t"` // "table", "row" or "end"
@@ -102,6 +120,7 @@ type ExportStats struct {
 	Tables  int   `json:"tables"`
 	Rows    int64 `json:"rows"`
 	Records int64 `json:"records"`
+	Format  int   `json:"format"` // 2, or 1 for a file in the old format
 }
 
 // Export writes an encrypted, integrity-protected copy of the whole vault
@@ -121,23 +140,26 @@ func (v *Vault) Export(ctx context.Context, w io.Writer) (ExportStats, error) {
 	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&ver); err != nil {
 		return st, storageError("read schema version", err)
 	}
-	hdr, err := json.Marshal(exportHeader{VaultID: v.id, Schema: ver, KDFJSON: m.kdfJSON, WrappedMaster: m.wrapped, Created: m.created})
+	nonce := crypt.Random(exportNonceSize)
+	hdr, err := json.Marshal(exportHeader{VaultID: v.id, Schema: ver, KDFJSON: m.kdfJSON, WrappedMaster: m.wrapped, Created: m.created, Nonce: nonce})
 	if err != nil {
 		return st, policy.Internal("encode export header", err)
 	}
+	v.keyMu.RLock()
+	if v.master == nil {
+		v.keyMu.RUnlock()
+		return st, ErrLocked
+	}
+	payloadKey, headerKey := exportFileKeys(v.master, v.id, nonce)
+	v.keyMu.RUnlock()
+	defer crypt.Wipe(payloadKey)
+	defer crypt.Wipe(headerKey)
+	head := append(append([]byte(exportMagic), hdr...), '\n')
 	bw := bufio.NewWriter(w)
-	if _, err := bw.WriteString(exportMagic); err != nil {
-		return st, policy.Wrap(policy.KindUnavailable, "write_failed", "cannot write the export", err)
-	}
-	bw.Write(hdr)
-	bw.WriteByte('\n')
-	key, err := v.deriveLegacy(labelExportKey, 0)
-	if err != nil {
-		return st, err
-	}
-	defer crypt.Wipe(key)
-	fw := &frameWriter{w: bw, key: key, hdrHash: sha256.Sum256(hdr)}
-	defer crypt.Wipe(fw.key)
+	bw.Write(head)
+	bw.WriteString("--- " + base64.StdEncoding.EncodeToString(crypt.HeaderMAC(headerKey, head)) + "\n")
+	fw := &frameWriter{w: bw, s: crypt.NewStream(payloadKey)}
+	st.Format = 2
 
 	tables, err := tableNames(ctx, tx)
 	if err != nil {
@@ -247,14 +269,20 @@ func exportTable(ctx context.Context, tx *sql.Tx, fw *frameWriter, table string)
 	return n, nil
 }
 
-type frameWriter struct {
-	w       io.Writer
-	key     []byte
-	hdrHash [32]byte
-	n       uint64
+// exportFileKeys derives one export file's payload and header keys.
+func exportFileKeys(master []byte, vaultID string, nonce []byte) (payload, header []byte) {
+	k := crypt.Derive(master, vaultID, crypt.ExportKey)
+	defer crypt.Wipe(k)
+	return crypt.FileKeys(k, nonce)
 }
 
-func frameAAD(hdrHash [32]byte, n uint64) []byte {
+// frameWriter writes frames as STREAM chunks; the "end" frame is the last.
+type frameWriter struct {
+	w io.Writer
+	s *crypt.Stream
+}
+
+func frameAADv1(hdrHash [32]byte, n uint64) []byte {
 	return crypt.AAD(labelExportAAD, hdrHash[:], crypt.U64(n))
 }
 
@@ -263,8 +291,10 @@ func (fw *frameWriter) write(f frame) error {
 	if err != nil {
 		return policy.Internal("encode frame", err)
 	}
-	sealed := crypt.Seal(fw.key, pt, frameAAD(fw.hdrHash, fw.n))
-	fw.n++
+	sealed, err := fw.s.Seal(pt, f.T == "end")
+	if err != nil {
+		return policy.Internal("seal frame", err)
+	}
 	var l [4]byte
 	binary.BigEndian.PutUint32(l[:], uint32(len(sealed)))
 	if _, err := fw.w.Write(l[:]); err != nil {
@@ -296,8 +326,12 @@ func Import(ctx context.Context, r io.Reader, dir string, passphrase []byte, opt
 	}
 	br := bufio.NewReader(r)
 	magic := make([]byte, len(exportMagic))
-	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != exportMagic {
+	if _, err := io.ReadFull(br, magic); err != nil || (string(magic) != exportMagic && string(magic) != exportMagicV1) {
 		return st, badExport("not a pdvault export")
+	}
+	st.Format = 2
+	if string(magic) == exportMagicV1 {
+		st.Format = 1
 	}
 	hdr, err := br.ReadSlice('\n')
 	if err != nil {
@@ -307,6 +341,17 @@ func Import(ctx context.Context, r io.Reader, dir string, passphrase []byte, opt
 	var h exportHeader
 	if err := json.Unmarshal(hdr, &h); err != nil {
 		return st, badExport("header is not valid")
+	}
+	var headerMAC []byte
+	if st.Format == 2 {
+		line, err := br.ReadSlice('\n')
+		mac, ok := strings.CutPrefix(strings.TrimSuffix(string(line), "\n"), "--- ")
+		if err != nil || !ok || len(h.Nonce) != exportNonceSize {
+			return st, badExport("header is not valid")
+		}
+		if headerMAC, err = base64.StdEncoding.DecodeString(mac); err != nil {
+			return st, badExport("header is not valid")
+		}
 	}
 	if h.Schema < 1 || h.Schema > schemaVersion {
 		return st, policy.E(policy.KindUnprocessable, "unsupported_version", fmt.Sprintf("the export has schema %d; this pdvault reads 1 to %d", h.Schema, schemaVersion))
@@ -321,8 +366,22 @@ func Import(ctx context.Context, r io.Reader, dir string, passphrase []byte, opt
 		return st, err
 	}
 	defer crypt.Wipe(master)
-	key := crypt.DeriveLegacy(master, h.VaultID, labelExportKey, 0)
-	defer crypt.Wipe(key)
+	fr := &frameReader{r: br}
+	if st.Format == 2 {
+		payloadKey, headerKey := exportFileKeys(master, h.VaultID, h.Nonce)
+		defer crypt.Wipe(payloadKey)
+		defer crypt.Wipe(headerKey)
+		// The header MAC first: nothing of a changed header is used.
+		head := append(append([]byte(exportMagic), hdr...), '\n')
+		if !crypt.CheckHeaderMAC(headerKey, head, headerMAC) {
+			return st, badExport("the header failed its integrity check")
+		}
+		fr.stream = crypt.NewStream(payloadKey)
+	} else {
+		fr.key = crypt.DeriveLegacy(master, h.VaultID, labelExportKey, 0)
+		defer crypt.Wipe(fr.key)
+		fr.hdrHash = sha256.Sum256(hdr)
+	}
 
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return st, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot create the vault directory", err)
@@ -343,7 +402,6 @@ func Import(ctx context.Context, r io.Reader, dir string, passphrase []byte, opt
 	if err := db.migrate(ctx, h.Schema, nil); err != nil {
 		return st, err
 	}
-	fr := &frameReader{r: br, key: key, hdrHash: sha256.Sum256(hdr)}
 	err = db.tx(ctx, func(tx *sql.Tx) error {
 		// Tables arrive in name order, not in dependency order: check
 		// foreign keys at commit instead of row by row.
@@ -351,7 +409,9 @@ func Import(ctx context.Context, r io.Reader, dir string, passphrase []byte, opt
 			return err
 		}
 		var e error
+		format := st.Format
 		st, e = importFrames(ctx, tx, fr)
+		st.Format = format
 		if e != nil {
 			return e
 		}
@@ -367,8 +427,26 @@ func Import(ctx context.Context, r io.Reader, dir string, passphrase []byte, opt
 	if err := db.migrate(ctx, schemaVersion, upgradeState(ctx, master, h.VaultID)); err != nil {
 		return st, err
 	}
-	if err := db.close(); err != nil {
-		return st, storageError("close", err)
+	// Like a restore, an import must show a log that verifies: the file
+	// authenticates as a whole, but what it carries must be sound too.
+	mm, err := loadMeta(ctx, db.w)
+	if err != nil {
+		return st, storageError("read vault metadata", err)
+	}
+	iv := newVault(dir, db, mm, slices.Clone(master), opts)
+	if err := iv.setup(ctx); err != nil {
+		iv.Close()
+		return st, err
+	}
+	rep, err := iv.VerifyAudit(ctx)
+	if cerr := iv.Close(); err == nil && cerr != nil {
+		err = storageError("close", cerr)
+	}
+	if err != nil {
+		return st, err
+	}
+	if !rep.OK {
+		return st, badExport("its audit log does not verify: " + rep.Problems[0].Problem)
 	}
 	ok = true
 	// The checkpoint on close folded the WAL into the file; only the main
@@ -458,8 +536,12 @@ func importFrames(ctx context.Context, tx *sql.Tx, fr *frameReader) (ExportStats
 	}
 }
 
+// frameReader reads v2 frames (STREAM chunks) or v1 frames (key, hdrHash).
 type frameReader struct {
-	r       *bufio.Reader
+	r      *bufio.Reader
+	stream *crypt.Stream
+	last   bool // v2: the chunk just read was sealed as the last
+
 	key     []byte
 	hdrHash [32]byte
 	n       uint64
@@ -481,14 +563,24 @@ func (fr *frameReader) next() (frame, error) {
 	if _, err := io.ReadFull(fr.r, sealed); err != nil {
 		return frame{}, badExport("the file is truncated")
 	}
-	pt, err := crypt.Open(fr.key, sealed, frameAAD(fr.hdrHash, fr.n))
+	var pt []byte
+	var err error
+	if fr.stream != nil {
+		pt, fr.last, err = fr.stream.Open(sealed)
+	} else {
+		pt, err = crypt.Open(fr.key, sealed, frameAADv1(fr.hdrHash, fr.n))
+	}
 	if err != nil {
-		return frame{}, badExport("a frame failed its integrity check")
+		return frame{}, badExport("a frame failed its integrity check (altered, reordered, or from another export)")
 	}
 	fr.n++
 	var f frame
 	if err := json.Unmarshal(pt, &f); err != nil {
 		return frame{}, badExport("a frame is not valid")
+	}
+	// v2: the end frame and the chunk sealed as last must coincide.
+	if fr.stream != nil && fr.last != (f.T == "end") {
+		return frame{}, badExport("the end of the file is not where it was sealed")
 	}
 	return f, nil
 }

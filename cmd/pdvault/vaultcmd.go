@@ -162,6 +162,9 @@ func (a *app) cmdImport(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "Restored %d records (%d rows in %d tables) into %s\n", st.Records, st.Rows, st.Tables, *dir)
+	if st.Format == 1 {
+		fmt.Fprintln(a.stderr, "pdvault: warning: this export is in the old format (v1), whose frames can be spliced between two exports made under the same passphrase; it was accepted because its log verifies. Make a new export now: pdvault export --out FILE")
+	}
 	return nil
 }
 

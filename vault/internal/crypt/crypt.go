@@ -59,7 +59,7 @@ const (
 // Current lists the labels of the current scheme; Legacy those kept to
 // read older vaults. Every label in use appears in exactly one list.
 var (
-	Current = []Label{StateMAC, RowAAD, RecordAAD}
+	Current = []Label{StateMAC, RowAAD, RecordAAD, ExportKey, ExportPayload, ExportHeader}
 	Legacy  = []Label{LegacyMasterWrap, LegacyRecordKey, LegacyRecordAAD, LegacyExportKey, LegacyExportAAD,
 		LegacySecretWrap, LegacySigningKey, LegacyAuditMAC, LegacyPairwise, LegacyRecordKeyAAD, LegacyIntentKeyAAD}
 )

@@ -130,3 +130,64 @@ func TestSealOpenFailures(t *testing.T) {
 		}
 	}
 }
+
+// STREAM: the failure cases are the point.
+func TestStream(t *testing.T) {
+	key, _ := FileKeys(bytes.Repeat([]byte{9}, KeySize), []byte("file nonce one"))
+	other, _ := FileKeys(bytes.Repeat([]byte{9}, KeySize), []byte("file nonce two"))
+	seal := func(k []byte, chunks ...string) [][]byte {
+		s := NewStream(k)
+		var out [][]byte
+		for i, c := range chunks {
+			ct, err := s.Seal([]byte(c), i == len(chunks)-1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, ct)
+		}
+		if _, err := s.Seal([]byte("more"), true); !errors.Is(err, ErrStreamEnded) {
+			t.Fatalf("seal after last: %v", err)
+		}
+		return out
+	}
+	open := func(k []byte, cts [][]byte) (string, bool, error) {
+		s := NewStream(k)
+		var got string
+		var last bool
+		for _, ct := range cts {
+			pt, l, err := s.Open(ct)
+			if err != nil {
+				return got, last, err
+			}
+			got, last = got+string(pt), l
+		}
+		return got, last, nil
+	}
+	a := seal(key, "a", "b", "c")
+	if got, last, err := open(key, a); err != nil || got != "abc" || !last {
+		t.Fatalf("round trip: %q %v %v", got, last, err)
+	}
+	b := seal(other, "x", "y", "z")
+	for name, c := range map[string]struct {
+		cts     [][]byte
+		wantErr error
+	}{
+		"reordered":            {[][]byte{a[1], a[0], a[2]}, ErrStreamOrder},
+		"spliced from another": {[][]byte{a[0], b[1], a[2]}, ErrStreamOrder},
+		"data after the last":  {[][]byte{a[0], a[1], a[2], a[2]}, ErrStreamEnded},
+		"a chunk dropped":      {[][]byte{a[0], a[2]}, ErrStreamOrder},
+	} {
+		if _, _, err := open(key, c.cts); !errors.Is(err, c.wantErr) {
+			t.Errorf("%s: got %v, want %v", name, err, c.wantErr)
+		}
+	}
+	// Truncated: every chunk opens, but none was the last.
+	if _, last, err := open(key, a[:2]); err != nil || last {
+		t.Fatalf("truncation must leave last unset: %v %v", last, err)
+	}
+	_, hk := FileKeys(bytes.Repeat([]byte{9}, KeySize), []byte("file nonce one"))
+	mac := HeaderMAC(hk, []byte("header"))
+	if !CheckHeaderMAC(hk, []byte("header"), mac) || CheckHeaderMAC(hk, []byte("headex"), mac) {
+		t.Fatal("header MAC")
+	}
+}
