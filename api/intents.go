@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -120,14 +121,25 @@ func (s *server) getIntent(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, in)
 }
 
-// sourceAddress is the client's IP, for per-address limits. Forwarded
+// sourceAddress is the client's address for per-address limits: the IP,
+// or for IPv6 its /64, since one subscriber usually holds a whole /64 and
+// could otherwise take a fresh address for every request. Forwarded
 // headers are not trusted: behind a proxy, every client shares its address.
 func sourceAddress(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return r.RemoteAddr
+		host = r.RemoteAddr
 	}
-	return host
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	ip = ip.Unmap()
+	if ip.Is4() {
+		return ip.String()
+	}
+	p, _ := ip.Prefix(64)
+	return p.String()
 }
 
 func (s *server) submitOffer(w http.ResponseWriter, r *http.Request) {

@@ -37,15 +37,24 @@ func bearerToken(r *http.Request) string {
 
 type loginRequest struct {
 	Passphrase string `json:"passphrase"`
+	Device     string `json:"device,omitempty"` // the device token of an earlier login
 }
 
 type loginResponse struct {
 	Token     string `json:"token"`
 	TokenType string `json:"token_type"`
 	ExpiresIn int64  `json:"expires_in"`
+	Device    string `json:"device"` // present it at the next login: exempt from the global throttle
 }
 
 func (s *server) login(w http.ResponseWriter, r *http.Request) {
+	// A web page the owner visits could post here (a text/plain form needs
+	// no preflight) to spend the owner's login attempts: browsers say where
+	// such a post comes from, and only this origin may log in.
+	if !sameOrigin(r) {
+		writeError(w, r, s.log, errCrossSiteLogin)
+		return
+	}
 	var req loginRequest
 	if err := s.decodeJSON(w, r, &req); err != nil {
 		writeError(w, r, s.log, err)
@@ -55,7 +64,7 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, errBadPassphrase)
 		return
 	}
-	sess, err := s.svc.Login(r.Context(), []byte(req.Passphrase))
+	res, err := s.svc.Login(r.Context(), []byte(req.Passphrase), vault.LoginSource{Address: sourceAddress(r), Device: req.Device})
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return
@@ -63,8 +72,8 @@ func (s *server) login(w http.ResponseWriter, r *http.Request) {
 	// The same session as a cookie, for the web UI (DESIGN.md): HttpOnly,
 	// SameSite=Strict, and only the /ui/ pages accept it, each form with
 	// its CSRF token. The JSON API takes the bearer token only.
-	s.setSessionCookie(w, sess)
-	writeJSON(w, http.StatusOK, loginResponse{Token: sess.Token, TokenType: "Bearer", ExpiresIn: int64(sess.ExpiresIn.Seconds())})
+	s.setSessionCookie(w, res.Session)
+	writeJSON(w, http.StatusOK, loginResponse{Token: res.Token, TokenType: "Bearer", ExpiresIn: int64(res.ExpiresIn.Seconds()), Device: res.Device})
 }
 
 func (s *server) logout(w http.ResponseWriter, r *http.Request) {

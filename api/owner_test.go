@@ -261,7 +261,7 @@ func TestExportOverHTTP(t *testing.T) {
 	e := newEnv(t)
 	e.do("POST", "/v1/owner/records/profile", e.token, strings.NewReader(`{"secret":"EXPORTMARKER"}`))
 	r := e.do("GET", "/v1/owner/export", e.token, nil)
-	if r.status != 200 || !bytes.HasPrefix(r.body, []byte("pdvault-export-v1\n")) || bytes.Contains(r.body, []byte("EXPORTMARKER")) {
+	if r.status != 200 || !bytes.HasPrefix(r.body, []byte("pdvault-export-v2\n")) || bytes.Contains(r.body, []byte("EXPORTMARKER")) {
 		t.Fatalf("export: %d %q...", r.status, r.body[:min(40, len(r.body))])
 	}
 	dir := filepath.Join(t.TempDir(), "restored")
@@ -286,5 +286,46 @@ func TestInternalErrorsAreNotLeaked(t *testing.T) {
 	}
 	if bytes.Contains(r.body, []byte("sql")) || bytes.Contains(r.body, []byte("database")) {
 		t.Fatalf("internal error text leaked: %s", r.body)
+	}
+}
+
+// A web page the owner visits cannot spend the owner's login attempts
+// with cross-site posts (a text/plain form needs no preflight): the
+// session endpoint refuses another origin before anything is counted.
+func TestLoginRefusesCrossSitePosts(t *testing.T) {
+	e := newEnv(t)
+	for range 20 {
+		r := e.do("POST", "/v1/owner/session", "", strings.NewReader(`{"passphrase":"wrong passphrase!"}`),
+			"Origin", "https://evil.example", "Content-Type", "text/plain")
+		if r.status != http.StatusForbidden || r.errCode(t) != "cross_site" {
+			t.Fatalf("cross-site login: %d %s", r.status, r.body)
+		}
+	}
+	r := e.do("POST", "/v1/owner/session", "", strings.NewReader(`{"passphrase":"`+testPass+`"}`))
+	var lr loginResponse
+	r.json(t, &lr)
+	if r.status != 200 || lr.Device == "" {
+		t.Fatalf("the owner after 20 cross-site posts: %d %s", r.status, r.body)
+	}
+	// Same-origin (the vault's own pages) is fine.
+	if r := e.do("POST", "/v1/owner/session", "", strings.NewReader(`{"passphrase":"`+testPass+`","device":"`+lr.Device+`"}`), "Origin", e.srv.URL); r.status != 200 {
+		t.Fatalf("same-origin login: %d %s", r.status, r.body)
+	}
+}
+
+// Per-address limits key an IPv6 client by its /64.
+func TestSourceAddressIPv6Prefix(t *testing.T) {
+	for addr, want := range map[string]string{
+		"192.0.2.1:5000":                      "192.0.2.1",
+		"[2001:db8:1:2:aaaa::1]:443":          "2001:db8:1:2::/64",
+		"[2001:db8:1:2:ffff:ffff:ffff:1]:443": "2001:db8:1:2::/64",
+		"[2001:db8:1:3::1]:443":               "2001:db8:1:3::/64",
+		"[::ffff:192.0.2.1]:80":               "192.0.2.1",
+	} {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = addr
+		if got := sourceAddress(r); got != want {
+			t.Errorf("%s: %s, want %s", addr, got, want)
+		}
 	}
 }

@@ -314,7 +314,11 @@ func (s *server) uiLogin(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, http.StatusBadRequest, "login", "", pageData{Title: "Unlock", Error: "Enter your passphrase."})
 		return
 	}
-	sess, err := s.svc.Login(r.Context(), []byte(pass))
+	var device string
+	if ck, err := r.Cookie(deviceCookie); err == nil {
+		device = ck.Value
+	}
+	res, err := s.svc.Login(r.Context(), []byte(pass), vault.LoginSource{Address: sourceAddress(r), Device: device})
 	if err != nil {
 		var pe *policy.Error
 		errors.As(err, &pe)
@@ -329,7 +333,11 @@ func (s *server) uiLogin(w http.ResponseWriter, r *http.Request) {
 		s.render(w, r, statusOf(policy.KindOf(err)), "login", "", pageData{Title: "Unlock", Error: msg})
 		return
 	}
-	s.setSessionCookie(w, sess)
+	s.setSessionCookie(w, res.Session)
+	// The device token: this browser stays exempt from the global login
+	// throttle (it is throttled only by its own failures).
+	http.SetCookie(w, &http.Cookie{Name: deviceCookie, Value: res.Device, Path: "/ui/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: strings.HasPrefix(s.svc.Issuer(), "https://"), MaxAge: 365 * 24 * 3600})
 	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
 }
 
@@ -721,7 +729,10 @@ type auditData struct {
 // kept in the browser (an HttpOnly cookie) — outside the vault's file, so a
 // whole older copy of the file put back is caught the next time the owner
 // verifies from this browser, as the CLI's anchor catches it.
-const anchorCookie = "pdvault_audit_head"
+const (
+	anchorCookie = "pdvault_audit_head"
+	deviceCookie = "pdvault_device"
+)
 
 type browserAnchor struct {
 	KeptSize int64

@@ -511,7 +511,7 @@ func TestMigrationBuildsRelationships(t *testing.T) {
 		`ALTER TABLE grants DROP COLUMN retention`, `ALTER TABLE grants DROP COLUMN ended_by`, `DROP INDEX grants_by_request`,
 		`ALTER TABLE meta DROP COLUMN mac`, `ALTER TABLE signing_keys DROP COLUMN mac`, `ALTER TABLE terms DROP COLUMN mac`,
 		`ALTER TABLE requests DROP COLUMN mac`, `ALTER TABLE grants DROP COLUMN mac`,
-		`DROP TABLE audit_tree`, `DROP TABLE audit_heads`, `DROP TABLE audit_head`,
+		`DROP TABLE audit_tree`, `DROP TABLE audit_heads`, `DROP TABLE audit_head`, `DROP TABLE devices`,
 		`CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, hash BLOB NOT NULL, mac BLOB NOT NULL)`,
 		`CREATE TABLE audit_checkpoints (size INTEGER PRIMARY KEY, hash BLOB NOT NULL, signed TEXT NOT NULL, created INTEGER NOT NULL)`,
 		`PRAGMA user_version = 2`,

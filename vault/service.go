@@ -13,7 +13,7 @@ import (
 // The HTTP layer depends on this interface, not on *Vault, so that it stays
 // a thin adapter and can be tested against fakes.
 type OwnerService interface {
-	Login(ctx context.Context, passphrase []byte) (Session, error)
+	Login(ctx context.Context, passphrase []byte, src LoginSource) (LoginResult, error)
 	Authenticate(token string) error
 	Logout(token string)
 	ChangePassphrase(ctx context.Context, old, new []byte) error

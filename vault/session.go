@@ -30,35 +30,64 @@ var (
 	ErrThrottled = policy.E(policy.KindThrottled, "slow_down", "too many wrong passphrases; wait before trying again")
 )
 
-// Throttling of wrong passphrases: after freeFailures in a row, each
-// further attempt must wait twice as long as the last, up to maxBackoff.
-// It is per vault, not per address: there is one owner, and an attacker
-// can change address at will. The cost is that an attacker can keep the
-// owner waiting up to maxBackoff; the owner's existing sessions still work.
+// Throttling of wrong passphrases (docs/security.md, "Owner sessions").
+//
+// Every attempt is counted as a failure *before* Argon2id runs and undone
+// only when it succeeds, so concurrent guesses cannot all slip through
+// between the check and the count. Attempts are throttled per source (an
+// address; an IPv6 /64) with exponential backoff after freeFailures, and
+// all sources together share a global budget of failures, so a guesser
+// with many addresses is slowed too. The owner cannot be locked out by
+// that budget: a device that once logged in holds a device token (kept by
+// the CLI in its config directory, by the browser in an HttpOnly cookie)
+// and is throttled only by its own failures. A cross-site form post from a
+// page the owner visits is refused by the API's Origin check before it
+// counts.
 const (
-	freeFailures = 3
-	baseBackoff  = time.Second
-	maxBackoff   = 5 * time.Minute
+	freeFailures   = 3
+	baseBackoff    = time.Second
+	maxBackoff     = 5 * time.Minute
+	maxSources     = 10000       // throttled sources remembered
+	globalFailures = 60          // failed attempts per minute, all sources together
+	deviceTTL      = 365 * 24 * time.Hour
 )
+
+// LoginSource says where a login attempt comes from.
+type LoginSource struct {
+	Address string // the client's address (an IPv6 /64), for per-source throttling
+	Device  string // a device token from an earlier login, or ""
+}
+
+type backoff struct {
+	failures int
+	next     time.Time
+}
 
 type sessions struct {
 	now func() time.Time
 	ttl time.Duration
 
-	mu       sync.Mutex
-	byHash   map[[32]byte]time.Time // token hash -> expiry
-	failures int
-	nextTry  time.Time
+	mu         sync.Mutex
+	byHash     map[[32]byte]time.Time // token hash -> expiry
+	throttle   map[string]*backoff    // "a:"+address or "d:"+device hash
+	global     *policy.Limiter        // failures of sources without a device token
+	generation uint64                 // bumped by a passphrase change
 }
 
 func newSessions(now func() time.Time, ttl time.Duration) *sessions {
-	return &sessions{now: now, ttl: ttl, byHash: map[[32]byte]time.Time{}}
+	return &sessions{now: now, ttl: ttl, byHash: map[[32]byte]time.Time{}, throttle: map[string]*backoff{},
+		global: policy.NewLimiter(globalFailures/60.0, globalFailures)}
 }
 
-func (s *sessions) issue() Session {
+// issue opens a session, unless the passphrase changed since gen: a login
+// that raced a change must not outlive it with the old passphrase.
+func (s *sessions) issue(gen uint64) (Session, error) {
 	tok := base64.RawURLEncoding.EncodeToString(crypt.Random(32))
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if gen != s.generation {
+		return Session{}, ErrPassphraseChanged
+	}
 	now := s.now()
 	// Drop expired sessions so the table cannot grow without bound.
 	for h, exp := range s.byHash {
@@ -67,8 +96,10 @@ func (s *sessions) issue() Session {
 		}
 	}
 	s.byHash[sha256.Sum256([]byte(tok))] = now.Add(s.ttl)
-	return Session{Token: tok, ExpiresIn: s.ttl}
+	return Session{Token: tok, ExpiresIn: s.ttl}, nil
 }
+
+var ErrPassphraseChanged = policy.E(policy.KindConflict, "passphrase_changed", "the passphrase was changed meanwhile; log in with the current one")
 
 func (s *sessions) check(token string) error {
 	if token == "" {
@@ -94,71 +125,152 @@ func (s *sessions) end(token string) {
 	s.mu.Unlock()
 }
 
+// endAll ends every session and starts a new passphrase generation.
 func (s *sessions) endAll() {
 	s.mu.Lock()
 	s.byHash = map[[32]byte]time.Time{}
+	s.generation++
 	s.mu.Unlock()
 }
 
-// gate refuses an attempt made before the backoff has passed.
-func (s *sessions) gate() error {
+// reserve admits an attempt from key and counts it as a failure now; the
+// returned done undoes that count if the passphrase proves right.
+func (s *sessions) reserve(key string, global bool) (gen uint64, done func(ok bool), err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if wait := s.nextTry.Sub(s.now()); wait > 0 {
-		return ErrThrottled.WithRetryAfter(wait)
+	now := s.now()
+	b := s.throttle[key]
+	if b != nil {
+		if wait := b.next.Sub(now); wait > 0 {
+			return 0, nil, ErrThrottled.WithRetryAfter(wait)
+		}
 	}
-	return nil
-}
-
-func (s *sessions) result(ok bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if ok {
-		s.failures = 0
-		s.nextTry = time.Time{}
-		return
+	if global {
+		if ok, wait := s.global.Allow("all", now); !ok {
+			return 0, nil, ErrThrottled.WithRetryAfter(wait)
+		}
 	}
-	s.failures++
-	if s.failures > freeFailures {
-		d := baseBackoff << min(s.failures-freeFailures-1, 20)
-		s.nextTry = s.now().Add(min(d, maxBackoff))
+	if b == nil {
+		if len(s.throttle) >= maxSources {
+			for k, old := range s.throttle {
+				if !now.Before(old.next) {
+					delete(s.throttle, k)
+				}
+			}
+			if len(s.throttle) >= maxSources {
+				return 0, nil, ErrThrottled.WithRetryAfter(baseBackoff)
+			}
+		}
+		b = &backoff{}
+		s.throttle[key] = b
 	}
+	b.failures++
+	if b.failures > freeFailures {
+		d := baseBackoff << min(b.failures-freeFailures-1, 20)
+		b.next = now.Add(min(d, maxBackoff))
+	}
+	return s.generation, func(ok bool) {
+		if !ok {
+			return
+		}
+		s.mu.Lock()
+		delete(s.throttle, key)
+		s.mu.Unlock()
+	}, nil
 }
 
 // checkPassphrase proves the passphrase against the stored wrapped master
-// key, read afresh so a passphrase changed by another process counts.
-func (v *Vault) checkPassphrase(ctx context.Context, passphrase []byte) (meta, error) {
-	if err := v.sessions.gate(); err != nil {
-		return meta{}, err
+// key, read afresh so a passphrase changed by another process counts. The
+// attempt is reserved (counted) before Argon2id runs.
+func (v *Vault) checkPassphrase(ctx context.Context, passphrase []byte, src LoginSource) (meta, uint64, error) {
+	key, global := "a:"+src.Address, true
+	if src.Device != "" && v.knownDevice(ctx, src.Device) {
+		h := sha256.Sum256([]byte(src.Device))
+		key, global = "d:"+base64.RawURLEncoding.EncodeToString(h[:]), false
+	}
+	gen, done, err := v.sessions.reserve(key, global)
+	if err != nil {
+		return meta{}, 0, err
 	}
 	m, err := loadMeta(ctx, v.db.r)
 	if err != nil {
-		return meta{}, storageError("read vault metadata", err)
+		return meta{}, 0, storageError("read vault metadata", err)
 	}
 	master, err := unwrapMaster(ctx, passphrase, m)
 	if policy.KindOf(err) == policy.KindUnauthenticated {
-		v.sessions.result(false)
-		v.log.Warn("wrong owner passphrase")
+		v.log.Warn("wrong owner passphrase", "source", src.Address)
 	}
 	if err != nil {
-		return meta{}, err
+		return meta{}, 0, err
 	}
 	crypt.Wipe(master)
-	v.sessions.result(true)
-	return m, nil
+	done(true)
+	return m, gen, nil
 }
 
-// Login checks the owner's passphrase and opens a session.
-func (v *Vault) Login(ctx context.Context, passphrase []byte) (Session, error) {
-	if _, err := v.checkPassphrase(ctx, passphrase); err != nil {
-		return Session{}, err
-	}
-	return v.sessions.issue(), nil
+// LoginResult is a session and the device token to present next time.
+type LoginResult struct {
+	Session
+	Device string `json:"device"`
 }
+
+// Login checks the owner's passphrase and opens a session. It also hands
+// out a device token (or keeps the one presented), which exempts this
+// device from the global throttle the next time.
+func (v *Vault) Login(ctx context.Context, passphrase []byte, src LoginSource) (LoginResult, error) {
+	_, gen, err := v.checkPassphrase(ctx, passphrase, src)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	sess, err := v.sessions.issue(gen)
+	if err != nil {
+		return LoginResult{}, err
+	}
+	dev := src.Device
+	if dev == "" || !v.knownDevice(ctx, dev) {
+		if dev, err = v.newDevice(ctx); err != nil {
+			return LoginResult{}, err
+		}
+	}
+	return LoginResult{Session: sess, Device: dev}, nil
+}
+
+// Devices: 256-bit random tokens, kept as SHA-256 hashes in an
+// authenticated table, valid for a year from their issue; the newest 100
+// are kept.
+func (v *Vault) newDevice(ctx context.Context) (string, error) {
+	tok := base64.RawURLEncoding.EncodeToString(crypt.Random(32))
+	h := sha256.Sum256([]byte(tok))
+	id := base64.RawURLEncoding.EncodeToString(h[:])
+	now := v.now().Unix()
+	err := v.db.tx(ctx, func(tx *sql.Tx) error {
+		// Bounded: the oldest devices go first.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE last_used < ? OR hash IN
+			(SELECT hash FROM devices ORDER BY last_used DESC LIMIT -1 OFFSET 99)`, now-int64(deviceTTL/time.Second)); err != nil {
+			return err
+		}
+		return v.st.insert(ctx, tx, tDevices, id, `INSERT INTO devices (hash, created, last_used) VALUES (?, ?, ?)`, id, now, now)
+	})
+	return tok, err
+}
+
+func (v *Vault) knownDevice(ctx context.Context, tok string) bool {
+	h := sha256.Sum256([]byte(tok))
+	r, err := v.st.row(ctx, v.db.r, tDevices, base64.RawURLEncoding.EncodeToString(h[:]))
+	return err == nil && v.now().Unix()-r.i64("last_used") < int64(deviceTTL/time.Second)
+}
+
+var tDevices = newTable("devices", "hash", "hash", "created", "last_used")
 
 // NewSession opens an owner session without a passphrase. It is for the
 // process that unlocked the vault (serve --dev prints one).
-func (v *Vault) NewSession() Session { return v.sessions.issue() }
+func (v *Vault) NewSession() Session {
+	v.sessions.mu.Lock()
+	gen := v.sessions.generation
+	v.sessions.mu.Unlock()
+	sess, _ := v.sessions.issue(gen)
+	return sess
+}
 
 // Authenticate checks an owner session token.
 func (v *Vault) Authenticate(token string) error { return v.sessions.check(token) }
@@ -173,7 +285,7 @@ func (v *Vault) ChangePassphrase(ctx context.Context, old, new []byte) error {
 	if len([]rune(string(new))) < MinPassphraseLen {
 		return ErrWeakPassphrase
 	}
-	m, err := v.checkPassphrase(ctx, old)
+	m, _, err := v.checkPassphrase(ctx, old, LoginSource{Address: "passphrase-change"})
 	if err != nil {
 		return err
 	}

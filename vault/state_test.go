@@ -272,6 +272,9 @@ func populate(t *testing.T, v *Vault) {
 	if _, err := v.RotateKeys(ctx, true, true); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := v.Login(ctx, []byte(testPass), LoginSource{Address: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
 	_ = tok
 }
 

@@ -397,6 +397,15 @@ var migrations = []string{
 		root BLOB    NOT NULL,
 		mac  BLOB
 	);`,
+
+	// 8: devices that logged in (session.go): hashes of their tokens,
+	// exempt from the global login throttle.
+	`CREATE TABLE devices (
+		hash      TEXT    PRIMARY KEY,  -- base64url SHA-256 of the device token
+		created   INTEGER NOT NULL,
+		last_used INTEGER NOT NULL,
+		mac       BLOB
+	);`,
 }
 
 // schemaTree is the first schema whose audit log is a Merkle tree.

@@ -5,12 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -501,7 +503,8 @@ func TestPassphraseChange(t *testing.T) {
 func TestLoginSessionsAndThrottle(t *testing.T) {
 	v, _, c := newTestVault(t)
 	ctx := t.Context()
-	s, err := v.Login(ctx, []byte(testPass))
+	src := LoginSource{Address: "192.0.2.1"}
+	s, err := v.Login(ctx, []byte(testPass), src)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,29 +515,29 @@ func TestLoginSessionsAndThrottle(t *testing.T) {
 	wantErr(t, v.Authenticate(""), ErrNoSession)
 
 	for range freeFailures + 1 {
-		_, err := v.Login(ctx, []byte("wrong passphrase!"))
+		_, err := v.Login(ctx, []byte("wrong passphrase!"), src)
 		wantErr(t, err, ErrWrongPassphrase)
 	}
 	// The next try, even with the right passphrase, must wait.
-	_, err = v.Login(ctx, []byte(testPass))
+	_, err = v.Login(ctx, []byte(testPass), src)
 	wantErr(t, err, ErrThrottled)
 	var pe *policy.Error
 	if !errors.As(err, &pe) || pe.RetryAfter != time.Second {
 		t.Fatalf("RetryAfter = %v, want 1s", pe.RetryAfter)
 	}
 	c.Add(time.Second)
-	_, err = v.Login(ctx, []byte("wrong passphrase!"))
+	_, err = v.Login(ctx, []byte("wrong passphrase!"), src)
 	wantErr(t, err, ErrWrongPassphrase)
-	_, err = v.Login(ctx, []byte(testPass))
+	_, err = v.Login(ctx, []byte(testPass), src)
 	if !errors.As(err, &pe) || pe.Code != "slow_down" || pe.RetryAfter != 2*time.Second {
 		t.Fatalf("second backoff: %v", err)
 	}
 	c.Add(2 * time.Second)
-	if _, err := v.Login(ctx, []byte(testPass)); err != nil {
+	if _, err := v.Login(ctx, []byte(testPass), src); err != nil {
 		t.Fatalf("login after backoff: %v", err)
 	}
 	// Success resets the counter.
-	_, err = v.Login(ctx, []byte("wrong passphrase!"))
+	_, err = v.Login(ctx, []byte("wrong passphrase!"), src)
 	wantErr(t, err, ErrWrongPassphrase)
 
 	// Sessions expire.
@@ -669,5 +672,94 @@ func TestRecordIDsAreUniqueAndWellFormed(t *testing.T) {
 			t.Fatalf("bad or repeated id %q", id)
 		}
 		seen[id] = true
+	}
+}
+
+// Concurrent wrong guesses used to all be evaluated (the back-off was
+// checked before Argon2id and counted after); now each attempt is counted
+// before it derives, so at most freeFailures+1 run.
+func TestLoginReservesBeforeDeriving(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	src := LoginSource{Address: "192.0.2.7"}
+	var wrong, throttled atomic.Int32
+	var wg sync.WaitGroup
+	for range 24 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := v.Login(t.Context(), []byte("wrong passphrase!"), src)
+			switch {
+			case errors.Is(err, ErrWrongPassphrase):
+				wrong.Add(1)
+			case errors.Is(err, ErrThrottled):
+				throttled.Add(1)
+			default:
+				t.Errorf("unexpected %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if wrong.Load() > freeFailures+1 || throttled.Load() < 24-freeFailures-1 {
+		t.Fatalf("%d guesses evaluated, %d throttled", wrong.Load(), throttled.Load())
+	}
+}
+
+// Throttling is per source, with a global budget of failures that a
+// device which logged in before is exempt from: a guesser cannot lock the
+// owner out.
+func TestLoginThrottlePerSourceGlobalAndDevice(t *testing.T) {
+	v, _, c := newTestVault(t)
+	ctx := t.Context()
+	owner := LoginSource{Address: "192.0.2.10"}
+	res, err := v.Login(ctx, []byte(testPass), owner)
+	if err != nil || res.Device == "" {
+		t.Fatalf("login: %+v %v", res, err)
+	}
+	// One source throttled does not throttle another.
+	for range freeFailures + 1 {
+		v.Login(ctx, []byte("wrong passphrase!"), LoginSource{Address: "198.51.100.1"})
+	}
+	if _, err := v.Login(ctx, []byte("x"), LoginSource{Address: "198.51.100.1"}); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("the guessing source: %v", err)
+	}
+	if _, err := v.Login(ctx, []byte(testPass), owner); err != nil {
+		t.Fatalf("another source: %v", err)
+	}
+	// Many sources spend the global budget...
+	for i := range globalFailures {
+		v.Login(ctx, []byte("wrong passphrase!"), LoginSource{Address: fmt.Sprintf("203.0.113.%d", i)})
+	}
+	if _, err := v.Login(ctx, []byte(testPass), LoginSource{Address: "192.0.2.99"}); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("a fresh source after the global budget is spent: %v", err)
+	}
+	// ...but the owner's device gets in, and keeps its token.
+	again, err := v.Login(ctx, []byte(testPass), LoginSource{Address: "192.0.2.99", Device: res.Device})
+	if err != nil || again.Device != res.Device {
+		t.Fatalf("the owner's device: %+v %v", again, err)
+	}
+	// A made-up device token is no device.
+	if _, err := v.Login(ctx, []byte(testPass), LoginSource{Address: "192.0.2.98", Device: "made-up"}); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("unknown device: %v", err)
+	}
+	c.Add(time.Minute)
+	if _, err := v.Login(ctx, []byte(testPass), LoginSource{Address: "192.0.2.98"}); err != nil {
+		t.Fatalf("after the budget refills: %v", err)
+	}
+}
+
+// A login that proved the old passphrase while it was being changed gets
+// no session: sessions are only issued against the current passphrase.
+func TestLoginRacingAPassphraseChange(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	ctx := t.Context()
+	_, gen, err := v.checkPassphrase(ctx, []byte(testPass), LoginSource{Address: "192.0.2.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.ChangePassphrase(ctx, []byte(testPass), []byte("a brand new passphrase")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.sessions.issue(gen); !errors.Is(err, ErrPassphraseChanged) {
+		t.Fatalf("session from before the change: %v", err)
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -140,6 +142,13 @@ func (a *app) witness(ctx context.Context, src client.AuditSource, store client.
 		return fmt.Sprintf("kept the signed tree head (size %d) in %s: later verifications must extend it", next.Size, store.Dir), nil
 	}
 	return fmt.Sprintf("consistent with the tree head kept on %s (size %d); now keeping size %d", old.Seen.Format("2006-01-02"), old.Size, next.Size), nil
+}
+
+// deviceFile is where this machine keeps its device token for the vault
+// at the --addr in use (one file per address), beside the anchors.
+func (a *app) deviceFile(rf remoteFlags) string {
+	h := sha256.Sum256([]byte(*rf.addr))
+	return filepath.Join(filepath.Dir(a.defaultAnchors()), "devices", hex.EncodeToString(h[:8]))
 }
 
 func (a *app) defaultAnchors() string {

@@ -17,8 +17,9 @@ import (
 const testPass = "correct horse battery staple"
 
 type cli struct {
-	t   *testing.T
-	env map[string]string
+	t      *testing.T
+	env    map[string]string
+	config string // XDG_CONFIG_HOME unless env sets it: tests never touch the real home
 	// prompts answers readPassword calls in order; nil means "no terminal".
 	prompts []string
 }
@@ -33,7 +34,15 @@ func (c *cli) app(stdout, stderr *syncBuffer) *app {
 		stdin:  strings.NewReader(""),
 		stdout: stdout,
 		stderr: stderr,
-		getenv: func(k string) string { return c.env[k] },
+		getenv: func(k string) string {
+			if v, ok := c.env[k]; ok || k != "XDG_CONFIG_HOME" {
+				return v
+			}
+			if c.config == "" {
+				c.config = c.t.TempDir()
+			}
+			return c.config
+		},
 		readPassword: func(string) (string, error) {
 			if c.prompts == nil {
 				return "", errNoTerminal
@@ -170,6 +179,19 @@ func TestInitServeRecordsAndWrongPassphrase(t *testing.T) {
 	r = c.run("login", "--addr", url)
 	expect(t, r, 0, "Logged in")
 	tok := strings.TrimSpace(strings.TrimPrefix(r.stdout, "export PDVAULT_TOKEN="))
+	// The device token is kept (0600) for the next login.
+	devs, _ := filepath.Glob(filepath.Join(c.config, "pdvault", "devices", "*"))
+	if len(devs) != 1 {
+		t.Fatalf("device token files: %v", devs)
+	}
+	if fi, _ := os.Stat(devs[0]); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("device file mode %v", fi.Mode())
+	}
+	first, _ := os.ReadFile(devs[0])
+	expect(t, c.run("login", "--addr", url), 0, "Logged in")
+	if again, _ := os.ReadFile(devs[0]); string(again) != string(first) {
+		t.Fatal("the device token was not presented and kept")
+	}
 	rc := &cli{t: t, env: map[string]string{"PDVAULT_ADDR": url, "PDVAULT_TOKEN": tok}}
 
 	r = rc.run("record", "put", "profile", `{"name":"Ada"}`)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/pdvault/pdvault/api/client"
@@ -56,9 +57,20 @@ func (a *app) cmdLogin(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	devFile := a.deviceFile(rf)
+	if b, err := os.ReadFile(devFile); err == nil {
+		c.Device = strings.TrimSpace(string(b))
+	}
 	tok, exp, err := c.Login(ctx, string(pass))
 	if err != nil {
 		return err
+	}
+	// The device token keeps this machine out of the global login
+	// throttle next time (docs/security.md).
+	if c.Device != "" {
+		if err := os.MkdirAll(filepath.Dir(devFile), 0o700); err == nil {
+			os.WriteFile(devFile, []byte(c.Device+"\n"), 0o600)
+		}
 	}
 	fmt.Fprintf(a.stderr, "Logged in; the token expires in %s. Use it with:\n", exp)
 	fmt.Fprintf(a.stdout, "export PDVAULT_TOKEN=%s\n", tok)
