@@ -47,8 +47,8 @@ const (
 	freeFailures   = 3
 	baseBackoff    = time.Second
 	maxBackoff     = 5 * time.Minute
-	maxSources     = 10000       // throttled sources remembered
-	globalFailures = 60          // failed attempts per minute, all sources together
+	maxSources     = 10000 // throttled sources remembered
+	globalFailures = 60    // failed attempts per minute, all sources together
 	deviceTTL      = 365 * 24 * time.Hour
 )
 
