@@ -26,13 +26,29 @@ func (s *server) setTerms(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, doc)
 }
 
-func (s *server) listRequests(w http.ResponseWriter, r *http.Request) {
-	reqs, err := s.svc.ListRequests(r.Context(), r.URL.Query().Get("status"))
-	if err != nil {
-		writeError(w, r, s.log, err)
-		return
+// pageQuery reads ?limit=&cursor= of an owner listing.
+func pageQuery(r *http.Request) (vault.PageQuery, error) {
+	n, err := limitParam(r)
+	return vault.PageQuery{Limit: n, Cursor: r.URL.Query().Get("cursor")}, err
+}
+
+// listed answers a paged owner listing.
+func (s *server) listed(w http.ResponseWriter, r *http.Request, list func(vault.PageQuery) (any, error)) {
+	q, err := pageQuery(r)
+	if err == nil {
+		var page any
+		if page, err = list(q); err == nil {
+			writeJSON(w, http.StatusOK, page)
+			return
+		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"requests": reqs})
+	writeError(w, r, s.log, err)
+}
+
+func (s *server) listRequests(w http.ResponseWriter, r *http.Request) {
+	s.listed(w, r, func(q vault.PageQuery) (any, error) {
+		return s.svc.ListRequests(r.Context(), r.URL.Query().Get("status"), q)
+	})
 }
 
 func (s *server) getRequest(w http.ResponseWriter, r *http.Request) {
@@ -77,12 +93,7 @@ func (s *server) deny(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *server) listGrants(w http.ResponseWriter, r *http.Request) {
-	gs, err := s.svc.ListGrants(r.Context())
-	if err != nil {
-		writeError(w, r, s.log, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"grants": gs})
+	s.listed(w, r, func(q vault.PageQuery) (any, error) { return s.svc.ListGrants(r.Context(), q) })
 }
 
 func (s *server) getGrant(w http.ResponseWriter, r *http.Request) {
@@ -164,12 +175,7 @@ func (s *server) decodeOptionalJSON(w http.ResponseWriter, r *http.Request, v an
 }
 
 func (s *server) listRelationships(w http.ResponseWriter, r *http.Request) {
-	rs, err := s.svc.ListRelationships(r.Context())
-	if err != nil {
-		writeError(w, r, s.log, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"relationships": rs})
+	s.listed(w, r, func(q vault.PageQuery) (any, error) { return s.svc.ListRelationships(r.Context(), q) })
 }
 
 func (s *server) getRelationship(w http.ResponseWriter, r *http.Request) {

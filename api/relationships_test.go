@@ -345,8 +345,8 @@ func TestCallbackAddressesRefused(t *testing.T) {
 			t.Errorf("callback %s: %v", cb, err)
 		}
 	}
-	if reqs, _ := e.v.ListRequests(t.Context(), ""); len(reqs) != 0 {
-		t.Fatalf("refused requests were stored: %d", len(reqs))
+	if rp, _ := e.v.ListRequests(t.Context(), "", vault.PageQuery{}); len(rp.Requests) != 0 {
+		t.Fatalf("refused requests were stored: %d", len(rp.Requests))
 	}
 }
 
@@ -430,8 +430,8 @@ func TestKeyRotation(t *testing.T) {
 	if len(rel.Keys) != 2 || !rel.Keys[1].Rotated || rel.Keys[1].ClientID != next.Thumbprint() || len(rel.Requests) != 2 {
 		t.Fatalf("relationship after rotation: keys %+v, %d requests", rel.Keys, len(rel.Requests))
 	}
-	if rs, _ := e.v.ListRelationships(ctx); len(rs) != 1 {
-		t.Fatalf("rotation made a second relationship: %d", len(rs))
+	if rp, _ := e.v.ListRelationships(ctx, vault.PageQuery{}); len(rp.Relationships) != 1 {
+		t.Fatalf("rotation made a second relationship: %d", len(rp.Relationships))
 	}
 	// A key cannot be linked twice.
 	back, _ := client.NewOrg(e.srv.URL, old, nil)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"io"
 	"io/fs"
 	"net/http"
 	"net/url"
@@ -251,8 +252,17 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, status int, page
 	// still sending nothing to other sites.
 	h.Set("Referrer-Policy", "same-origin")
 	w.WriteHeader(status)
-	w.Write(buf.Bytes())
+	io.WriteString(w, bidiNeutral.Replace(buf.String()))
 }
+
+// bidiNeutral shows the bidi embedding, override and isolate controls as
+// a visible mark wherever they occur on a page: an organization's name
+// holding U+202E would otherwise render reversed ("exe.pdf" for
+// "fdp.exe"). The marks U+200E/U+200F, which right-to-left text needs and
+// which reorder nothing by themselves, are kept.
+var bidiNeutral = strings.NewReplacer(
+	"\u202a", "\ufffd", "\u202b", "\ufffd", "\u202c", "\ufffd", "\u202d", "\ufffd", "\u202e", "\ufffd",
+	"\u2066", "\ufffd", "\u2067", "\ufffd", "\u2068", "\ufffd", "\u2069", "\ufffd")
 
 // flashes are the messages a redirect may ask for, by key: the UI never
 // echoes text from the URL.
@@ -356,23 +366,28 @@ func (s *server) uiLogout(w http.ResponseWriter, r *http.Request, session string
 
 type homeData struct {
 	Pending       []vault.Request
+	MorePending   bool
+	Dropped       int64
 	Relationships []vault.Relationship
 	Attention     []vault.Relationship // overdue deletions or failed notices
 }
 
+// homePage is how many requests and relationships the overview shows.
+const homePage = 20
+
 func (s *server) uiHome(w http.ResponseWriter, r *http.Request, session string) {
-	pending, err := s.svc.ListRequests(r.Context(), vault.StatusPending)
+	pending, err := s.svc.ListRequests(r.Context(), vault.StatusPending, vault.PageQuery{Limit: homePage})
 	if err != nil {
 		s.uiFail(w, r, session, 0, err)
 		return
 	}
-	rels, err := s.svc.ListRelationships(r.Context())
+	rels, err := s.svc.ListRelationships(r.Context(), vault.PageQuery{Limit: homePage})
 	if err != nil {
 		s.uiFail(w, r, session, 0, err)
 		return
 	}
-	d := homeData{Pending: pending, Relationships: rels}
-	for _, rel := range rels {
+	d := homeData{Pending: pending.Requests, MorePending: pending.Next != "", Dropped: pending.Dropped, Relationships: rels.Relationships}
+	for _, rel := range rels.Relationships {
 		failed := slices.ContainsFunc(rel.Notices, func(n vault.Notice) bool { return n.Status == vault.NoticeFailed })
 		if rel.Deletion == policy.DeletionOverdue || failed {
 			d.Attention = append(d.Attention, rel)
@@ -382,7 +397,7 @@ func (s *server) uiHome(w http.ResponseWriter, r *http.Request, session string) 
 }
 
 func (s *server) uiRequests(w http.ResponseWriter, r *http.Request, session string) {
-	reqs, err := s.svc.ListRequests(r.Context(), "")
+	reqs, err := s.svc.ListRequests(r.Context(), "", vault.PageQuery{Cursor: r.URL.Query().Get("cursor")})
 	if err != nil {
 		s.uiFail(w, r, session, 0, err)
 		return
@@ -499,7 +514,7 @@ func (s *server) uiDeny(w http.ResponseWriter, r *http.Request, session string) 
 }
 
 func (s *server) uiRelationships(w http.ResponseWriter, r *http.Request, session string) {
-	rels, err := s.svc.ListRelationships(r.Context())
+	rels, err := s.svc.ListRelationships(r.Context(), vault.PageQuery{Cursor: r.URL.Query().Get("cursor")})
 	if err != nil {
 		s.uiFail(w, r, session, 0, err)
 		return

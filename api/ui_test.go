@@ -292,3 +292,27 @@ func TestUIAuditAnchor(t *testing.T) {
 		t.Fatalf("rolled-back vault: %v\n%s", set, page)
 	}
 }
+
+// An organization's name with a right-to-left override is shown with the
+// override neutralized, not reversing what the owner reads.
+func TestUINeutralizesBidiOverrides(t *testing.T) {
+	e := newEnv(t)
+	o := e.org("EdDSA")
+	req := askProfile("name")
+	req.ClientName = "Acme \u202egnp.exe"
+	if _, err := o.Request(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	c, ck := e.uiLogin(t)
+	r, _ := http.NewRequest("GET", e.srv.URL+"/ui/requests", nil)
+	r.AddCookie(ck)
+	res, err := c.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if strings.Contains(string(b), "\u202e") || !strings.Contains(string(b), "Acme \ufffdgnp.exe") {
+		t.Fatalf("the override reached the page: %q", b)
+	}
+}

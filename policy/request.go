@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"strings"
 	"time"
@@ -94,6 +95,11 @@ func parseOrgSigned(tok, typ string, maxLen int, claims any, kind *Error) (*jose
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(claims); err != nil {
 		return nil, "", kind.WithReasons([]string{jsonProblem(err)})
+	}
+	// One JSON object and nothing after it: a signer that appended a
+	// second value must not have it silently ignored.
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, "", kind.WithReasons([]string{"unexpected data after the JSON object of the payload"})
 	}
 	return key, jkt, nil
 }

@@ -106,3 +106,29 @@ func TestConsistencyAndInclusion(t *testing.T) {
 		t.Fatalf("outside the tree: %v", err)
 	}
 }
+
+// A signed payload is one JSON object: a second value after it (which a
+// decoder reading one value would silently ignore) is refused.
+func TestSignedPayloadTrailingDataRefused(t *testing.T) {
+	o := fuzzOrg()
+	good := orgSigned(o, TypRequest, request(nil))
+	if _, err := ParseRequest(good, iss, now); err != nil {
+		t.Fatalf("the request itself: %v", err)
+	}
+	parts := strings.Split(good, ".")
+	payload, _ := b64.DecodeString(parts[1])
+	for _, tail := range []string{` {"purpose":"marketing"}`, `]`, `x`} {
+		input := parts[0] + "." + b64.EncodeToString(append(append([]byte{}, payload...), tail...))
+		tok := input + "." + b64.EncodeToString(ed25519.Sign(o.priv, []byte(input)))
+		_, err := ParseRequest(tok, iss, now)
+		var pe *Error
+		if !errors.As(err, &pe) || !errors.Is(err, ErrInvalidRequestObject) || len(pe.Reasons) != 1 || !strings.Contains(pe.Reasons[0], "after the JSON object") {
+			t.Errorf("payload + %q: %v", tail, err)
+		}
+	}
+	// Trailing whitespace is still one object.
+	input := parts[0] + "." + b64.EncodeToString(append(append([]byte{}, payload...), " \n"...))
+	if _, err := ParseRequest(input+"."+b64.EncodeToString(ed25519.Sign(o.priv, []byte(input))), iss, now); err != nil {
+		t.Errorf("trailing whitespace: %v", err)
+	}
+}

@@ -57,12 +57,21 @@ func (v *Vault) runCommitter() {
 		ctx := context.Background() // the batch is not one caller's to cancel
 		err := v.db.tx(ctx, func(tx *sql.Tx) error {
 			log := v.auditWriter(tx)
+			reads := map[string]int64{} // relationship -> reads in this batch
 			for i, u := range batch {
 				res, err := v.useGrant(ctx, tx, log, u)
 				if err != nil {
 					return err
 				}
 				results[i] = res
+				if res == nil && u.entry.Event == EvDataRead {
+					if rel, err := v.relOf(ctx, u.g.ClientID); err == nil {
+						reads[rel]++
+					}
+				}
+			}
+			if err := v.countReads(ctx, tx, reads); err != nil {
+				return err
 			}
 			return log.flush(ctx)
 		})
@@ -74,6 +83,27 @@ func (v *Vault) runCommitter() {
 			}
 		}
 	}
+}
+
+// countReads adds a batch's reads to the relationships' counters (one
+// write per relationship per batch), so that no view of a relationship
+// ever scans the audit log.
+func (v *Vault) countReads(ctx context.Context, tx *sql.Tx, reads map[string]int64) error {
+	now := v.now().Unix()
+	for rel, n := range reads {
+		r, err := v.st.row(ctx, tx, tRelStats, rel)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		default:
+			n += r.i64("reads")
+		}
+		if err := v.st.put(ctx, tx, tRelStats, rel, n, now); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // useGrant checks one use inside the batch's transaction. It returns the

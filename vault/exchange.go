@@ -7,6 +7,7 @@ import (
 	"errors"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/mattn/go-sqlite3"
 
@@ -95,8 +96,17 @@ func (v *Vault) SubmitRequest(ctx context.Context, signed string) (RequestTicket
 	reasons := policy.CheckTerms(terms.Terms, terms.Hash, req.RequestClaims)
 	base := AuditEntry{Actor: req.ClientID, ClientID: req.ClientID, ClientName: req.ClientName, Scope: policy.Scope(req.AuthorizationDetails)}
 	if len(reasons) > 0 {
+		// A stranger's refusal is counted, not logged: anyone can send
+		// requests that break the terms, and must not fill the owner's
+		// log. An organization the owner deals with gets an entry, its
+		// reasons cut to a bounded length.
+		if _, err := v.relOf(ctx, req.ClientID); errors.Is(err, ErrNoRelationship) {
+			v.strangerRefusals.Add(1)
+			return RequestTicket{}, policy.ErrTermsViolation.WithReasons(reasons)
+		}
 		e := base
-		e.Event, e.Outcome, e.Reason = EvRequestRefused, OutcomeDenied, strings.Join(reasons, "; ")
+		e.Event, e.Outcome, e.Reason = EvRequestRefused, OutcomeDenied, clip(strings.Join(reasons, "; "), maxAuditReason)
+		e.Scope = clip(e.Scope, maxAuditReason)
 		if err := v.db.tx(ctx, func(tx *sql.Tx) error { return v.appendAudit(ctx, tx, e) }); err != nil {
 			return RequestTicket{}, err
 		}
@@ -118,6 +128,12 @@ func (v *Vault) SubmitRequest(ctx context.Context, signed string) (RequestTicket
 	t := RequestTicket{RequestID: id, Interval: int64(PollInterval / time.Second), ExpiresIn: int64(RequestLifetime / time.Second)}
 	nowU := v.now().Unix()
 	err = v.db.tx(ctx, func(tx *sql.Tx) error {
+		if err := v.sweepRequests(ctx, tx, nowU); err != nil {
+			return err
+		}
+		if err := v.admitRequest(ctx, tx, req.ClientID, nowU); err != nil {
+			return err
+		}
 		var retention sql.NullInt64
 		if req.Retention != nil {
 			retention = sql.NullInt64{Int64: *req.Retention, Valid: true}
@@ -145,6 +161,114 @@ func (v *Vault) SubmitRequest(ctx context.Context, signed string) (RequestTicket
 	}
 	v.log.Info("access request received", "request", id, "client", req.ClientID)
 	return t, nil
+}
+
+// Limits on pending requests (docs/security.md, "Limits against floods").
+// Requests from keys of relationships that ever held a grant are not
+// counted against strangers: a flood of fresh keys cannot crowd out an
+// organization the owner already deals with.
+const (
+	MaxPendingPerKey   = 5
+	MaxPendingStranger = 500 // default of Options.MaxPendingRequests
+	maxAuditReason     = 500 // bytes of a refusal's reasons kept in the log
+)
+
+var (
+	ErrTooManyPending = policy.E(policy.KindThrottled, "too_many_requests", "this key already has the most pending requests it may have; wait for the owner's decision")
+	ErrVaultFull      = policy.E(policy.KindThrottled, "too_many_requests", "the vault has too many pending requests from new organizations; try again later")
+)
+
+// admitRequest refuses a request over the pending limits (counted in
+// dropped, so the owner sees a flood without an entry per request).
+func (v *Vault) admitRequest(ctx context.Context, tx *sql.Tx, clientID string, now int64) error {
+	var perKey int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM requests WHERE client_id = ? AND status = ? AND expires > ?`,
+		clientID, StatusPending, now).Scan(&perKey); err != nil {
+		return err
+	}
+	if perKey >= MaxPendingPerKey {
+		v.dropped.Add(1)
+		return ErrTooManyPending.WithRetryAfter(time.Hour)
+	}
+	known := false
+	if rel, err := v.relationshipOf(ctx, tx, clientID); err == nil {
+		var grants int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM grants WHERE client_id IN (SELECT client_id FROM relationship_keys WHERE relationship_id = ?)`, rel).Scan(&grants); err != nil {
+			return err
+		}
+		known = grants > 0
+	} else if !errors.Is(err, ErrNoRelationship) {
+		return err
+	}
+	if known {
+		return nil
+	}
+	var pending int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM requests r WHERE status = ? AND expires > ?
+		AND NOT EXISTS (SELECT 1 FROM grants g JOIN relationship_keys k ON k.client_id = g.client_id
+			WHERE k.relationship_id = (SELECT relationship_id FROM relationship_keys WHERE client_id = r.client_id))`,
+		StatusPending, now).Scan(&pending); err != nil {
+		return err
+	}
+	if pending >= v.opts.MaxPendingRequests {
+		v.dropped.Add(1)
+		return ErrVaultFull.WithRetryAfter(time.Hour)
+	}
+	return nil
+}
+
+// sweepRequests deletes a bounded batch of requests that expired
+// undecided, and the relationships they leave with nothing in them (no
+// request, grant or notice): a stranger's request does not stay forever.
+// Their request.received entries stay in the audit log.
+func (v *Vault) sweepRequests(ctx context.Context, tx *sql.Tx, now int64) error {
+	rows, err := tx.QueryContext(ctx, `SELECT id, client_id FROM requests WHERE status IN (?, ?) AND expires <= ? LIMIT 50`,
+		StatusPending, StatusExpired, now)
+	if err != nil {
+		return err
+	}
+	var ids, clients []string
+	for rows.Next() {
+		var id, c string
+		if err := rows.Scan(&id, &c); err != nil {
+			rows.Close()
+			return err
+		}
+		ids, clients = append(ids, id), append(clients, c)
+	}
+	rows.Close()
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM requests WHERE id = ?`, id); err != nil {
+			return err
+		}
+	}
+	for _, c := range clients {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM relationship_keys WHERE relationship_id = ?1
+			AND NOT EXISTS (SELECT 1 FROM requests r JOIN relationship_keys k ON k.client_id = r.client_id WHERE k.relationship_id = ?1)
+			AND NOT EXISTS (SELECT 1 FROM grants g JOIN relationship_keys k ON k.client_id = g.client_id WHERE k.relationship_id = ?1)
+			AND NOT EXISTS (SELECT 1 FROM notices WHERE relationship_id = ?1)`, c); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM relationships WHERE id = ?1
+			AND NOT EXISTS (SELECT 1 FROM relationship_keys WHERE relationship_id = ?1)`, c); err != nil {
+			return err
+		}
+	}
+	if len(ids) > 0 {
+		v.forgetRelationships()
+	}
+	return nil
+}
+
+// clip cuts s to at most n bytes, on a rune boundary.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }
 
 func isUniqueViolation(err error) bool {
@@ -249,24 +373,57 @@ func (v *Vault) GetRequest(ctx context.Context, id string) (Request, error) {
 	return r.Request, nil
 }
 
-// ListRequests returns requests newest first; status "" means all.
-func (v *Vault) ListRequests(ctx context.Context, status string) ([]Request, error) {
+// RequestPage is a page of requests, newest first.
+type RequestPage struct {
+	Requests []Request `json:"requests"`
+	Next     string    `json:"next_cursor,omitempty"`
+	// Dropped counts requests refused since the vault was opened because
+	// too many were pending (a flood): the owner hears of them without an
+	// entry each.
+	Dropped int64 `json:"dropped,omitempty"`
+}
+
+// ListRequests returns a page of requests, newest first; status "" means
+// all.
+func (v *Vault) ListRequests(ctx context.Context, status string, q PageQuery) (RequestPage, error) {
+	now := v.opts.Now().Unix()
+	var where string
+	var args []any
 	switch status {
-	case "", StatusPending, StatusApproved, StatusDenied, StatusCollected, StatusExpired:
+	case "":
+		where = "1"
+	case StatusPending:
+		where, args = "status = ? AND expires > ?", []any{StatusPending, now}
+	case StatusExpired:
+		where, args = "status = ? OR (status = ? AND expires <= ?)", []any{StatusExpired, StatusPending, now}
+	case StatusApproved, StatusDenied, StatusCollected:
+		where, args = "status = ?", []any{status}
 	default:
-		return nil, policy.E(policy.KindInvalid, "invalid_status", "status is one of pending, approved, denied, collected, expired")
+		return RequestPage{}, policy.E(policy.KindInvalid, "invalid_status", "status is one of pending, approved, denied, collected, expired")
 	}
-	rs, err := v.loadRequests(ctx, v.db.r, `1 ORDER BY created DESC, id LIMIT 1000`)
+	n, err := q.size()
 	if err != nil {
-		return nil, storageError("list requests", err)
+		return RequestPage{}, err
 	}
-	out := []Request{}
-	for _, r := range rs {
-		if status == "" || r.Status == status {
-			out = append(out, r.Request)
+	c, err := decodeKeyCursor(q.Cursor)
+	if err != nil {
+		return RequestPage{}, err
+	}
+	tail, args := pageWhere(where, args, c, "created", "id", n)
+	rs, err := v.loadRequests(ctx, v.db.r, tail, args...)
+	if err != nil {
+		return RequestPage{}, storageError("list requests", err)
+	}
+	p := RequestPage{Requests: []Request{}, Dropped: v.dropped.Load()}
+	for i, r := range rs {
+		if i == n {
+			last := rs[n-1]
+			p.Next = encodeKeyCursor(last.Created.Unix(), last.ID)
+			break
 		}
+		p.Requests = append(p.Requests, r.Request)
 	}
-	return out, nil
+	return p, nil
 }
 
 func storageError0(op string, err error) error {
@@ -574,17 +731,36 @@ func (v *Vault) loadGrant(ctx context.Context, q queryer, id string) (grantRow, 
 	return gs[0], nil
 }
 
-// ListGrants returns every grant, newest first.
-func (v *Vault) ListGrants(ctx context.Context) ([]Grant, error) {
-	gs, err := v.loadGrants(ctx, v.db.r, `1 ORDER BY issued DESC, id LIMIT 1000`)
+// GrantPage is a page of grants, newest first.
+type GrantPage struct {
+	Grants []Grant `json:"grants"`
+	Next   string  `json:"next_cursor,omitempty"`
+}
+
+// ListGrants returns a page of grants, newest first.
+func (v *Vault) ListGrants(ctx context.Context, q PageQuery) (GrantPage, error) {
+	n, err := q.size()
 	if err != nil {
-		return nil, storageError("list grants", err)
+		return GrantPage{}, err
 	}
-	out := make([]Grant, len(gs))
+	c, err := decodeKeyCursor(q.Cursor)
+	if err != nil {
+		return GrantPage{}, err
+	}
+	tail, args := pageWhere("1", nil, c, "issued", "id", n)
+	gs, err := v.loadGrants(ctx, v.db.r, tail, args...)
+	if err != nil {
+		return GrantPage{}, storageError("list grants", err)
+	}
+	p := GrantPage{Grants: []Grant{}}
 	for i, g := range gs {
-		out[i] = g.Grant
+		if i == n {
+			p.Next = encodeKeyCursor(gs[n-1].Issued.Unix(), gs[n-1].ID)
+			break
+		}
+		p.Grants = append(p.Grants, g.Grant)
 	}
-	return out, nil
+	return p, nil
 }
 
 // GetGrant returns one grant.

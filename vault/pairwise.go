@@ -80,6 +80,14 @@ func (v *Vault) relOf(ctx context.Context, clientID string) (string, error) {
 	return rel, nil
 }
 
+// forgetRelationships drops the key -> relationship cache (after
+// relationships were deleted).
+func (v *Vault) forgetRelationships() {
+	v.pw.mu.Lock()
+	clear(v.pw.rels)
+	v.pw.mu.Unlock()
+}
+
 // orgRecordID is the id an organization sees for a record.
 func (v *Vault) orgRecordID(relID, id string) string {
 	raw, err := idEncoding.DecodeString(id)

@@ -178,31 +178,41 @@ type Receipt struct {
 // deletionRank orders states from best to worst.
 var deletionRank = map[string]int{"": 0, policy.DeletionReceived: 1, policy.DeletionNotDue: 2, policy.DeletionDue: 3, policy.DeletionOverdue: 4}
 
-// ListRelationships returns every relationship, most recent contact first.
-func (v *Vault) ListRelationships(ctx context.Context) ([]Relationship, error) {
-	rows, err := v.db.r.QueryContext(ctx, `SELECT id FROM relationships ORDER BY last_seen DESC, id LIMIT 1000`)
+// RelationshipPage is a page of relationships, most recent contact first.
+type RelationshipPage struct {
+	Relationships []Relationship `json:"relationships"`
+	Next          string         `json:"next_cursor,omitempty"`
+}
+
+// ListRelationships returns a page of relationships, most recent contact
+// first.
+func (v *Vault) ListRelationships(ctx context.Context, q PageQuery) (RelationshipPage, error) {
+	n, err := q.size()
 	if err != nil {
-		return nil, storageError("list relationships", err)
+		return RelationshipPage{}, err
 	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return nil, storageError("list relationships", err)
+	c, err := decodeKeyCursor(q.Cursor)
+	if err != nil {
+		return RelationshipPage{}, err
+	}
+	tail, args := pageWhere("1", nil, c, "last_seen", "id", n)
+	rs, err := v.st.rows(ctx, v.db.r, tRelationships, tail, args...)
+	if err != nil {
+		return RelationshipPage{}, storageError("list relationships", err)
+	}
+	p := RelationshipPage{Relationships: make([]Relationship, 0, len(rs))}
+	for i, row := range rs {
+		if i == n {
+			p.Next = encodeKeyCursor(rs[n-1].i64("last_seen"), rs[n-1].str("id"))
+			break
 		}
-		ids = append(ids, id)
-	}
-	rows.Close()
-	out := make([]Relationship, 0, len(ids))
-	for _, id := range ids {
-		r, err := v.GetRelationship(ctx, id)
+		r, err := v.GetRelationship(ctx, row.str("id"))
 		if err != nil {
-			return nil, err
+			return RelationshipPage{}, err
 		}
-		out = append(out, r)
+		p.Relationships = append(p.Relationships, r)
 	}
-	return out, nil
+	return p, nil
 }
 
 // GetRelationship assembles one relationship from one read snapshot.
@@ -322,15 +332,14 @@ func (v *Vault) loadRelationship(ctx context.Context, tx *sql.Tx, id string) (Re
 	cur := v.CurrentTerms().Hash
 	r.OnCurrentTerms = len(r.TermsHashes) > 0 && r.TermsHashes[0] == cur
 
-	// Reads, from the audit log.
-	var lastRead sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT count(*), max(json_extract(entry, '$.time')) FROM audit
-		WHERE json_extract(entry, '$.event') = ? AND json_extract(entry, '$.client_id') IN `+in, append([]any{EvDataRead}, clients...)...).
-		Scan(&r.Reads, &lastRead); err != nil {
+	// Reads: counted as they commit (commit.go), never by scanning the log.
+	switch st, err := v.st.row(ctx, tx, tRelStats, id); {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
 		return r, err
-	}
-	if lastRead.Valid {
-		t := time.Unix(lastRead.Int64, 0).UTC()
+	default:
+		r.Reads = st.i64("reads")
+		t := time.Unix(st.i64("last_read"), 0).UTC()
 		r.LastRead = &t
 	}
 

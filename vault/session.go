@@ -74,9 +74,9 @@ type sessions struct {
 	generation uint64                 // bumped by a passphrase change
 }
 
-func newSessions(now func() time.Time, ttl time.Duration) *sessions {
+func newSessions(now func() time.Time, ttl time.Duration, perMinute int) *sessions {
 	return &sessions{now: now, ttl: ttl, byHash: map[[32]byte]time.Time{}, throttle: map[string]*backoff{},
-		global: policy.NewLimiter(globalFailures/60.0, globalFailures)}
+		global: policy.NewLimiter(float64(perMinute)/60, perMinute)}
 }
 
 // issue opens a session, unless the passphrase changed since gen: a login

@@ -61,10 +61,11 @@ var (
 	tIntents  = newTable("intents", "id", "id", "body", "signed", "public", "sealed", "status", "created", "expires", "closed")
 	tOffers   = newTable("offers", "id", "id", "intent_id", "client_id", "jwk", "client_name", "client_uri", "signed", "body", "jti", "status", "received")
 	tRecKeys  = newTable("record_keys", "id", "id", "sealed", "created")
+	tRelStats = newTable("relationship_stats", "relationship_id", "relationship_id", "reads", "last_read")
 )
 
 // authTables is every authenticated table, for migration and verification.
-var authTables = []*table{tMeta, tSigningKeys, tTerms, tRequests, tGrants, tRelationships, tRelKeys, tNotices, tReceipts, tIntents, tOffers, tRecKeys, tAuditHead, tDevices}
+var authTables = []*table{tMeta, tSigningKeys, tTerms, tRequests, tGrants, tRelationships, tRelKeys, tNotices, tReceipts, tIntents, tOffers, tRecKeys, tAuditHead, tDevices, tRelStats}
 
 // row is one authenticated row whose MAC has been checked.
 type row struct {
@@ -266,28 +267,36 @@ func (s *stateAuth) update(ctx context.Context, tx *sql.Tx, t *table, k any, set
 }
 
 // stampAll authenticates every row of every authenticated table as it is.
-// Only the migration that introduces row MACs calls it: rows present when
-// a vault is upgraded are trusted once, then never again.
+// Only migrations call it: rows present when a vault is upgraded are
+// trusted once, then never again.
 func (s *stateAuth) stampAll(ctx context.Context, tx *sql.Tx) error {
 	for _, t := range authTables {
-		rs, err := tx.QueryContext(ctx, `SELECT `+t.key+` FROM `+t.name)
-		if err != nil {
+		if err := s.stampTable(ctx, tx, t); err != nil {
 			return err
 		}
-		var keys []any
-		for rs.Next() {
-			var k any
-			if err := rs.Scan(&k); err != nil {
-				rs.Close()
-				return err
-			}
-			keys = append(keys, k)
+	}
+	return nil
+}
+
+// stampTable authenticates every row of one table as it is (migrations).
+func (s *stateAuth) stampTable(ctx context.Context, tx *sql.Tx, t *table) error {
+	rs, err := tx.QueryContext(ctx, `SELECT `+t.key+` FROM `+t.name)
+	if err != nil {
+		return err
+	}
+	var keys []any
+	for rs.Next() {
+		var k any
+		if err := rs.Scan(&k); err != nil {
+			rs.Close()
+			return err
 		}
-		rs.Close()
-		for _, k := range keys {
-			if err := s.stamp(ctx, tx, t, k); err != nil {
-				return err
-			}
+		keys = append(keys, k)
+	}
+	rs.Close()
+	for _, k := range keys {
+		if err := s.stamp(ctx, tx, t, k); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -63,7 +63,7 @@ func TestForgedApprovedRequestMintsNothing(t *testing.T) {
 	}
 	// The owner's views refuse rather than show a forged request, and
 	// verification names the rows.
-	_, err = v.ListRequests(ctx, "")
+	_, err = v.ListRequests(ctx, "", PageQuery{})
 	wantTampered(t, err)
 	wantProblem(t, v, 0, "requests forgedforgedforgedforged22 failed its integrity check")
 	wantProblem(t, v, 0, "relationship_keys "+mallory.jkt+" failed")
@@ -240,6 +240,9 @@ func populate(t *testing.T, v *Vault) {
 	ctx := t.Context()
 	o := newOrg(t)
 	tok := o.grant(t, v, Approval{})
+	if _, err := o.read(t, v, tok.AccessToken, "profile"); err != nil {
+		t.Fatal(err)
+	}
 	tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) { c.CallbackURI = "https://acme.example/cb" }))
 	if err != nil {
 		t.Fatal(err)
@@ -359,8 +362,8 @@ func TestSchema5VaultUpgrades(t *testing.T) {
 	if _, err := v.Approve(ctx, m.Pending, Approval{}); err != nil {
 		t.Fatal(err)
 	}
-	if rels, err := v.ListRelationships(ctx); err != nil || len(rels) != 1 || len(rels[0].Grants) != 2 || len(rels[0].Requests) != 4 {
-		t.Fatalf("relationships: %+v %v", rels, err)
+	if rp, err := v.ListRelationships(ctx, PageQuery{}); err != nil || len(rp.Relationships) != 1 || len(rp.Relationships[0].Grants) != 2 || len(rp.Relationships[0].Requests) != 4 {
+		t.Fatalf("relationships: %+v %v", rp, err)
 	}
 	if _, err := v.GetIntent(ctx, m.Intent); err != nil {
 		t.Fatal(err)

@@ -406,7 +406,28 @@ var migrations = []string{
 		last_used INTEGER NOT NULL,
 		mac       BLOB
 	);`,
+
+	// 9: limits (docs/security.md): read counters per relationship, so a
+	// relationship's page never scans the audit log, and indexes for the
+	// pending-request limits and paged listings.
+	`CREATE TABLE relationship_stats (
+		relationship_id TEXT    PRIMARY KEY,
+		reads           INTEGER NOT NULL,
+		last_read       INTEGER NOT NULL,
+		mac             BLOB
+	);
+	INSERT INTO relationship_stats (relationship_id, reads, last_read)
+		SELECT k.relationship_id, count(*), max(json_extract(a.entry, '$.time'))
+		FROM audit a JOIN relationship_keys k ON k.client_id = json_extract(a.entry, '$.client_id')
+		WHERE json_extract(a.entry, '$.event') = 'data.read' GROUP BY k.relationship_id;
+	CREATE INDEX requests_by_status ON requests (status, expires);
+	CREATE INDEX requests_by_client ON requests (client_id, status);
+	CREATE INDEX grants_by_issued ON grants (issued, id);
+	CREATE INDEX relationships_by_last_seen ON relationships (last_seen, id);`,
 }
+
+// schemaStats is the first schema with relationship_stats.
+const schemaStats = 9
 
 // schemaTree is the first schema whose audit log is a Merkle tree.
 const schemaTree = 7

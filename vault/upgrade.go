@@ -32,6 +32,13 @@ func upgradeState(ctx context.Context, master []byte, vaultID string) func(tx *s
 				return fmt.Errorf("audit tree: %w", err)
 			}
 		}
+		if from >= schemaState && from < schemaStats {
+			// The counters the migration derived from the log (older
+			// vaults had them stamped with everything else above).
+			if err := st.stampTable(ctx, tx, tRelStats); err != nil {
+				return err
+			}
+		}
 		return nil
 	}
 }

@@ -75,6 +75,12 @@ type Options struct {
 	// (DPoP proofs), per key, per second, with a burst of twice that;
 	// default 200; negative means no limit.
 	RatePerOrg float64
+	// MaxPendingRequests bounds the pending requests of organizations that
+	// never held a grant (a flood of fresh keys); default 500.
+	MaxPendingRequests int
+	// LoginFailuresPerMinute is the global budget of wrong passphrases from
+	// devices the vault does not know (session.go); default 60.
+	LoginFailuresPerMinute int
 }
 
 func (o *Options) defaults() {
@@ -111,6 +117,12 @@ func (o *Options) defaults() {
 	if o.RatePerOrg == 0 {
 		o.RatePerOrg = 200
 	}
+	if o.MaxPendingRequests <= 0 {
+		o.MaxPendingRequests = MaxPendingStranger
+	}
+	if o.LoginFailuresPerMinute <= 0 {
+		o.LoginFailuresPerMinute = globalFailures
+	}
 }
 
 // Vault is an unlocked vault. Its methods are safe for concurrent use.
@@ -131,16 +143,21 @@ type Vault struct {
 
 	sessions *sessions
 
-	issuer      atomic.Pointer[string]
-	keys        *keyring
-	headCache   atomic.Pointer[policy.TreeHead]
-	recent      atomic.Pointer[recentHead]
-	terms       atomic.Pointer[TermsDoc]
-	pairwiseKey []byte
-	replay      *replayCache
-	grants      grantCache
-	noticeWake  chan struct{}
-	pw          pairwise
+	issuer    atomic.Pointer[string]
+	keys      *keyring
+	headCache atomic.Pointer[policy.TreeHead]
+	recent    atomic.Pointer[recentHead]
+
+	// Counted, not logged (docs/security.md, "Limits against floods").
+	dropped          atomic.Int64 // requests refused by the pending limits
+	strangerRefusals atomic.Int64 // requests from unknown keys refused for breaking the terms
+	refusalsDropped  atomic.Int64 // refused reads not logged (over a grant's refusal budget)
+	terms            atomic.Pointer[TermsDoc]
+	pairwiseKey      []byte
+	replay           *replayCache
+	grants           grantCache
+	noticeWake       chan struct{}
+	pw               pairwise
 
 	offerKeyLimit, offerAddrLimit *policy.Limiter
 	orgLimit                      *policy.Limiter
@@ -352,7 +369,7 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 		recordKeys:  map[uint32][]byte{},
 	}
 	v.st = newStateAuth(master, m.vaultID, opts.Logger)
-	v.sessions = newSessions(opts.Now, opts.SessionTTL)
+	v.sessions = newSessions(opts.Now, opts.SessionTTL, opts.LoginFailuresPerMinute)
 	v.issuer.Store(&opts.Issuer)
 	v.pairwiseKey = crypt.DeriveLegacy(master, m.vaultID, labelPairwiseKey, 0)
 	v.replay = newReplayCache(4 << 20)

@@ -708,7 +708,13 @@ func TestLoginReservesBeforeDeriving(t *testing.T) {
 // device which logged in before is exempt from: a guesser cannot lock the
 // owner out.
 func TestLoginThrottlePerSourceGlobalAndDevice(t *testing.T) {
-	v, _, c := newTestVault(t)
+	c := newClock()
+	const budget = 8
+	v, err := Create(t.Context(), filepath.Join(t.TempDir(), "v"), []byte(testPass), Options{Now: c.Now, LoginFailuresPerMinute: budget})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
 	ctx := t.Context()
 	owner := LoginSource{Address: "192.0.2.10"}
 	res, err := v.Login(ctx, []byte(testPass), owner)
@@ -726,7 +732,7 @@ func TestLoginThrottlePerSourceGlobalAndDevice(t *testing.T) {
 		t.Fatalf("another source: %v", err)
 	}
 	// Many sources spend the global budget...
-	for i := range globalFailures {
+	for i := range budget {
 		v.Login(ctx, []byte("wrong passphrase!"), LoginSource{Address: fmt.Sprintf("203.0.113.%d", i)})
 	}
 	if _, err := v.Login(ctx, []byte(testPass), LoginSource{Address: "192.0.2.99"}); !errors.Is(err, ErrThrottled) {

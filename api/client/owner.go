@@ -213,17 +213,44 @@ type Request struct {
 	} `json:"claims_preview,omitempty"`
 }
 
-// ListRequests lists access requests, newest first; status "" for all.
-func (o *Owner) ListRequests(ctx context.Context, status string) ([]Request, error) {
-	p := "/v1/owner/requests"
+// PageQuery selects one page of an owner listing: Limit items (0: the
+// vault's default, 50) after Cursor ("" for the first page).
+type PageQuery struct {
+	Limit  int
+	Cursor string
+}
+
+func (p PageQuery) query(q url.Values) string {
+	if p.Limit > 0 {
+		q.Set("limit", strconv.Itoa(p.Limit))
+	}
+	if p.Cursor != "" {
+		q.Set("cursor", p.Cursor)
+	}
+	if len(q) == 0 {
+		return ""
+	}
+	return "?" + q.Encode()
+}
+
+// RequestPage is a page of requests; Next is "" on the last page. Dropped
+// counts requests the vault refused because too many were pending.
+type RequestPage struct {
+	Requests []Request `json:"requests"`
+	Next     string    `json:"next_cursor,omitempty"`
+	Dropped  int64     `json:"dropped,omitempty"`
+}
+
+// ListRequests lists a page of access requests, newest first; status ""
+// for all.
+func (o *Owner) ListRequests(ctx context.Context, status string, pg PageQuery) (RequestPage, error) {
+	q := url.Values{}
 	if status != "" {
-		p += "?status=" + url.QueryEscape(status)
+		q.Set("status", status)
 	}
-	var out struct {
-		Requests []Request `json:"requests"`
-	}
-	err := o.send(ctx, http.MethodGet, p, nil, &out)
-	return out.Requests, err
+	var out RequestPage
+	err := o.send(ctx, http.MethodGet, "/v1/owner/requests"+pg.query(q), nil, &out)
+	return out, err
 }
 
 // GetRequest reads one request.
@@ -269,13 +296,17 @@ type Grant struct {
 	Status     string                `json:"status"`
 }
 
-// ListGrants lists every grant, newest first.
-func (o *Owner) ListGrants(ctx context.Context) ([]Grant, error) {
-	var out struct {
-		Grants []Grant `json:"grants"`
-	}
-	err := o.send(ctx, http.MethodGet, "/v1/owner/grants", nil, &out)
-	return out.Grants, err
+// GrantPage is a page of grants, newest first.
+type GrantPage struct {
+	Grants []Grant `json:"grants"`
+	Next   string  `json:"next_cursor,omitempty"`
+}
+
+// ListGrants lists a page of grants, newest first.
+func (o *Owner) ListGrants(ctx context.Context, pg PageQuery) (GrantPage, error) {
+	var out GrantPage
+	err := o.send(ctx, http.MethodGet, "/v1/owner/grants"+pg.query(url.Values{}), nil, &out)
+	return out, err
 }
 
 // Revoke ends a grant now.
@@ -416,13 +447,17 @@ type Relationship struct {
 	ActiveGrants   int      `json:"active_grants"`
 }
 
-// ListRelationships lists every relationship.
-func (o *Owner) ListRelationships(ctx context.Context) ([]Relationship, error) {
-	var out struct {
-		Relationships []Relationship `json:"relationships"`
-	}
-	err := o.send(ctx, http.MethodGet, "/v1/owner/relationships", nil, &out)
-	return out.Relationships, err
+// RelationshipPage is a page of relationships, most recent contact first.
+type RelationshipPage struct {
+	Relationships []Relationship `json:"relationships"`
+	Next          string         `json:"next_cursor,omitempty"`
+}
+
+// ListRelationships lists a page of relationships, most recent first.
+func (o *Owner) ListRelationships(ctx context.Context, pg PageQuery) (RelationshipPage, error) {
+	var out RelationshipPage
+	err := o.send(ctx, http.MethodGet, "/v1/owner/relationships"+pg.query(url.Values{}), nil, &out)
+	return out, err
 }
 
 // GetRelationship reads one relationship.

@@ -217,8 +217,8 @@ func TestListenReceivesNotices(t *testing.T) {
 	if r := runOrg(t, env, "poll", "--out", filepath.Join(dir, "g.json"), id); r.code != 0 {
 		t.Fatalf("poll: %+v", r)
 	}
-	gs, _ := v.ListGrants(ctx)
-	if _, err := v.Revoke(ctx, gs[0].ID); err != nil {
+	gp, _ := v.ListGrants(ctx, vault.PageQuery{})
+	if _, err := v.Revoke(ctx, gp.Grants[0].ID); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := v.DeliverNotices(ctx); n != 1 || err != nil {
@@ -232,7 +232,7 @@ func TestListenReceivesNotices(t *testing.T) {
 		Event   string `json:"event"`
 		GrantID string `json:"grant_id"`
 	}
-	if json.Unmarshal([]byte(out.String()), &n) != nil || n.Event != "grant.revoked" || n.GrantID != gs[0].ID {
+	if json.Unmarshal([]byte(out.String()), &n) != nil || n.Event != "grant.revoked" || n.GrantID != gp.Grants[0].ID {
 		t.Fatalf("listen printed %q", out.String())
 	}
 }

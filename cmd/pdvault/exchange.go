@@ -44,6 +44,21 @@ func (a *app) ownerCommand(name, usage string, args []string) (*ownerCmd, error)
 
 // start parses the flags (anywhere among the arguments) and makes the
 // owner client; it returns the positional arguments.
+// page adds --limit and --cursor, for a listing.
+func (oc *ownerCmd) page() *client.PageQuery {
+	var q client.PageQuery
+	oc.fs.IntVar(&q.Limit, "limit", 0, "items per page (default 50, at most 500)")
+	oc.fs.StringVar(&q.Cursor, "cursor", "", "continue from this cursor")
+	return &q
+}
+
+// more tells how to get the next page.
+func (a *app) more(next, cmd string) {
+	if next != "" {
+		fmt.Fprintf(a.stderr, "More: pdvault %s --cursor %s\n", cmd, next)
+	}
+}
+
 func (oc *ownerCmd) start() ([]string, *client.Owner, error) {
 	pos, err := oc.a.parseInterspersed(oc.fs, oc.args)
 	if err != nil {
@@ -108,6 +123,7 @@ func (a *app) cmdRequests(ctx context.Context, args []string) error {
 	fs.Var(&only, "only", "approve only COLLECTION:FIELD,FIELD (repeatable)")
 	duration := fs.String("duration", "", "approve for at most this long (e.g. 30d)")
 	reason := fs.String("reason", "", "why the request is denied (shown to no one but you)")
+	pq := oc.page()
 	pos, c, err := oc.start()
 	if err != nil {
 		return err
@@ -121,17 +137,22 @@ func (a *app) cmdRequests(ctx context.Context, args []string) error {
 		if st == "all" {
 			st = ""
 		}
-		reqs, err := c.ListRequests(ctx, st)
+		page, err := c.ListRequests(ctx, st, *pq)
 		if err != nil {
 			return err
 		}
 		if *asJSON {
-			return a.printJSON(reqs)
+			return a.printJSON(page)
 		}
+		if page.Dropped > 0 {
+			fmt.Fprintf(a.stderr, "%d request(s) were refused since the vault started because too many were pending (a flood?).\n", page.Dropped)
+		}
+		reqs := page.Requests
 		if len(reqs) == 0 {
 			fmt.Fprintf(a.stderr, "No %s requests.\n", *status)
 			return nil
 		}
+		defer a.more(page.Next, "requests list --status "+*status)
 		tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSTATUS\tORGANIZATION\tPURPOSE\tASKS FOR\tFOR\tRECEIVED")
 		for _, r := range reqs {
@@ -241,19 +262,22 @@ func (a *app) cmdGrants(ctx context.Context, args []string) error {
 	}
 	sub, fs := oc.sub, oc.fs
 	asJSON := fs.Bool("json", false, "print JSON")
+	pq := oc.page()
 	pos, c, err := oc.start()
 	if err != nil {
 		return err
 	}
 	switch sub {
 	case "list":
-		gs, err := c.ListGrants(ctx)
+		page, err := c.ListGrants(ctx, *pq)
 		if err != nil {
 			return err
 		}
 		if *asJSON {
-			return a.printJSON(gs)
+			return a.printJSON(page)
 		}
+		gs := page.Grants
+		defer a.more(page.Next, "grants list")
 		if len(gs) == 0 {
 			fmt.Fprintln(a.stderr, "No grants.")
 			return nil
@@ -404,6 +428,7 @@ func (a *app) cmdRelationships(ctx context.Context, args []string) error {
 	}
 	sub, fs := oc.sub, oc.fs
 	asJSON := fs.Bool("json", false, "print JSON")
+	pq := oc.page()
 	pos, c, err := oc.start()
 	if err != nil {
 		return err
@@ -413,13 +438,15 @@ func (a *app) cmdRelationships(ctx context.Context, args []string) error {
 	}
 	switch sub {
 	case "list":
-		rs, err := c.ListRelationships(ctx)
+		page, err := c.ListRelationships(ctx, *pq)
 		if err != nil {
 			return err
 		}
 		if *asJSON {
-			return a.printJSON(rs)
+			return a.printJSON(page)
 		}
+		rs := page.Relationships
+		defer a.more(page.Next, "relationships list")
 		if len(rs) == 0 {
 			fmt.Fprintln(a.stderr, "No relationships yet.")
 			return nil

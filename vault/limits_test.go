@@ -1,0 +1,176 @@
+package vault
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pdvault/pdvault/policy"
+)
+
+// Pending requests are bounded per key and, for organizations that never
+// held a grant, in total; what is refused is counted for the owner, and an
+// organization the owner deals with is not crowded out by a flood.
+func TestPendingRequestLimits(t *testing.T) {
+	c := newClock()
+	v, err := Create(t.Context(), filepath.Join(t.TempDir(), "v"), []byte(testPass), Options{Now: c.Now, MaxPendingRequests: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	ctx := t.Context()
+	known := newOrg(t)
+	known.grant(t, v, Approval{})
+	genuine := newOrg(t)
+	early, err := v.SubmitRequest(ctx, genuine.request(t, v, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One key: at most MaxPendingPerKey pending.
+	for range MaxPendingPerKey - 1 {
+		if _, err := v.SubmitRequest(ctx, genuine.request(t, v, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := v.SubmitRequest(ctx, genuine.request(t, v, nil)); !errors.Is(err, ErrTooManyPending) {
+		t.Fatalf("one key over its limit: %v", err)
+	}
+	// A flood of fresh keys fills the strangers' allowance...
+	refused := 0
+	for range 20 {
+		_, err := v.SubmitRequest(ctx, newOrg(t).request(t, v, nil))
+		if errors.Is(err, ErrVaultFull) {
+			refused++
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if refused != 20-(8-MaxPendingPerKey) {
+		t.Fatalf("%d of the flood refused", refused)
+	}
+	// ...but not the known organization's.
+	if _, err := v.SubmitRequest(ctx, known.request(t, v, nil)); err != nil {
+		t.Fatalf("a known organization during a flood: %v", err)
+	}
+	page, err := v.ListRequests(ctx, StatusPending, PageQuery{})
+	if err != nil || page.Dropped != int64(refused+1) {
+		t.Fatalf("dropped: %+v %v", page.Dropped, err)
+	}
+	// The genuine request sent before the flood is still there: paging
+	// reaches everything, nothing is pushed out.
+	seen := map[string]bool{}
+	q := PageQuery{Limit: 3}
+	for pages := 0; ; pages++ {
+		p, err := v.ListRequests(ctx, "", q)
+		if err != nil || pages > 10 {
+			t.Fatalf("paging: %v", err)
+		}
+		for _, r := range p.Requests {
+			if seen[r.ID] {
+				t.Fatalf("%s twice", r.ID)
+			}
+			seen[r.ID] = true
+		}
+		if p.Next == "" {
+			break
+		}
+		q.Cursor = p.Next
+	}
+	if !seen[early.RequestID] || len(seen) != 1+MaxPendingPerKey+(8-MaxPendingPerKey)+1 {
+		t.Fatalf("paged through %d requests (early one seen: %v)", len(seen), seen[early.RequestID])
+	}
+	if _, err := v.ListRequests(ctx, "", PageQuery{Cursor: "garbage"}); !errors.Is(err, ErrBadCursor) {
+		t.Fatalf("bad cursor: %v", err)
+	}
+	if _, err := v.ListRequests(ctx, "", PageQuery{Limit: 501}); !errors.Is(err, ErrBadLimit) {
+		t.Fatalf("bad limit: %v", err)
+	}
+
+	// Requests that expired undecided are swept, with the relationships
+	// they leave empty; the known organization's stays.
+	c.Add(RequestLifetime + time.Minute)
+	for range 5 { // each request sweeps a bounded batch
+		if _, err := v.SubmitRequest(ctx, known.request(t, v, nil)); err != nil && !errors.Is(err, ErrTooManyPending) {
+			t.Fatal(err)
+		}
+	}
+	var n, rels int
+	v.db.r.QueryRow(`SELECT count(*) FROM requests WHERE status = 'pending' AND expires <= ?`, c.Now().Unix()).Scan(&n)
+	v.db.r.QueryRow(`SELECT count(*) FROM relationships`).Scan(&rels)
+	if n != 0 || rels != 1 {
+		t.Fatalf("after the sweep: %d expired requests, %d relationships", n, rels)
+	}
+	if rep, err := v.VerifyAudit(ctx); err != nil || !rep.OK {
+		t.Fatalf("audit after the sweep: %+v %v", rep, err)
+	}
+}
+
+// Requests that break the terms: a stranger's are counted, not logged
+// (anyone can send them); a known organization's are logged with their
+// reasons cut to a bounded length.
+func TestTermsRefusalsDoNotFillTheLog(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	ctx := t.Context()
+	before, _ := v.VerifyAudit(ctx)
+	long := strings.Repeat("w", 50)
+	var scope string
+	bad := func(c *policy.RequestClaims) {
+		defer func() { scope = policy.Scope(c.AuthorizationDetails) }()
+		c.Purpose = "marketing"
+		c.PurposeText = strings.Repeat("x", 1000)
+		c.Duration = 3650 * 24 * 3600
+		for i := range 15 {
+			c.AuthorizationDetails = append(c.AuthorizationDetails, policy.AuthorizationDetail{Type: policy.DetailType,
+				Collection: fmt.Sprintf("col%02d%s", i, strings.Repeat("z", 40)), Fields: []string{"a" + long, "b" + long, "c" + long, "d" + long}})
+		}
+	}
+	for range 10 {
+		if _, err := v.SubmitRequest(ctx, newOrg(t).request(t, v, bad)); !errors.Is(err, policy.ErrTermsViolation) {
+			t.Fatalf("stranger: %v", err)
+		}
+	}
+	after, _ := v.VerifyAudit(ctx)
+	if after.Entries != before.Entries || v.strangerRefusals.Load() != 10 {
+		t.Fatalf("strangers' refusals: %d entries added, %d counted", after.Entries-before.Entries, v.strangerRefusals.Load())
+	}
+	o := newOrg(t)
+	o.grant(t, v, Approval{})
+	_, err := v.SubmitRequest(ctx, o.request(t, v, bad))
+	var pe *policy.Error
+	if !errors.As(err, &pe) || !errors.Is(err, policy.ErrTermsViolation) || len(scope) < 4*maxAuditReason {
+		t.Fatalf("a known organization's long refusal: %v", err)
+	}
+	if after2, _ := v.VerifyAudit(ctx); after2.Entries <= after.Entries+2 {
+		t.Fatal("the known organization's refusal was not logged")
+	}
+	var longest int
+	v.db.r.QueryRow(`SELECT max(length(entry)) FROM audit`).Scan(&longest)
+	if longest > 2*maxAuditReason+1000 {
+		t.Fatalf("an audit entry of %d bytes", longest)
+	}
+}
+
+// A relationship's read count comes from its counters, kept as reads
+// commit, not from scanning the audit log.
+func TestRelationshipReadCounters(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	ctx := t.Context()
+	v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada","email":"a@x"}`))
+	o := newOrg(t)
+	tok := o.grant(t, v, Approval{})
+	for range 7 {
+		if _, err := o.read(t, v, tok.AccessToken, "profile"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Take the log's data.read entries away: the count does not move (it
+	// was never read from there).
+	sqlExec(t, v, `UPDATE audit SET entry = replace(entry, '"data.read"', '"data.xxxx"')`)
+	rel, err := v.GetRelationship(ctx, o.jkt)
+	if err != nil || rel.Reads != 7 || rel.LastRead == nil {
+		t.Fatalf("reads: %d %v %v", rel.Reads, rel.LastRead, err)
+	}
+}
