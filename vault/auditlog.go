@@ -376,6 +376,9 @@ func (v *Vault) ProveEntry(ctx context.Context, seq int64, proof string, hc HTTP
 	if err != nil {
 		return EntryProof{}, err
 	}
+	if err := v.consumeProof(p); err != nil {
+		return EntryProof{}, err
+	}
 	size, root, err := v.loadHead(ctx, tx)
 	if err != nil {
 		return EntryProof{}, storageError("audit proof", err)

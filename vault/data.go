@@ -52,42 +52,6 @@ type Access struct {
 	HTTP  HTTPContext
 }
 
-// replayCache remembers DPoP proof ids until they are too old to be
-// accepted anyway.
-type replayCache struct {
-	mu   sync.Mutex
-	seen map[string]int64 // jkt|jti -> unix time after which it may be forgotten
-	max  int
-	last int64
-}
-
-func newReplayCache(max int) *replayCache {
-	return &replayCache{seen: map[string]int64{}, max: max}
-}
-
-// use records a proof id and reports whether it was new.
-func (c *replayCache) use(key string, now time.Time, ttl time.Duration) (bool, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := now.Unix()
-	if n != c.last && len(c.seen) > c.max/2 {
-		for k, exp := range c.seen {
-			if exp < n {
-				delete(c.seen, k)
-			}
-		}
-		c.last = n
-	}
-	if _, dup := c.seen[key]; dup {
-		return false, nil
-	}
-	if len(c.seen) >= c.max {
-		return false, ErrReplayCacheFull
-	}
-	c.seen[key] = now.Add(ttl).Unix()
-	return true, nil
-}
-
 // grantCache keeps verified grants, so a signature is checked once per
 // grant rather than once per read. Entries still pass the time checks on
 // every use, and revocation is always read from the database.
@@ -135,8 +99,9 @@ func (v *Vault) forgetGrant(id string) {
 	v.grants.mu.Unlock()
 }
 
-// checkProof verifies a DPoP proof for this HTTP request and refuses a
-// replay of its jti.
+// checkProof verifies a DPoP proof for this HTTP request and its key's rate.
+// The caller consumes it (consumeProof, the replay check) once the key is
+// shown to belong here.
 func (v *Vault) checkProof(proof string, hc HTTPContext, accessToken string) (*policy.Proof, error) {
 	now := v.opts.Now()
 	p, err := policy.VerifyProof(proof, policy.ProofCheck{Method: hc.Method, URL: hc.URL, AccessToken: accessToken, Now: now, Skew: policy.ClockSkew, Cache: v.proofs})
@@ -147,13 +112,6 @@ func (v *Vault) checkProof(proof string, hc HTTPContext, accessToken string) (*p
 	// that a flood cannot fill the owner's audit log.
 	if ok, wait := v.orgLimit.Allow(p.JKT, now); !ok {
 		return nil, policy.ErrRateLimited.WithRetryAfter(wait)
-	}
-	fresh, err := v.replay.use(p.JKT+"|"+p.ID, now, policy.ProofMaxAge+2*policy.ClockSkew)
-	if err != nil {
-		return nil, err
-	}
-	if !fresh {
-		return nil, policy.ErrProofReplayed
 	}
 	return p, nil
 }
@@ -190,6 +148,11 @@ func (v *Vault) authenticate(ctx context.Context, a Access, collection string) (
 	}
 	if p.JKT != g.Confirmation.JKT {
 		return nil, "", v.refuse(ctx, g, collection, policy.ErrWrongHolder)
+	}
+	// Only now, with the proof's key shown to hold the grant, is its jti
+	// remembered: a stranger's proofs never reach the replay cache.
+	if err := v.consumeProof(p); err != nil {
+		return nil, "", v.refuse(ctx, g, collection, err)
 	}
 	rel, err := v.relOf(ctx, g.ClientID)
 	if err != nil {
@@ -328,6 +291,9 @@ func (v *Vault) Introspect(ctx context.Context, token, proof string, hc HTTPCont
 	g, err := v.verifyGrant(token)
 	if err != nil || g.Confirmation.JKT != p.JKT {
 		return Introspection{Active: false}, nil
+	}
+	if err := v.consumeProof(p); err != nil {
+		return Introspection{}, err
 	}
 	row, err := v.loadGrant(ctx, v.db.r, g.ID)
 	if errors.Is(err, ErrGrantNotFound) || (err == nil && row.Revoked != nil) {

@@ -550,7 +550,7 @@ func (v *Vault) CollectGrant(ctx context.Context, requestID, proof string, hc HT
 		r, err := v.loadRequest(ctx, tx, requestID)
 		if errors.Is(err, ErrRequestNotFound) {
 			// Perhaps an offer the owner has not accepted yet.
-			outErr = v.offerPollStatus(ctx, tx, requestID, p.JKT)
+			outErr = v.offerPollStatus(ctx, tx, requestID, p.JKT, func() error { return v.consumeProof(p) })
 			return nil
 		}
 		// Another key polling for this request learns nothing about it.
@@ -560,6 +560,10 @@ func (v *Vault) CollectGrant(ctx context.Context, requestID, proof string, hc HT
 		}
 		if err != nil {
 			return err
+		}
+		if err := v.consumeProof(p); err != nil {
+			outErr = err
+			return nil
 		}
 		now := v.opts.Now().Unix()
 		switch r.Status {

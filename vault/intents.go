@@ -456,7 +456,7 @@ func (v *Vault) DeclineOffer(ctx context.Context, offerID string) error {
 
 // offerPollStatus answers the token endpoint for an offer not yet turned
 // into a request: pending while open, denied once declined.
-func (v *Vault) offerPollStatus(ctx context.Context, q queryer, id, jkt string) error {
+func (v *Vault) offerPollStatus(ctx context.Context, q queryer, id, jkt string, consume func() error) error {
 	if !policy.ValidateRecordID(id) {
 		return ErrUnknownDeviceCode
 	}
@@ -466,6 +466,9 @@ func (v *Vault) offerPollStatus(ctx context.Context, q queryer, id, jkt string) 
 	}
 	if err != nil || r.str("client_id") != jkt {
 		return ErrUnknownDeviceCode
+	}
+	if err := consume(); err != nil {
+		return err
 	}
 	if r.str("status") == OfferDeclined {
 		return ErrAccessDenied

@@ -174,3 +174,109 @@ func TestRelationshipReadCounters(t *testing.T) {
 		t.Fatalf("reads: %d %v %v", rel.Reads, rel.LastRead, err)
 	}
 }
+
+// A stranger's proofs (fresh keys, a stolen grant) never reach the replay
+// cache: they fail the holder check first, so they cannot fill it.
+func TestReplayCacheOnlyAfterOwnership(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	ctx := t.Context()
+	v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada","email":"a@x"}`))
+	o := newOrg(t)
+	tok := o.grant(t, v, Approval{})
+	before := v.replay.n
+	for range 200 {
+		thief := newOrg(t)
+		p, hc := thief.proof(t, v, "GET", "/v1/data/profile", tok.AccessToken)
+		if _, err := v.ReadCollection(ctx, Access{Grant: tok.AccessToken, Proof: p, HTTP: hc}, "profile", 0, ""); !errors.Is(err, policy.ErrWrongHolder) {
+			t.Fatalf("thief: %v", err)
+		}
+		p, hc = thief.proof(t, v, "POST", "/v1/token", "")
+		if _, err := v.CollectGrant(ctx, "aaaaaaaaaaaaaaaaaaaaaaaaaa", p, hc); !errors.Is(err, ErrUnknownDeviceCode) {
+			t.Fatalf("stranger polling: %v", err)
+		}
+	}
+	if v.replay.n != before {
+		t.Fatalf("strangers' proofs entered the replay cache: %d -> %d", before, v.replay.n)
+	}
+	// The holder's proofs do, and a replay is refused.
+	p, hc := o.proof(t, v, "GET", "/v1/data/profile", tok.AccessToken)
+	a := Access{Grant: tok.AccessToken, Proof: p, HTTP: hc}
+	if _, err := v.ReadCollection(ctx, a, "profile", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.ReadCollection(ctx, a, "profile", 0, ""); !errors.Is(err, policy.ErrProofReplayed) {
+		t.Fatalf("replay: %v", err)
+	}
+}
+
+// The cache survives a clean restart; after an unclean one, proofs dated
+// before the restart are refused.
+func TestReplayAcrossRestarts(t *testing.T) {
+	v, dir, c := newTestVault(t)
+	ctx := t.Context()
+	v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada","email":"a@x"}`))
+	o := newOrg(t)
+	tok := o.grant(t, v, Approval{})
+	p, hc := o.proof(t, v, "GET", "/v1/data/profile", tok.AccessToken)
+	a := Access{Grant: tok.AccessToken, Proof: p, HTTP: hc}
+	if _, err := v.ReadCollection(ctx, a, "profile", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	v2, err := Open(ctx, dir, []byte(testPass), Options{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v2.ReadCollection(ctx, a, "profile", 0, ""); !errors.Is(err, policy.ErrProofReplayed) {
+		t.Fatalf("replay after a clean restart: %v", err)
+	}
+	// An unclean stop: the mark and the saved cache are gone.
+	p2, hc2 := o.proof(t, v2, "GET", "/v1/data/profile", tok.AccessToken)
+	a2 := Access{Grant: tok.AccessToken, Proof: p2, HTTP: hc2}
+	if _, err := v2.ReadCollection(ctx, a2, "profile", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	v2.Close()
+	db, err := openStore(filepath.Join(dir, DBFile), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.w.Exec(`DELETE FROM shutdown`)
+	db.w.Exec(`DELETE FROM replay_seen`)
+	db.close()
+	c.Add(time.Second)
+	v3, err := Open(ctx, dir, []byte(testPass), Options{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v3.Close()
+	if _, err := v3.ReadCollection(ctx, a2, "profile", 0, ""); !errors.Is(err, ErrProofBeforeRestart) {
+		t.Fatalf("a proof from before an unclean restart: %v", err)
+	}
+	c.Add(time.Second)
+	p3, hc3 := o.proof(t, v3, "GET", "/v1/data/profile", tok.AccessToken)
+	if _, err := v3.ReadCollection(ctx, Access{Grant: tok.AccessToken, Proof: p3, HTTP: hc3}, "profile", 0, ""); err != nil {
+		t.Fatalf("a fresh proof after an unclean restart: %v", err)
+	}
+}
+
+// The cache is bounded; old buckets age out as a whole.
+func TestReplayCacheBounded(t *testing.T) {
+	c := newReplayCache(100)
+	now := time.Unix(1795428000, 0)
+	for i := range 100 {
+		if ok, err := c.use(proofKey("k", strings.Repeat("j", i)), now, now); !ok || err != nil {
+			t.Fatal(i, ok, err)
+		}
+	}
+	if _, err := c.use(proofKey("k", "one more"), now, now); !errors.Is(err, ErrReplayCacheFull) {
+		t.Fatalf("full: %v", err)
+	}
+	if ok, _ := c.use(proofKey("k", ""), now, now); ok {
+		t.Fatal("a replay was accepted")
+	}
+	later := now.Add(proofLife + 2*bucketWidth)
+	if ok, err := c.use(proofKey("k", "one more"), later, later); !ok || err != nil || c.n != 1 {
+		t.Fatalf("after the window: %v %v n=%d", ok, err, c.n)
+	}
+}

@@ -374,6 +374,9 @@ func (v *Vault) ReleaseGrant(ctx context.Context, token, proof string, hc HTTPCo
 	if err != nil || g.Confirmation.JKT != p.JKT {
 		return nil
 	}
+	if err := v.consumeProof(p); err != nil {
+		return err
+	}
 	return v.db.tx(ctx, func(tx *sql.Tx) error {
 		row, err := v.loadGrant(ctx, tx, g.ID)
 		if errors.Is(err, ErrGrantNotFound) {
@@ -498,6 +501,9 @@ func (v *Vault) LinkKey(ctx context.Context, statement, proof string, hc HTTPCon
 		if err != nil {
 			return err
 		}
+		if err := v.consumeProof(p); err != nil {
+			return err
+		}
 		switch _, err := v.relationshipOf(ctx, tx, kl.NewKey); {
 		case err == nil:
 			return ErrKeyInUse
@@ -562,6 +568,9 @@ func (v *Vault) StartVerification(ctx context.Context, proof string, hc HTTPCont
 		if err != nil {
 			return err
 		}
+		if err := v.consumeProof(p); err != nil {
+			return err
+		}
 		rr, err := v.st.row(ctx, tx, tRelationships, rel)
 		if err != nil {
 			return err
@@ -585,6 +594,9 @@ func (v *Vault) CheckVerificationByProof(ctx context.Context, proof string, hc H
 	}
 	rel, err := v.relationshipOf(ctx, v.db.r, p.JKT)
 	if err != nil {
+		return Relationship{}, err
+	}
+	if err := v.consumeProof(p); err != nil {
 		return Relationship{}, err
 	}
 	return v.CheckVerification(ctx, rel)

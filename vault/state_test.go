@@ -278,6 +278,10 @@ func populate(t *testing.T, v *Vault) {
 	if _, err := v.Login(ctx, []byte(testPass), LoginSource{Address: "192.0.2.1"}); err != nil {
 		t.Fatal(err)
 	}
+	// The shutdown mark exists only between a Close and the next Open.
+	if err := v.saveReplay(ctx); err != nil {
+		t.Fatal(err)
+	}
 	_ = tok
 }
 

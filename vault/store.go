@@ -424,10 +424,26 @@ var migrations = []string{
 	CREATE INDEX requests_by_client ON requests (client_id, status);
 	CREATE INDEX grants_by_issued ON grants (issued, id);
 	CREATE INDEX relationships_by_last_seen ON relationships (last_seen, id);`,
+
+	// 10: the DPoP replay cache survives a clean restart (replay.go).
+	`CREATE TABLE replay_seen (
+		key    BLOB    PRIMARY KEY,  -- 16 bytes of SHA-256(key thumbprint, jti)
+		window INTEGER NOT NULL
+	);
+	CREATE TABLE shutdown (
+		id       INTEGER PRIMARY KEY CHECK (id = 1),
+		clean_at   INTEGER NOT NULL,
+		not_before INTEGER NOT NULL,  -- proofs dated earlier are refused (an unclean stop)
+		mac        BLOB
+	);`,
 }
 
-// schemaStats is the first schema with relationship_stats.
-const schemaStats = 9
+// schemaStats is the first schema with relationship_stats; schemaReplay
+// the first that keeps the DPoP replay cache across clean restarts.
+const (
+	schemaStats  = 9
+	schemaReplay = 10
+)
 
 // schemaTree is the first schema whose audit log is a Merkle tree.
 const schemaTree = 7

@@ -32,6 +32,13 @@ func upgradeState(ctx context.Context, master []byte, vaultID string) func(tx *s
 				return fmt.Errorf("audit tree: %w", err)
 			}
 		}
+		if from < schemaReplay {
+			// The release before kept no replay cache across restarts
+			// at all; this first start is treated as after a clean stop.
+			if err := st.put(ctx, tx, tShutdown, int64(1), int64(0), int64(0)); err != nil {
+				return err
+			}
+		}
 		if from >= schemaState && from < schemaStats {
 			// The counters the migration derived from the log (older
 			// vaults had them stamped with everything else above).

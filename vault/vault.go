@@ -291,8 +291,12 @@ func initialize(ctx context.Context, db *store, dir string, passphrase []byte, k
 	m.wrapped = crypt.Seal(kek, master, masterAAD(m.vaultID, m.kdfJSON))
 	st := newStateAuth(master, m.vaultID, opts.Logger)
 	err = db.tx(ctx, func(tx *sql.Tx) error {
-		return st.insert(ctx, tx, tMeta, 1, `INSERT INTO meta (id, vault_id, kdf, wrapped_master, record_key_id, created) VALUES (1, ?, ?, ?, ?, ?)`,
-			m.vaultID, m.kdfJSON, m.wrapped, m.recordKeyID, m.created)
+		if err := st.insert(ctx, tx, tMeta, 1, `INSERT INTO meta (id, vault_id, kdf, wrapped_master, record_key_id, created) VALUES (1, ?, ?, ?, ?, ?)`,
+			m.vaultID, m.kdfJSON, m.wrapped, m.recordKeyID, m.created); err != nil {
+			return err
+		}
+		// A new vault has seen no proof: as good as a clean stop.
+		return st.put(ctx, tx, tShutdown, int64(1), m.created, int64(0))
 	})
 	crypt.Wipe(st.key)
 	if err != nil {
@@ -372,7 +376,7 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 	v.sessions = newSessions(opts.Now, opts.SessionTTL, opts.LoginFailuresPerMinute)
 	v.issuer.Store(&opts.Issuer)
 	v.pairwiseKey = crypt.DeriveLegacy(master, m.vaultID, labelPairwiseKey, 0)
-	v.replay = newReplayCache(4 << 20)
+	v.replay = newReplayCache(replayMax)
 	v.grants.m = map[[32]byte]*policy.GrantClaims{}
 	v.noticeWake = make(chan struct{}, 1)
 	v.reencryptWake = make(chan struct{}, 1)
@@ -402,6 +406,9 @@ func (v *Vault) setup(ctx context.Context) error {
 		return err
 	}
 	v.refreshPublished(ctx)
+	if err := v.loadReplay(ctx); err != nil {
+		return storageError("load replay cache", err)
+	}
 	v.startCommitter()
 	return nil
 }
@@ -422,6 +429,9 @@ func (v *Vault) Dir() string { return v.dir }
 // Close locks the vault: it forgets the keys and closes the database.
 func (v *Vault) Close() error {
 	v.stopCommitter()
+	if err := v.saveReplay(context.Background()); err != nil {
+		v.log.Warn("replay cache not saved: proofs made before the restart will be refused for a minute", "err", err)
+	}
 	v.mu.Lock()
 	for _, k := range v.recordKeys {
 		crypt.Wipe(k)
