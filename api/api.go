@@ -13,7 +13,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -33,6 +35,11 @@ type Config struct {
 	// with a burst of twice that; default 300; negative means no limit.
 	// Behind a proxy every client shares the proxy's address.
 	RatePerAddress float64
+	// Hosts are the Host header values accepted besides the issuer's own
+	// host (serve adds its listen address). Anything else is refused: a
+	// page on another site whose name was made to resolve to the vault's
+	// address (DNS rebinding) must not reach the API.
+	Hosts []string
 }
 
 type server struct {
@@ -130,7 +137,25 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	s.uiRoutes(r)
 	r.Use(nameRoute)
 	limit := policy.NewLimiter(cfg.RatePerAddress, int(2*cfg.RatePerAddress))
-	return s.recover(s.logRequests(securityHeaders(limitAddresses(limit, s.log, r))))
+	return s.recover(s.logRequests(securityHeaders(s.checkHost(cfg.Hosts, limitAddresses(limit, s.log, r)))))
+}
+
+// checkHost refuses requests for a host the vault does not answer to
+// (421 Misdirected Request, RFC 9110 §15.5.20): the issuer's host, read at
+// each request since the issuer is set at start-up, and the extra hosts.
+func (s *server) checkHost(extra []string, next http.Handler) http.Handler {
+	allowed := map[string]bool{}
+	for _, h := range extra {
+		allowed[strings.ToLower(h)] = true
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := strings.ToLower(r.Host)
+		if u, err := url.Parse(s.svc.Issuer()); err == nil && strings.EqualFold(u.Host, host) || allowed[host] {
+			next.ServeHTTP(w, r)
+			return
+		}
+		writeError(w, r, s.log, errWrongHost)
+	})
 }
 
 // prefixed registers routes under a path prefix on one router.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -20,6 +21,7 @@ func TestRateLimits(t *testing.T) {
 		defer v.Close()
 		srv := httptest.NewServer(New(v, Config{RatePerAddress: 1})) // burst 2
 		defer srv.Close()
+		v.SetIssuer(srv.URL)
 		var last *http.Response
 		for range 3 {
 			res, err := http.Get(srv.URL + "/v1/terms")
@@ -80,5 +82,42 @@ func TestHeaderLimit(t *testing.T) {
 	res.Body.Close()
 	if res.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Fatalf("100 KiB header: %d", res.StatusCode)
+	}
+}
+
+// Only the issuer's host (and hosts configured for the listen address) is
+// answered: a page whose name was rebound to the vault's address cannot
+// reach the owner API, whatever it sends.
+func TestHostAllowList(t *testing.T) {
+	e := newEnv(t)
+	for _, c := range []struct {
+		host string
+		want int
+	}{
+		{strings.TrimPrefix(e.srv.URL, "http://"), http.StatusOK},
+		{"evil.example", http.StatusMisdirectedRequest},
+		{"evil.example:80", http.StatusMisdirectedRequest},
+		{"127.0.0.1.nip.example", http.StatusMisdirectedRequest},
+	} {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/v1/owner/records/profile", nil)
+		req.Host = c.host
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != c.want || (c.want != 200 && !strings.Contains(string(b), `"invalid_host"`)) {
+			t.Errorf("Host %s: %d %s", c.host, res.StatusCode, b)
+		}
+	}
+	// A configured extra host (serve adds its listen address) is answered.
+	srv := httptest.NewServer(New(e.v, Config{RatePerAddress: -1, Hosts: []string{"vault.lan:8700"}}))
+	defer srv.Close()
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/terms", nil)
+	req.Host = "vault.lan:8700"
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 200 {
+		t.Fatalf("configured host: %v %v", res.StatusCode, err)
 	}
 }

@@ -30,6 +30,7 @@ const (
 	KindNoSpace                     // storage full
 	KindPending                     // not decided yet (RFC 8628 authorization_pending)
 	KindGone                        // expired or ended
+	KindMisdirected                 // a request for a host this server does not serve
 )
 
 func (k Kind) String() string {
@@ -58,6 +59,8 @@ func (k Kind) String() string {
 		return "no space"
 	case KindPending:
 		return "pending"
+	case KindMisdirected:
+		return "misdirected"
 	case KindGone:
 		return "gone"
 	}

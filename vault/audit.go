@@ -309,7 +309,17 @@ type AuditReport struct {
 	Head        string         `json:"head,omitempty"`      // base64url root hash of the whole log
 	TreeHead    string         `json:"tree_head,omitempty"` // the signed head (C2SP checkpoint) of the verified log
 	Problems    []AuditProblem `json:"problems,omitempty"`
-	Duration    time.Duration  `json:"-"`
+	// Unlogged counts, since the vault was opened, what strangers did that
+	// is counted instead of logged one by one (so they cannot fill the log).
+	Unlogged Unlogged      `json:"unlogged"`
+	Duration time.Duration `json:"-"`
+}
+
+// Unlogged is what was counted rather than logged.
+type Unlogged struct {
+	RequestsDropped  int64 `json:"requests_dropped"`  // over the pending limits
+	StrangerRefusals int64 `json:"stranger_refusals"` // unknown keys' requests breaking the terms
+	ReadRefusals     int64 `json:"read_refusals"`     // refused reads beyond a grant's logging rate
 }
 
 // AuditProblem is one inconsistency found by VerifyAudit.
@@ -494,6 +504,7 @@ func (v *Vault) verifyAudit(ctx context.Context, tx *sql.Tx) (AuditReport, error
 			return rep, storageError("verify audit", err)
 		}
 	}
+	rep.Unlogged = Unlogged{RequestsDropped: v.dropped.Load(), StrangerRefusals: v.strangerRefusals.Load(), ReadRefusals: v.refusalsDropped.Load()}
 	rep.OK = len(rep.Problems) == 0
 	if !rep.OK {
 		rep.TreeHead = ""

@@ -21,10 +21,11 @@ import (
 const maxBatch = 512
 
 type grantUse struct {
-	g     *policy.GrantClaims
-	entry AuditEntry // the entry to log if the grant is still good
-	seq   *int64     // set to the entry's place in the log
-	done  chan error
+	g      *policy.GrantClaims
+	entry  AuditEntry // the entry to log if the grant is still good
+	always bool       // log the entry whatever the grant's state (a refusal)
+	seq    *int64     // set to the entry's place in the log
+	done   chan error
 }
 
 func (v *Vault) startCommitter() {
@@ -115,6 +116,19 @@ func (v *Vault) useGrant(ctx context.Context, tx *sql.Tx, log *auditLog, u grant
 	// (The row is read raw: the scope comes from the signed grant, so
 	// only revocation and the name are needed, not the decoded row.)
 	r, err := v.st.row(ctx, tx, tGrants, u.g.ID)
+	if u.always {
+		// A refusal: logged as it is, with the name when the row has it
+		// (a grant from a restored backup may have none).
+		e := u.entry
+		if err == nil {
+			e.ClientName = r.str("client_name")
+		}
+		if err := log.append(ctx, e); err != nil {
+			return nil, err
+		}
+		*u.seq = log.size
+		return nil, nil
+	}
 	if isTampered(err) {
 		return err, log.append(ctx, v.refusal(u.g, u.entry.Collection, err))
 	}
@@ -141,8 +155,17 @@ func (v *Vault) useGrant(ctx context.Context, tx *sql.Tx, log *auditLog, u grant
 // batch that holds it to commit. It returns the entry's place in the log,
 // which the organization can later ask an inclusion proof for.
 func (v *Vault) commitUse(ctx context.Context, g *policy.GrantClaims, e AuditEntry) (int64, error) {
+	return v.commit(ctx, grantUse{g: g, entry: e})
+}
+
+// commitEntry logs e through the committer whatever the grant's state.
+func (v *Vault) commitEntry(ctx context.Context, g *policy.GrantClaims, e AuditEntry) (int64, error) {
+	return v.commit(ctx, grantUse{g: g, entry: e, always: true})
+}
+
+func (v *Vault) commit(ctx context.Context, u grantUse) (int64, error) {
 	var seq int64
-	u := grantUse{g: g, entry: e, seq: &seq, done: make(chan error, 1)}
+	u.seq, u.done = &seq, make(chan error, 1)
 	select {
 	case v.uses <- u:
 	case <-v.stopped:

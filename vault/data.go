@@ -3,7 +3,6 @@ package vault
 import (
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"sync"
@@ -163,21 +162,24 @@ func (v *Vault) authenticate(ctx context.Context, a Access, collection string) (
 
 // refuse logs a refusal of a genuine grant and returns err (or the audit
 // failure, which must win: fail closed).
+//
+// Someone who copied a grant can make refusals as fast as they like, each
+// with a fresh stranger's proof: refusals are logged at most
+// refusalsPerGrant a second per grant (the rest are counted), and they
+// ride the group committer like reads, not a transaction and fsync each.
 func (v *Vault) refuse(ctx context.Context, g *policy.GrantClaims, collection string, err error) error {
-	e := v.refusal(g, collection, err)
-	aerr := v.db.tx(ctx, func(tx *sql.Tx) error {
-		// The name makes the log readable; a grant without a row (one
-		// from a restored backup, say) is logged without it.
-		if row, err := v.loadGrant(ctx, tx, g.ID); err == nil {
-			e.ClientName = row.ClientName
-		}
-		return v.appendAudit(ctx, tx, e)
-	})
-	if aerr != nil {
+	if ok, _ := v.refusalLimit.Allow(g.ID, v.opts.Now()); !ok {
+		v.refusalsDropped.Add(1)
+		return err
+	}
+	if _, aerr := v.commitEntry(ctx, g, v.refusal(g, collection, err)); aerr != nil {
 		return aerr
 	}
 	return err
 }
+
+// refusalsPerGrant bounds the data.refused entries one grant can cause.
+const refusalsPerGrant = 1
 
 func (v *Vault) refusal(g *policy.GrantClaims, collection string, err error) AuditEntry {
 	reason := "refused"

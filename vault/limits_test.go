@@ -280,3 +280,28 @@ func TestReplayCacheBounded(t *testing.T) {
 		t.Fatalf("after the window: %v %v n=%d", ok, err, c.n)
 	}
 }
+
+// A copied grant used with strangers' proofs: the refusals are logged at a
+// bounded rate per grant (the rest counted), not one entry each.
+func TestRefusalsOfAGrantAreRateLimited(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	ctx := t.Context()
+	v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada","email":"a@x"}`))
+	o := newOrg(t)
+	tok := o.grant(t, v, Approval{})
+	before, _ := v.CountAudit(ctx, EvDataRefused)
+	for range 50 {
+		thief := newOrg(t)
+		p, hc := thief.proof(t, v, "GET", "/v1/data/profile", tok.AccessToken)
+		if _, err := v.ReadCollection(ctx, Access{Grant: tok.AccessToken, Proof: p, HTTP: hc}, "profile", 0, ""); !errors.Is(err, policy.ErrWrongHolder) {
+			t.Fatalf("thief: %v", err)
+		}
+	}
+	after, _ := v.CountAudit(ctx, EvDataRefused)
+	if logged := after - before; logged < 1 || logged > 5*refusalsPerGrant+1 || v.refusalsDropped.Load() < 44 {
+		t.Fatalf("%d refusals logged, %d counted", logged, v.refusalsDropped.Load())
+	}
+	if rep, err := v.VerifyAudit(ctx); err != nil || !rep.OK || rep.Unlogged.ReadRefusals != v.refusalsDropped.Load() {
+		t.Fatalf("audit: %+v %v", rep, err)
+	}
+}

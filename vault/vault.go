@@ -161,6 +161,7 @@ type Vault struct {
 
 	offerKeyLimit, offerAddrLimit *policy.Limiter
 	orgLimit                      *policy.Limiter
+	refusalLimit                  *policy.Limiter // data.refused entries per grant
 
 	proofs        *policy.ProofCache
 	uses          chan grantUse // to the group committer
@@ -385,6 +386,7 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 	v.offerKeyLimit = policy.NewLimiter(float64(opts.OffersPerKey)/opts.OfferWindow.Seconds(), opts.OffersPerKey)
 	v.offerAddrLimit = policy.NewLimiter(float64(opts.OffersPerAddress)/opts.OfferWindow.Seconds(), opts.OffersPerAddress)
 	v.orgLimit = policy.NewLimiter(opts.RatePerOrg, int(2*opts.RatePerOrg))
+	v.refusalLimit = policy.NewLimiter(refusalsPerGrant, 5*refusalsPerGrant)
 	v.pw = pairwise{ciphers: map[string]cipher.Block{}, rels: map[string]string{}}
 	return v
 }

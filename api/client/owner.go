@@ -365,7 +365,12 @@ type AuditReport struct {
 	Checkpoints int    `json:"checkpoints"`
 	Head        string `json:"head,omitempty"`
 	TreeHead    string `json:"tree_head,omitempty"` // signed head of the verified log
-	Problems    []struct {
+	Unlogged    struct {
+		RequestsDropped  int64 `json:"requests_dropped"`
+		StrangerRefusals int64 `json:"stranger_refusals"`
+		ReadRefusals     int64 `json:"read_refusals"`
+	} `json:"unlogged"`
+	Problems []struct {
 		Seq     int64  `json:"seq"`
 		Problem string `json:"problem"`
 	} `json:"problems,omitempty"`

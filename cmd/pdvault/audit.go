@@ -112,6 +112,10 @@ func (a *app) cmdAudit(ctx context.Context, args []string) error {
 		if kept != "" {
 			fmt.Fprintln(a.stdout, kept)
 		}
+		if u := rep.Unlogged; u.RequestsDropped+u.StrangerRefusals+u.ReadRefusals > 0 {
+			fmt.Fprintf(a.stdout, "counted, not logged (since the vault started): %d requests over the pending limits, %d requests from unknown keys breaking the terms, %d refused reads beyond a grant's logging rate\n",
+				u.RequestsDropped, u.StrangerRefusals, u.ReadRefusals)
+		}
 		return nil
 	}
 	return usageError{fmt.Sprintf("unknown audit subcommand %q", sub), "use list or verify"}

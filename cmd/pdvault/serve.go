@@ -164,7 +164,13 @@ func startHTTP(v *vault.Vault, addr, issuer string, log *slog.Logger, ratePerAdd
 		issuer = hs.url
 	}
 	v.SetIssuer(strings.TrimRight(issuer, "/"))
-	hs.srv = api.NewServer(addr, api.New(v, api.Config{Logger: log, RatePerAddress: ratePerAddress}), log)
+	// The issuer's host, and the address it listens on (for local use by
+	// address): no other Host is answered (DNS rebinding).
+	hosts := []string{ln.Addr().String()}
+	if h, p, err := net.SplitHostPort(ln.Addr().String()); err == nil && (h == "127.0.0.1" || h == "::1") {
+		hosts = append(hosts, net.JoinHostPort("localhost", p))
+	}
+	hs.srv = api.NewServer(addr, api.New(v, api.Config{Logger: log, RatePerAddress: ratePerAddress, Hosts: hosts}), log)
 	go func() { hs.errc <- hs.srv.Serve(ln) }()
 	return hs, nil
 }
