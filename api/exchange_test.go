@@ -204,7 +204,7 @@ func TestExchangeEndToEnd(t *testing.T) {
 	for i := len(ap.Entries) - 1; i >= 0; i-- {
 		events = append(events, ap.Entries[i].Event+"/"+ap.Entries[i].Outcome)
 	}
-	want := "terms.changed/ request.received/allowed request.approved/allowed grant.issued/allowed data.read/allowed data.read/allowed " +
+	want := "terms.changed/ record.created/ record.created/ record.created/ request.received/allowed request.approved/allowed grant.issued/allowed data.read/allowed data.read/allowed " +
 		"data.refused/denied data.refused/denied grant.revoked/ data.refused/denied"
 	if strings.Join(events, " ") != want {
 		t.Fatalf("audit events:\n got %s\nwant %s", strings.Join(events, " "), want)

@@ -71,6 +71,14 @@ const (
 	EvOfferAccepted      = "offer.accepted"
 	EvOfferDeclined      = "offer.declined"
 	EvKeyRotated         = "keys.rotated"
+	// Owner actions that change what the vault holds or who can open it.
+	EvRecordCreated     = "record.created"
+	EvRecordUpdated     = "record.updated"
+	EvRecordDeleted     = "record.deleted"
+	EvPassphraseChanged = "owner.passphrase_changed"
+	EvExported          = "vault.exported"
+	EvRestored          = "vault.restored"
+	EvLoginFailed       = "owner.login_failed"
 )
 
 const (

@@ -44,6 +44,14 @@ func Backup(ctx context.Context, dir, out string) (BackupInfo, error) {
 	defer db.Close()
 	tmp := out + ".partial"
 	os.Remove(tmp)
+	// Created private before SQLite writes a byte into it (VACUUM INTO
+	// fills an existing empty file and keeps its mode): the copy is never
+	// readable by others, not even for a moment.
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return BackupInfo{}, policy.Wrap(policy.KindUnavailable, "write_failed", "cannot write the backup", err)
+	}
+	f.Close()
 	if _, err := db.ExecContext(ctx, `VACUUM INTO ?`, tmp); err != nil {
 		os.Remove(tmp)
 		return BackupInfo{}, storageError("backup", err)
@@ -134,6 +142,11 @@ func Restore(ctx context.Context, file, dir string, passphrase []byte, opts Opti
 		if rep, err = v.VerifyAudit(ctx); err == nil && !rep.OK {
 			err = ErrBadBackup.WithDetail("its audit log does not verify")
 		}
+	}
+	if err == nil {
+		err = v.db.tx(ctx, func(tx *sql.Tx) error {
+			return v.appendAudit(ctx, tx, AuditEntry{Event: EvRestored, Actor: "owner", Reason: "restored from a backup"})
+		})
 	}
 	if cerr := v.Close(); err == nil && cerr != nil {
 		err = storageError("close", cerr)

@@ -182,6 +182,12 @@ func (v *Vault) Export(ctx context.Context, w io.Writer) (ExportStats, error) {
 	if err := bw.Flush(); err != nil {
 		return st, policy.Wrap(policy.KindUnavailable, "write_failed", "cannot write the export", err)
 	}
+	// The export holds the whole vault: that one was made is on the record.
+	if err := v.db.tx(ctx, func(tx *sql.Tx) error {
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvExported, Actor: "owner", Reason: fmt.Sprintf("%d records", st.Records)})
+	}); err != nil {
+		return st, err
+	}
 	return st, nil
 }
 
@@ -439,6 +445,11 @@ func Import(ctx context.Context, r io.Reader, dir string, passphrase []byte, opt
 		return st, err
 	}
 	rep, err := iv.VerifyAudit(ctx)
+	if err == nil && rep.OK {
+		err = iv.db.tx(ctx, func(tx *sql.Tx) error {
+			return iv.appendAudit(ctx, tx, AuditEntry{Event: EvRestored, Actor: "owner", Reason: fmt.Sprintf("imported from an export (format %d)", st.Format)})
+		})
+	}
 	if cerr := iv.Close(); err == nil && cerr != nil {
 		err = storageError("close", cerr)
 	}

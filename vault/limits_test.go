@@ -1,8 +1,10 @@
 package vault
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -303,5 +305,103 @@ func TestRefusalsOfAGrantAreRateLimited(t *testing.T) {
 	}
 	if rep, err := v.VerifyAudit(ctx); err != nil || !rep.OK || rep.Unlogged.ReadRefusals != v.refusalsDropped.Load() {
 		t.Fatalf("audit: %+v %v", rep, err)
+	}
+}
+
+// The backup's temporary file is private from its first byte (it used to
+// be created by SQLite with mode 0644 and narrowed only afterwards).
+func TestBackupPartialIsPrivate(t *testing.T) {
+	v, dir, _ := newTestVault(t)
+	ctx := t.Context()
+	big := `{"blob":"` + strings.Repeat("x", 16<<10) + `"}`
+	batch := make([][]byte, 200)
+	for i := range batch {
+		batch[i] = []byte(big)
+	}
+	for range 5 {
+		if _, err := v.CreateRecords(ctx, "documents", batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out := filepath.Join(t.TempDir(), "b.db")
+	done := make(chan error, 1)
+	go func() { _, err := Backup(ctx, dir, out); done <- err }()
+	seen := false
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !seen {
+				t.Log("the backup was too quick to watch its temporary file; its final mode is still checked")
+			}
+			if fi, err := os.Stat(out); err != nil || fi.Mode().Perm() != 0o600 {
+				t.Fatalf("backup mode: %v %v", fi.Mode(), err)
+			}
+			return
+		default:
+		}
+		if fi, err := os.Stat(out + ".partial"); err == nil {
+			seen = true
+			if fi.Mode().Perm() != 0o600 {
+				t.Fatalf("the partial backup is %v", fi.Mode().Perm())
+			}
+		}
+	}
+}
+
+// Owner actions that change what the vault holds or who can open it are on
+// the record; wrong passphrases too, but at most one entry a minute.
+func TestOwnerActionsAreAudited(t *testing.T) {
+	v, dir, c := newTestVault(t)
+	ctx := t.Context()
+	r, _ := v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada"}`))
+	v.UpdateRecord(ctx, "profile", r.ID, []byte(`{"name":"Ada L."}`), 0)
+	v.DeleteRecord(ctx, "profile", r.ID, 0)
+	v.CreateRecords(ctx, "transactions", [][]byte{[]byte(`{}`), []byte(`{}`)})
+	var buf bytes.Buffer
+	if _, err := v.Export(ctx, &buf); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		v.Login(ctx, []byte("wrong passphrase!"), LoginSource{Address: fmt.Sprintf("192.0.2.%d", i)})
+	}
+	if err := v.ChangePassphrase(ctx, []byte(testPass), []byte("another good passphrase")); err != nil {
+		t.Fatal(err)
+	}
+	count := func(ev string) int64 { n, _ := v.CountAudit(ctx, ev); return n }
+	for ev, want := range map[string]int64{EvRecordCreated: 2, EvRecordUpdated: 1, EvRecordDeleted: 1, EvExported: 1, EvPassphraseChanged: 1, EvLoginFailed: 1} {
+		if got := count(ev); got != want {
+			t.Errorf("%s: %d entries, want %d", ev, got, want)
+		}
+	}
+	c.Add(2 * time.Minute)
+	v.Login(ctx, []byte("wrong passphrase!"), LoginSource{Address: "192.0.2.50"})
+	if got := count(EvLoginFailed); got != 2 {
+		t.Errorf("a minute later: %d failed-login entries", got)
+	}
+	// The entries name collections and ids, never contents.
+	page, _ := v.ListAudit(ctx, 100, "")
+	for _, e := range page.Entries {
+		if strings.Contains(e.Reason, "Ada") {
+			t.Fatalf("record content in the log: %+v", e)
+		}
+	}
+	bk := filepath.Join(t.TempDir(), "b.db")
+	if _, err := Backup(ctx, dir, bk); err != nil {
+		t.Fatal(err)
+	}
+	d2 := filepath.Join(t.TempDir(), "r")
+	if err := Restore(ctx, bk, d2, []byte("another good passphrase"), Options{}); err != nil {
+		t.Fatal(err)
+	}
+	v2, err := Open(ctx, d2, []byte("another good passphrase"), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	if n, _ := v2.CountAudit(ctx, EvRestored); n != 1 {
+		t.Fatalf("restore: %d entries", n)
 	}
 }

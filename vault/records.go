@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/pdvault/pdvault/policy"
@@ -93,7 +94,10 @@ func (v *Vault) CreateRecord(ctx context.Context, collection string, data []byte
 	err = v.db.tx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO records (id, collection, version, key_id, sealed, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, collection, r.Version, keyID, sealed, now.Unix(), now.Unix())
-		return err
+		if err != nil {
+			return err
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvRecordCreated, Actor: "owner", Collection: collection, RecordIDs: []string{r.ID}})
 	})
 	if err != nil {
 		return Record{}, err
@@ -183,7 +187,10 @@ func (v *Vault) UpdateRecord(ctx context.Context, collection, id string, data []
 		}
 		_, err = tx.ExecContext(ctx, `UPDATE records SET version = ?, key_id = ?, sealed = ?, updated = ? WHERE id = ?`,
 			r.Version, keyID, sealed, now.Unix(), id)
-		return err
+		if err != nil {
+			return err
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvRecordUpdated, Actor: "owner", Collection: collection, RecordIDs: []string{id}})
 	})
 	if err != nil {
 		return Record{}, err
@@ -212,8 +219,10 @@ func (v *Vault) DeleteRecord(ctx context.Context, collection, id string, ifVersi
 		if ifVersion > 0 && ifVersion != version {
 			return ErrVersionConflict
 		}
-		_, err = tx.ExecContext(ctx, `DELETE FROM records WHERE id = ?`, id)
-		return err
+		if _, err = tx.ExecContext(ctx, `DELETE FROM records WHERE id = ?`, id); err != nil {
+			return err
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvRecordDeleted, Actor: "owner", Collection: collection, RecordIDs: []string{id}})
 	})
 }
 
@@ -339,7 +348,10 @@ func (v *Vault) CreateRecords(ctx context.Context, collection string, data [][]b
 				return err
 			}
 		}
-		return nil
+		// One entry for the batch: how many, in which collection (the ids
+		// of a large import would make an entry without bound).
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvRecordCreated, Actor: "owner", Collection: collection,
+			Reason: fmt.Sprintf("%d records", len(out))})
 	})
 	if err != nil {
 		return nil, err

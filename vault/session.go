@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"sync"
 	"time"
 
@@ -199,6 +200,7 @@ func (v *Vault) checkPassphrase(ctx context.Context, passphrase []byte, src Logi
 	master, err := unwrapMaster(ctx, passphrase, m)
 	if policy.KindOf(err) == policy.KindUnauthenticated {
 		v.log.Warn("wrong owner passphrase", "source", src.Address)
+		v.logFailedLogin(ctx, src)
 	}
 	if err != nil {
 		return meta{}, 0, err
@@ -318,7 +320,10 @@ func (v *Vault) ChangePassphrase(ctx context.Context, old, new []byte) error {
 		if !bytes.Equal(cur.bytes("wrapped_master"), m.wrapped) {
 			return policy.E(policy.KindConflict, "passphrase_changed", "the passphrase was changed meanwhile; try again with the current one")
 		}
-		return v.st.update(ctx, tx, tMeta, 1, `kdf = ?, wrapped_master = ?`, string(kdfJSON), wrapped)
+		if err := v.st.update(ctx, tx, tMeta, 1, `kdf = ?, wrapped_master = ?`, string(kdfJSON), wrapped); err != nil {
+			return err
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvPassphraseChanged, Actor: "owner"})
 	})
 	if err != nil {
 		return err
@@ -326,4 +331,22 @@ func (v *Vault) ChangePassphrase(ctx context.Context, old, new []byte) error {
 	v.sessions.endAll()
 	v.log.Info("owner passphrase changed")
 	return nil
+}
+
+// logFailedLogin puts wrong passphrases in the audit log, bounded: at most
+// one entry a minute, saying how many failed since the last one, so that a
+// guesser cannot fill the log and the owner still sees that someone tried.
+func (v *Vault) logFailedLogin(ctx context.Context, src LoginSource) {
+	n := v.failedLogins.Add(1)
+	if ok, _ := v.failLogLimit.Allow("all", v.opts.Now()); !ok {
+		return
+	}
+	v.failedLogins.Add(-n)
+	err := v.db.tx(context.WithoutCancel(ctx), func(tx *sql.Tx) error {
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvLoginFailed, Actor: "owner", Outcome: OutcomeDenied,
+			Reason: fmt.Sprintf("%d wrong passphrase(s), the last from %s", n, src.Address)})
+	})
+	if err != nil {
+		v.log.Error("audit of failed logins", "err", err)
+	}
 }

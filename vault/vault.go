@@ -152,6 +152,8 @@ type Vault struct {
 	dropped          atomic.Int64 // requests refused by the pending limits
 	strangerRefusals atomic.Int64 // requests from unknown keys refused for breaking the terms
 	refusalsDropped  atomic.Int64 // refused reads not logged (over a grant's refusal budget)
+	failedLogins     atomic.Int64 // wrong passphrases not yet in the log
+	failLogLimit     *policy.Limiter
 	terms            atomic.Pointer[TermsDoc]
 	pairwiseKey      []byte
 	replay           *replayCache
@@ -387,6 +389,7 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 	v.offerAddrLimit = policy.NewLimiter(float64(opts.OffersPerAddress)/opts.OfferWindow.Seconds(), opts.OffersPerAddress)
 	v.orgLimit = policy.NewLimiter(opts.RatePerOrg, int(2*opts.RatePerOrg))
 	v.refusalLimit = policy.NewLimiter(refusalsPerGrant, 5*refusalsPerGrant)
+	v.failLogLimit = policy.NewLimiter(1.0/60, 1)
 	v.pw = pairwise{ciphers: map[string]cipher.Block{}, rels: map[string]string{}}
 	return v
 }

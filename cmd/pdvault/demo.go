@@ -308,7 +308,7 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 	if !rep.OK {
 		return fmt.Errorf("demo: the audit log does not verify")
 	}
-	show("verified: %d entries, hash chain intact, head %s", rep.Entries, rep.Head)
+	show("verified: %d entries, every hash and signed tree head checked, head %s", rep.Entries, rep.Head)
 	fmt.Fprintln(out, "\nDone. The demo vault is deleted.")
 	return nil
 }

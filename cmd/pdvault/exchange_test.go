@@ -30,7 +30,7 @@ func TestDemo(t *testing.T) {
 		"presented by anyone else it is refused",
 		"signed by a key made for it alone",
 		"reads the delivery address",
-		"verified: 21 entries",
+		"verified: 31 entries",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("demo output lacks %q", want)
@@ -102,7 +102,7 @@ func TestOwnerExchangeCommands(t *testing.T) {
 		}
 	}
 	r = oc.run("audit", "verify")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "ok: 7 entries") || !strings.Contains(r.stdout, "kept the signed tree head (size 7)") {
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "ok: 8 entries") || !strings.Contains(r.stdout, "kept the signed tree head (size 8)") {
 		t.Fatalf("audit verify: %+v", r)
 	}
 	r = oc.run("audit", "verify")
