@@ -11,7 +11,7 @@ import (
 var collectionRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,62}$`)
 
 // Record ids are minted by the vault: 26 characters of lowercase base32.
-var recordIDRE = regexp.MustCompile(`^[a-z2-7]{26}$`)
+var recordIDRE = regexp.MustCompile(`^[a-z2-7]{25}[aeimquy4]$`) // canonical: the last character's two spare bits are zero
 
 // Fields are top-level keys of a record that a grant can name.
 var fieldRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]{0,63}$`)
@@ -37,6 +37,18 @@ func ValidateRecordID(id string) bool {
 		if c := id[i]; !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
 			return false
 		}
+	}
+	// 26 characters carry 130 bits for 128: the last character's two low
+	// bits must be zero, or one id would have four spellings.
+	last := id[25]
+	var v byte
+	if last >= 'a' {
+		v = last - 'a'
+	} else {
+		v = last - '2' + 26
+	}
+	if v&3 != 0 {
+		return false
 	}
 	return true
 }

@@ -176,7 +176,7 @@ func TestNameValidators(t *testing.T) {
 			t.Errorf("collection %q: loop and regexp disagree", s)
 		}
 	}
-	for _, s := range []string{"", "aaaaaaaaaaaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaaa1", "aaaaaaaaaaaaaaaaaaaaaaaaa2", "Aaaaaaaaaaaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaaaaa"} {
+	for _, s := range []string{"", "aaaaaaaaaaaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaaa1", "aaaaaaaaaaaaaaaaaaaaaaaaa2", "aaaaaaaaaaaaaaaaaaaaaaaaab", "aaaaaaaaaaaaaaaaaaaaaaaaa4", "Aaaaaaaaaaaaaaaaaaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaaaaa"} {
 		if ValidateRecordID(s) != recordIDRE.MatchString(s) {
 			t.Errorf("id %q: loop and regexp disagree", s)
 		}

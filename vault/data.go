@@ -209,7 +209,7 @@ func (v *Vault) ReadCollection(ctx context.Context, a Access, collection string,
 	if err != nil {
 		return DataPage{}, err
 	}
-	real, err := v.realCursor(rel, cursor)
+	real, err := v.realCursor(rel, g.ID, collection, cursor)
 	if err != nil {
 		return DataPage{}, err
 	}
@@ -217,7 +217,7 @@ func (v *Vault) ReadCollection(ctx context.Context, a Access, collection string,
 	if err != nil {
 		return DataPage{}, err
 	}
-	out := DataPage{Collection: collection, Records: make([]DataRecord, 0, len(page.Records)), Next: v.orgCursor(rel, page.Next)}
+	out := DataPage{Collection: collection, Records: make([]DataRecord, 0, len(page.Records)), Next: v.orgCursor(rel, g.ID, collection, page.Next)}
 	ids := make([]string, 0, len(page.Records))
 	for _, r := range page.Records {
 		data, err := policy.Project(d, r.Data)

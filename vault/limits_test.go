@@ -405,3 +405,67 @@ func TestOwnerActionsAreAudited(t *testing.T) {
 		t.Fatalf("restore: %d entries", n)
 	}
 }
+
+// A listing cursor is good only for the grant and collection it was given
+// for (and is keyed apart from the pairwise ids); an id is accepted only
+// in its one canonical spelling.
+func TestCursorsBoundAndIDsCanonical(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	ctx := t.Context()
+	for range 3 {
+		v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada","email":"a@x"}`))
+		v.CreateRecord(ctx, "contacts", []byte(`{"name":"x"}`))
+	}
+	o := newOrg(t)
+	both := []policy.AuthorizationDetail{{Type: policy.DetailType, Collection: "profile", Fields: []string{"name"}}, {Type: policy.DetailType, Collection: "contacts", Fields: []string{"name"}}}
+	grant := func() string {
+		tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) { c.AuthorizationDetails = both }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.Approve(ctx, tk.RequestID, Approval{})
+		p, hc := o.proof(t, v, "POST", "/v1/token", "")
+		tok, err := v.CollectGrant(ctx, tk.RequestID, p, hc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok.AccessToken
+	}
+	g1, g2 := grant(), grant()
+	read := func(tok, coll, cursor string) (DataPage, error) {
+		p, hc := o.proof(t, v, "GET", "/v1/data/"+coll, tok)
+		return v.ReadCollection(ctx, Access{Grant: tok, Proof: p, HTTP: hc}, coll, 1, cursor)
+	}
+	page, err := read(g1, "profile", "")
+	if err != nil || page.Next == "" {
+		t.Fatalf("first page: %+v %v", page, err)
+	}
+	if _, err := read(g1, "profile", page.Next); err != nil {
+		t.Fatalf("its own cursor: %v", err)
+	}
+	if _, err := read(g2, "profile", page.Next); !errors.Is(err, ErrBadCursor) {
+		t.Fatalf("another grant's cursor: %v", err)
+	}
+	if _, err := read(g1, "contacts", page.Next); !errors.Is(err, ErrBadCursor) {
+		t.Fatalf("another collection's cursor: %v", err)
+	}
+	// The id: the canonical spelling reads, the other three spellings of
+	// the same 128 bits do not.
+	id := page.Records[0].ID
+	rd := func(orgID string) error {
+		p, hc := o.proof(t, v, "GET", "/v1/data/profile/"+orgID, g1)
+		_, err := v.ReadRecord(ctx, Access{Grant: g1, Proof: p, HTTP: hc}, "profile", orgID)
+		return err
+	}
+	if err := rd(id); err != nil {
+		t.Fatalf("canonical id: %v", err)
+	}
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	last := strings.IndexByte(alphabet, id[25])
+	for spare := 1; spare < 4; spare++ {
+		other := id[:25] + string(alphabet[last|spare])
+		if err := rd(other); !errors.Is(err, ErrDataNotFound) {
+			t.Errorf("spelling %s of %s: %v", other, id, err)
+		}
+	}
+}

@@ -102,8 +102,11 @@ func (v *Vault) orgRecordID(relID, id string) string {
 // realRecordID maps an organization's id back; ok is false for anything
 // that is not an id of the right shape.
 func (v *Vault) realRecordID(relID, orgID string) (string, bool) {
+	// Only the canonical spelling: base32 of 128 bits leaves two spare
+	// bits in the last character, and four spellings of one id must not
+	// all be accepted.
 	raw, err := idEncoding.DecodeString(orgID)
-	if err != nil || len(raw) != 16 || len(orgID) != 26 {
+	if err != nil || len(raw) != 16 || idEncoding.EncodeToString(raw) != orgID {
 		return "", false
 	}
 	out := make([]byte, 16)
@@ -111,8 +114,25 @@ func (v *Vault) realRecordID(relID, orgID string) (string, bool) {
 	return idEncoding.EncodeToString(out), true
 }
 
-// orgCursor turns a listing cursor into the organization's own.
-func (v *Vault) orgCursor(relID, cursor string) string {
+// cursorBlock is the permutation for one grant's listing of one
+// collection, under the cursor key (not the id key): a cursor is good only
+// for the grant and collection it was given for.
+func (v *Vault) cursorBlock(relID, grantID, collection string) cipher.Block {
+	m := hmac.New(sha256.New, v.cursorKey)
+	for _, part := range []string{relID, grantID, collection} {
+		m.Write([]byte(part))
+		m.Write([]byte{0})
+	}
+	b, err := aes.NewCipher(m.Sum(nil))
+	if err != nil {
+		panic(err) // 32-byte key
+	}
+	return b
+}
+
+// orgCursor turns a listing cursor into the organization's own: the
+// position, encrypted with eight zero bytes that authenticate it.
+func (v *Vault) orgCursor(relID, grantID, collection, cursor string) string {
 	if cursor == "" {
 		return ""
 	}
@@ -122,20 +142,21 @@ func (v *Vault) orgCursor(relID, cursor string) string {
 	}
 	block := make([]byte, 16)
 	binary.BigEndian.PutUint64(block, uint64(seq))
-	v.relBlock(relID).Encrypt(block, block)
+	v.cursorBlock(relID, grantID, collection).Encrypt(block, block)
 	return base64.RawURLEncoding.EncodeToString(block)
 }
 
-// realCursor maps an organization's cursor back, refusing forgeries.
-func (v *Vault) realCursor(relID, c string) (string, error) {
+// realCursor maps an organization's cursor back, refusing forgeries and
+// cursors of another grant or collection (they decrypt to garbage).
+func (v *Vault) realCursor(relID, grantID, collection, c string) (string, error) {
 	if c == "" {
 		return "", nil
 	}
 	block, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil || len(block) != 16 {
+	if err != nil || len(block) != 16 || base64.RawURLEncoding.EncodeToString(block) != c {
 		return "", ErrBadCursor
 	}
-	v.relBlock(relID).Decrypt(block, block)
+	v.cursorBlock(relID, grantID, collection).Decrypt(block, block)
 	for _, b := range block[8:] {
 		if b != 0 {
 			return "", ErrBadCursor

@@ -51,10 +51,10 @@ func TestForgedApprovedRequestMintsNothing(t *testing.T) {
 	sqlExec(t, v, `INSERT INTO relationship_keys (client_id, relationship_id, jwk, added) VALUES (?, ?, ?, ?)`, mallory.jkt, mallory.jkt, string(jwk), now)
 	sqlExec(t, v, `INSERT INTO requests (id, client_id, jwk, client_name, client_uri, callback_uri, purpose, purpose_text, details, duration,
 		terms_hash, jti, signed, status, created, expires, poll_interval, decided, granted_details, granted_duration)
-		VALUES ('forgedforgedforgedforged22', ?, ?, 'Mallory', 'https://m.example', '', 'service_delivery', '', ?, 3600, ?, 'x', 'x', 'approved', ?, ?, 5, ?, ?, 3600)`,
+		VALUES ('forgedforgedforgedforged2a', ?, ?, 'Mallory', 'https://m.example', '', 'service_delivery', '', ?, 3600, ?, 'x', 'x', 'approved', ?, ?, 5, ?, ?, 3600)`,
 		mallory.jkt, string(jwk), details, v.CurrentTerms().Hash, now, now+3600, now, details)
 	p, hc := mallory.proof(t, v, "POST", "/v1/token", "")
-	_, err := v.CollectGrant(ctx, "forgedforgedforgedforged22", p, hc)
+	_, err := v.CollectGrant(ctx, "forgedforgedforgedforged2a", p, hc)
 	wantTampered(t, err)
 	var n int
 	v.db.r.QueryRow(`SELECT count(*) FROM grants`).Scan(&n)
@@ -65,7 +65,7 @@ func TestForgedApprovedRequestMintsNothing(t *testing.T) {
 	// verification names the rows.
 	_, err = v.ListRequests(ctx, "", PageQuery{})
 	wantTampered(t, err)
-	wantProblem(t, v, 0, "requests forgedforgedforgedforged22 failed its integrity check")
+	wantProblem(t, v, 0, "requests forgedforgedforgedforged2a failed its integrity check")
 	wantProblem(t, v, 0, "relationship_keys "+mallory.jkt+" failed")
 }
 

@@ -155,7 +155,8 @@ type Vault struct {
 	failedLogins     atomic.Int64 // wrong passphrases not yet in the log
 	failLogLimit     *policy.Limiter
 	terms            atomic.Pointer[TermsDoc]
-	pairwiseKey      []byte
+	pairwiseKey      []byte // pairwise subjects and record ids (legacy label: ids must stay stable)
+	cursorKey        []byte // organizations' listing cursors
 	replay           *replayCache
 	grants           grantCache
 	noticeWake       chan struct{}
@@ -379,6 +380,7 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 	v.sessions = newSessions(opts.Now, opts.SessionTTL, opts.LoginFailuresPerMinute)
 	v.issuer.Store(&opts.Issuer)
 	v.pairwiseKey = crypt.DeriveLegacy(master, m.vaultID, labelPairwiseKey, 0)
+	v.cursorKey = crypt.Derive(master, m.vaultID, crypt.PairwiseCursor)
 	v.replay = newReplayCache(replayMax)
 	v.grants.m = map[[32]byte]*policy.GrantClaims{}
 	v.noticeWake = make(chan struct{}, 1)
@@ -449,6 +451,7 @@ func (v *Vault) Close() error {
 	v.keyMu.Unlock()
 	crypt.Wipe(v.st.key)
 	crypt.Wipe(v.pairwiseKey)
+	crypt.Wipe(v.cursorKey)
 	if v.keys != nil {
 		v.keys.mu.RLock()
 		cur := v.keys.current

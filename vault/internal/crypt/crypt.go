@@ -35,6 +35,10 @@ const (
 	RowAAD Label = "pdvault.org/v2/state-row"
 	// RecordAAD binds a sealed record to its place and its times.
 	RecordAAD Label = "pdvault.org/v2/record-aad"
+	// PairwiseCursor keys the listing cursors organizations see; the
+	// pairwise ids keep the legacy pairwise key, so that ids an
+	// organization already holds stay valid.
+	PairwiseCursor Label = "pdvault.org/v2/pairwise-cursor"
 )
 
 // Legacy labels: derived as HKDF(info = label || uint32 n). Vaults made
@@ -59,7 +63,7 @@ const (
 // Current lists the labels of the current scheme; Legacy those kept to
 // read older vaults. Every label in use appears in exactly one list.
 var (
-	Current = []Label{StateMAC, RowAAD, RecordAAD, ExportKey, ExportPayload, ExportHeader}
+	Current = []Label{StateMAC, RowAAD, RecordAAD, PairwiseCursor, ExportKey, ExportPayload, ExportHeader}
 	Legacy  = []Label{LegacyMasterWrap, LegacyRecordKey, LegacyRecordAAD, LegacyExportKey, LegacyExportAAD,
 		LegacySecretWrap, LegacySigningKey, LegacyAuditMAC, LegacyPairwise, LegacyRecordKeyAAD, LegacyIntentKeyAAD}
 )
