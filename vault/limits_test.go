@@ -469,3 +469,39 @@ func TestCursorsBoundAndIDsCanonical(t *testing.T) {
 		}
 	}
 }
+
+// One record that does not open used to stop re-encryption for good: it
+// is now skipped (never rewritten), and reported.
+func TestReencryptionSkipsAnUnreadableRecord(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	ctx := t.Context()
+	var ids []string
+	for i := range 30 {
+		r, _ := v.CreateRecord(ctx, "transactions", []byte(fmt.Sprintf(`{"i":%d}`, i)))
+		ids = append(ids, r.ID)
+	}
+	bad := ids[3]
+	sqlExec(t, v, `UPDATE records SET sealed = zeroblob(60) WHERE id = ?`, bad)
+	if _, err := v.RotateKeys(ctx, false, true); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n, err := v.reencryptBatch(ctx, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	st, err := v.KeyStatus(ctx)
+	if err != nil || st.RecordsToRewrite != 0 || len(st.UnreadableRecords) != 1 || st.UnreadableRecords[0] != bad {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	for _, id := range ids {
+		_, err := v.GetRecord(ctx, "transactions", id)
+		if (id == bad) != errors.Is(err, ErrTampered) || (id != bad && err != nil) {
+			t.Fatalf("%s: %v", id, err)
+		}
+	}
+}

@@ -40,6 +40,9 @@ type KeyStatus struct {
 	PublishedKeys    []string `json:"published_keys"`
 	RecordKeyID      uint32   `json:"record_key_id"`
 	RecordsToRewrite int64    `json:"records_to_reencrypt"`
+	// UnreadableRecords failed their integrity check while being
+	// re-encrypted: skipped, left as they are, to restore from a backup.
+	UnreadableRecords []string `json:"unreadable_records,omitempty"`
 }
 
 // RotateKeys rotates the signing key, the record key, or both.
@@ -201,8 +204,23 @@ func (v *Vault) KeyStatus(ctx context.Context) (KeyStatus, error) {
 	st.RecordKeyID = v.recordKeyID
 	v.mu.RUnlock()
 	n, err := v.recordsToRewrite(ctx)
+	if err != nil {
+		return st, err
+	}
 	st.RecordsToRewrite = n
-	return st, err
+	rows, err := v.db.r.QueryContext(ctx, `SELECT id FROM unreadable_records ORDER BY found, id LIMIT 100`)
+	if err != nil {
+		return st, storageError("key status", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return st, storageError("key status", err)
+		}
+		st.UnreadableRecords = append(st.UnreadableRecords, id)
+	}
+	return st, storageError0("key status", rows.Err())
 }
 
 func (v *Vault) recordsToRewrite(ctx context.Context) (int64, error) {
@@ -210,7 +228,7 @@ func (v *Vault) recordsToRewrite(ctx context.Context) (int64, error) {
 	cur := v.recordKeyID
 	v.mu.RUnlock()
 	var n int64
-	err := v.db.r.QueryRowContext(ctx, `SELECT count(*) FROM records WHERE key_id != ?`, cur).Scan(&n)
+	err := v.db.r.QueryRowContext(ctx, `SELECT count(*) FROM records WHERE key_id != ? AND id NOT IN (SELECT id FROM unreadable_records)`, cur).Scan(&n)
 	if err != nil {
 		return 0, storageError("count records", err)
 	}
@@ -225,14 +243,16 @@ func (v *Vault) wakeReencrypt() {
 }
 
 // reencryptBatch moves up to n records to the current record key in one
-// transaction and reports how many it moved.
+// transaction and reports how many it handled (moved, or skipped as
+// unreadable).
 func (v *Vault) reencryptBatch(ctx context.Context, n int) (int, error) {
 	v.mu.RLock()
 	cur := v.recordKeyID
 	v.mu.RUnlock()
 	moved := 0
 	err := v.db.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id, collection, version, key_id, sealed, created, updated FROM records WHERE key_id != ? LIMIT ?`, cur, n)
+		rows, err := tx.QueryContext(ctx, `SELECT id, collection, version, key_id, sealed, created, updated FROM records
+			WHERE key_id != ? AND id NOT IN (SELECT id FROM unreadable_records) LIMIT ?`, cur, n)
 		if err != nil {
 			return err
 		}
@@ -255,8 +275,18 @@ func (v *Vault) reencryptBatch(ctx context.Context, n int) (int, error) {
 		rows.Close()
 		for _, r := range batch {
 			pt, err := v.openRecord(r.coll, r.id, r.version, r.keyID, r.created, r.updated, r.sealed)
+			if isTampered(err) {
+				// Never rewritten (that would launder it), and never again
+				// in the way of the others: skipped, kept, and reported.
+				if _, err := tx.ExecContext(ctx, `INSERT OR IGNORE INTO unreadable_records (id, found) VALUES (?, ?)`, r.id, v.now().Unix()); err != nil {
+					return err
+				}
+				v.log.Error("record does not open; re-encryption skips it", "id", r.id)
+				moved++ // handled: the loop goes on to the rest
+				continue
+			}
 			if err != nil {
-				return err // a record that does not open is not silently rewritten
+				return err
 			}
 			keyID, sealed, err := v.sealRecord(r.coll, r.id, r.version, r.created, r.updated, pt)
 			crypt.Wipe(pt)

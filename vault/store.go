@@ -436,6 +436,13 @@ var migrations = []string{
 		not_before INTEGER NOT NULL,  -- proofs dated earlier are refused (an unclean stop)
 		mac        BLOB
 	);`,
+
+	// 11: records that failed to open during re-encryption, skipped and
+	// reported instead of stalling it (rotate.go).
+	`CREATE TABLE unreadable_records (
+		id    TEXT    PRIMARY KEY,
+		found INTEGER NOT NULL
+	);`,
 }
 
 // schemaStats is the first schema with relationship_stats; schemaReplay
