@@ -558,6 +558,8 @@ type KeyStatus struct {
 	PublishedKeys    []string `json:"published_keys"`
 	RecordKeyID      uint32   `json:"record_key_id"`
 	RecordsToRewrite int64    `json:"records_to_reencrypt"`
+	// UnreadableRecords failed their integrity check during re-encryption.
+	UnreadableRecords []string `json:"unreadable_records,omitempty"`
 }
 
 // RotationResult says what a rotation did.

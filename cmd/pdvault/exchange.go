@@ -718,6 +718,9 @@ func (a *app) cmdKeys(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(a.stdout, "signing key: %s\npublished:   %s\nrecord key:  %d (%d records still under older keys)\n",
 			st.SigningKey, strings.Join(st.PublishedKeys, ", "), st.RecordKeyID, st.RecordsToRewrite)
+		if len(st.UnreadableRecords) > 0 {
+			fmt.Fprintf(a.stdout, "unreadable:  %s (failed their integrity check; left as they are: restore them from a backup)\n", strings.Join(st.UnreadableRecords, ", "))
+		}
 		return nil
 	case "rotate":
 		if !*signing && !*records {
