@@ -114,8 +114,13 @@ func TestExchangeEndToEnd(t *testing.T) {
 	r := e.do("GET", "/v1/owner/requests?status=pending", e.token, nil)
 	var lst struct{ Requests []vault.Request }
 	r.json(t, &lst)
-	if len(lst.Requests) != 1 || lst.Requests[0].ClientName != "Acme Bikes" || lst.Requests[0].ClientID != o.Key().Thumbprint() || lst.Requests[0].Signed == "" {
-		t.Fatalf("pending requests: %s", r.body)
+	if len(lst.Requests) != 1 || lst.Requests[0].ClientName != "Acme Bikes" || lst.Requests[0].ClientID != o.Key().Thumbprint() || lst.Requests[0].Signed != "" {
+		t.Fatalf("pending requests (a listing leaves the signed original out): %s", r.body)
+	}
+	var full vault.Request
+	e.do("GET", "/v1/owner/requests/"+tk.RequestID, e.token, nil).json(t, &full)
+	if full.Signed == "" {
+		t.Fatal("the request without its signed original")
 	}
 	r = e.do("POST", "/v1/owner/requests/"+tk.RequestID+"/approve", e.token,
 		strings.NewReader(`{"authorization_details":[{"collection":"profile","fields":["name","email"]}],"duration":1800}`))

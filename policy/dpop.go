@@ -56,6 +56,12 @@ type ProofCheck struct {
 	// Cache, if set, remembers proof headers already checked (see
 	// ProofCache). Nil means every proof is parsed in full.
 	Cache *ProofCache
+	// Holder, if set, is the thumbprint the proof's key must have (the
+	// grant's cnf.jkt). It is compared before the signature is checked:
+	// a proof by anyone else costs a parse and a hash, not a signature
+	// verification, so a flood of strangers' proofs against a copied
+	// grant is cheap to refuse.
+	Holder string
 }
 
 // ProofCache remembers the protected headers of DPoP proofs that have
@@ -157,6 +163,9 @@ func VerifyProof(tok string, chk ProofCheck) (*Proof, error) {
 		return nil, proofError(ErrTokenTooLarge)
 	}
 	if h := chk.Cache.get(h64); h != nil && strings.Count(tok, ".") == 2 {
+		if chk.Holder != "" && h.jkt != chk.Holder {
+			return nil, ErrWrongHolder
+		}
 		if payload, perr = h.verify(tok); perr != nil {
 			return nil, proofError(perr)
 		}
@@ -168,6 +177,9 @@ func VerifyProof(tok string, chk ProofCheck) (*Proof, error) {
 		}
 		if key, jkt, perr = embeddedKey(p); perr != nil {
 			return nil, proofError(perr)
+		}
+		if chk.Holder != "" && jkt != chk.Holder {
+			return nil, ErrWrongHolder
 		}
 		if payload, perr = p.verifyWith(key); perr != nil {
 			return nil, proofError(perr)

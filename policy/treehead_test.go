@@ -132,3 +132,22 @@ func TestSignedPayloadTrailingDataRefused(t *testing.T) {
 		t.Errorf("trailing whitespace: %v", err)
 	}
 }
+
+// With a holder named, a proof by another key is refused before its
+// signature is looked at (a stranger's proof costs no verification); the
+// holder's own proof is still fully checked.
+func TestProofHolderCheckedFirst(t *testing.T) {
+	holder, stranger := fuzzOrg(), newOrgKey(t)
+	claims := ProofClaims{ID: "p1", Method: "GET", URL: "https://vault.example/v1/data/x", IssuedAt: now.Unix()}
+	chk := ProofCheck{Method: "GET", URL: "https://vault.example/v1/data/x", Now: now, Skew: ClockSkew, Holder: holder.jkt}
+	bad := func(tok string) string { return tok[:len(tok)-4] + "AAAA" } // a broken signature
+	if _, err := VerifyProof(bad(orgSigned(stranger, TypProof, claims)), chk); !errors.Is(err, ErrWrongHolder) {
+		t.Fatalf("a stranger's proof (bad signature, never checked): %v", err)
+	}
+	if _, err := VerifyProof(bad(orgSigned(holder, TypProof, claims)), chk); err == nil || errors.Is(err, ErrWrongHolder) {
+		t.Fatalf("the holder's proof with a bad signature: %v", err)
+	}
+	if p, err := VerifyProof(orgSigned(holder, TypProof, claims), chk); err != nil || p.JKT != holder.jkt {
+		t.Fatalf("the holder's proof: %v", err)
+	}
+}

@@ -102,8 +102,14 @@ func (v *Vault) forgetGrant(id string) {
 // The caller consumes it (consumeProof, the replay check) once the key is
 // shown to belong here.
 func (v *Vault) checkProof(proof string, hc HTTPContext, accessToken string) (*policy.Proof, error) {
+	return v.checkProofOf(proof, hc, accessToken, "")
+}
+
+// checkProofOf is checkProof for a proof that must be by holder's key.
+func (v *Vault) checkProofOf(proof string, hc HTTPContext, accessToken, holder string) (*policy.Proof, error) {
 	now := v.opts.Now()
-	p, err := policy.VerifyProof(proof, policy.ProofCheck{Method: hc.Method, URL: hc.URL, AccessToken: accessToken, Now: now, Skew: policy.ClockSkew, Cache: v.proofs})
+	p, err := policy.VerifyProof(proof, policy.ProofCheck{Method: hc.Method, URL: hc.URL, AccessToken: accessToken, Now: now, Skew: policy.ClockSkew,
+		Cache: v.proofs, Holder: holder})
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +144,7 @@ func (v *Vault) authenticate(ctx context.Context, a Access, collection string) (
 		// Not a genuine, current grant of ours: nothing to attribute it to.
 		return nil, "", err
 	}
-	p, err := v.checkProof(a.Proof, a.HTTP, a.Grant)
+	p, err := v.checkProofOf(a.Proof, a.HTTP, a.Grant, g.Confirmation.JKT)
 	if errors.Is(err, policy.ErrRateLimited) {
 		return nil, "", err
 	}

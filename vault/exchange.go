@@ -76,7 +76,7 @@ type Request struct {
 	GrantedDuration int64                        `json:"granted_duration,omitempty"`
 	DenyReason      string                       `json:"deny_reason,omitempty"`
 	GrantID         string                       `json:"grant_id,omitempty"`
-	Signed          string                       `json:"signed_request"` // the organization's signed acceptance
+	Signed          string                       `json:"signed_request,omitempty"` // the organization's signed acceptance (GET of one request)
 	RelationshipID  string                       `json:"relationship_id"`
 	// ClaimsPreview says what each derived claim asked for would reveal
 	// now (owner views of pending requests only).
@@ -421,6 +421,9 @@ func (v *Vault) ListRequests(ctx context.Context, status string, q PageQuery) (R
 			p.Next = encodeKeyCursor(last.Created.Unix(), last.ID)
 			break
 		}
+		// A listing leaves out the signed request (up to 64 KiB each); GET
+		// of one request has it.
+		r.Signed = ""
 		p.Requests = append(p.Requests, r.Request)
 	}
 	return p, nil

@@ -443,6 +443,11 @@ var migrations = []string{
 		id    TEXT    PRIMARY KEY,
 		found INTEGER NOT NULL
 	);`,
+
+	// 12: request listings newest first, by status, stop after a page
+	// instead of sorting every matching (large) row.
+	`CREATE INDEX requests_by_status_created ON requests (status, created, id);
+	CREATE INDEX requests_by_created_id ON requests (created, id);`,
 }
 
 // schemaStats is the first schema with relationship_stats; schemaReplay

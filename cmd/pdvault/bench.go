@@ -39,8 +39,15 @@ func (a *app) cmdBench(ctx context.Context, args []string) error {
 	clients := fs.Int("clients", 64, "concurrent clients")
 	duration := fs.Duration("duration", 10*time.Second, "how long to measure")
 	warmup := fs.Duration("warmup", 2*time.Second, "load before measuring")
+	flood := fs.Bool("flood", false, "instead: the flood benchmark of the limits (genuine relationships, then floods of requests and proofs from fresh keys)")
+	rels := fs.Int("relationships", 1000, "with --flood: genuine relationships")
+	floodReqs := fs.Int("flood-requests", 20000, "with --flood: padded requests from fresh keys")
+	floodProofs := fs.Int("flood-proofs", 150000, "with --flood: DPoP proofs from fresh keys")
 	if err := a.parse(fs, args); err != nil {
 		return err
+	}
+	if *flood {
+		return a.floodBench(ctx, max(*rels, 1), *floodReqs, *floodProofs, 5*time.Second)
 	}
 	if *records < 1 || *clients < 1 || *duration <= 0 {
 		return usageError{"--records, --clients and --duration must be positive", ""}
