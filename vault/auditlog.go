@@ -311,10 +311,11 @@ func activeSigner(ctx context.Context, tx *sql.Tx, st *stateAuth, master []byte,
 	if len(rs) != 1 {
 		return nil, ErrTampered.WithCause(errors.New("not exactly one active signing key"))
 	}
-	wrap := crypt.DeriveLegacy(master, vaultID, labelSecretKey, 0)
+	// Runs after rekeySecrets: the seed is under the v2 wrapping key.
+	wrap := crypt.Derive(master, vaultID, crypt.SigningKeyWrap)
 	defer crypt.Wipe(wrap)
 	kid := rs[0].str("kid")
-	seed, err := crypt.Open(wrap, rs[0].bytes("sealed"), crypt.AAD(labelSigningKeyAAD, []byte(vaultID), []byte(kid)))
+	seed, err := crypt.Open(wrap, rs[0].bytes("sealed"), signingKeyAAD(vaultID, kid))
 	if err != nil || len(seed) != ed25519.SeedSize {
 		return nil, ErrTampered.WithCause(errors.New("signing key " + kid + " does not open"))
 	}

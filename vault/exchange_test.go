@@ -506,6 +506,31 @@ func TestMigrationBuildsRelationships(t *testing.T) {
 	ctx := t.Context()
 	o := newOrg(t)
 	tok := o.grant(t, v, Approval{})
+	// A schema-2 vault sealed its signing key under the legacy wrapping key.
+	legacy := crypt.DeriveLegacy(v.master, v.id, labelSecretKey, 0)
+	wrap, _ := v.wrapKey(crypt.SigningKeyWrap)
+	rows, _ := v.db.r.Query(`SELECT kid, sealed FROM signing_keys`)
+	type sk struct {
+		kid    string
+		sealed []byte
+	}
+	var sks []sk
+	for rows.Next() {
+		var k sk
+		rows.Scan(&k.kid, &k.sealed)
+		sks = append(sks, k)
+	}
+	rows.Close()
+	for _, k := range sks {
+		seed, err := crypt.Open(wrap, k.sealed, signingKeyAAD(v.id, k.kid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := v.db.w.Exec(`UPDATE signing_keys SET sealed = ? WHERE kid = ?`,
+			crypt.Seal(legacy, seed, crypt.AAD(labelSigningKeyAAD, []byte(v.id), []byte(k.kid))), k.kid); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, q := range []string{
 		`DROP INDEX records_by_key`, `DROP TABLE record_keys`, `DROP TABLE offers`, `DROP TABLE intents`, `DROP TABLE receipts`, `DROP TABLE notices`, `DROP TABLE relationship_keys`, `DROP TABLE relationships`,
 		`DROP INDEX IF EXISTS receipts_by_grant`,
@@ -513,7 +538,7 @@ func TestMigrationBuildsRelationships(t *testing.T) {
 		`ALTER TABLE meta DROP COLUMN mac`, `ALTER TABLE signing_keys DROP COLUMN mac`, `ALTER TABLE terms DROP COLUMN mac`,
 		`ALTER TABLE requests DROP COLUMN mac`, `ALTER TABLE grants DROP COLUMN mac`,
 		`DROP TABLE audit_tree`, `DROP TABLE audit_heads`, `DROP TABLE audit_head`, `DROP TABLE devices`,
-		`DROP TABLE relationship_stats`, `DROP TABLE replay_seen`, `DROP TABLE shutdown`, `DROP TABLE unreadable_records`, `DROP INDEX requests_by_status_created`, `DROP INDEX requests_by_created_id`, `DROP INDEX requests_by_status`, `DROP INDEX requests_by_client`, `DROP INDEX grants_by_issued`,
+		`DROP TABLE relationship_stats`, `DROP TABLE replay_seen`, `DROP TABLE shutdown`, `DROP TABLE unreadable_records`, `DROP INDEX requests_by_status_created`, `DROP INDEX requests_by_created_id`, `DROP INDEX IF EXISTS record_keys_by_created`, `DROP INDEX requests_by_status`, `DROP INDEX requests_by_client`, `DROP INDEX grants_by_issued`,
 		`CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, hash BLOB NOT NULL, mac BLOB NOT NULL)`,
 		`CREATE TABLE audit_checkpoints (size INTEGER PRIMARY KEY, hash BLOB NOT NULL, signed TEXT NOT NULL, created INTEGER NOT NULL)`,
 		`PRAGMA user_version = 2`,

@@ -73,8 +73,19 @@ func (s *vaultSigner) SignPayload(payload []byte, alg jose.SignatureAlgorithm) (
 	return ed25519.Sign(s.priv, payload), nil
 }
 
-func (v *Vault) secretKey() ([]byte, error) {
-	return v.deriveLegacy(labelSecretKey, 0)
+// wrapKey is the key that wraps one kind of stored secret (signing seeds,
+// record keys): one sub-key per kind.
+func (v *Vault) wrapKey(kind crypt.Label) ([]byte, error) {
+	v.keyMu.RLock()
+	defer v.keyMu.RUnlock()
+	if v.master == nil {
+		return nil, ErrLocked
+	}
+	return crypt.Derive(v.master, v.id, kind), nil
+}
+
+func signingKeyAAD(vaultID, kid string) []byte {
+	return crypt.AAD(crypt.SigningKeyAAD, []byte(vaultID), []byte(kid))
 }
 
 // deriveLegacy derives a sub-key of the master key, or ErrLocked once the
@@ -104,12 +115,12 @@ func (v *Vault) newSigningKey(ctx context.Context, tx *sql.Tx) (*vaultSigner, er
 		return nil, err
 	}
 	kid := kidOf(pub)
-	wrap, err := v.secretKey()
+	wrap, err := v.wrapKey(crypt.SigningKeyWrap)
 	if err != nil {
 		return nil, err
 	}
 	defer crypt.Wipe(wrap)
-	sealed := crypt.Seal(wrap, priv.Seed(), crypt.AAD(labelSigningKeyAAD, []byte(v.id), []byte(kid)))
+	sealed := crypt.Seal(wrap, priv.Seed(), signingKeyAAD(v.id, kid))
 	if err := v.st.insert(ctx, tx, tSigningKeys, kid, `INSERT INTO signing_keys (kid, public, sealed, created) VALUES (?, ?, ?, ?)`,
 		kid, []byte(pub), sealed, v.now().Unix()); err != nil {
 		return nil, err
@@ -128,7 +139,7 @@ func (v *Vault) loadKeys(ctx context.Context) error {
 			return err
 		}
 		kr := &keyring{public: map[string]ed25519.PublicKey{}}
-		wrap, err := v.secretKey()
+		wrap, err := v.wrapKey(crypt.SigningKeyWrap)
 		if err != nil {
 			return err
 		}
@@ -136,7 +147,7 @@ func (v *Vault) loadKeys(ctx context.Context) error {
 		var current []*vaultSigner
 		for _, r := range rs {
 			kid := r.str("kid")
-			seed, err := crypt.Open(wrap, r.bytes("sealed"), crypt.AAD(labelSigningKeyAAD, []byte(v.id), []byte(kid)))
+			seed, err := crypt.Open(wrap, r.bytes("sealed"), signingKeyAAD(v.id, kid))
 			if err != nil || len(seed) != ed25519.SeedSize {
 				// The row passed its MAC, so this is not an outsider's
 				// key; still, a key that does not open is never used.

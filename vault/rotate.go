@@ -86,7 +86,7 @@ func (v *Vault) RotateKeys(ctx context.Context, signing, records bool) (Rotation
 			}
 			cur := uint32(m.i64("record_key_id"))
 			next := cur + 1
-			wrap, err := v.secretKey()
+			wrap, err := v.wrapKey(crypt.RecordKeyWrap)
 			if err != nil {
 				return err
 			}
@@ -138,6 +138,11 @@ func (v *Vault) RotateKeys(ctx context.Context, signing, records bool) (Rotation
 func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }
 
 func recordKeyWrapAAD(vaultID string, id uint32) []byte {
+	return crypt.AAD(crypt.RecordKeyAAD, []byte(vaultID), binary.BigEndian.AppendUint32(nil, id))
+}
+
+// legacyRecordKeyWrapAAD is the AAD of record keys sealed before schema 13.
+func legacyRecordKeyWrapAAD(vaultID string, id uint32) []byte {
 	return crypt.AAD(labelRecordKeyWrap, []byte(vaultID), binary.BigEndian.AppendUint32(nil, id))
 }
 
@@ -151,7 +156,7 @@ func (v *Vault) loadRecordKey(n uint32) ([]byte, error) {
 		return nil, storageError("read record key", err)
 	}
 	sealed := r.bytes("sealed")
-	wrap, err := v.secretKey()
+	wrap, err := v.wrapKey(crypt.RecordKeyWrap)
 	if err != nil {
 		return nil, err
 	}

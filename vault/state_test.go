@@ -17,6 +17,7 @@ import (
 	jose "github.com/go-jose/go-jose/v4"
 
 	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault/internal/crypt"
 )
 
 // An attacker who can write the vault's file but does not know the
@@ -388,7 +389,7 @@ func TestClosedVaultDerivesNothing(t *testing.T) {
 	v, _, _ := newTestVault(t)
 	s := v.signer()
 	v.Close()
-	if _, err := v.secretKey(); !errors.Is(err, ErrLocked) {
+	if _, err := v.wrapKey(crypt.SigningKeyWrap); !errors.Is(err, ErrLocked) {
 		t.Fatalf("secret key after close: %v", err)
 	}
 	if _, err := s.SignPayload([]byte("x"), jose.EdDSA); !errors.Is(err, ErrLocked) {
@@ -458,5 +459,52 @@ func TestNoticesCarryATreeHead(t *testing.T) {
 	th, err := policy.OpenTreeHead(c.AuditTreeHead, v.id, v.publicKeys())
 	if err != nil || th.Size < 1 {
 		t.Fatalf("notice's tree head: %+v %v", th, err)
+	}
+}
+
+// After the upgrade, every stored secret is under the v2 wrapping key of
+// its kind (no longer the one legacy key for all), and record key 1 is
+// stored like the others.
+func TestSecretsRekeyedOnUpgrade(t *testing.T) {
+	dir := t.TempDir()
+	db, _ := os.ReadFile(filepath.Join("testdata", "schema5", "vault.db"))
+	os.WriteFile(filepath.Join(dir, DBFile), db, 0o600)
+	v, err := Open(t.Context(), dir, []byte(testPass), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	legacy := crypt.DeriveLegacy(v.master, v.id, labelSecretKey, 0)
+	signWrap, _ := v.wrapKey(crypt.SigningKeyWrap)
+	recWrap, _ := v.wrapKey(crypt.RecordKeyWrap)
+	rows, _ := v.db.r.Query(`SELECT kid, sealed FROM signing_keys`)
+	n := 0
+	for rows.Next() {
+		var kid string
+		var sealed []byte
+		rows.Scan(&kid, &sealed)
+		if _, err := crypt.Open(signWrap, sealed, signingKeyAAD(v.id, kid)); err != nil {
+			t.Errorf("signing key %s not under the v2 key", kid)
+		}
+		if _, err := crypt.Open(legacy, sealed, crypt.AAD(labelSigningKeyAAD, []byte(v.id), []byte(kid))); err == nil {
+			t.Errorf("signing key %s still opens under the legacy key", kid)
+		}
+		n++
+	}
+	rows.Close()
+	var ids []int64
+	rows, _ = v.db.r.Query(`SELECT id, sealed FROM record_keys ORDER BY id`)
+	for rows.Next() {
+		var id int64
+		var sealed []byte
+		rows.Scan(&id, &sealed)
+		if _, err := crypt.Open(recWrap, sealed, recordKeyWrapAAD(v.id, uint32(id))); err != nil {
+			t.Errorf("record key %d not under the v2 key", id)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if n != 2 || len(ids) != 2 || ids[0] != 1 || ids[1] != 2 {
+		t.Fatalf("%d signing keys, record keys %v", n, ids)
 	}
 }

@@ -448,6 +448,11 @@ var migrations = []string{
 	// instead of sorting every matching (large) row.
 	`CREATE INDEX requests_by_status_created ON requests (status, created, id);
 	CREATE INDEX requests_by_created_id ON requests (created, id);`,
+
+	// 13: one wrapping key per kind of stored secret, from the
+	// length-prefixed (v2) labels; record key 1 stored like the others.
+	// The Go step (rekeySecrets) re-seals what the legacy keys sealed.
+	`CREATE INDEX record_keys_by_created ON record_keys (created);`,
 }
 
 // schemaStats is the first schema with relationship_stats; schemaReplay
@@ -455,6 +460,7 @@ var migrations = []string{
 const (
 	schemaStats  = 9
 	schemaReplay = 10
+	schemaRekey  = 13
 )
 
 // schemaTree is the first schema whose audit log is a Merkle tree.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/pdvault/pdvault/vault/internal/crypt"
@@ -25,6 +26,11 @@ func upgradeState(ctx context.Context, master []byte, vaultID string) func(tx *s
 			}
 			if err := st.stampAll(ctx, tx); err != nil {
 				return err
+			}
+		}
+		if from < schemaRekey {
+			if err := rekeySecrets(ctx, tx, st, master, vaultID); err != nil {
+				return fmt.Errorf("re-key stored secrets: %w", err)
 			}
 		}
 		if from < schemaTree {
@@ -75,7 +81,7 @@ func resealRecordsV1(ctx context.Context, tx *sql.Tx, master []byte, vaultID str
 				return nil, ErrTampered.WithCause(fmt.Errorf("record key %d: %w", n, err))
 			}
 			var err error
-			if k, err = crypt.Open(wrap, sealed, recordKeyWrapAAD(vaultID, n)); err != nil {
+			if k, err = crypt.Open(wrap, sealed, legacyRecordKeyWrapAAD(vaultID, n)); err != nil {
 				return nil, ErrTampered.WithCause(fmt.Errorf("record key %d: %w", n, err))
 			}
 		}
@@ -136,4 +142,55 @@ func resealRecordsV1(ctx context.Context, tx *sql.Tx, master []byte, vaultID str
 func recordAAD(vaultID, collection, id string, version int64, keyID uint32, created, updated int64) []byte {
 	return crypt.AAD(crypt.RecordAAD, []byte(vaultID), []byte(collection), []byte(id), crypt.U64(uint64(version)),
 		binary.BigEndian.AppendUint32(nil, keyID), crypt.U64(uint64(created)), crypt.U64(uint64(updated)))
+}
+
+// rekeySecrets moves the stored secrets from the one legacy wrapping key
+// (HKDF label || uint32, shared by every kind) to one v2 key per kind, and
+// stores record key 1, which vaults before schema 13 derived from the
+// master key, sealed like the others. Each changed row is checked before
+// and re-authenticated after (stateAuth.update).
+func rekeySecrets(ctx context.Context, tx *sql.Tx, st *stateAuth, master []byte, vaultID string) error {
+	legacy := crypt.DeriveLegacy(master, vaultID, labelSecretKey, 0)
+	defer crypt.Wipe(legacy)
+	signWrap := crypt.Derive(master, vaultID, crypt.SigningKeyWrap)
+	defer crypt.Wipe(signWrap)
+	recWrap := crypt.Derive(master, vaultID, crypt.RecordKeyWrap)
+	defer crypt.Wipe(recWrap)
+
+	keys, err := st.rows(ctx, tx, tSigningKeys, `1`)
+	if err != nil {
+		return err
+	}
+	for _, r := range keys {
+		kid := r.str("kid")
+		seed, err := crypt.Open(legacy, r.bytes("sealed"), crypt.AAD(labelSigningKeyAAD, []byte(vaultID), []byte(kid)))
+		if err != nil {
+			return ErrTampered.WithCause(errors.New("signing key " + kid + " does not open"))
+		}
+		sealed := crypt.Seal(signWrap, seed, signingKeyAAD(vaultID, kid))
+		crypt.Wipe(seed)
+		if err := st.update(ctx, tx, tSigningKeys, kid, `sealed = ?`, sealed); err != nil {
+			return err
+		}
+	}
+	rks, err := st.rows(ctx, tx, tRecKeys, `1`)
+	if err != nil {
+		return err
+	}
+	for _, r := range rks {
+		n := uint32(r.i64("id"))
+		k, err := crypt.Open(legacy, r.bytes("sealed"), legacyRecordKeyWrapAAD(vaultID, n))
+		if err != nil {
+			return ErrTampered.WithCause(fmt.Errorf("record key %d does not open", n))
+		}
+		sealed := crypt.Seal(recWrap, k, recordKeyWrapAAD(vaultID, n))
+		crypt.Wipe(k)
+		if err := st.update(ctx, tx, tRecKeys, int64(n), `sealed = ?`, sealed); err != nil {
+			return err
+		}
+	}
+	k1 := crypt.DeriveLegacy(master, vaultID, labelRecordKey, 1)
+	defer crypt.Wipe(k1)
+	return st.insert(ctx, tx, tRecKeys, int64(1), `INSERT INTO record_keys (id, sealed, created) VALUES (1, ?, 0)`,
+		crypt.Seal(recWrap, k1, recordKeyWrapAAD(vaultID, 1)))
 }

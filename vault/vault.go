@@ -299,6 +299,15 @@ func initialize(ctx context.Context, db *store, dir string, passphrase []byte, k
 			m.vaultID, m.kdfJSON, m.wrapped, m.recordKeyID, m.created); err != nil {
 			return err
 		}
+		// Record key 1: random, stored sealed like every later one.
+		k1 := crypt.Random(crypt.KeySize)
+		wrap := crypt.Derive(master, m.vaultID, crypt.RecordKeyWrap)
+		sealed := crypt.Seal(wrap, k1, recordKeyWrapAAD(m.vaultID, 1))
+		crypt.Wipe(k1)
+		crypt.Wipe(wrap)
+		if err := st.insert(ctx, tx, tRecKeys, int64(1), `INSERT INTO record_keys (id, sealed, created) VALUES (1, ?, ?)`, sealed, m.created); err != nil {
+			return err
+		}
 		// A new vault has seen no proof: as good as a clean stop.
 		return st.put(ctx, tx, tShutdown, int64(1), m.created, int64(0))
 	})
@@ -486,18 +495,12 @@ func (v *Vault) recordKey(n uint32) ([]byte, error) {
 	if k, ok := v.recordKeys[n]; ok {
 		return k, nil
 	}
-	// Key 1 is derived from the master key; later keys are random and
-	// stored sealed (rotate.go).
-	if n == 1 {
-		var err error
-		if k, err = v.deriveLegacy(labelRecordKey, n); err != nil {
-			return nil, err
-		}
-	} else {
-		var err error
-		if k, err = v.loadRecordKey(n); err != nil {
-			return nil, err
-		}
+	// Every record key is stored sealed (rotate.go); key 1 of a vault made
+	// before schema 13 was derived from the master key, and the upgrade
+	// stored it like the others.
+	k, err := v.loadRecordKey(n)
+	if err != nil {
+		return nil, err
 	}
 	v.recordKeys[n] = k
 	return k, nil

@@ -39,6 +39,12 @@ const (
 	// pairwise ids keep the legacy pairwise key, so that ids an
 	// organization already holds stay valid.
 	PairwiseCursor Label = "pdvault.org/v2/pairwise-cursor"
+	// One wrapping key per kind of secret the vault stores, each with its
+	// own AAD label binding the secret to its row.
+	SigningKeyWrap Label = "pdvault.org/v2/signing-key-wrap"
+	SigningKeyAAD  Label = "pdvault.org/v2/signing-key-aad"
+	RecordKeyWrap  Label = "pdvault.org/v2/record-key-wrap"
+	RecordKeyAAD   Label = "pdvault.org/v2/record-key-aad"
 )
 
 // Legacy labels: derived as HKDF(info = label || uint32 n). Vaults made
@@ -63,8 +69,9 @@ const (
 // Current lists the labels of the current scheme; Legacy those kept to
 // read older vaults. Every label in use appears in exactly one list.
 var (
-	Current = []Label{StateMAC, RowAAD, RecordAAD, PairwiseCursor, ExportKey, ExportPayload, ExportHeader}
-	Legacy  = []Label{LegacyMasterWrap, LegacyRecordKey, LegacyRecordAAD, LegacyExportKey, LegacyExportAAD,
+	Current = []Label{StateMAC, RowAAD, RecordAAD, PairwiseCursor, SigningKeyWrap, SigningKeyAAD, RecordKeyWrap, RecordKeyAAD,
+		ExportKey, ExportPayload, ExportHeader}
+	Legacy = []Label{LegacyMasterWrap, LegacyRecordKey, LegacyRecordAAD, LegacyExportKey, LegacyExportAAD,
 		LegacySecretWrap, LegacySigningKey, LegacyAuditMAC, LegacyPairwise, LegacyRecordKeyAAD, LegacyIntentKeyAAD}
 )
 
