@@ -401,15 +401,10 @@ func (v *Vault) ListRequests(ctx context.Context, status string, q PageQuery) (R
 	default:
 		return RequestPage{}, policy.E(policy.KindInvalid, "invalid_status", "status is one of pending, approved, denied, collected, expired")
 	}
-	n, err := q.size()
+	tail, args, n, err := q.plan(where, args, "created", "id")
 	if err != nil {
 		return RequestPage{}, err
 	}
-	c, err := decodeKeyCursor(q.Cursor)
-	if err != nil {
-		return RequestPage{}, err
-	}
-	tail, args := pageWhere(where, args, c, "created", "id", n)
 	rs, err := v.loadRequests(ctx, v.db.r, tail, args...)
 	if err != nil {
 		return RequestPage{}, storageError("list requests", err)
@@ -746,15 +741,10 @@ type GrantPage struct {
 
 // ListGrants returns a page of grants, newest first.
 func (v *Vault) ListGrants(ctx context.Context, q PageQuery) (GrantPage, error) {
-	n, err := q.size()
+	tail, args, n, err := q.plan("1", nil, "issued", "id")
 	if err != nil {
 		return GrantPage{}, err
 	}
-	c, err := decodeKeyCursor(q.Cursor)
-	if err != nil {
-		return GrantPage{}, err
-	}
-	tail, args := pageWhere("1", nil, c, "issued", "id", n)
 	gs, err := v.loadGrants(ctx, v.db.r, tail, args...)
 	if err != nil {
 		return GrantPage{}, storageError("list grants", err)

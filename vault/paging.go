@@ -56,6 +56,22 @@ func decodeKeyCursor(s string) (*keyCursor, error) {
 	return &keyCursor{t: int64(binary.BigEndian.Uint64(b[1:9])), id: id}, nil
 }
 
+// plan checks the query and returns the SQL tail (cursor condition, order,
+// LIMIT n+1) for a listing of rows matching where, ordered by (tcol DESC,
+// idcol), and the page size n.
+func (q PageQuery) plan(where string, args []any, tcol, idcol string) (string, []any, int, error) {
+	n, err := q.size()
+	if err != nil {
+		return "", nil, 0, err
+	}
+	c, err := decodeKeyCursor(q.Cursor)
+	if err != nil {
+		return "", nil, 0, err
+	}
+	tail, args := pageWhere(where, args, c, tcol, idcol, n)
+	return tail, args, n, nil
+}
+
 // pageWhere adds the cursor condition for columns tcol, idcol to where and
 // returns the full tail (with ORDER BY and LIMIT n+1) and its arguments.
 func pageWhere(where string, args []any, c *keyCursor, tcol, idcol string, n int) (string, []any) {

@@ -187,15 +187,10 @@ type RelationshipPage struct {
 // ListRelationships returns a page of relationships, most recent contact
 // first.
 func (v *Vault) ListRelationships(ctx context.Context, q PageQuery) (RelationshipPage, error) {
-	n, err := q.size()
+	tail, args, n, err := q.plan("1", nil, "last_seen", "id")
 	if err != nil {
 		return RelationshipPage{}, err
 	}
-	c, err := decodeKeyCursor(q.Cursor)
-	if err != nil {
-		return RelationshipPage{}, err
-	}
-	tail, args := pageWhere("1", nil, c, "last_seen", "id", n)
 	rs, err := v.st.rows(ctx, v.db.r, tRelationships, tail, args...)
 	if err != nil {
 		return RelationshipPage{}, storageError("list relationships", err)
