@@ -223,7 +223,7 @@ func (v *Vault) checkpoint(ctx context.Context, tx *sql.Tx, size int64, root tlo
 // head of this vault's log. It builds the text itself (policy.SignTreeHead),
 // so it can sign nothing else.
 func (v *Vault) signTreeHead(size int64, root tlog.Hash) (policy.TreeHead, error) {
-	th, err := policy.SignTreeHead(v.signer(), v.id, size, root)
+	th, err := v.signHead(size, root)
 	if err != nil {
 		return th, policy.Internal("sign tree head", err)
 	}

@@ -420,7 +420,7 @@ func (v *Vault) ReadClaims(ctx context.Context, a Access) (ClaimsResult, error) 
 		IssuedAt: now.Unix(), Expiry: now.Add(policy.ClaimsLifetime).Unix(), GrantID: g.ID, Claims: answers,
 		Confirmation: policy.Confirmation{JKT: g.ClientID},
 	}
-	signed, err := policy.SignClaims(v.signer(), st)
+	signed, err := v.signClaims(st)
 	if err != nil {
 		return ClaimsResult{}, policy.Internal("sign claims", err)
 	}

@@ -605,7 +605,6 @@ func (v *Vault) mintGrant(ctx context.Context, tx *sql.Tx, r requestRow) (string
 	if r.Decided != nil {
 		decided = *r.Decided
 	}
-	s := v.signer()
 	g := policy.GrantClaims{
 		Issuer: v.Issuer(), Subject: v.pairwiseSubject(r.RelationshipID), Audience: v.Issuer(), ClientID: r.ClientID,
 		ID: newID(), IssuedAt: now.Unix(), NotBefore: now.Unix(),
@@ -615,7 +614,7 @@ func (v *Vault) mintGrant(ctx context.Context, tx *sql.Tx, r requestRow) (string
 		AuthorizationDetails: r.GrantedDetails, Purpose: r.Purpose, TermsHash: r.TermsHash,
 		Confirmation: policy.Confirmation{JKT: r.ClientID},
 	}
-	tok, err := policy.SignGrant(s, g)
+	tok, kid, err := v.signGrant(g)
 	if err != nil {
 		return "", g, policy.Internal("sign grant", err)
 	}
@@ -643,7 +642,7 @@ func (v *Vault) mintGrant(ctx context.Context, tx *sql.Tx, r requestRow) (string
 	dj, _ := json.Marshal(g.AuthorizationDetails)
 	if err := v.st.insert(ctx, tx, tGrants, g.ID, `INSERT INTO grants (id, request_id, client_id, client_name, subject, details, purpose, terms_hash, kid, issued, expires, retention)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		g.ID, r.ID, r.ClientID, r.ClientName, g.Subject, string(dj), g.Purpose, g.TermsHash, s.kid, g.IssuedAt, g.Expiry, retention); err != nil {
+		g.ID, r.ID, r.ClientID, r.ClientName, g.Subject, string(dj), g.Purpose, g.TermsHash, kid, g.IssuedAt, g.Expiry, retention); err != nil {
 		return "", g, err
 	}
 	if err := v.st.update(ctx, tx, tRequests, r.ID, `status = ?, grant_id = ?`, StatusCollected, g.ID); err != nil {

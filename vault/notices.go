@@ -54,7 +54,7 @@ func (v *Vault) queueNotice(ctx context.Context, tx *sql.Tx, relID, clientID, ur
 	if th, err := v.RecentTreeHead(ctx); err == nil {
 		c.AuditTreeHead = th.Note
 	}
-	signed, err := policy.SignNotice(v.signer(), c)
+	signed, err := v.signNotice(c)
 	if err != nil {
 		return Notice{}, policy.Internal("sign notice", err)
 	}
