@@ -31,7 +31,9 @@ type keyring struct {
 // package policy's token builders may reach it. Never hand it to code that
 // takes payloads from outside.
 type vaultSigner struct {
-	kid  string
+	kid string
+	seq int // how many signing keys existed once this one was made
+
 	mu   sync.RWMutex // Close takes it to wipe priv; signing holds it
 	priv ed25519.PrivateKey
 }
@@ -162,7 +164,7 @@ func (v *Vault) loadKeys(ctx context.Context) error {
 			}
 			kr.public[kid] = pub
 			if r.null("retired") {
-				current = append(current, &vaultSigner{kid: kid, priv: priv})
+				current = append(current, &vaultSigner{kid: kid, priv: priv, seq: len(rs)})
 			} else {
 				crypt.Wipe(priv)
 			}

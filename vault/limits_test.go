@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -503,5 +504,54 @@ func TestReencryptionSkipsAnUnreadableRecord(t *testing.T) {
 		if (id == bad) != errors.Is(err, ErrTampered) || (id != bad && err != nil) {
 			t.Fatalf("%s: %v", id, err)
 		}
+	}
+}
+
+// Two signing-key rotations at once used to leave two active keys (each
+// retired the key it had seen); the retirement now happens in the rotating
+// transaction, from what is active there.
+func TestConcurrentSigningRotations(t *testing.T) {
+	v, dir, c := newTestVault(t)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			if _, err := v.RotateKeys(ctx, true, false); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	var active []string
+	rows, _ := v.db.r.Query(`SELECT kid FROM signing_keys WHERE retired IS NULL`)
+	for rows.Next() {
+		var kid string
+		rows.Scan(&kid)
+		active = append(active, kid)
+	}
+	rows.Close()
+	if len(active) != 1 || v.signer().kid != active[0] {
+		t.Fatalf("active in the file %v, in use %s", active, v.signer().kid)
+	}
+	// And the vault opens again with them.
+	v.Close()
+	v2, err := Open(ctx, dir, []byte(testPass), Options{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v2.Close()
+}
+
+// A relationship whose key rows are gone (deleted from the file) is shown
+// without its keys, not a panic (strings.Repeat with a negative count).
+func TestRelationshipWithoutKeys(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	o := newOrg(t)
+	o.grant(t, v, Approval{})
+	sqlExec(t, v, `DELETE FROM relationship_keys`)
+	v.forgetRelationships()
+	rel, err := v.GetRelationship(t.Context(), o.jkt)
+	if err != nil || len(rel.Keys) != 0 || len(rel.Grants) != 0 {
+		t.Fatalf("%+v %v", rel, err)
 	}
 }

@@ -74,6 +74,11 @@ func (v *Vault) RotateKeys(ctx context.Context, signing, records bool) (Rotation
 			if err != nil {
 				return err
 			}
+			// Its place in the order of keys: rotations serialize on the
+			// writer, so a later commit has a higher count.
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM signing_keys`).Scan(&s.seq); err != nil {
+				return err
+			}
 			newSigner, res.SigningKey, res.RetiredKey = s, s.kid, old
 			if err := v.appendAudit(ctx, tx, AuditEntry{Event: EvKeyRotated, Actor: "owner", Reason: "signing key " + old + " -> " + s.kid}); err != nil {
 				return err
@@ -116,7 +121,12 @@ func (v *Vault) RotateKeys(ctx context.Context, signing, records bool) (Rotation
 	}
 	if newSigner != nil {
 		v.keys.mu.Lock()
-		v.keys.current = newSigner
+		// Only a key from a later commit replaces the one in use: two
+		// rotations may return in either order, and memory must end with
+		// the key the database has as active.
+		if v.keys.current == nil || newSigner.seq > v.keys.current.seq {
+			v.keys.current = newSigner
+		}
 		v.keys.public[newSigner.kid] = newSigner.priv.Public().(ed25519.PublicKey)
 		v.keys.mu.Unlock()
 		v.refreshPublished(ctx)
