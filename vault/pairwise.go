@@ -2,13 +2,12 @@ package vault
 
 import (
 	"context"
-	"crypto/aes"
 	"crypto/cipher"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"sync"
+
+	"github.com/pdvault/pdvault/vault/internal/crypt"
 )
 
 // Pairwise identifiers: what one organization sees cannot be matched with
@@ -33,10 +32,7 @@ type pairwise struct {
 }
 
 func (v *Vault) pairwiseSubject(relID string) string {
-	m := hmac.New(sha256.New, v.pairwiseKey)
-	m.Write([]byte("sub\x00"))
-	m.Write([]byte(relID))
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	return base64.RawURLEncoding.EncodeToString(crypt.Keyed(v.pairwiseKey, "sub", relID))
 }
 
 func (v *Vault) relBlock(relID string) cipher.Block {
@@ -45,13 +41,7 @@ func (v *Vault) relBlock(relID string) cipher.Block {
 	if b, ok := v.pw.ciphers[relID]; ok {
 		return b
 	}
-	m := hmac.New(sha256.New, v.pairwiseKey)
-	m.Write([]byte("record-id\x00"))
-	m.Write([]byte(relID))
-	b, err := aes.NewCipher(m.Sum(nil))
-	if err != nil {
-		panic(err) // 32-byte key
-	}
+	b := crypt.Permutation(v.pairwiseKey, "record-id", relID)
 	if len(v.pw.ciphers) > 10000 {
 		clear(v.pw.ciphers)
 	}
@@ -118,16 +108,7 @@ func (v *Vault) realRecordID(relID, orgID string) (string, bool) {
 // collection, under the cursor key (not the id key): a cursor is good only
 // for the grant and collection it was given for.
 func (v *Vault) cursorBlock(relID, grantID, collection string) cipher.Block {
-	m := hmac.New(sha256.New, v.cursorKey)
-	for _, part := range []string{relID, grantID, collection} {
-		m.Write([]byte(part))
-		m.Write([]byte{0})
-	}
-	b, err := aes.NewCipher(m.Sum(nil))
-	if err != nil {
-		panic(err) // 32-byte key
-	}
-	return b
+	return crypt.Permutation(v.cursorKey, relID, grantID, collection)
 }
 
 // orgCursor turns a listing cursor into the organization's own: the
