@@ -2,12 +2,13 @@ package policy
 
 import (
 	"crypto/ed25519"
-
 	"encoding/json"
 	"errors"
-	jose "github.com/go-jose/go-jose/v4"
 	"testing"
 	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+	"golang.org/x/mod/sumdb/tlog"
 )
 
 // Fuzz targets for every parser that reads what an outsider sends. Seed
@@ -154,4 +155,30 @@ func FuzzClaims(f *testing.F) {
 func normalizeOK(data []byte) bool {
 	_, err := NormalizeRecord(data)
 	return err == nil
+}
+
+// FuzzOpenTreeHead: a tree head opens only if the vault's key signed
+// exactly that text; whatever it is given, the parser answers with its
+// own error kind and never accepts a changed head.
+func FuzzOpenTreeHead(f *testing.F) {
+	s := &testSigner{kid: "fuzz", priv: fuzzKey}
+	keys := []ed25519.PublicKey{fuzzKey.Public().(ed25519.PublicKey)}
+	var root tlog.Hash
+	root[0] = 7
+	good, _ := SignTreeHead(s, "aaaaaaaaaaaaaaaaaaaaaaaaaa", 42, root)
+	f.Add(good.Note)
+	f.Add("")
+	f.Add("pdvault.org/audit/aaaaaaaaaaaaaaaaaaaaaaaaaa\n42\nBwAA\n\n— x AAAA\n")
+	f.Fuzz(func(t *testing.T, note string) {
+		th, err := OpenTreeHead(note, "aaaaaaaaaaaaaaaaaaaaaaaaaa", keys)
+		if err != nil {
+			if !errors.Is(err, ErrBadTreeHead) {
+				t.Fatalf("not our error: %v", err)
+			}
+			return
+		}
+		if note != good.Note && (th.Size != 42 || th.Root != root) {
+			t.Fatalf("accepted a changed head: %q", note)
+		}
+	})
 }

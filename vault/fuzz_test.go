@@ -2,6 +2,8 @@ package vault
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/pdvault/pdvault/vault/internal/crypt"
@@ -31,6 +33,25 @@ func FuzzRecordEnvelope(f *testing.F) {
 		}
 		if _, err := crypt.Open(key, pt, ad); err == nil && len(pt) > 0 {
 			t.Fatal("unsealed bytes opened")
+		}
+	})
+}
+
+// FuzzImport: whatever bytes an export file holds, import answers with a
+// clear error (never a panic, never a half-made vault) unless the file is
+// intact.
+func FuzzImport(f *testing.F) {
+	f.Add([]byte(exportMagic + "{}\n--- AAAA\n"))
+	f.Add([]byte(exportMagicV1 + "{}\n"))
+	f.Add([]byte("not an export"))
+	f.Fuzz(func(t *testing.T, file []byte) {
+		d := filepath.Join(t.TempDir(), "x")
+		_, err := Import(t.Context(), bytes.NewReader(file), d, []byte("correct horse battery staple"), Options{})
+		if err == nil {
+			t.Fatal("imported a made-up file")
+		}
+		if ents, _ := os.ReadDir(d); len(ents) != 0 {
+			t.Fatalf("a failed import left files: %v", ents)
 		}
 	})
 }
