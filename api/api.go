@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -47,6 +48,8 @@ type server struct {
 	log     *slog.Logger
 	maxBody int64
 	pages   map[string]*template.Template
+
+	headHeader atomic.Pointer[encodedHead] // the last tree head, as a header value
 }
 
 // New returns the HTTP handler for a vault.
@@ -148,9 +151,24 @@ func (s *server) checkHost(extra []string, next http.Handler) http.Handler {
 	for _, h := range extra {
 		allowed[strings.ToLower(h)] = true
 	}
+	// The issuer's host, parsed once per issuer (it changes only at start).
+	type parsed struct{ issuer, host string }
+	var cache atomic.Pointer[parsed]
+	issuerHost := func() string {
+		iss := s.svc.Issuer()
+		if p := cache.Load(); p != nil && p.issuer == iss {
+			return p.host
+		}
+		p := &parsed{issuer: iss}
+		if u, err := url.Parse(iss); err == nil {
+			p.host = strings.ToLower(u.Host)
+		}
+		cache.Store(p)
+		return p.host
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := strings.ToLower(r.Host)
-		if u, err := url.Parse(s.svc.Issuer()); err == nil && strings.EqualFold(u.Host, host) || allowed[host] {
+		if host == issuerHost() || allowed[host] {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -264,12 +264,24 @@ const (
 // organization is a witness of the log without asking.
 func (s *server) auditHeaders(w http.ResponseWriter, r *http.Request, seq int64) {
 	if th, err := s.svc.RecentTreeHead(r.Context()); err == nil {
-		w.Header().Set(hdrAuditHead, base64.RawURLEncoding.EncodeToString([]byte(th.Note)))
+		w.Header().Set(hdrAuditHead, s.headerOf(th))
 	}
 	if seq > 0 {
 		w.Header().Set(hdrAuditSeq, strconv.FormatInt(seq, 10))
 	}
 }
+
+// headerOf is a head as a header value, encoded once per head.
+func (s *server) headerOf(th policy.TreeHead) string {
+	if c := s.headHeader.Load(); c != nil && c.note == th.Note {
+		return c.value
+	}
+	c := &encodedHead{note: th.Note, value: base64.RawURLEncoding.EncodeToString([]byte(th.Note))}
+	s.headHeader.Store(c)
+	return c.value
+}
+
+type encodedHead struct{ note, value string }
 
 // auditHead serves a recent signed tree head.
 func (s *server) auditHead(w http.ResponseWriter, r *http.Request) {
