@@ -555,3 +555,39 @@ func TestRelationshipWithoutKeys(t *testing.T) {
 		t.Fatalf("%+v %v", rel, err)
 	}
 }
+
+// Deleting saved replay entries behind the vault's back (to reopen a
+// replay after a clean restart) is noticed: the mark authenticates them.
+func TestSavedReplayEntriesAuthenticated(t *testing.T) {
+	v, dir, c := newTestVault(t)
+	ctx := t.Context()
+	v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada","email":"a@x"}`))
+	o := newOrg(t)
+	tok := o.grant(t, v, Approval{})
+	p, hc := o.proof(t, v, "GET", "/v1/data/profile", tok.AccessToken)
+	a := Access{Grant: tok.AccessToken, Proof: p, HTTP: hc}
+	if _, err := v.ReadCollection(ctx, a, "profile", 0, ""); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	db, err := openStore(filepath.Join(dir, DBFile), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	db.w.QueryRow(`SELECT count(*) FROM replay_seen`).Scan(&n)
+	db.w.Exec(`DELETE FROM replay_seen`)
+	db.close()
+	if n == 0 {
+		t.Fatal("nothing was saved")
+	}
+	c.Add(time.Second)
+	v2, err := Open(ctx, dir, []byte(testPass), Options{Now: c.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	if _, err := v2.ReadCollection(ctx, a, "profile", 0, ""); !errors.Is(err, ErrProofBeforeRestart) {
+		t.Fatalf("a replay after the saved entries were deleted: %v", err)
+	}
+}

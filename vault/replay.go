@@ -1,10 +1,13 @@
 package vault
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -135,7 +138,22 @@ func (v *Vault) consumeProof(p *policy.Proof) error {
 	return nil
 }
 
-var tShutdown = newTable("shutdown", "id", "id", "clean_at", "not_before")
+var tShutdown = newTable("shutdown", "id", "id", "clean_at", "not_before", "digest")
+
+// replayDigest is SHA-256 over the saved entries in key order.
+func replayDigest(keys map[replayKey]int64) []byte {
+	ks := make([]replayKey, 0, len(keys))
+	for k := range keys {
+		ks = append(ks, k)
+	}
+	slices.SortFunc(ks, func(a, b replayKey) int { return bytes.Compare(a[:], b[:]) })
+	h := sha256.New()
+	for _, k := range ks {
+		h.Write(k[:])
+		h.Write(binary.BigEndian.AppendUint64(nil, uint64(keys[k])))
+	}
+	return h.Sum(nil)
+}
 
 // saveReplay keeps the live replay entries and marks a clean shutdown.
 func (v *Vault) saveReplay(ctx context.Context) error {
@@ -170,7 +188,11 @@ func (v *Vault) saveReplay(ctx context.Context) error {
 		c.mu.Lock()
 		nb := c.notBefore.Unix()
 		c.mu.Unlock()
-		return v.st.put(ctx, tx, tShutdown, int64(1), v.now().Unix(), nb)
+		saved := make(map[replayKey]int64, len(es))
+		for _, e := range es {
+			saved[e.k] = e.w
+		}
+		return v.st.put(ctx, tx, tShutdown, int64(1), v.now().Unix(), nb, replayDigest(saved))
 	})
 }
 
@@ -192,10 +214,11 @@ func (v *Vault) loadReplay(ctx context.Context) error {
 		default:
 			// An earlier unclean stop still counts while its proofs live.
 			v.replay.notBefore = time.Unix(mark.i64("not_before"), 0)
-			rows, err := tx.QueryContext(ctx, `SELECT key, window FROM replay_seen WHERE window >= ?`, window(now)-int64(nBuckets)+1)
+			rows, err := tx.QueryContext(ctx, `SELECT key, window FROM replay_seen`)
 			if err != nil {
 				return err
 			}
+			saved := map[replayKey]int64{}
 			for rows.Next() {
 				var b []byte
 				var w int64
@@ -205,11 +228,24 @@ func (v *Vault) loadReplay(ctx context.Context) error {
 				}
 				var k replayKey
 				copy(k[:], b)
-				v.replay.add(k, w)
+				saved[k] = w
 			}
 			rows.Close()
 			if err := rows.Err(); err != nil {
 				return err
+			}
+			if !mark.null("digest") && !bytes.Equal(replayDigest(saved), mark.bytes("digest")) {
+				// Entries were removed or changed behind the vault's back:
+				// treat it as an unclean stop.
+				v.log.Error("the saved replay cache does not match its mark; proofs made before now are refused")
+				v.replay.notBefore = now.Truncate(time.Second)
+				break
+			}
+			oldest := window(now) - int64(nBuckets) + 1
+			for k, w := range saved {
+				if w >= oldest {
+					v.replay.add(k, w)
+				}
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM replay_seen`); err != nil {

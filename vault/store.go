@@ -453,6 +453,11 @@ var migrations = []string{
 	// length-prefixed (v2) labels; record key 1 stored like the others.
 	// The Go step (rekeySecrets) re-seals what the legacy keys sealed.
 	`CREATE INDEX record_keys_by_created ON record_keys (created);`,
+
+	// 14: the clean-shutdown mark also authenticates the saved replay
+	// entries (a digest of them), so that deleting some of them cannot
+	// reopen replays after a clean restart.
+	`ALTER TABLE shutdown ADD COLUMN digest BLOB;`,
 }
 
 // schemaStats is the first schema with relationship_stats; schemaReplay

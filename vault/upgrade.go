@@ -41,7 +41,7 @@ func upgradeState(ctx context.Context, master []byte, vaultID string) func(tx *s
 		if from < schemaReplay {
 			// The release before kept no replay cache across restarts
 			// at all; this first start is treated as after a clean stop.
-			if err := st.put(ctx, tx, tShutdown, int64(1), int64(0), int64(0)); err != nil {
+			if err := st.put(ctx, tx, tShutdown, int64(1), int64(0), int64(0), replayDigest(nil)); err != nil {
 				return err
 			}
 		}

@@ -309,7 +309,7 @@ func initialize(ctx context.Context, db *store, dir string, passphrase []byte, k
 			return err
 		}
 		// A new vault has seen no proof: as good as a clean stop.
-		return st.put(ctx, tx, tShutdown, int64(1), m.created, int64(0))
+		return st.put(ctx, tx, tShutdown, int64(1), m.created, int64(0), replayDigest(nil))
 	})
 	crypt.Wipe(st.key)
 	if err != nil {
