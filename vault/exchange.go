@@ -401,28 +401,48 @@ func (v *Vault) ListRequests(ctx context.Context, status string, q PageQuery) (R
 	default:
 		return RequestPage{}, policy.E(policy.KindInvalid, "invalid_status", "status is one of pending, approved, denied, collected, expired")
 	}
-	tail, args, n, err := q.plan(where, args, "created", "id")
+	n, err := q.size()
 	if err != nil {
 		return RequestPage{}, err
 	}
-	rs, err := v.loadRequests(ctx, v.db.r, tail, args...)
+	cur, err := decodeKeyCursor(q.Cursor)
 	if err != nil {
-		return RequestPage{}, storageError("list requests", err)
+		return RequestPage{}, err
 	}
+	// A page ends at n requests or at pageBytes of them, whichever comes
+	// first: requests padded to the size limit (a flood) make shorter
+	// pages, not slower ones. Rows are read in chunks sized from what the
+	// earlier ones weighed.
 	p := RequestPage{Requests: []Request{}, Dropped: v.dropped.Load()}
-	for i, r := range rs {
-		if i == n {
-			last := rs[n-1]
-			p.Next = encodeKeyCursor(last.Created.Unix(), last.ID)
-			break
+	size, chunk := 0, min(n, 8)
+	for {
+		tail, targs := pageWhere(where, args, cur, "created", "id", chunk)
+		rs, err := v.loadRequests(ctx, v.db.r, tail, targs...)
+		if err != nil {
+			return RequestPage{}, storageError("list requests", err)
 		}
-		// A listing leaves out the signed request (up to 64 KiB each); GET
-		// of one request has it.
-		r.Signed = ""
-		p.Requests = append(p.Requests, r.Request)
+		for _, r := range rs[:min(len(rs), chunk)] {
+			size += len(r.Signed)
+			// A listing leaves out the signed request (up to 64 KiB
+			// each); GET of one request has it.
+			r.Signed = ""
+			p.Requests = append(p.Requests, r.Request)
+			cur = &keyCursor{t: r.Created.Unix(), id: r.ID}
+		}
+		if len(rs) <= chunk {
+			return p, nil // the last page
+		}
+		if len(p.Requests) >= n || size >= pageBytes {
+			p.Next = encodeKeyCursor(cur.t, cur.id)
+			return p, nil
+		}
+		per := max(size/len(p.Requests), 1)
+		chunk = max(1, min(n-len(p.Requests), (pageBytes-size)/per))
 	}
-	return p, nil
 }
+
+// pageBytes bounds the signed requests one page of a listing reads.
+const pageBytes = 256 << 10
 
 func storageError0(op string, err error) error {
 	if err == nil {

@@ -591,3 +591,43 @@ func TestSavedReplayEntriesAuthenticated(t *testing.T) {
 		t.Fatalf("a replay after the saved entries were deleted: %v", err)
 	}
 }
+
+// Requests padded to the size limit make shorter pages, not slower ones:
+// a page stops at pageBytes of signed requests, and paging still reaches
+// every request.
+func TestPagesBoundedByBytes(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	ctx := t.Context()
+	long := strings.Repeat("f", 55)
+	pad := func(c *policy.RequestClaims) {
+		c.AuthorizationDetails = nil
+		for k := range 7 {
+			d := policy.AuthorizationDetail{Type: policy.DetailType, Collection: fmt.Sprintf("col%d", k)}
+			for f := range 100 {
+				d.Fields = append(d.Fields, fmt.Sprintf("%s%03d", long, f))
+			}
+			c.AuthorizationDetails = append(c.AuthorizationDetails, d)
+		}
+	}
+	for range 10 {
+		if _, err := v.SubmitRequest(ctx, newOrg(t).request(t, v, pad)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first, err := v.ListRequests(ctx, "", PageQuery{})
+	if err != nil || first.Next == "" || len(first.Requests) >= 10 || len(first.Requests) < 1 {
+		t.Fatalf("first page: %d requests, next %q, %v", len(first.Requests), first.Next, err)
+	}
+	seen := len(first.Requests)
+	for c := first.Next; c != ""; {
+		p, err := v.ListRequests(ctx, "", PageQuery{Cursor: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		seen += len(p.Requests)
+		c = p.Next
+	}
+	if seen != 10 {
+		t.Fatalf("paged through %d of 10", seen)
+	}
+}
