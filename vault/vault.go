@@ -133,6 +133,7 @@ type Vault struct {
 	opts Options
 	log  *slog.Logger
 
+	closed atomic.Bool
 	keyMu  sync.RWMutex // guards master against Close
 	master []byte       // only in memory, only while unlocked; nil once closed
 	st     *stateAuth
@@ -444,9 +445,12 @@ func (v *Vault) Dir() string { return v.dir }
 
 // Close locks the vault: it forgets the keys and closes the database.
 func (v *Vault) Close() error {
+	if !v.closed.CompareAndSwap(false, true) {
+		return nil // closed already
+	}
 	v.stopCommitter()
 	if err := v.saveReplay(context.Background()); err != nil {
-		v.log.Warn("replay cache not saved: proofs made before the restart will be refused for a minute", "err", err)
+		v.log.Warn("replay cache not saved: proofs dated before the next start will be refused then", "err", err)
 	}
 	v.mu.Lock()
 	for _, k := range v.recordKeys {
