@@ -143,6 +143,47 @@ func (h *proofHeader) verify(tok string) ([]byte, *Error) {
 	return payload, nil
 }
 
+// quickThumbprintMismatch reads the jwk of a proof's header with a plain
+// JSON decoder and reports whether its RFC 7638 thumbprint is surely not
+// holder: a stranger's proof is refused for the cost of a decode and a
+// hash, before any JOSE parsing. It answers false whenever it is not sure
+// (an unusual key, a non-canonical encoding), and the full checks decide.
+func quickThumbprintMismatch(h64, holder string) bool {
+	if base64.RawURLEncoding.DecodedLen(len(h64)) > maxHeaderLen {
+		return false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(h64)
+	if err != nil {
+		return false
+	}
+	var h struct {
+		JWK struct {
+			Kty string `json:"kty"`
+			Crv string `json:"crv"`
+			X   string `json:"x"`
+			Y   string `json:"y"`
+		} `json:"jwk"`
+	}
+	if json.Unmarshal(raw, &h) != nil {
+		return false
+	}
+	canonical := func(s string, n int) bool {
+		b, err := base64.RawURLEncoding.DecodeString(s)
+		return err == nil && len(b) == n && base64.RawURLEncoding.EncodeToString(b) == s
+	}
+	var members string
+	switch k := h.JWK; {
+	case k.Kty == "OKP" && k.Crv == "Ed25519" && canonical(k.X, 32) && k.Y == "":
+		members = `{"crv":"Ed25519","kty":"OKP","x":"` + k.X + `"}`
+	case k.Kty == "EC" && k.Crv == "P-256" && canonical(k.X, 32) && canonical(k.Y, 32):
+		members = `{"crv":"P-256","kty":"EC","x":"` + k.X + `","y":"` + k.Y + `"}`
+	default:
+		return false
+	}
+	sum := sha256.Sum256([]byte(members))
+	return base64.RawURLEncoding.EncodeToString(sum[:]) != holder
+}
+
 // VerifyProof checks a DPoP proof as RFC 9449 §4.3 says: one compact JWS,
 // typ dpop+jwt, an accepted algorithm, a public key in the jwk header that
 // verifies it, htm and htu matching this request, a recent iat, a jti, and
@@ -171,6 +212,9 @@ func VerifyProof(tok string, chk ProofCheck) (*Proof, error) {
 		}
 		key, jkt = h.key, h.jkt
 	} else {
+		if chk.Holder != "" && quickThumbprintMismatch(h64, chk.Holder) {
+			return nil, ErrWrongHolder
+		}
 		p, perr := parseCompact(tok, MaxProofLen, OrgAlgs, TypProof, "jwk")
 		if perr != nil {
 			return nil, proofError(perr)

@@ -1,12 +1,15 @@
 package policy
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"errors"
 	"strings"
 	"testing"
 
+	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/mod/sumdb/tlog"
 )
 
@@ -149,5 +152,30 @@ func TestProofHolderCheckedFirst(t *testing.T) {
 	}
 	if p, err := VerifyProof(orgSigned(holder, TypProof, claims), chk); err != nil || p.JKT != holder.jkt {
 		t.Fatalf("the holder's proof: %v", err)
+	}
+}
+
+// The quick thumbprint agrees with the full one for the keys organizations
+// use (Ed25519 and P-256): it never refuses the holder.
+func TestQuickThumbprintAgrees(t *testing.T) {
+	for range 50 {
+		for _, k := range []orgKey{newOrgKey(t), fuzzOrg()} {
+			tok := orgSigned(k, TypProof, ProofClaims{ID: "x", Method: "GET", URL: "https://v/x", IssuedAt: now.Unix()})
+			h64, _, _ := strings.Cut(tok, ".")
+			if quickThumbprintMismatch(h64, k.jkt) {
+				t.Fatalf("the holder's own key refused: %v", k.jwk)
+			}
+			if !quickThumbprintMismatch(h64, "someone-else") {
+				t.Fatal("another holder not refused")
+			}
+		}
+	}
+	es, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	j := jose.JSONWebKey{Key: es.Public()}
+	jkt, _ := Thumbprint(&j)
+	raw, _ := j.MarshalJSON()
+	h := `{"alg":"ES256","typ":"dpop+jwt","jwk":` + string(raw) + `}`
+	if quickThumbprintMismatch(b64.EncodeToString([]byte(h)), jkt) {
+		t.Fatal("a P-256 holder refused")
 	}
 }
