@@ -111,6 +111,8 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	o.Handle("/records/{collection}/{id}", s.ownerAuth(s.getRecord)).Methods(http.MethodGet).Name("owner.records.get")
 	o.Handle("/records/{collection}/{id}", s.ownerAuth(s.updateRecord)).Methods(http.MethodPut).Name("owner.records.update")
 	o.Handle("/records/{collection}/{id}", s.ownerAuth(s.deleteRecord)).Methods(http.MethodDelete).Name("owner.records.delete")
+	o.Handle("/imports", s.ownerAuth(s.importData)).Methods(http.MethodPost).Name("owner.imports.create")
+	o.Handle("/imports/formats", s.ownerAuth(s.importFormats)).Methods(http.MethodGet).Name("owner.imports.formats")
 	o.Handle("/terms", s.ownerAuth(s.currentTerms)).Methods(http.MethodGet).Name("owner.terms.get")
 	o.Handle("/terms", s.ownerAuth(s.setTerms)).Methods(http.MethodPut).Name("owner.terms.set")
 	o.Handle("/requests", s.ownerAuth(s.listRequests)).Methods(http.MethodGet).Name("owner.requests.list")

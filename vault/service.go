@@ -24,6 +24,7 @@ type OwnerService interface {
 	DeleteRecord(ctx context.Context, collection, id string, ifVersion int64) error
 	ListRecords(ctx context.Context, collection string, limit int, cursor string) (Page, error)
 	ListCollections(ctx context.Context) ([]Collection, error)
+	ImportData(ctx context.Context, r io.Reader, in DataImport) (ImportResult, error)
 
 	Export(ctx context.Context, w io.Writer) (ExportStats, error)
 

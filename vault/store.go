@@ -458,6 +458,13 @@ var migrations = []string{
 	// entries (a digest of them), so that deleting some of them cannot
 	// reopen replays after a clean restart.
 	`ALTER TABLE shutdown ADD COLUMN digest BLOB;`,
+
+	// 15: importers (import.go): one keyed mark per imported item, so that
+	// importing a file again adds nothing. The mark is an HMAC under a
+	// vault key: it tells nothing about the item without that key.
+	`CREATE TABLE import_items (
+		mark BLOB PRIMARY KEY  -- HMAC(import key, collection, format, item key)
+	);`,
 }
 
 // schemaStats is the first schema with relationship_stats; schemaReplay

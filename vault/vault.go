@@ -158,6 +158,7 @@ type Vault struct {
 	terms            atomic.Pointer[TermsDoc]
 	pairwiseKey      []byte // pairwise subjects and record ids (legacy label: ids must stay stable)
 	cursorKey        []byte // organizations' listing cursors
+	importKey        []byte // marks of imported items (import.go)
 	replay           *replayCache
 	grants           grantCache
 	noticeWake       chan struct{}
@@ -391,6 +392,7 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 	v.issuer.Store(&opts.Issuer)
 	v.pairwiseKey = crypt.DeriveLegacy(master, m.vaultID, labelPairwiseKey, 0)
 	v.cursorKey = crypt.Derive(master, m.vaultID, crypt.PairwiseCursor)
+	v.importKey = crypt.Derive(master, m.vaultID, crypt.ImportMark)
 	v.replay = newReplayCache(replayMax)
 	v.grants.m = map[[32]byte]*policy.GrantClaims{}
 	v.noticeWake = make(chan struct{}, 1)
@@ -465,6 +467,7 @@ func (v *Vault) Close() error {
 	crypt.Wipe(v.st.key)
 	crypt.Wipe(v.pairwiseKey)
 	crypt.Wipe(v.cursorKey)
+	crypt.Wipe(v.importKey)
 	if v.keys != nil {
 		v.keys.mu.RLock()
 		cur := v.keys.current

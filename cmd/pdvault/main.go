@@ -75,6 +75,7 @@ Run a vault:
 Talk to a running vault:
   login        exchange the passphrase for an owner token
   record       put | get | list | delete records
+  data         import | formats: bring in the files you get (vCard, ...)
   requests     list | show | approve | deny organizations' access requests
   grants       list | revoke grants
   audit        list | verify the tamper-evident audit log
@@ -120,6 +121,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		"login":         a.cmdLogin,
 		"record":        a.cmdRecord,
 		"records":       a.cmdRecord,
+		"data":          a.safe().cmdData,
 		"requests":      a.safe().cmdRequests,
 		"grants":        a.safe().cmdGrants,
 		"audit":         a.safe().cmdAudit,

@@ -45,6 +45,8 @@ const (
 	SigningKeyAAD  Label = "pdvault.org/v2/signing-key-aad"
 	RecordKeyWrap  Label = "pdvault.org/v2/record-key-wrap"
 	RecordKeyAAD   Label = "pdvault.org/v2/record-key-aad"
+	// ImportMark keys the marks of imported items (idempotent imports).
+	ImportMark Label = "pdvault.org/v2/import-mark"
 )
 
 // Legacy labels: derived as HKDF(info = label || uint32 n). Vaults made
@@ -70,7 +72,7 @@ const (
 // read older vaults. Every label in use appears in exactly one list.
 var (
 	Current = []Label{StateMAC, RowAAD, RecordAAD, PairwiseCursor, SigningKeyWrap, SigningKeyAAD, RecordKeyWrap, RecordKeyAAD,
-		ExportKey, ExportPayload, ExportHeader}
+		ImportMark, ExportKey, ExportPayload, ExportHeader}
 	Legacy = []Label{LegacyMasterWrap, LegacyRecordKey, LegacyRecordAAD, LegacyExportKey, LegacyExportAAD,
 		LegacySecretWrap, LegacySigningKey, LegacyAuditMAC, LegacyPairwise, LegacyRecordKeyAAD, LegacyIntentKeyAAD}
 )

@@ -1,0 +1,119 @@
+package api
+
+import (
+	"encoding/base64"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault"
+	"github.com/pdvault/pdvault/vault/importers"
+)
+
+// MaxImport bounds one imported file.
+const MaxImport = 4 << 30
+
+// importTime is how long an import upload may take, from the owner's
+// authenticated request on (the server's 30 s read timeout is for
+// everyone else).
+const importTime = time.Hour
+
+var (
+	errBadDigest = policy.E(policy.KindInvalid, "invalid_digest", "Content-Digest must carry sha-256=:BASE64: (RFC 9530)")
+	errBodyRead  = policy.E(policy.KindInvalid, "invalid_request", "could not read the request body")
+)
+
+// importData is POST /v1/owner/imports: the body is the file itself,
+// streamed; Content-Digest (RFC 9530) declares its SHA-256;
+// Content-Disposition (RFC 6266) may name it. Query: format, collection,
+// dry_run.
+func (s *server) importData(w http.ResponseWriter, r *http.Request) {
+	sum, err := contentDigest(r.Header.Get("Content-Digest"))
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	name := ""
+	if cd := r.Header.Get("Content-Disposition"); cd != "" {
+		if _, p, err := mime.ParseMediaType(cd); err == nil {
+			name = p["filename"]
+		}
+	}
+	q := r.URL.Query()
+	in := vault.DataImport{Name: name, Format: q.Get("format"), Collection: q.Get("collection"), SHA256: sum,
+		DryRun: q.Get("dry_run") == "true" || q.Get("dry_run") == "1"}
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(importTime))
+	body := &bodyReader{r: http.MaxBytesReader(w, r.Body, MaxImport)}
+	res, err := s.svc.ImportData(r.Context(), body, in)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	code := http.StatusCreated
+	if in.DryRun || res.Added == 0 {
+		code = http.StatusOK
+	}
+	writeJSON(w, code, res)
+}
+
+// bodyReader turns a failed read of the upload into the client's error,
+// not the vault's.
+type bodyReader struct{ r io.Reader }
+
+func (b *bodyReader) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && err != io.EOF {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return n, errTooLarge
+		}
+		return n, errBodyRead
+	}
+	return n, err
+}
+
+// contentDigest reads the sha-256 member of an RFC 9530 Content-Digest
+// (a Structured Fields dictionary of byte sequences); other algorithms
+// are ignored, as the RFC allows.
+func contentDigest(h string) ([]byte, error) {
+	if h == "" {
+		return nil, vault.ErrNoDigest
+	}
+	for _, m := range strings.Split(h, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(m), "=")
+		if !ok || strings.ToLower(k) != "sha-256" {
+			continue
+		}
+		if len(v) < 2 || v[0] != ':' || v[len(v)-1] != ':' {
+			return nil, errBadDigest
+		}
+		b, err := base64.StdEncoding.DecodeString(v[1 : len(v)-1])
+		if err != nil || len(b) != 32 {
+			return nil, errBadDigest
+		}
+		return b, nil
+	}
+	return nil, vault.ErrNoDigest
+}
+
+type formatInfo struct {
+	Name        string   `json:"name"`
+	Version     string   `json:"version"`
+	Description string   `json:"description"`
+	Collections []string `json:"collections"`
+	Extensions  []string `json:"extensions"`
+}
+
+// importFormats is GET /v1/owner/imports/formats.
+func (s *server) importFormats(w http.ResponseWriter, r *http.Request) {
+	out := []formatInfo{}
+	for _, f := range importers.Formats() {
+		out = append(out, formatInfo{f.Name, f.Version, f.Description, f.Collections, f.Extensions})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"formats": out})
+}

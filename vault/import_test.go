@@ -1,0 +1,221 @@
+package vault
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault/importers"
+)
+
+func fixture(t *testing.T, parts ...string) []byte {
+	t.Helper()
+	dir := os.Getenv("PDVAULT_FIXTURES")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "shared", "fixtures")
+	}
+	b, err := os.ReadFile(filepath.Join(append([]string{dir}, parts...)...))
+	if err != nil {
+		t.Fatalf("fixture (set PDVAULT_FIXTURES to the shared fixtures directory): %v", err)
+	}
+	return b
+}
+
+func importBytes(v *Vault, name string, b []byte, in DataImport) (ImportResult, error) {
+	sum := sha256.Sum256(b)
+	in.Name = name
+	if in.SHA256 == nil {
+		in.SHA256 = sum[:]
+	}
+	return v.ImportData(context.Background(), bytes.NewReader(b), in)
+}
+
+func countRecords(t *testing.T, v *Vault, coll string) []Record {
+	t.Helper()
+	p, err := v.ListRecords(t.Context(), coll, MaxPageSize, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p.Records
+}
+
+func card(name string) string {
+	return "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:" + name + "\r\nEND:VCARD\r\n"
+}
+
+func TestImportVCardFixtureWithProvenance(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	b := fixture(t, "vcard", "ez-vcard-issue114.vcf")
+	res, err := importBytes(v, "issue114.vcf", b, DataImport{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	if res.Added != 1 || res.Duplicates != 0 || res.Format != "vcard" || res.Collection != "contacts" || res.Bytes != int64(len(b)) {
+		t.Fatalf("result %+v", res)
+	}
+	recs := countRecords(t, v, "contacts")
+	if len(recs) != 1 {
+		t.Fatalf("%d records", len(recs))
+	}
+	var d struct {
+		Name       string            `json:"name"`
+		Provenance map[string]string `json:"provenance"`
+	}
+	if err := json.Unmarshal(recs[0].Data, &d); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"importer": "vcard", "importerVersion": "1", "source": "issue114.vcf",
+		"sourceSha256": res.SHA256, "item": "card 1"}
+	if d.Name != "Dummy, Dummy" || len(d.Provenance) != len(want) {
+		t.Fatalf("data %s", recs[0].Data)
+	}
+	for k, w := range want {
+		if d.Provenance[k] != w {
+			t.Errorf("provenance %s = %q, want %q", k, d.Provenance[k], w)
+		}
+	}
+	if res.SHA256 != strings.ToLower(string(hexOf(sum[:]))) {
+		t.Errorf("sha256 %s", res.SHA256)
+	}
+}
+
+func hexOf(b []byte) []byte {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		out = append(out, digits[c>>4], digits[c&15])
+	}
+	return out
+}
+
+// Importing a file twice adds nothing; a later export of the same address
+// book with one more contact adds only that one.
+func TestImportIdempotent(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	first := card("Ann") + card("Bob")
+	if res, err := importBytes(v, "a.vcf", []byte(first), DataImport{}); err != nil || res.Added != 2 {
+		t.Fatalf("first: %+v %v", res, err)
+	}
+	res, err := importBytes(v, "a.vcf", []byte(first), DataImport{})
+	if err != nil || res.Added != 0 || res.Duplicates != 2 {
+		t.Fatalf("again: %+v %v", res, err)
+	}
+	res, err = importBytes(v, "b.vcf", []byte(card("Bob")+card("Cy")+card("Ann")), DataImport{})
+	if err != nil || res.Added != 1 || res.Duplicates != 2 {
+		t.Fatalf("re-export: %+v %v", res, err)
+	}
+	if n := len(countRecords(t, v, "contacts")); n != 3 {
+		t.Fatalf("%d records, want 3", n)
+	}
+	// The same item into another collection is another item.
+	if res, err := importBytes(v, "a.vcf", []byte(first), DataImport{Collection: "people"}); err != nil || res.Added != 2 {
+		t.Fatalf("other collection: %+v %v", res, err)
+	}
+	if n := len(countRecords(t, v, "people")); n != 2 {
+		t.Fatalf("people: %d", n)
+	}
+}
+
+// A file that fails part way keeps nothing: no record, no mark (so the
+// good part imports later), no audit entry.
+func TestImportAllOrNothing(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	before, err := v.ListAudit(t.Context(), 500, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := card("Ann") + card("Bob") + "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Cy\r\n"
+	_, err = importBytes(v, "bad.vcf", []byte(bad), DataImport{})
+	wantErr(t, err, ErrImportFailed)
+	var ie *importers.Error
+	if !errors.As(err, &ie) || ie.Code != "vcard_unterminated" || ie.Ref != "card 3" {
+		t.Fatalf("error %v", err)
+	}
+	var pe *policy.Error
+	errors.As(err, &pe)
+	if !strings.Contains(pe.Msg, "bad.vcf") || !strings.Contains(pe.Msg, "card 3") || len(pe.Reasons) != 1 || pe.Reasons[0] != "vcard_unterminated" {
+		t.Errorf("message %q reasons %v", pe.Msg, pe.Reasons)
+	}
+	if n := len(countRecords(t, v, "contacts")); n != 0 {
+		t.Fatalf("%d records kept from a bad file", n)
+	}
+	after, _ := v.ListAudit(t.Context(), 500, "")
+	if len(after.Entries) != len(before.Entries) {
+		t.Errorf("audit grew from %d to %d", len(before.Entries), len(after.Entries))
+	}
+	if res, err := importBytes(v, "good.vcf", []byte(card("Ann")+card("Bob")), DataImport{}); err != nil || res.Added != 2 {
+		t.Fatalf("good part after a failed import: %+v %v", res, err)
+	}
+}
+
+func TestImportDigest(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	b := []byte(card("Ann"))
+	_, err := v.ImportData(t.Context(), bytes.NewReader(b), DataImport{Name: "x.vcf"})
+	wantErr(t, err, ErrNoDigest)
+	other := sha256.Sum256([]byte("something else"))
+	_, err = importBytes(v, "x.vcf", b, DataImport{SHA256: other[:]})
+	wantErr(t, err, ErrDigestMismatch)
+	if n := len(countRecords(t, v, "contacts")); n != 0 {
+		t.Fatalf("%d records kept under a wrong digest", n)
+	}
+}
+
+func TestImportOptions(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	b := []byte(card("Ann"))
+	res, err := importBytes(v, "x.vcf", b, DataImport{DryRun: true})
+	if err != nil || res.Added != 1 || !res.DryRun {
+		t.Fatalf("dry run: %+v %v", res, err)
+	}
+	if n := len(countRecords(t, v, "contacts")); n != 0 {
+		t.Fatal("dry run kept records")
+	}
+	if res, err := importBytes(v, "x.vcf", b, DataImport{}); err != nil || res.Added != 1 {
+		t.Fatalf("after dry run: %+v %v", res, err)
+	}
+	_, err = importBytes(v, "x.vcf", b, DataImport{Format: "nope"})
+	wantErr(t, err, ErrUnknownFormat)
+	_, err = importBytes(v, "x.csv", []byte("date,amount\n2026-01-01,3\n"), DataImport{})
+	wantErr(t, err, ErrUndetected)
+	_, err = importBytes(v, "x.vcf", nil, DataImport{})
+	wantErr(t, err, ErrUndetected)
+	_, err = importBytes(v, "x.vcf", b, DataImport{Collection: "Bad Name"})
+	if pe := (*policy.Error)(nil); !errors.As(err, &pe) || pe.Code != "invalid_collection" {
+		t.Fatalf("bad collection: %v", err)
+	}
+	_, err = importBytes(v, strings.Repeat("n", 300), b, DataImport{})
+	if pe := (*policy.Error)(nil); !errors.As(err, &pe) || pe.Code != "invalid_file_name" {
+		t.Fatalf("long name: %v", err)
+	}
+}
+
+// No plaintext of an imported item, nor the file's name, on disk.
+func TestImportNoPlaintextOnDisk(t *testing.T) {
+	v, dir, _ := newTestVault(t)
+	marker := "MARKER" + newID()
+	name := "file-" + newID() + ".vcf"
+	if _, err := importBytes(v, name, []byte(card(marker)), DataImport{}); err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, _ := os.ReadFile(p)
+		if bytes.Contains(b, []byte(marker)) || bytes.Contains(b, []byte(name)) {
+			t.Errorf("plaintext in %s", filepath.Base(p))
+		}
+		return nil
+	})
+}

@@ -1,0 +1,131 @@
+// Package importers turns the files people get from banks, doctors and
+// address books into records in the shared vocabulary (docs/vocabulary.md).
+// An importer only parses: it streams its input and hands each item to the
+// caller, which seals, deduplicates and stores it (vault.ImportData). It
+// never sees keys or the database.
+package importers
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// Item is one thing found in a source file.
+type Item struct {
+	// Collection is where the item belongs (contacts, transactions, ...).
+	Collection string
+	// Key identifies the item within its source account, stably across
+	// re-exports: a vCard UID, an OFX FITID with its account. Importing an
+	// item whose key was imported before adds nothing.
+	Key string
+	// Ref says where in the file the item is ("card 3", "line 12"), for
+	// provenance and errors.
+	Ref string
+	// Data is the record, in the vocabulary's field names.
+	Data map[string]any
+}
+
+// Format is one importer.
+type Format struct {
+	Name        string   // as given to --format
+	Version     string   // bumped when its output changes; kept in provenance
+	Description string   // one line, for "pdvault data formats"
+	Collections []string // where its items go
+	Extensions  []string // usual file name endings, lower case
+	// Detect reports whether head (the first bytes of a file, at most
+	// HeadSize) looks like this format.
+	Detect func(head []byte) bool
+	// Parse streams r and calls emit for each item, in file order. An
+	// error from emit stops it and is returned as is.
+	Parse func(r io.Reader, emit func(Item) error) error
+}
+
+// HeadSize is how much of a file detection looks at.
+const HeadSize = 4096
+
+// MaxLine bounds one line of a text format: a longer one is refused
+// instead of being held in memory.
+const MaxLine = 1 << 20
+
+var formats = []Format{vcardFormat}
+
+// Formats lists the importers by name.
+func Formats() []Format {
+	out := slices.Clone(formats)
+	slices.SortFunc(out, func(a, b Format) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// Lookup finds an importer by name.
+func Lookup(name string) (Format, bool) {
+	for _, f := range formats {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Format{}, false
+}
+
+// Detect finds the importer for a file from its first bytes.
+func Detect(head []byte) (Format, bool) {
+	for _, f := range formats {
+		if f.Detect(head) {
+			return f, true
+		}
+	}
+	return Format{}, false
+}
+
+// Error is a problem with the content of a source file: where it is and
+// what is wrong, with a code that names the malformation.
+type Error struct {
+	Format string
+	Ref    string // "card 2", "line 14"; empty for the file as a whole
+	Code   string // e.g. vcard_unterminated
+	Msg    string
+}
+
+func (e *Error) Error() string {
+	if e.Ref == "" {
+		return fmt.Sprintf("%s: %s (%s)", e.Format, e.Msg, e.Code)
+	}
+	return fmt.Sprintf("%s: %s: %s (%s)", e.Format, e.Ref, e.Msg, e.Code)
+}
+
+// ErrLineTooLong is returned by a lineLimit reader.
+var ErrLineTooLong = errors.New("a line is longer than 1 MiB")
+
+// lineLimit fails a read once a line runs past MaxLine bytes, so that a
+// text parser reading whole lines holds at most that much.
+type lineLimit struct {
+	r   io.Reader
+	run int
+}
+
+func (l *lineLimit) Read(p []byte) (int, error) {
+	n, err := l.r.Read(p)
+	for _, c := range p[:n] {
+		if c == '\n' {
+			l.run = 0
+		} else if l.run++; l.run > MaxLine {
+			return 0, ErrLineTooLong
+		}
+	}
+	return n, err
+}
+
+// textHead returns head without a UTF-8 byte-order mark and leading
+// blank space, for detection by first keyword.
+func textHead(head []byte) string {
+	s := strings.TrimPrefix(string(head), "\ufeff")
+	return strings.TrimLeft(s, " \t\r\n")
+}
+
+// newLineReader wraps r for a line-based parser.
+func newLineReader(r io.Reader) *bufio.Reader {
+	return bufio.NewReaderSize(&lineLimit{r: r}, 64<<10)
+}

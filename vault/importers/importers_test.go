@@ -1,0 +1,93 @@
+package importers
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// fixtures is the directory of real sample files published by others
+// (../shared/fixtures beside the checkout, or $PDVAULT_FIXTURES). They are
+// read from there, never copied into this repository. A missing directory
+// fails the test: the importers are not tested without them.
+func fixtures(t *testing.T, parts ...string) string {
+	t.Helper()
+	dir := os.Getenv("PDVAULT_FIXTURES")
+	if dir == "" {
+		dir = filepath.Join("..", "..", "..", "shared", "fixtures")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "SOURCES.md")); err != nil {
+		t.Fatalf("fixtures not found at %s (set PDVAULT_FIXTURES to the shared fixtures directory): %v", dir, err)
+	}
+	return filepath.Join(append([]string{dir}, parts...)...)
+}
+
+// parseFile runs an importer over a file and returns its items.
+func parseFile(t *testing.T, f Format, path string) ([]Item, error) {
+	t.Helper()
+	r, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	var items []Item
+	err = f.Parse(r, func(it Item) error { items = append(items, it); return nil })
+	return items, err
+}
+
+func parseString(f Format, s string) ([]Item, error) {
+	var items []Item
+	err := f.Parse(strings.NewReader(s), func(it Item) error { items = append(items, it); return nil })
+	return items, err
+}
+
+// wantCode checks that err is an importer error with this code.
+func wantCode(t *testing.T, err error, code string) {
+	t.Helper()
+	var ie *Error
+	if !errors.As(err, &ie) {
+		t.Fatalf("error = %v, want importer error %s", err, code)
+	}
+	if ie.Code != code {
+		t.Fatalf("code = %s (%v), want %s", ie.Code, err, code)
+	}
+}
+
+func TestDetect(t *testing.T) {
+	for _, tc := range []struct{ file, want string }{
+		{"vcard/ez-vcard-fullcontact.vcf", "vcard"},
+		{"vcard/ez-vcard-gmail-single2.vcf", "vcard"},
+		{"vcard/ez-vcard-issue114.vcf", "vcard"},
+		{"csv/csv2ofx-capitalone.csv", ""},
+		{"ofx/ofxparse-checking.ofx", ""},
+	} {
+		b, err := os.ReadFile(fixtures(t, tc.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, ok := Detect(b[:min(len(b), HeadSize)])
+		if got := map[bool]string{true: f.Name}[ok]; got != tc.want {
+			t.Errorf("%s detected as %q, want %q", tc.file, got, tc.want)
+		}
+	}
+	if f, ok := Detect([]byte("\ufeff\r\n  begin:vcard\r\n")); !ok || f.Name != "vcard" {
+		t.Error("a BOM, blank lines and lower case should still be a vCard")
+	}
+}
+
+func TestFormatsListed(t *testing.T) {
+	fs := Formats()
+	if len(fs) == 0 || fs[0].Name == "" {
+		t.Fatal("no formats")
+	}
+	for _, f := range fs {
+		if g, ok := Lookup(f.Name); !ok || g.Name != f.Name || f.Version == "" || len(f.Collections) == 0 {
+			t.Errorf("format %q incomplete", f.Name)
+		}
+	}
+	if _, ok := Lookup("nope"); ok {
+		t.Error("unknown format found")
+	}
+}
