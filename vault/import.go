@@ -58,7 +58,7 @@ var (
 	// file, the place and the malformation, its one reason is the
 	// importer's code for it (e.g. vcard_unterminated).
 	ErrImportFailed = policy.E(policy.KindUnprocessable, "import_failed", "nothing was imported")
-	errDryRun         = errors.New("dry run")
+	errDryRun       = errors.New("dry run")
 )
 
 // maxImportName bounds the file name kept in provenance.
@@ -214,4 +214,3 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	c.n += int64(n)
 	return n, err
 }
-
