@@ -89,7 +89,7 @@ func (a *app) dataImport(ctx context.Context, args []string) error {
 		res, err := a.importOne(ctx, c, path, client.ImportOptions{Format: *format, Collection: *coll, DryRun: *dry})
 		if err != nil {
 			failed++
-			a.fail(fmt.Errorf("%s: %w", path, err))
+			a.fail(err) // the vault's message names the file
 			continue
 		}
 		verb := "added"
@@ -110,15 +110,15 @@ func (a *app) dataImport(ctx context.Context, args []string) error {
 func (a *app) importOne(ctx context.Context, c *client.Owner, path string, opt client.ImportOptions) (client.ImportResult, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return client.ImportResult{}, errors.Unwrap(err)
+		return client.ImportResult{}, fmt.Errorf("%s: %w", path, errors.Unwrap(err))
 	}
 	defer f.Close()
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return client.ImportResult{}, err
+		return client.ImportResult{}, fmt.Errorf("%s: %w", path, err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return client.ImportResult{}, err
+		return client.ImportResult{}, fmt.Errorf("%s: %w", path, err)
 	}
 	opt.Name = filepath.Base(path)
 	return c.ImportData(ctx, f, h.Sum(nil), opt)
