@@ -219,3 +219,24 @@ func TestImportNoPlaintextOnDisk(t *testing.T) {
 		return nil
 	})
 }
+
+func TestImportOFXFixtures(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	b := fixture(t, "ofx", "ofxparse-checking.ofx")
+	res, err := importBytes(v, "checking.ofx", b, DataImport{})
+	if err != nil || res.Added != 3 || res.Format != "ofx" || res.Collection != "transactions" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if res, err = importBytes(v, "checking.ofx", b, DataImport{}); err != nil || res.Added != 0 || res.Duplicates != 3 {
+		t.Fatalf("again: %+v %v", res, err)
+	}
+	_, err = importBytes(v, "test.qfx", fixture(t, "ofx", "qfxparser-test.qfx"), DataImport{})
+	wantErr(t, err, ErrImportFailed)
+	var ie *importers.Error
+	if !errors.As(err, &ie) || ie.Code != "ofx_bad_amount" {
+		t.Fatalf("error %v", err)
+	}
+	if n := len(countRecords(t, v, "transactions")); n != 3 {
+		t.Fatalf("%d transactions, want the 3 of the good file only", n)
+	}
+}

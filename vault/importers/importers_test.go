@@ -61,7 +61,9 @@ func TestDetect(t *testing.T) {
 		{"vcard/ez-vcard-gmail-single2.vcf", "vcard"},
 		{"vcard/ez-vcard-issue114.vcf", "vcard"},
 		{"csv/csv2ofx-capitalone.csv", ""},
-		{"ofx/ofxparse-checking.ofx", ""},
+		{"ofx/ofxparse-checking.ofx", "ofx"},
+		{"ofx/ofxparse-suncorp.ofx", "ofx"},
+		{"ofx/qfxparser-test.qfx", "ofx"},
 	} {
 		b, err := os.ReadFile(fixtures(t, tc.file))
 		if err != nil {
