@@ -240,3 +240,15 @@ func TestImportOFXFixtures(t *testing.T) {
 		t.Fatalf("%d transactions, want the 3 of the good file only", n)
 	}
 }
+
+func TestImportCamtFixture(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	b := fixture(t, "camt053", "genkgo-camt053.v2.multi.statement.xml")
+	res, err := importBytes(v, "stmt.xml", b, DataImport{})
+	if err != nil || res.Added != 2 || res.Format != "camt053" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if res, err = importBytes(v, "stmt.xml", b, DataImport{}); err != nil || res.Added != 0 || res.Duplicates != 2 {
+		t.Fatalf("again: %+v %v", res, err)
+	}
+}

@@ -64,6 +64,8 @@ func TestDetect(t *testing.T) {
 		{"ofx/ofxparse-checking.ofx", "ofx"},
 		{"ofx/ofxparse-suncorp.ofx", "ofx"},
 		{"ofx/qfxparser-test.qfx", "ofx"},
+		{"camt053/genkgo-camt053.v8.xml", "camt053"},
+		{"camt053/genkgo-camt053.v2.minimal.xml", "camt053"},
 	} {
 		b, err := os.ReadFile(fixtures(t, tc.file))
 		if err != nil {
