@@ -252,3 +252,16 @@ func TestImportCamtFixture(t *testing.T) {
 		t.Fatalf("again: %+v %v", res, err)
 	}
 }
+
+func TestImportICalFixture(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	b := fixture(t, "ical", "icalendar-america_new_york.ics")
+	res, err := importBytes(v, "ny.ics", b, DataImport{})
+	if err != nil || res.Added != 1 || res.Format != "ical" || res.Collection != "calendar" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	recs := countRecords(t, v, "calendar")
+	if len(recs) != 1 || !strings.Contains(string(recs[0].Data), `"start":"2014-08-29T08:00:00-04:00"`) {
+		t.Fatalf("records %v", recs)
+	}
+}

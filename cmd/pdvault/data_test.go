@@ -84,7 +84,7 @@ func TestDataImportCLI(t *testing.T) {
 	expect(t, c.run("data", "frobnicate"), 2, "unknown data subcommand")
 	r = c.run("data", "formats")
 	expect(t, r, 0, "")
-	if !strings.HasPrefix(r.stdout, "ofx ") || !strings.Contains(r.stdout, "\nvcard ") {
+	if !strings.Contains("\n"+r.stdout, "\nofx ") || !strings.Contains("\n"+r.stdout, "\nvcard ") {
 		t.Fatalf("formats: %q", r.stdout)
 	}
 	expect(t, c.run("data", "-h"), 0, "")

@@ -65,6 +65,7 @@ func TestDetect(t *testing.T) {
 		{"ofx/ofxparse-suncorp.ofx", "ofx"},
 		{"ofx/qfxparser-test.qfx", "ofx"},
 		{"camt053/genkgo-camt053.v8.xml", "camt053"},
+		{"ical/icalendar-timezoned.ics", "ical"},
 		{"camt053/genkgo-camt053.v2.minimal.xml", "camt053"},
 	} {
 		b, err := os.ReadFile(fixtures(t, tc.file))
