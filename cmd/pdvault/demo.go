@@ -1,14 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -82,6 +87,19 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 	}
 	defer site.close()
 
+	say("owner", "The owner imports the bank statement they downloaded (OFX), as `pdvault data import` does.")
+	sum := sha256.Sum256(demoStatement)
+	imp, err := owner.ImportData(ctx, bytes.NewReader(demoStatement), sum[:], client.ImportOptions{Name: "statement-2026-10.ofx"})
+	if err != nil {
+		return err
+	}
+	show("%s: %d added (%s -> %s), each with its provenance", imp.File, imp.Added, imp.Format, imp.Collection)
+	again, err := owner.ImportData(ctx, bytes.NewReader(demoStatement), sum[:], client.ImportOptions{Name: "statement-2026-10.ofx"})
+	if err != nil {
+		return err
+	}
+	show("imported again: %d added, %d duplicates", again.Added, again.Duplicates)
+
 	say("org", "Acme Bikes discovers the vault and reads the owner's terms.")
 	md, err := org.Metadata(ctx)
 	if err != nil {
@@ -100,7 +118,7 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 		PurposeText: "deliver the bicycle you ordered", CallbackURI: site.url + "/notices",
 		AuthorizationDetails: []client.AuthorizationDetail{
 			client.Detail("profile", "name", "email", "address", "birth_date"),
-			client.Detail("transactions", "date", "amount", "merchant"),
+			client.Detail("transactions", "date", "amount"),
 		},
 		Duration: 30 * 24 * 3600, TermsHash: terms.Hash,
 	}
@@ -108,7 +126,7 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	show("asks for profile[name,email,address,birth_date] and transactions[date,amount,merchant] for 30 days")
+	show("asks for profile[name,email,address,birth_date] and transactions[date,amount] for 30 days")
 	show("request id %s; poll every %ds", tk.RequestID, tk.Interval)
 	if _, err := org.Poll(ctx, tk.RequestID); err != nil {
 		show("polls the token endpoint: %s", errCode(err))
@@ -137,13 +155,13 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 	}
 	show("%s (verified: %s, key %s…) wants it for %q", r.ClientName, rel.VerifiedDomain, r.ClientID[:12], r.PurposeText)
 	r, err = owner.Approve(ctx, tk.RequestID, client.Approval{
-		Details:  []client.AuthorizationDetail{client.Detail("profile", "name", "address")},
+		Details:  []client.AuthorizationDetail{client.Detail("profile", "name", "address"), client.Detail("transactions", "date", "amount")},
 		Duration: 7 * 24 * 3600,
 	})
 	if err != nil {
 		return err
 	}
-	show("approved profile[name,address] only, for 7 days: no email, no birth date, no transactions")
+	show("approved profile[name,address] and transactions[date,amount] only, for 7 days: no email, no birth date, no counterparties")
 
 	say("org", "Acme polls again and collects its grant: a DPoP-bound at+jwt signed by the vault.")
 	tok, err := org.Poll(ctx, tk.RequestID)
@@ -164,8 +182,20 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 		}
 		show("record %s: %s", rec.ID, strings.Join(fields, " "))
 	}
-	_, err = org.ReadCollection(ctx, tok.AccessToken, "transactions", 0, "")
-	show("reading transactions: %s (not granted looks the same as not there)", errCode(err))
+	txs, err := org.ReadCollection(ctx, tok.AccessToken, "transactions", 0, "")
+	if err != nil {
+		return err
+	}
+	fieldSet := map[string]bool{}
+	for _, rec := range txs.Records {
+		for k := range rec.Data {
+			fieldSet[k] = true
+		}
+	}
+	fieldNames := slices.Sorted(maps.Keys(fieldSet))
+	show("reading transactions: %d records, fields %s only", len(txs.Records), strings.Join(fieldNames, ","))
+	_, err = org.ReadCollection(ctx, tok.AccessToken, "health", 0, "")
+	show("reading health: %s (not granted looks the same as not there)", errCode(err))
 
 	say("owner", "The owner revokes the grant.")
 	if _, err := owner.Revoke(ctx, tok.GrantID); err != nil {
@@ -200,7 +230,7 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 		notice.Event, notice.GrantID, time.Unix(notice.DeletionDeadline, 0).UTC().Format("2006-01-02"))
 
 	say("org", "Acme deletes the data and sends a signed deletion receipt.")
-	res, err := org.SendReceipt(ctx, client.ReceiptClaims{GrantID: tok.GrantID, Deleted: []string{"profile"}, Statement: "erased from our order system"})
+	res, err := org.SendReceipt(ctx, client.ReceiptClaims{GrantID: tok.GrantID, Deleted: []string{"profile", "transactions"}, Statement: "erased from our order system"})
 	if err != nil {
 		return err
 	}
@@ -379,3 +409,9 @@ func firstLine(s string) string {
 }
 
 func errorsAs(err error, target any) bool { return errors.As(err, target) }
+
+// demoStatement is a small OFX 1.02 statement written for the demo from
+// the OFX specification.
+//
+//go:embed statement.ofx
+var demoStatement []byte
