@@ -44,8 +44,13 @@ func (s *server) importData(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	q := r.URL.Query()
+	opts, err := importOptions(q.Get("map"))
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
 	in := vault.DataImport{Name: name, Format: q.Get("format"), Collection: q.Get("collection"), SHA256: sum,
-		DryRun: q.Get("dry_run") == "true" || q.Get("dry_run") == "1"}
+		DryRun: q.Get("dry_run") == "true" || q.Get("dry_run") == "1", Options: opts}
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(importTime))
 	body := &bodyReader{r: http.MaxBytesReader(w, r.Body, MaxImport)}
@@ -59,6 +64,32 @@ func (s *server) importData(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusOK
 	}
 	writeJSON(w, code, res)
+}
+
+var errBadMap = policy.E(policy.KindInvalid, "invalid_map", "map is a list of name=value pairs separated by commas (at most 32)")
+
+// importOptions reads map=date=Buchungstag,amount=Betrag,decimal=comma.
+func importOptions(m string) (map[string]string, error) {
+	if m == "" {
+		return nil, nil
+	}
+	parts := strings.Split(m, ",")
+	if len(parts) > 32 || len(m) > 4096 {
+		return nil, errBadMap
+	}
+	out := map[string]string{}
+	for _, p := range parts {
+		k, v, ok := strings.Cut(p, "=")
+		k = strings.TrimSpace(k)
+		if !ok || k == "" || strings.TrimSpace(v) == "" {
+			return nil, errBadMap
+		}
+		if _, dup := out[k]; dup {
+			return nil, errBadMap
+		}
+		out[k] = strings.TrimSpace(v)
+	}
+	return out, nil
 }
 
 // bodyReader turns a failed read of the upload into the client's error,

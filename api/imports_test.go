@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -97,5 +98,25 @@ func TestImportErrorsOverAPI(t *testing.T) {
 	r.json(t, &eb)
 	if !strings.Contains(eb.Description, "card 2") || len(eb.Reasons) != 1 || eb.Reasons[0] != "vcard_unterminated" {
 		t.Fatalf("malformed file error: %s", r.body)
+	}
+}
+
+func TestImportMapOverAPI(t *testing.T) {
+	e := newEnv(t)
+	body := "Tag|Summe\n31/12/2026|-4,50\n"
+	r := e.do("POST", "/v1/owner/imports?format=csv&map="+url.QueryEscape("date=Tag,amount=Summe,dateformat=02/01/2006,delimiter=|"), e.token,
+		strings.NewReader(body), "Content-Digest", digestHeader(body))
+	if r.status != http.StatusCreated {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	for _, bad := range []string{"date", "=x", "date=a,date=b", strings.Repeat("a=b,", 40)} {
+		r = e.do("POST", "/v1/owner/imports?format=csv&map="+url.QueryEscape(bad), e.token, strings.NewReader(body), "Content-Digest", digestHeader(body))
+		if r.status != 400 || r.errCode(t) != "invalid_map" {
+			t.Errorf("map %q: %d %s", bad, r.status, r.body)
+		}
+	}
+	r = e.do("POST", "/v1/owner/imports?format=vcard&map=date%3Dx", e.token, strings.NewReader(body), "Content-Digest", digestHeader(body))
+	if r.status != 422 || !strings.Contains(string(r.body), "unsupported_option") {
+		t.Errorf("option for vcard: %d %s", r.status, r.body)
 	}
 }

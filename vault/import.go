@@ -34,6 +34,9 @@ type DataImport struct {
 	SHA256 []byte
 	// DryRun parses and counts but keeps nothing.
 	DryRun bool
+	// Options are the importer's options (--map), e.g. for CSV
+	// date=Buchungstag, decimal=comma.
+	Options map[string]string
 }
 
 // ImportResult is what an import did.
@@ -112,7 +115,7 @@ func (v *Vault) ImportData(ctx context.Context, r io.Reader, in DataImport) (Imp
 		}
 		defer ins.Close()
 		collections := map[string]int{}
-		err = f.Parse(br, func(it importers.Item) error {
+		err = f.Run(br, in.Options, func(it importers.Item) error {
 			coll := it.Collection
 			if in.Collection != "" {
 				coll = in.Collection

@@ -185,7 +185,7 @@ func TestImportOptions(t *testing.T) {
 	}
 	_, err = importBytes(v, "x.vcf", b, DataImport{Format: "nope"})
 	wantErr(t, err, ErrUnknownFormat)
-	_, err = importBytes(v, "x.csv", []byte("date,amount\n2026-01-01,3\n"), DataImport{})
+	_, err = importBytes(v, "x.txt", []byte("hello, world\n"), DataImport{})
 	wantErr(t, err, ErrUndetected)
 	_, err = importBytes(v, "x.vcf", nil, DataImport{})
 	wantErr(t, err, ErrUndetected)
@@ -263,5 +263,20 @@ func TestImportICalFixture(t *testing.T) {
 	recs := countRecords(t, v, "calendar")
 	if len(recs) != 1 || !strings.Contains(string(recs[0].Data), `"start":"2014-08-29T08:00:00-04:00"`) {
 		t.Fatalf("records %v", recs)
+	}
+}
+
+func TestImportCSVWithMap(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	in := []byte("Tag|Summe\n31/12/2026|-4,50\n")
+	_, err := importBytes(v, "x.csv", in, DataImport{Format: "csv"})
+	wantErr(t, err, ErrImportFailed)
+	res, err := importBytes(v, "x.csv", in, DataImport{Format: "csv", Options: map[string]string{"date": "Tag", "amount": "Summe", "dateformat": "02/01/2006", "delimiter": "|"}})
+	if err != nil || res.Added != 1 {
+		t.Fatalf("%+v %v", res, err)
+	}
+	b := fixture(t, "csv", "csv2ofx-gls.csv")
+	if res, err := importBytes(v, "gls.csv", b, DataImport{}); err != nil || res.Added != 1 || res.Format != "csv" {
+		t.Fatalf("gls: %+v %v", res, err)
 	}
 }

@@ -15,6 +15,9 @@ type ImportOptions struct {
 	Format     string // importer name; empty: detected from the content
 	Collection string // overrides the importer's collection
 	DryRun     bool   // parse and count, keep nothing
+	// Map gives the importer's options, e.g. for CSV "date=Buchungstag,
+	// amount=Betrag,decimal=comma" (docs/importers.md).
+	Map string
 }
 
 // ImportResult is what an import did.
@@ -51,6 +54,9 @@ func (o *Owner) ImportData(ctx context.Context, r io.Reader, sha256 []byte, opt 
 	}
 	if opt.DryRun {
 		q.Set("dry_run", "true")
+	}
+	if opt.Map != "" {
+		q.Set("map", opt.Map)
 	}
 	path := "/v1/owner/imports"
 	if len(q) > 0 {

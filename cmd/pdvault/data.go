@@ -13,7 +13,7 @@ import (
 )
 
 const dataUsage = `Usage:
-  pdvault data import FILE... [--format F] [--collection C] [--dry-run]
+  pdvault data import FILE... [--format F] [--collection C] [--map K=V,...] [--dry-run]
                               import files you got from banks, doctors, address books
   pdvault data formats        list the importers
 
@@ -66,6 +66,7 @@ func (a *app) dataImport(ctx context.Context, args []string) error {
 	format := fs.String("format", "", "importer to use (pdvault data formats); default: detected from each file's content")
 	coll := fs.String("collection", "", "collection to put the records in (default: the importer's, e.g. contacts)")
 	dry := fs.Bool("dry-run", false, "parse and count, keep nothing")
+	mapping := fs.String("map", "", "importer options, e.g. for CSV: date=Buchungstag,amount=Betrag,decimal=comma,dateformat=02.01.2006,encoding=windows-1252")
 	var files []string
 	for {
 		if err := a.parse(fs, args); err != nil {
@@ -86,7 +87,7 @@ func (a *app) dataImport(ctx context.Context, args []string) error {
 	}
 	var failed int
 	for _, path := range files {
-		res, err := a.importOne(ctx, c, path, client.ImportOptions{Format: *format, Collection: *coll, DryRun: *dry})
+		res, err := a.importOne(ctx, c, path, client.ImportOptions{Format: *format, Collection: *coll, DryRun: *dry, Map: *mapping})
 		if err != nil {
 			failed++
 			a.fail(err) // the vault's message names the file

@@ -88,4 +88,14 @@ func TestDataImportCLI(t *testing.T) {
 		t.Fatalf("formats: %q", r.stdout)
 	}
 	expect(t, c.run("data", "-h"), 0, "")
+
+	// A CSV layout no profile knows, named with --map after the file.
+	odd := filepath.Join(t.TempDir(), "odd.csv")
+	os.WriteFile(odd, []byte("Tag|Summe\n31/12/2026|-4,50\n"), 0o600)
+	expect(t, c.run("data", "import", odd), 1, "format_not_detected")
+	r = c.run("data", "import", odd, "--format", "csv", "--map", "date=Tag,amount=Summe,dateformat=02/01/2006,delimiter=|")
+	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "odd.csv: 1 added, 0 duplicates (csv -> transactions") {
+		t.Fatalf("mapped csv: %+v", r)
+	}
 }

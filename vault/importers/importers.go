@@ -42,6 +42,23 @@ type Format struct {
 	// Parse streams r and calls emit for each item, in file order. An
 	// error from emit stops it and is returned as is.
 	Parse func(r io.Reader, emit func(Item) error) error
+	// ParseWith is Parse for importers that take options (--map); Options
+	// lists their names.
+	ParseWith func(r io.Reader, opt map[string]string, emit func(Item) error) error
+	Options   []string
+}
+
+// Run parses r with the format and options.
+func (f Format) Run(r io.Reader, opt map[string]string, emit func(Item) error) error {
+	for k := range opt {
+		if !slices.Contains(f.Options, k) {
+			return &Error{Format: f.Name, Code: "unsupported_option", Msg: fmt.Sprintf("this importer takes no option %q", clip(k))}
+		}
+	}
+	if f.ParseWith != nil {
+		return f.ParseWith(r, opt, emit)
+	}
+	return f.Parse(r, emit)
 }
 
 // HeadSize is how much of a file detection looks at.
@@ -51,7 +68,7 @@ const HeadSize = 4096
 // instead of being held in memory.
 const MaxLine = 1 << 20
 
-var formats = []Format{vcardFormat, ofxFormat, camtFormat, icalFormat}
+var formats = []Format{vcardFormat, ofxFormat, camtFormat, icalFormat, csvFormat}
 
 // Formats lists the importers by name.
 func Formats() []Format {

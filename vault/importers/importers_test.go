@@ -33,13 +33,13 @@ func parseFile(t *testing.T, f Format, path string) ([]Item, error) {
 	}
 	defer r.Close()
 	var items []Item
-	err = f.Parse(r, func(it Item) error { items = append(items, it); return nil })
+	err = f.Run(r, nil, func(it Item) error { items = append(items, it); return nil })
 	return items, err
 }
 
 func parseString(f Format, s string) ([]Item, error) {
 	var items []Item
-	err := f.Parse(strings.NewReader(s), func(it Item) error { items = append(items, it); return nil })
+	err := f.Run(strings.NewReader(s), nil, func(it Item) error { items = append(items, it); return nil })
 	return items, err
 }
 
@@ -60,7 +60,12 @@ func TestDetect(t *testing.T) {
 		{"vcard/ez-vcard-fullcontact.vcf", "vcard"},
 		{"vcard/ez-vcard-gmail-single2.vcf", "vcard"},
 		{"vcard/ez-vcard-issue114.vcf", "vcard"},
-		{"csv/csv2ofx-capitalone.csv", ""},
+		{"csv/csv2ofx-capitalone.csv", "csv"},
+		{"csv/csv2ofx-gls.csv", "csv"},
+		{"csv/csv2ofx-outbank.csv", "csv"},
+		{"csv/csv2ofx-schwab-checking.csv", "csv"},
+		{"csv/csv2ofx-ubs-ch-fr_trimmed.csv", "csv"},
+		{"fhir/smart-generated-Buster_Hoeger.json", ""},
 		{"ofx/ofxparse-checking.ofx", "ofx"},
 		{"ofx/ofxparse-suncorp.ofx", "ofx"},
 		{"ofx/qfxparser-test.qfx", "ofx"},
