@@ -133,13 +133,9 @@ func (v *Vault) ImportData(ctx context.Context, r io.Reader, in DataImport) (Imp
 				"importer": f.Name, "importerVersion": f.Version,
 				"source": in.Name, "sourceSha256": res.SHA256, "item": it.Ref,
 			}
-			raw, err := json.Marshal(it.Data)
+			data, err := importedRecord(it)
 			if err != nil {
 				return err
-			}
-			data, err := policy.NormalizeRecord(raw)
-			if err != nil {
-				return fmt.Errorf("%s: %w", it.Ref, err)
 			}
 			id := newID()
 			keyID, sealed, err := v.sealRecord(coll, id, 1, now.Unix(), now.Unix(), data)
@@ -194,6 +190,32 @@ func (v *Vault) ImportData(ctx context.Context, r io.Reader, in DataImport) (Imp
 		return ImportResult{File: in.Name, Format: f.Name}, err
 	}
 	return res, nil
+}
+
+// maxImportedRecord bounds one record made by an importer, as the API
+// bounds a record sent by the owner.
+const maxImportedRecord = 1 << 20
+
+// importedRecord encodes an item as NormalizeRecord would leave it (keys
+// sorted, compact), without decoding it again: importers write only
+// vocabulary field names, which are checked here all the same.
+func importedRecord(it importers.Item) ([]byte, error) {
+	if len(it.Data) > policy.MaxRecordFields {
+		return nil, &importers.Error{Format: "import", Ref: it.Ref, Code: "record_too_large", Msg: "the item has more than 1000 fields"}
+	}
+	for k := range it.Data {
+		if err := policy.ValidateField(k); err != nil {
+			return nil, fmt.Errorf("%s: %w", it.Ref, err)
+		}
+	}
+	data, err := json.Marshal(it.Data)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > maxImportedRecord {
+		return nil, &importers.Error{Format: "import", Ref: it.Ref, Code: "record_too_large", Msg: "the item makes a record over 1 MiB"}
+	}
+	return data, nil
 }
 
 // importErrorText names the file, the place and the malformation. The

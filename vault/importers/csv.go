@@ -3,9 +3,7 @@ package importers
 import (
 	"bufio"
 	"bytes"
-	"crypto/sha256"
 	"encoding/csv"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -343,20 +341,29 @@ func csvAmount(s string, decimal, hint byte) (string, bool) {
 			d = '.'
 		}
 	}
-	thousands := "."
+	thousands := byte('.')
 	if d == '.' {
-		thousands = ","
+		thousands = ','
 	}
-	s = strings.ReplaceAll(s, thousands, "")
-	s = strings.Replace(s, string(d), ".", 1)
-	var r big.Rat
-	if _, ok := r.SetString(s); !ok {
-		return "", false
-	}
+	buf := make([]byte, 0, len(s)+1)
 	if neg {
-		r.Neg(&r)
+		buf = append(buf, '-')
 	}
-	return decimalString(r.FloatString(18)), true
+	seenMark := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == thousands:
+		case c == d:
+			if seenMark {
+				return "", false
+			}
+			seenMark = true
+			buf = append(buf, '.')
+		default:
+			buf = append(buf, c)
+		}
+	}
+	return canonDecimal(string(buf))
 }
 
 var csvDateFormats = []string{"2006-01-02", "02.01.2006", "2.1.2006", "02.01.06", "2.1.06", "01/02/2006", "1/2/2006", "1/2/06", "2006/01/02", "20060102", "02-01-2006"}
@@ -370,12 +377,35 @@ func csvDate(s, format string) (string, bool) {
 	if len(s) >= 19 && s[10] == 'T' {
 		s = s[:10]
 	}
+	// The common shapes first, without time.Parse.
+	if len(s) == 10 && s[4] == '-' && s[7] == '-' && allDigitsNonEmpty(s[:4]) && allDigitsNonEmpty(s[5:7]) && allDigitsNonEmpty(s[8:]) {
+		if _, err := time.Parse("2006-01-02", s); err == nil {
+			return s, true
+		}
+		return "", false
+	}
+	if len(s) == 10 && s[2] == '.' && s[5] == '.' && allDigitsNonEmpty(s[:2]) && allDigitsNonEmpty(s[3:5]) && allDigitsNonEmpty(s[6:]) {
+		iso := s[6:] + "-" + s[3:5] + "-" + s[:2]
+		if _, err := time.Parse("2006-01-02", iso); err == nil {
+			return iso, true
+		}
+		return "", false
+	}
 	for _, f := range csvDateFormats {
 		if t, err := time.Parse(f, s); err == nil {
 			return t.Format("2006-01-02"), true
 		}
 	}
 	return "", false
+}
+
+func allDigitsNonEmpty(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return len(s) > 0
 }
 
 func csvItem(rec, header []string, lay *csvLayout, ref string, seen map[string]int) (Item, error) {
@@ -454,8 +484,7 @@ func csvItem(rec, header []string, lay *csvLayout, ref string, seen map[string]i
 	if refv := get("reference"); refv != "" {
 		key = "ref:" + account + ":" + refv
 	} else {
-		h := sha256.Sum256([]byte(fmt.Sprintf("%q", []any{account, d["date"], d["valueDate"], d["amount"], d["currency"], d["counterparty"], d["description"], d["balance"]})))
-		c := hex.EncodeToString(h[:])
+		c := contentKey(account, d["date"], d["valueDate"], d["amount"], d["currency"], d["counterparty"], d["description"], d["balance"])
 		seen[c]++
 		key = fmt.Sprintf("content:%s:%d", c, seen[c])
 	}

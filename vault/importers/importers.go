@@ -7,6 +7,9 @@ package importers
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -145,4 +148,51 @@ func textHead(head []byte) string {
 // newLineReader wraps r for a line-based parser.
 func newLineReader(r io.Reader) *bufio.Reader {
 	return bufio.NewReaderSize(&lineLimit{r: r}, 64<<10)
+}
+
+// canonDecimal writes a decimal ("-0012.50") in the vocabulary's form:
+// no leading zeros, no trailing fractional zeros, no "-0" ("-12.5").
+func canonDecimal(s string) (string, bool) {
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(strings.TrimPrefix(s, "-"), "+")
+	intPart, frac, hasFrac := strings.Cut(s, ".")
+	if (intPart == "" && frac == "") || !allDigits(intPart) || !allDigits(frac) || (hasFrac && frac == "" && intPart == "") {
+		return "", false
+	}
+	intPart = strings.TrimLeft(intPart, "0")
+	frac = strings.TrimRight(frac, "0")
+	if intPart == "" {
+		intPart = "0"
+	}
+	out := intPart
+	if frac != "" {
+		out += "." + frac
+	}
+	if neg && out != "0" {
+		out = "-" + out
+	}
+	return out, true
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// contentKey identifies an item without an id of its own by its fields:
+// SHA-256 over each value, length-prefixed, in hex.
+func contentKey(parts ...any) string {
+	h := sha256.New()
+	var n [8]byte
+	for _, p := range parts {
+		s, _ := p.(string)
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
