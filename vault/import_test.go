@@ -280,3 +280,15 @@ func TestImportCSVWithMap(t *testing.T) {
 		t.Fatalf("gls: %+v %v", res, err)
 	}
 }
+
+func TestImportFHIRFixture(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	b := fixture(t, "fhir", "smart-generated-Buster_Hoeger.json")
+	res, err := importBytes(v, "buster.json", b, DataImport{})
+	if err != nil || res.Added != 66 || res.Format != "fhir" || res.Collection != "health" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if res, err = importBytes(v, "buster.json", b, DataImport{}); err != nil || res.Added != 0 || res.Duplicates != 66 {
+		t.Fatalf("again: %+v %v", res, err)
+	}
+}

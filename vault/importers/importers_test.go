@@ -65,7 +65,7 @@ func TestDetect(t *testing.T) {
 		{"csv/csv2ofx-outbank.csv", "csv"},
 		{"csv/csv2ofx-schwab-checking.csv", "csv"},
 		{"csv/csv2ofx-ubs-ch-fr_trimmed.csv", "csv"},
-		{"fhir/smart-generated-Buster_Hoeger.json", ""},
+		{"fhir/smart-generated-Buster_Hoeger.json", "fhir"},
 		{"ofx/ofxparse-checking.ofx", "ofx"},
 		{"ofx/ofxparse-suncorp.ofx", "ofx"},
 		{"ofx/qfxparser-test.qfx", "ofx"},
