@@ -292,3 +292,15 @@ func TestImportFHIRFixture(t *testing.T) {
 		t.Fatalf("again: %+v %v", res, err)
 	}
 }
+
+func TestImportAppleHealthFixture(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	b := fixture(t, "applehealth", "healthkit-to-sqlite-export.xml")
+	res, err := importBytes(v, "export.xml", b, DataImport{})
+	if err != nil || res.Added != 6 || res.Format != "applehealth" || res.Collection != "health" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	if res, err = importBytes(v, "export.xml", b, DataImport{}); err != nil || res.Added != 0 || res.Duplicates != 6 {
+		t.Fatalf("again: %+v %v", res, err)
+	}
+}

@@ -66,6 +66,7 @@ func TestDetect(t *testing.T) {
 		{"csv/csv2ofx-schwab-checking.csv", "csv"},
 		{"csv/csv2ofx-ubs-ch-fr_trimmed.csv", "csv"},
 		{"fhir/smart-generated-Buster_Hoeger.json", "fhir"},
+		{"applehealth/healthkit-to-sqlite-export.xml", "applehealth"},
 		{"ofx/ofxparse-checking.ofx", "ofx"},
 		{"ofx/ofxparse-suncorp.ofx", "ofx"},
 		{"ofx/qfxparser-test.qfx", "ofx"},
