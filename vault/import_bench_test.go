@@ -7,9 +7,11 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/pdvault/pdvault/vault/importers"
@@ -100,4 +102,54 @@ func BenchmarkPlainSQLiteCSV(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// BenchmarkImportAppleHealth imports a generated export.xml of
+// PDVAULT_BENCH_MB megabytes (default 8) streamed from disk and reports
+// the process's peak resident memory (getrusage), which must not grow
+// with the file (docs/benchmarks.md).
+func BenchmarkImportAppleHealth(b *testing.B) {
+	mb := 8
+	if n, err := strconv.Atoi(os.Getenv("PDVAULT_BENCH_MB")); err == nil && n > 0 {
+		mb = n
+	}
+	path := filepath.Join(b.TempDir(), "export.xml")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := sha256.New()
+	w := io.MultiWriter(f, h)
+	fmt.Fprint(w, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<HealthData locale=\"en_US\">\n")
+	rows := 0
+	for size := 0; size < mb<<20; rows++ {
+		n, _ := fmt.Fprintf(w, "<Record type=\"HKQuantityTypeIdentifierHeartRate\" sourceName=\"Watch\" unit=\"count/min\" creationDate=\"2026-01-01 10:00:00 +0100\" startDate=\"2026-01-01 %02d:%02d:%02d +0100\" endDate=\"2026-01-01 %02d:%02d:%02d +0100\" value=\"%d\"/>\n",
+			rows/3600%24, rows/60%60, rows%60, rows/3600%24, rows/60%60, rows%60, 40+rows%150+rows/86400)
+		size += n
+	}
+	fmt.Fprint(w, "</HealthData>\n")
+	f.Close()
+	sum := h.Sum(nil)
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		v, err := Create(context.Background(), filepath.Join(b.TempDir(), "v"), []byte(testPass), Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		in, _ := os.Open(path)
+		b.StartTimer()
+		res, err := v.ImportData(context.Background(), in, DataImport{Name: "export.xml", SHA256: sum})
+		b.StopTimer()
+		in.Close()
+		if err != nil || res.Added == 0 {
+			b.Fatalf("%+v %v", res, err)
+		}
+		v.Close()
+		b.StartTimer()
+	}
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	b.ReportMetric(float64(ru.Maxrss)/1024, "maxrss-MiB")
+	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
