@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
+	fx "github.com/pdvault/pdvault/internal/fixtures"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,18 +17,7 @@ import (
 	"github.com/pdvault/pdvault/vault/importers"
 )
 
-func fixture(t *testing.T, parts ...string) []byte {
-	t.Helper()
-	dir := os.Getenv("PDVAULT_FIXTURES")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "fixtures")
-	}
-	b, err := os.ReadFile(filepath.Join(append([]string{dir}, parts...)...))
-	if err != nil {
-		t.Fatalf("fixture (set PDVAULT_FIXTURES to the shared fixtures directory): %v", err)
-	}
-	return b
-}
+func fixture(t *testing.T, parts ...string) []byte { return fx.Read(t, parts...) }
 
 func importBytes(v *Vault, name string, b []byte, in DataImport) (ImportResult, error) {
 	sum := sha256.Sum256(b)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	fx "github.com/pdvault/pdvault/internal/fixtures"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,16 +32,7 @@ func devVault(t *testing.T) *cli {
 	return &cli{t: t, env: map[string]string{"PDVAULT_ADDR": url, "PDVAULT_TOKEN": token}}
 }
 
-func fixtureDir(t *testing.T) string {
-	dir := os.Getenv("PDVAULT_FIXTURES")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "fixtures")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "SOURCES.md")); err != nil {
-		t.Fatalf("fixtures not found (set PDVAULT_FIXTURES): %v", err)
-	}
-	return dir
-}
+func fixtureDir(t *testing.T) string { return fx.Path(t) }
 
 func TestDataImportCLI(t *testing.T) {
 	c := devVault(t)

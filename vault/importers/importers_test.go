@@ -2,27 +2,14 @@ package importers
 
 import (
 	"errors"
+	fx "github.com/pdvault/pdvault/internal/fixtures"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
 
-// fixtures is the directory of real sample files published by others
-// (../shared/fixtures beside the checkout, or $PDVAULT_FIXTURES). They are
-// read from there, never copied into this repository. A missing directory
-// fails the test: the importers are not tested without them.
-func fixtures(t *testing.T, parts ...string) string {
-	t.Helper()
-	dir := os.Getenv("PDVAULT_FIXTURES")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "..", "shared", "fixtures")
-	}
-	if _, err := os.Stat(filepath.Join(dir, "SOURCES.md")); err != nil {
-		t.Fatalf("fixtures not found at %s (set PDVAULT_FIXTURES to the shared fixtures directory): %v", dir, err)
-	}
-	return filepath.Join(append([]string{dir}, parts...)...)
-}
+// fixtures is the path of a shared sample file (internal/fixtures).
+func fixtures(t *testing.T, parts ...string) string { return fx.Path(t, parts...) }
 
 // parseFile runs an importer over a file and returns its items.
 func parseFile(t *testing.T, f Format, path string) ([]Item, error) {
