@@ -53,6 +53,9 @@ func (s *server) importData(w http.ResponseWriter, r *http.Request) {
 		DryRun: q.Get("dry_run") == "true" || q.Get("dry_run") == "1", Options: opts}
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(importTime))
+	// The answer comes after the whole file: the server's 60 s write
+	// timeout would cut it off for a large one.
+	rc.SetWriteDeadline(time.Now().Add(importTime + time.Minute))
 	body := &bodyReader{r: http.MaxBytesReader(w, r.Body, MaxImport)}
 	res, err := s.svc.ImportData(r.Context(), body, in)
 	if err != nil {
