@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/pdvault/pdvault/api/client"
 )
@@ -122,5 +123,15 @@ func (a *app) importOne(ctx context.Context, c *client.Owner, path string, opt c
 		return client.ImportResult{}, fmt.Errorf("%s: %w", path, err)
 	}
 	opt.Name = filepath.Base(path)
-	return c.ImportData(ctx, f, h.Sum(nil), opt)
+	var body io.Reader = f
+	if a.tty != nil {
+		st, err := f.Stat()
+		if err != nil {
+			return client.ImportResult{}, fmt.Errorf("%s: %w", path, err)
+		}
+		p := newProgress(f, a.tty, opt.Name, st.Size(), time.Now)
+		defer p.clear()
+		body = p
+	}
+	return c.ImportData(ctx, body, h.Sum(nil), opt)
 }

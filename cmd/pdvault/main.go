@@ -40,6 +40,9 @@ func main() {
 			return string(b), err
 		},
 	}
+	if term.IsTerminal(int(os.Stderr.Fd())) {
+		a.tty = os.Stderr
+	}
 	code := a.run(ctx, os.Args[1:])
 	stop()
 	os.Exit(code)
@@ -55,6 +58,9 @@ type app struct {
 	readPassword func(prompt string) (string, error)
 	// listening, if set, is told the URL a server listens on (for tests).
 	listening func(url string)
+	// tty is the terminal behind stderr, for progress lines; nil when
+	// stderr is not a terminal (then only summaries are printed).
+	tty io.Writer
 }
 
 var errNoTerminal = errors.New("no terminal to prompt on")
