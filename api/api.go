@@ -71,6 +71,7 @@ func New(svc vault.Service, cfg Config) http.Handler {
 		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: errMethod.Code, Description: errMethod.Msg})
 	})
 	// The hot path first: gorilla/mux tries routes in order.
+	r.HandleFunc("/v1/data/documents/{id}/content", s.readDocument).Methods(http.MethodGet, http.MethodHead).Name("data.document")
 	r.HandleFunc("/v1/data/{collection}", s.readCollection).Methods(http.MethodGet).Name("data.collection")
 	r.HandleFunc("/v1/data/{collection}/{id}", s.readRecord).Methods(http.MethodGet).Name("data.record")
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -111,6 +112,11 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	o.Handle("/records/{collection}/{id}", s.ownerAuth(s.getRecord)).Methods(http.MethodGet).Name("owner.records.get")
 	o.Handle("/records/{collection}/{id}", s.ownerAuth(s.updateRecord)).Methods(http.MethodPut).Name("owner.records.update")
 	o.Handle("/records/{collection}/{id}", s.ownerAuth(s.deleteRecord)).Methods(http.MethodDelete).Name("owner.records.delete")
+	o.Handle("/documents", s.ownerAuth(s.listDocuments)).Methods(http.MethodGet).Name("owner.documents.list")
+	o.Handle("/documents", s.ownerAuth(s.addDocument)).Methods(http.MethodPost).Name("owner.documents.add")
+	o.Handle("/documents/{id}", s.ownerAuth(s.getDocument)).Methods(http.MethodGet).Name("owner.documents.get")
+	o.Handle("/documents/{id}", s.ownerAuth(s.deleteDocument)).Methods(http.MethodDelete).Name("owner.documents.delete")
+	o.Handle("/documents/{id}/content", s.ownerAuth(s.documentContent)).Methods(http.MethodGet, http.MethodHead).Name("owner.documents.content")
 	o.Handle("/imports", s.ownerAuth(s.importData)).Methods(http.MethodPost).Name("owner.imports.create")
 	o.Handle("/imports/formats", s.ownerAuth(s.importFormats)).Methods(http.MethodGet).Name("owner.imports.formats")
 	o.Handle("/terms", s.ownerAuth(s.currentTerms)).Methods(http.MethodGet).Name("owner.terms.get")

@@ -3,7 +3,9 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
+	"strings"
 )
 
 // DetailType is the RFC 9396 authorization_details type pdvault uses.
@@ -17,6 +19,33 @@ type AuthorizationDetail struct {
 	Fields     []string `json:"fields,omitempty"`
 	Claims     []string `json:"claims,omitempty"`  // derived claims (policy/claims.go) instead of fields
 	Actions    []string `json:"actions,omitempty"` // only "read"; default read
+	// Kinds narrows the detail to records whose "kind" field is one of
+	// these (documents by kind: contract, payslip, ...); empty is every
+	// record of the collection.
+	Kinds []string `json:"kinds,omitempty"`
+}
+
+// maxKinds bounds the kinds of one detail.
+const maxKinds = 20
+
+var kindRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,39}$`)
+
+// ValidKind reports whether s is a well-formed kind: a lower-case word.
+func ValidKind(s string) bool { return kindRE.MatchString(s) }
+
+// Covers reports whether a record (its JSON data) lies within the
+// detail's kinds.
+func Covers(d AuthorizationDetail, record json.RawMessage) bool {
+	if len(d.Kinds) == 0 {
+		return true
+	}
+	var r struct {
+		Kind string `json:"kind"`
+	}
+	if json.Unmarshal(record, &r) != nil {
+		return false
+	}
+	return slices.Contains(d.Kinds, r.Kind)
 }
 
 // Limits on a scope.
@@ -59,6 +88,18 @@ func checkDetails(details []AuthorizationDetail) []string {
 			}
 			fs[f] = true
 		}
+		if len(d.Kinds) > maxKinds {
+			r = append(r, fmt.Sprintf("%s: at most %d kinds", at, maxKinds))
+		}
+		ks := map[string]bool{}
+		for _, k := range d.Kinds {
+			if !ValidKind(k) {
+				r = append(r, fmt.Sprintf("%s: %s is not a valid kind (a lower-case word)", at, quoteShort(k)))
+			} else if ks[k] {
+				r = append(r, fmt.Sprintf("%s: kind %s is named twice", at, k))
+			}
+			ks[k] = true
+		}
 		for _, a := range d.Actions {
 			if a != "read" {
 				r = append(r, fmt.Sprintf("%s: the only action is \"read\"", at))
@@ -98,6 +139,14 @@ func Narrow(requested, approved []AuthorizationDetail) error {
 		for _, f := range a.Fields {
 			if !slices.Contains(q.Fields, f) {
 				r = append(r, fmt.Sprintf("field %s.%s was not asked for", a.Collection, f))
+			}
+		}
+		if len(q.Kinds) > 0 && len(a.Kinds) == 0 {
+			r = append(r, fmt.Sprintf("collection %s was asked for only of kinds %s", a.Collection, strings.Join(q.Kinds, ", ")))
+		}
+		for _, k := range a.Kinds {
+			if len(q.Kinds) > 0 && !slices.Contains(q.Kinds, k) {
+				r = append(r, fmt.Sprintf("kind %s of %s was not asked for", k, a.Collection))
 			}
 		}
 		for _, c := range a.Claims {

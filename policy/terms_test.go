@@ -182,3 +182,36 @@ func TestNameValidators(t *testing.T) {
 		}
 	}
 }
+
+// Kinds narrow a detail to records of those kinds: the owner may add or
+// shrink them, never drop or widen what was asked.
+func TestKinds(t *testing.T) {
+	asked := []AuthorizationDetail{{Type: DetailType, Collection: "documents", Fields: []string{"title", "content"}, Kinds: []string{"contract", "payslip"}}}
+	for _, ok := range [][]string{{"contract"}, {"contract", "payslip"}} {
+		if err := Narrow(asked, []AuthorizationDetail{{Type: DetailType, Collection: "documents", Fields: []string{"title"}, Kinds: ok}}); err != nil {
+			t.Errorf("kinds %v: %v", ok, err)
+		}
+	}
+	for _, wider := range [][]string{nil, {"letter"}, {"contract", "letter"}} {
+		if err := Narrow(asked, []AuthorizationDetail{{Type: DetailType, Collection: "documents", Fields: []string{"title"}, Kinds: wider}}); !errors.Is(err, ErrNotNarrower) {
+			t.Errorf("kinds %v allowed: %v", wider, err)
+		}
+	}
+	all := []AuthorizationDetail{{Type: DetailType, Collection: "documents", Fields: []string{"title"}}}
+	if err := Narrow(all, []AuthorizationDetail{{Type: DetailType, Collection: "documents", Fields: []string{"title"}, Kinds: []string{"letter"}}}); err != nil {
+		t.Errorf("adding kinds to an unlimited detail narrows it: %v", err)
+	}
+	r := checkDetails([]AuthorizationDetail{{Type: DetailType, Collection: "documents", Fields: []string{"title"}, Kinds: []string{"Bad Kind", "a", "a"}}})
+	if len(r) != 2 || !strings.Contains(r[0], "not a valid kind") || !strings.Contains(r[1], "named twice") {
+		t.Errorf("kind checks: %v", r)
+	}
+	d := asked[0]
+	for rec, want := range map[string]bool{`{"kind":"contract"}`: true, `{"kind":"letter"}`: false, `{}`: false, `{"kind":1}`: false} {
+		if Covers(d, json.RawMessage(rec)) != want {
+			t.Errorf("Covers(%s) != %v", rec, want)
+		}
+	}
+	if !Covers(all[0], json.RawMessage(`{}`)) {
+		t.Error("a detail without kinds covers every record")
+	}
+}

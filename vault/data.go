@@ -226,6 +226,9 @@ func (v *Vault) ReadCollection(ctx context.Context, a Access, collection string,
 	out := DataPage{Collection: collection, Records: make([]DataRecord, 0, len(page.Records)), Next: v.orgCursor(rel, g.ID, collection, page.Next)}
 	ids := make([]string, 0, len(page.Records))
 	for _, r := range page.Records {
+		if !policy.Covers(d, r.Data) {
+			continue // outside the grant's kinds: as if absent
+		}
 		data, err := policy.Project(d, r.Data)
 		if err != nil {
 			return DataPage{}, policy.Internal("project", err)
@@ -257,6 +260,9 @@ func (v *Vault) ReadRecord(ctx context.Context, a Access, collection, id string)
 	}
 	if err != nil {
 		return DataRecord{}, err
+	}
+	if !policy.Covers(d, r.Data) {
+		return DataRecord{}, ErrDataNotFound
 	}
 	data, err := policy.Project(d, r.Data)
 	if err != nil {

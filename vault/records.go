@@ -222,6 +222,12 @@ func (v *Vault) DeleteRecord(ctx context.Context, collection, id string, ifVersi
 		if _, err = tx.ExecContext(ctx, `DELETE FROM records WHERE id = ?`, id); err != nil {
 			return err
 		}
+		if collection == DocumentsCollection {
+			// A document's metadata and its bytes go together.
+			if err := deleteDocumentRows(ctx, tx, id); err != nil {
+				return err
+			}
+		}
 		return v.appendAudit(ctx, tx, AuditEntry{Event: EvRecordDeleted, Actor: "owner", Collection: collection, RecordIDs: []string{id}})
 	})
 }

@@ -25,6 +25,9 @@ type OwnerService interface {
 	ListRecords(ctx context.Context, collection string, limit int, cursor string) (Page, error)
 	ListCollections(ctx context.Context) ([]Collection, error)
 	ImportData(ctx context.Context, r io.Reader, in DataImport) (ImportResult, error)
+	AddDocument(ctx context.Context, r io.Reader, in DocumentInput) (Record, error)
+	OpenDocument(ctx context.Context, id string) (Record, *DocumentReader, error)
+	DeleteDocument(ctx context.Context, id string) error
 
 	Export(ctx context.Context, w io.Writer) (ExportStats, error)
 
@@ -67,6 +70,7 @@ type OrgService interface {
 	CollectGrant(ctx context.Context, requestID, proof string, hc HTTPContext) (TokenResponse, error)
 	ReadCollection(ctx context.Context, a Access, collection string, limit int, cursor string) (DataPage, error)
 	ReadRecord(ctx context.Context, a Access, collection, id string) (DataRecord, error)
+	ReadDocument(ctx context.Context, a Access, id string) (DataRecord, *DocumentReader, error)
 	ReadClaims(ctx context.Context, a Access) (ClaimsResult, error)
 	Introspect(ctx context.Context, token, proof string, hc HTTPContext) (Introspection, error)
 	ReleaseGrant(ctx context.Context, token, proof string, hc HTTPContext) error

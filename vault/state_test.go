@@ -239,6 +239,9 @@ func TestEveryAuthenticatedRowIsChecked(t *testing.T) {
 func populate(t *testing.T, v *Vault) {
 	t.Helper()
 	ctx := t.Context()
+	if _, err := v.AddDocument(ctx, strings.NewReader("a letter"), DocumentInput{Title: "Letter"}); err != nil {
+		t.Fatal(err)
+	}
 	o := newOrg(t)
 	tok := o.grant(t, v, Approval{})
 	if _, err := o.read(t, v, tok.AccessToken, "profile"); err != nil {

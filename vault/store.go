@@ -465,6 +465,32 @@ var migrations = []string{
 	`CREATE TABLE import_items (
 		mark BLOB PRIMARY KEY  -- HMAC(import key, collection, format, item key)
 	);`,
+
+	// 16: encrypted documents (documents.go). The key row is
+	// authenticated; chunks are STREAM ciphertext that authenticates
+	// itself (position and last flag in the nonce, a key per document).
+	// document_uploads lists uploads in progress, whose chunks a start
+	// after a crash removes.
+	`CREATE TABLE documents (
+		id      TEXT    PRIMARY KEY,
+		key_id  INTEGER NOT NULL,
+		wrapped BLOB    NOT NULL,  -- the document key, sealed by record key key_id
+		size    INTEGER NOT NULL,
+		chunks  INTEGER NOT NULL,
+		created INTEGER NOT NULL,
+		mac     BLOB
+	);
+	CREATE INDEX documents_by_key ON documents (key_id);
+	CREATE TABLE document_chunks (
+		doc_id TEXT    NOT NULL,
+		n      INTEGER NOT NULL,
+		sealed BLOB    NOT NULL,
+		PRIMARY KEY (doc_id, n)
+	);
+	CREATE TABLE document_uploads (
+		id      TEXT    PRIMARY KEY,
+		started INTEGER NOT NULL
+	);`,
 }
 
 // schemaStats is the first schema with relationship_stats; schemaReplay

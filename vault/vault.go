@@ -428,6 +428,9 @@ func (v *Vault) setup(ctx context.Context) error {
 	if err := v.loadReplay(ctx); err != nil {
 		return storageError("load replay cache", err)
 	}
+	if err := v.cleanUploads(ctx); err != nil {
+		return storageError("remove unfinished uploads", err)
+	}
 	v.startCommitter()
 	return nil
 }

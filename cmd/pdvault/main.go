@@ -82,6 +82,7 @@ Talk to a running vault:
   login        exchange the passphrase for an owner token
   record       put | get | list | delete records
   data         import | formats: bring in the files you get (vCard, ...)
+  docs         add | list | get | delete encrypted documents (contracts, payslips, scans)
   requests     list | show | approve | deny organizations' access requests
   grants       list | revoke grants
   audit        list | verify the tamper-evident audit log
@@ -128,6 +129,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		"record":        a.cmdRecord,
 		"records":       a.cmdRecord,
 		"data":          a.safe().cmdData,
+		"docs":          a.cmdDocs,
 		"requests":      a.safe().cmdRequests,
 		"grants":        a.safe().cmdGrants,
 		"audit":         a.safe().cmdAudit,
@@ -192,7 +194,7 @@ func (a *app) fail(err error) {
 	var ce *client.Error
 	switch {
 	case errors.As(err, &ce):
-		msg = ce.Error()
+		msg = err.Error() // the vault's answer, with any prefix we added (a file name)
 	case errors.As(err, &pe):
 		msg = pe.Msg
 		if pe.Kind == policy.KindInternal && pe.Err != nil {

@@ -47,6 +47,9 @@ const (
 	RecordKeyAAD   Label = "pdvault.org/v2/record-key-aad"
 	// ImportMark keys the marks of imported items (idempotent imports).
 	ImportMark Label = "pdvault.org/v2/import-mark"
+	// DocumentKeyAAD binds a document's wrapped key to its vault, its
+	// document id and the record key that wraps it.
+	DocumentKeyAAD Label = "pdvault.org/v2/document-key"
 )
 
 // Legacy labels: derived as HKDF(info = label || uint32 n). Vaults made
@@ -72,7 +75,7 @@ const (
 // read older vaults. Every label in use appears in exactly one list.
 var (
 	Current = []Label{StateMAC, RowAAD, RecordAAD, PairwiseCursor, SigningKeyWrap, SigningKeyAAD, RecordKeyWrap, RecordKeyAAD,
-		ImportMark, ExportKey, ExportPayload, ExportHeader}
+		ImportMark, DocumentKeyAAD, ExportKey, ExportPayload, ExportHeader}
 	Legacy = []Label{LegacyMasterWrap, LegacyRecordKey, LegacyRecordAAD, LegacyExportKey, LegacyExportAAD,
 		LegacySecretWrap, LegacySigningKey, LegacyAuditMAC, LegacyPairwise, LegacyRecordKeyAAD, LegacyIntentKeyAAD}
 )

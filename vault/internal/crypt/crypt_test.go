@@ -185,6 +185,30 @@ func TestStream(t *testing.T) {
 	if _, last, err := open(key, a[:2]); err != nil || last {
 		t.Fatalf("truncation must leave last unset: %v %v", last, err)
 	}
+	// Random access: each chunk opens only at its own position and with
+	// its own last flag.
+	r := NewStream(key)
+	for i, ct := range a {
+		pt, err := r.OpenAt(uint64(i), i == 2, ct)
+		if err != nil || string(pt) != "abc"[i:i+1] {
+			t.Fatalf("OpenAt %d: %q %v", i, pt, err)
+		}
+	}
+	for name, c := range map[string]struct {
+		n    uint64
+		last bool
+		ct   []byte
+	}{
+		"chunk at another position":  {0, false, a[1]},
+		"middle chunk taken as last": {1, true, a[1]},
+		"last chunk taken as middle": {2, false, a[2]},
+		"chunk of another stream":    {1, false, b[1]},
+		"shorter than a tag":         {0, false, a[0][:3]},
+	} {
+		if _, err := r.OpenAt(c.n, c.last, c.ct); !errors.Is(err, ErrStreamOrder) {
+			t.Errorf("OpenAt %s: %v", name, err)
+		}
+	}
 	_, hk := FileKeys(bytes.Repeat([]byte{9}, KeySize), []byte("file nonce one"))
 	mac := HeaderMAC(hk, []byte("header"))
 	if !CheckHeaderMAC(hk, []byte("header"), mac) || CheckHeaderMAC(hk, []byte("headex"), mac) {

@@ -77,9 +77,11 @@ func NewStream(key []byte) *Stream {
 	return &Stream{aead: aead}
 }
 
-func (s *Stream) nonce(last bool) []byte {
+func (s *Stream) nonce(last bool) []byte { return nonceAt(s.n, last) }
+
+func nonceAt(c uint64, last bool) []byte {
 	var n [chacha20poly1305.NonceSize]byte
-	binary.BigEndian.PutUint64(n[3:11], s.n) // 11-byte counter; 2^64 chunks is beyond any file
+	binary.BigEndian.PutUint64(n[3:11], c) // 11-byte counter; 2^64 chunks is beyond any file
 	if last {
 		n[11] = 1
 	}
@@ -115,4 +117,21 @@ func (s *Stream) Open(ct []byte) (plaintext []byte, last bool, err error) {
 		}
 	}
 	return nil, false, ErrStreamOrder
+}
+
+// OpenAt opens chunk n of a stream out of order, for random access (a
+// Range read of a document). The caller says whether n is the final
+// chunk, from a chunk count it has authenticated: the flag is in the
+// nonce, so a stream cut short fails when its new "last" chunk is read,
+// and a chunk moved to another position fails because its counter does
+// not match.
+func (s *Stream) OpenAt(n uint64, last bool, ct []byte) ([]byte, error) {
+	if len(ct) < s.aead.Overhead() {
+		return nil, ErrStreamOrder
+	}
+	pt, err := s.aead.Open(nil, nonceAt(n, last), ct, nil)
+	if err != nil {
+		return nil, ErrStreamOrder
+	}
+	return pt, nil
 }
