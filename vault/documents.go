@@ -204,35 +204,47 @@ func (v *Vault) AddDocument(ctx context.Context, r io.Reader, in DocumentInput) 
 	}
 	s := crypt.NewStream(docKey)
 	buf := make([]byte, docChunk)
+
+	// Sealing and storing run side by side: this goroutine reads, hashes
+	// and seals a batch while the writer stores the one before (two
+	// batches of 4 MiB in memory at most, whatever the file's size).
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan chunkBatch, 1)
+	werr := make(chan error, 1)
+	go func() {
+		var err error
+		for b := range batches {
+			if err == nil {
+				if err = v.storeChunks(wctx, id, b); err != nil {
+					cancel()
+				}
+			}
+		}
+		werr <- err
+	}()
+	closed := false
+	finish := func() error {
+		if closed {
+			return nil
+		}
+		closed = true
+		close(batches)
+		return <-werr
+	}
+	defer finish() // before the chunks of a failed upload are dropped
+
 	var (
 		size   int64
-		n      uint64
-		batch  [][]byte
+		n      int64
+		batch  = chunkBatch{}
 		last   bool
 		readEr error
 	)
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		first := n - uint64(len(batch))
-		err := v.db.tx(ctx, func(tx *sql.Tx) error {
-			st, err := tx.PrepareContext(ctx, `INSERT INTO document_chunks (doc_id, n, sealed) VALUES (?, ?, ?)`)
-			if err != nil {
-				return err
-			}
-			defer st.Close()
-			for i, ct := range batch {
-				if _, err := st.ExecContext(ctx, id, int64(first)+int64(i), ct); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-		batch = batch[:0]
-		return err
-	}
 	for !last {
+		if wctx.Err() != nil {
+			break // the writer failed: finish says why
+		}
 		k, err := io.ReadFull(br, buf)
 		switch {
 		case err == io.EOF || err == io.ErrUnexpectedEOF:
@@ -258,13 +270,18 @@ func (v *Vault) AddDocument(ctx context.Context, r io.Reader, in DocumentInput) 
 		if err != nil {
 			return Record{}, policy.Internal("seal chunk", err)
 		}
-		batch = append(batch, ct)
+		batch.cts = append(batch.cts, ct)
 		n++
-		if len(batch) == chunksPerTx || last {
-			if err := flush(); err != nil {
-				return Record{}, err
-			}
+		if len(batch.cts) == chunksPerTx || last {
+			batches <- batch
+			batch = chunkBatch{first: n}
 		}
+	}
+	if err := finish(); err != nil {
+		return Record{}, err
+	}
+	if err := ctx.Err(); err != nil {
+		return Record{}, err
 	}
 	clear(buf)
 	sum := h.Sum(nil)
@@ -284,7 +301,7 @@ func (v *Vault) AddDocument(ctx context.Context, r io.Reader, in DocumentInput) 
 	}
 	err = v.db.tx(ctx, func(tx *sql.Tx) error {
 		if err := v.st.insert(ctx, tx, tDocuments, id, `INSERT INTO documents (id, key_id, wrapped, size, chunks, created) VALUES (?, ?, ?, ?, ?, ?)`,
-			id, keyID, wrapped, size, int64(n), now.Unix()); err != nil {
+			id, keyID, wrapped, size, n, now.Unix()); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO records (id, collection, version, key_id, sealed, created, updated) VALUES (?, ?, 1, ?, ?, ?, ?)`,
@@ -301,6 +318,29 @@ func (v *Vault) AddDocument(ctx context.Context, r io.Reader, in DocumentInput) 
 	}
 	done = true
 	return rec, nil
+}
+
+// chunkBatch is a run of sealed chunks from chunk number first on.
+type chunkBatch struct {
+	first int64
+	cts   [][]byte
+}
+
+// storeChunks writes one batch in one transaction.
+func (v *Vault) storeChunks(ctx context.Context, id string, b chunkBatch) error {
+	return v.db.tx(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, `INSERT INTO document_chunks (doc_id, n, sealed) VALUES (?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer st.Close()
+		for i, ct := range b.cts {
+			if _, err := st.ExecContext(ctx, id, b.first+int64(i), ct); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // readError is a failed read of the source: the reader's own policy error
