@@ -81,6 +81,8 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	// The organization-facing protocol (docs/protocol.md).
 	r.HandleFunc("/.well-known/oauth-authorization-server", s.discovery).Methods(http.MethodGet).Name("discovery")
 	r.HandleFunc("/.well-known/jwks.json", s.jwks).Methods(http.MethodGet).Name("jwks")
+	r.HandleFunc("/v1/vocabulary", s.vocabulary).Methods(http.MethodGet).Name("vocabulary")
+	r.HandleFunc("/v1/vocabulary/{collection}", s.vocabularySchema).Methods(http.MethodGet).Name("vocabulary.schema")
 	r.HandleFunc("/v1/terms", s.currentTerms).Methods(http.MethodGet).Name("terms")
 	r.HandleFunc("/v1/terms/{hash}", s.termsByHash).Methods(http.MethodGet).Name("terms.byhash")
 	r.HandleFunc("/v1/requests", s.submitRequest).Methods(http.MethodPost).Name("requests.submit")

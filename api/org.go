@@ -41,6 +41,8 @@ type metadata struct {
 	DataEndpoint                    string   `json:"data_endpoint"`
 	ClaimsEndpoint                  string   `json:"claims_endpoint"`
 	IntentsEndpoint                 string   `json:"intents_endpoint"`
+	VocabularyEndpoint              string   `json:"vocabulary_endpoint"`
+	VocabularyVersion               string   `json:"vocabulary_version"`
 }
 
 // deviceCodeGrant is the RFC 8628 grant type the token endpoint serves.
@@ -72,8 +74,39 @@ func (s *server) discovery(w http.ResponseWriter, r *http.Request) {
 		DataEndpoint:                    iss + "/v1/data",
 		ClaimsEndpoint:                  iss + "/v1/claims",
 		IntentsEndpoint:                 iss + "/v1/intents",
+		VocabularyEndpoint:              iss + "/v1/vocabulary",
+		VocabularyVersion:               policy.VocabularyVersion,
 	})
 }
+
+// vocabulary is GET /v1/vocabulary: the standard collections and where
+// each one's JSON Schema is. The same for every vault of this version: it
+// says what may be asked for, never what this owner holds.
+func (s *server) vocabulary(w http.ResponseWriter, r *http.Request) {
+	iss := s.svc.Issuer()
+	colls := map[string]map[string]string{}
+	for _, c := range policy.VocabularyCollections() {
+		colls[c] = map[string]string{"schema": iss + "/v1/vocabulary/" + c}
+	}
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	writeJSON(w, http.StatusOK, map[string]any{"version": policy.VocabularyVersion, "collections": colls,
+		"nested_fields": false, "document_content_field": vault.ContentField})
+}
+
+// vocabularySchema is GET /v1/vocabulary/{collection}.
+func (s *server) vocabularySchema(w http.ResponseWriter, r *http.Request) {
+	b, ok := policy.VocabularySchema(mux.Vars(r)["collection"])
+	if !ok {
+		writeError(w, r, s.log, errNoSchema)
+		return
+	}
+	w.Header().Set("Content-Type", "application/schema+json")
+	w.Header().Set("Cache-Control", "public, max-age=86400")
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+}
+
+var errNoSchema = policy.E(policy.KindNotFound, "not_found", "no standard collection of that name; GET /v1/vocabulary lists them")
 
 func (s *server) jwks(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "public, max-age=300")
