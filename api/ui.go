@@ -88,7 +88,9 @@ func loadTemplates() map[string]*template.Template {
 			}
 			return out.String()
 		},
-		"checked": func(list []string, s string) bool { return slices.Contains(list, s) },
+		"checked":   func(list []string, s string) bool { return slices.Contains(list, s) },
+		"hasPrefix": strings.HasPrefix,
+		"bytes":     humanBytes,
 	}
 	pages, err := fs.Glob(uiFiles, "ui/*.html")
 	if err != nil {
@@ -151,6 +153,10 @@ func (s *server) uiRoutes(r *mux.Router) {
 	post("/ui/grants/{id}/revoke", "ui.grant.revoke", s.uiRevoke)
 	get("/ui/records", "ui.collections", s.uiCollections)
 	get("/ui/records/{collection}", "ui.records", s.uiRecords)
+	get("/ui/documents", "ui.documents", s.uiDocuments)
+	r.Handle("/ui/documents", s.uiUploadAuth(s.uiDocumentUpload)).Methods(http.MethodPost).Name("ui.documents.upload")
+	get("/ui/documents/{id}/content", "ui.documents.content", s.uiDocumentContent)
+	get("/ui/search", "ui.search", s.uiSearch)
 	get("/ui/records/{collection}/new", "ui.record.new", s.uiRecordNew)
 	post("/ui/records/{collection}/new", "ui.record.create", s.uiRecordCreate)
 	get("/ui/records/{collection}/{id}", "ui.record", s.uiRecord)
@@ -272,6 +278,7 @@ var flashes = map[string]string{
 	"revoked":  "Revoked. The organization's next request with that grant is refused.",
 	"saved":    "Saved.",
 	"created":  "Record created.",
+	"uploaded": "Document added, encrypted.",
 	"deleted":  "Record deleted.",
 	"terms":    "Terms saved. New requests must accept this version.",
 	"reaccept": "Notice queued: the organization is asked to accept your current terms.",
@@ -570,21 +577,6 @@ func (s *server) uiCollections(w http.ResponseWriter, r *http.Request, session s
 		return
 	}
 	s.render(w, r, http.StatusOK, "collections", session, pageData{Title: "Records", Nav: "records", Data: cs})
-}
-
-type recordsData struct {
-	Collection string
-	Page       vault.Page
-}
-
-func (s *server) uiRecords(w http.ResponseWriter, r *http.Request, session string) {
-	coll := mux.Vars(r)["collection"]
-	p, err := s.svc.ListRecords(r.Context(), coll, 50, r.URL.Query().Get("cursor"))
-	if err != nil {
-		s.uiFail(w, r, session, 0, err)
-		return
-	}
-	s.render(w, r, http.StatusOK, "records", session, pageData{Title: "Records: " + coll, Nav: "records", Data: recordsData{coll, p}})
 }
 
 type recordData struct {

@@ -297,6 +297,79 @@ func TestUIInBrowser(t *testing.T) {
 		t.Fatalf("after accepting the offer: %q", text)
 	}
 
+	// Views a person can read: transactions as a table with a chart,
+	// health as a timeline, contacts as cards, documents uploaded through
+	// the form and downloaded, and search.
+	for _, r := range []string{
+		`{"date":"2026-08-29","amount":"2480.00","currency":"EUR","counterparty":"Acme GmbH","description":"Salary August","account":{"id":"DE89370400440532013000"}}`,
+		`{"date":"2026-09-01","amount":"-850.00","currency":"EUR","counterparty":"Wohnbau GmbH","description":"Rent September","account":{"id":"DE89370400440532013000"}}`,
+		`{"date":"2026-09-12","amount":"-64.20","currency":"EUR","counterparty":"Biomarkt","description":"Groceries","account":{"id":"DE89370400440532013000"}}`,
+		`{"date":"2026-09-29","amount":"2480.00","currency":"EUR","counterparty":"Acme GmbH","description":"Salary September","account":{"id":"DE89370400440532013000"}}`,
+		`{"date":"2026-10-01","amount":"-850.00","currency":"EUR","counterparty":"Wohnbau GmbH","description":"Rent October","account":{"id":"DE89370400440532013000"},"provenance":{"importer":"camt053","importerVersion":"1","source":"statement-2026-10.xml","item":"entry 1","sourceSha256":"00"}}`,
+		`{"date":"2026-10-17","amount":"-1210.99","currency":"EUR","counterparty":"Bike shop","description":"New bicycle","account":{"id":"DE89370400440532013000"}}`,
+	} {
+		e.record("transactions", r)
+	}
+	e.record("health", `{"resourceType":"Observation","status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}]},"valueQuantity":{"value":58,"unit":"/min"},"effectiveDateTime":"2026-10-03T07:30:00+02:00"}`)
+	e.record("health", `{"resourceType":"Immunization","status":"completed","vaccineCode":{"text":"Tetanus, diphtheria"},"occurrenceDateTime":"2026-06-14"}`)
+	e.record("health", `{"resourceType":"Condition","code":{"text":"Hay fever"},"onsetDateTime":"2009-04-01"}`)
+	e.record("contacts", `{"name":"Ada Lovelace","email":[{"value":"ada@example.org"}],"telephone":[{"value":"+44 20 7946 0000"}]}`)
+	e.record("contacts", `{"name":"Grace Hopper","email":[{"value":"grace@example.org"}]}`)
+	pdf := filepath.Join(t.TempDir(), "lease.pdf")
+	os.WriteFile(pdf, []byte("%PDF-1.4\n% a lease\n"), 0o600)
+	var rows int
+	err = chromedp.Do(b,
+		chromedp.Navigate(base+"/ui/records/transactions"),
+		chromedp.WaitVisible(chromedp.CSS("figure.chart svg")),
+		into(&rows, chromedp.Evaluate[int](`document.querySelectorAll("tbody tr").length`)),
+		shot(dir, "transactions"),
+		chromedp.Navigate(base+"/ui/records/transactions?counterparty=rent"),
+		chromedp.WaitVisible(chromedp.CSS("figure.chart")),
+		into(&text, chromedp.Text(chromedp.CSS("main"))),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows != 7 || !strings.Contains(text, "2 transaction(s)") || strings.Contains(text, "Bike shop") {
+		t.Fatalf("transactions view: %d rows; filtered page %q", rows, text)
+	}
+	err = chromedp.Do(b,
+		chromedp.Navigate(base+"/ui/records/health"),
+		chromedp.WaitVisible(chromedp.CSS("ul.timeline")),
+		into(&text, chromedp.Text(chromedp.CSS("ul.timeline"))),
+		shot(dir, "health"),
+		chromedp.Navigate(base+"/ui/records/contacts"),
+		chromedp.WaitVisible(chromedp.CSS("ul.cards")),
+		shot(dir, "contacts"),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if i, j := strings.Index(text, "Observation: Heart rate"), strings.Index(text, "Condition: Hay fever"); i < 0 || j < i {
+		t.Fatalf("health timeline (newest first): %q", text)
+	}
+	err = chromedp.Do(b,
+		chromedp.Navigate(base+"/ui/documents"),
+		chromedp.WaitVisible(chromedp.ID("upload")),
+		chromedp.SetValue(chromedp.ID("title"), "Lease"),
+		chromedp.SetValue(chromedp.ID("kind"), "contract"),
+		chromedp.SetUploadFiles(chromedp.ID("file"), []string{pdf}),
+		chromedp.Click(chromedp.CSS("#upload button")),
+		chromedp.WaitVisible(chromedp.CSS(".flash")),
+		into(&text, chromedp.Text(chromedp.CSS("main table"))),
+		shot(dir, "documents"),
+		chromedp.Navigate(base+"/ui/search?q=wohnbau"),
+		chromedp.WaitVisible(chromedp.CSS("ul.cards")),
+		shot(dir, "search"),
+		into(&rows, chromedp.Evaluate[int](`document.querySelectorAll("ul.cards li").length`)),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "Lease") || !strings.Contains(text, "contract") || !strings.Contains(text, "Preview") || rows != 2 {
+		t.Fatalf("documents %q; search hits %d", text, rows)
+	}
+
 	// Phone-sized screen: the request list fits without horizontal scroll
 	// of the page, and keyboard focus starts at the skip link.
 	var scrollW, clientW int

@@ -28,6 +28,8 @@ type OwnerService interface {
 	AddDocument(ctx context.Context, r io.Reader, in DocumentInput) (Record, error)
 	OpenDocument(ctx context.Context, id string) (Record, *DocumentReader, error)
 	DeleteDocument(ctx context.Context, id string) error
+	TransactionsView(ctx context.Context, f TxFilter) (TxView, error)
+	SearchRecords(ctx context.Context, q string) (SearchResult, error)
 
 	Export(ctx context.Context, w io.Writer) (ExportStats, error)
 

@@ -1,0 +1,453 @@
+package vault
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/pdvault/pdvault/policy"
+)
+
+// Views of the owner's records for the web UI: records read by their
+// vocabulary (docs/vocabulary.md), decrypted in the vault's memory only.
+// There is no index on disk: a view or a search reads up to
+// maxViewRecords records of a collection, newest first, and says when it
+// stopped short.
+
+// maxViewRecords bounds what one view or search decrypts per collection.
+const maxViewRecords = 20000
+
+// maxViewRows bounds the rows a transactions view returns.
+const maxViewRows = 500
+
+// scanCollection calls fn for records of coll, newest first, up to
+// maxViewRecords; it reports whether it stopped short.
+func (v *Vault) scanCollection(ctx context.Context, coll string, fn func(Record) bool) (truncated bool, err error) {
+	n := 0
+	before := int64(0)
+	for {
+		q := `SELECT ` + recordColumns + ` FROM records WHERE collection = ? ORDER BY seq DESC LIMIT ?`
+		args := []any{coll, MaxPageSize}
+		if before > 0 {
+			q = `SELECT ` + recordColumns + ` FROM records WHERE collection = ? AND seq < ? ORDER BY seq DESC LIMIT ?`
+			args = []any{coll, before, MaxPageSize}
+		}
+		rows, err := v.db.r.QueryContext(ctx, q, args...)
+		if err != nil {
+			return false, storageError("read records", err)
+		}
+		got := 0
+		for rows.Next() {
+			r, seq, err := v.scanRecord(rows)
+			if err != nil {
+				rows.Close()
+				if isTampered(err) {
+					return false, err
+				}
+				return false, storageError("read records", err)
+			}
+			got++
+			n++
+			before = seq
+			if !fn(r) {
+				rows.Close()
+				return false, nil
+			}
+			if n >= maxViewRecords {
+				rows.Close()
+				return true, nil
+			}
+		}
+		if err := rows.Close(); err != nil {
+			return false, storageError("read records", err)
+		}
+		if got < MaxPageSize {
+			return false, nil
+		}
+	}
+}
+
+// TxFilter narrows a transactions view; empty fields do not filter.
+type TxFilter struct {
+	Account      string
+	Month        string // YYYY-MM
+	Counterparty string // substring, case-insensitive
+}
+
+// TxRow is one transaction with the running balance after it.
+type TxRow struct {
+	ID, Date, Amount, Currency, Counterparty, Description, Account, Balance string
+	Provenance                                                              string
+}
+
+// MonthTotal is one month's money in and out (exact decimals as text,
+// and as numbers for a chart).
+type MonthTotal struct {
+	Month   string
+	In, Out string
+	InF     float64
+	OutF    float64
+}
+
+// TxView is the transactions view.
+type TxView struct {
+	Rows           []TxRow // newest first, at most maxViewRows
+	Months         []MonthTotal
+	Accounts       []string
+	In, Out, Net   string
+	Count          int  // transactions matching the filter
+	MoreRows       bool // more matched than Rows holds
+	Truncated      bool // the view read maxViewRecords and stopped
+	MixedCurrency  bool
+	Filter         TxFilter
+	Currency       string
+	UnreadableRows int // amounts that are not decimals (shown, not summed)
+}
+
+// txData is what a view reads of a transaction. Owners type their own
+// records too: a number where the vocabulary has a decimal string, or an
+// account as plain text, is read rather than skipped.
+type txData struct {
+	Date, Amount, Currency, Counterparty, Description, Account string
+	Provenance                                                 *provenanceData
+}
+
+func readTx(b []byte) (txData, bool) {
+	var m map[string]json.RawMessage
+	if json.Unmarshal(b, &m) != nil {
+		return txData{}, false
+	}
+	text := func(raw json.RawMessage) string {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+		var n json.Number
+		if json.Unmarshal(raw, &n) == nil {
+			return n.String()
+		}
+		return ""
+	}
+	d := txData{Date: text(m["date"]), Amount: text(m["amount"]), Currency: text(m["currency"]),
+		Counterparty: text(m["counterparty"]), Description: text(m["description"]), Account: text(m["account"])}
+	var acct struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(m["account"], &acct) == nil && acct.ID != "" {
+		d.Account = acct.ID
+	}
+	var p provenanceData
+	if json.Unmarshal(m["provenance"], &p) == nil && p.Importer != "" {
+		d.Provenance = &p
+	}
+	return d, true
+}
+
+type provenanceData struct {
+	Importer string `json:"importer"`
+	Source   string `json:"source"`
+	Item     string `json:"item"`
+}
+
+// TransactionsView reads the transactions collection: the rows matching f
+// with running balances, totals per month, and the accounts there are.
+func (v *Vault) TransactionsView(ctx context.Context, f TxFilter) (TxView, error) {
+	if f.Month != "" {
+		if _, err := time.Parse("2006-01", f.Month); err != nil {
+			return TxView{}, policy.E(policy.KindInvalid, "invalid_filter", "month is YYYY-MM")
+		}
+	}
+	type tx struct {
+		rec Record
+		d   txData
+		amt *big.Rat
+	}
+	var all []tx
+	accounts := map[string]bool{}
+	view := TxView{Filter: f}
+	needle := strings.ToLower(f.Counterparty)
+	trunc, err := v.scanCollection(ctx, "transactions", func(r Record) bool {
+		d, ok := readTx(r.Data)
+		if !ok {
+			return true
+		}
+		if d.Account != "" {
+			accounts[d.Account] = true
+		}
+		if (f.Account != "" && d.Account != f.Account) || (f.Month != "" && !strings.HasPrefix(d.Date, f.Month)) ||
+			(needle != "" && !strings.Contains(strings.ToLower(d.Counterparty+" "+d.Description), needle)) {
+			return true
+		}
+		amt, ok := new(big.Rat).SetString(d.Amount)
+		if !ok {
+			amt = nil
+		}
+		all = append(all, tx{r, d, amt})
+		return true
+	})
+	if err != nil {
+		return TxView{}, err
+	}
+	view.Truncated = trunc
+	for a := range accounts {
+		view.Accounts = append(view.Accounts, a)
+	}
+	slices.Sort(view.Accounts)
+	// Oldest first for the running balance (stable: same-day rows keep
+	// the order they were stored in).
+	slices.Reverse(all)
+	slices.SortStableFunc(all, func(a, b tx) int { return cmp.Compare(a.d.Date, b.d.Date) })
+	bal, in, out := new(big.Rat), new(big.Rat), new(big.Rat)
+	months := map[string]*[2]*big.Rat{}
+	currencies := map[string]bool{}
+	rows := make([]TxRow, 0, len(all))
+	for _, t := range all {
+		if t.d.Currency != "" {
+			currencies[t.d.Currency] = true
+		}
+		row := TxRow{ID: t.rec.ID, Date: t.d.Date, Amount: t.d.Amount, Currency: t.d.Currency, Counterparty: t.d.Counterparty,
+			Description: t.d.Description, Account: t.d.Account, Provenance: provenanceLine(t.d.Provenance, t.rec.Created)}
+		if t.amt == nil {
+			view.UnreadableRows++
+		} else {
+			bal.Add(bal, t.amt)
+			m := months[monthOf(t.d.Date)]
+			if m == nil {
+				m = &[2]*big.Rat{new(big.Rat), new(big.Rat)}
+				months[monthOf(t.d.Date)] = m
+			}
+			if t.amt.Sign() >= 0 {
+				in.Add(in, t.amt)
+				m[0].Add(m[0], t.amt)
+			} else {
+				out.Sub(out, t.amt)
+				m[1].Sub(m[1], t.amt)
+			}
+		}
+		row.Balance = bal.FloatString(2)
+		rows = append(rows, row)
+	}
+	slices.Reverse(rows)
+	view.Count = len(rows)
+	if len(rows) > maxViewRows {
+		rows, view.MoreRows = rows[:maxViewRows], true
+	}
+	view.Rows = rows
+	for m, t := range months {
+		inF, _ := t[0].Float64()
+		outF, _ := t[1].Float64()
+		view.Months = append(view.Months, MonthTotal{Month: m, In: t[0].FloatString(2), Out: t[1].FloatString(2), InF: inF, OutF: outF})
+	}
+	slices.SortFunc(view.Months, func(a, b MonthTotal) int { return cmp.Compare(a.Month, b.Month) })
+	view.In, view.Out, view.Net = in.FloatString(2), out.FloatString(2), new(big.Rat).Sub(in, out).FloatString(2)
+	view.MixedCurrency = len(currencies) > 1
+	if len(currencies) == 1 {
+		for c := range currencies {
+			view.Currency = c
+		}
+	}
+	return view, nil
+}
+
+func monthOf(date string) string {
+	if len(date) >= 7 {
+		return date[:7]
+	}
+	return "unknown"
+}
+
+// provenanceLine says where a record came from, in words.
+func provenanceLine(p *provenanceData, created time.Time) string {
+	if p == nil || p.Importer == "" {
+		return ""
+	}
+	s := "imported"
+	if p.Source != "" {
+		s += " from " + p.Source
+	}
+	if p.Item != "" {
+		s += " (" + p.Item + ")"
+	}
+	return s + " by the " + p.Importer + " importer on " + created.Format("2 Jan 2006")
+}
+
+// Summary is a record read by its vocabulary: a title, a line of detail,
+// a date to sort by, and where it came from.
+type Summary struct {
+	Record     Record
+	Title      string
+	Detail     string
+	When       string
+	Provenance string
+}
+
+// Summarize reads a record of a standard collection (docs/vocabulary.md);
+// for others the title is the first text field.
+func Summarize(r Record) Summary {
+	var m map[string]any
+	json.Unmarshal(r.Data, &m)
+	str := func(k string) string {
+		s, _ := m[k].(string)
+		return s
+	}
+	first := func(k string) string { // the value of a [{"value"}] or [string] list
+		switch l := m[k].(type) {
+		case []any:
+			if len(l) > 0 {
+				switch x := l[0].(type) {
+				case string:
+					return x
+				case map[string]any:
+					s, _ := x["value"].(string)
+					return s
+				}
+			}
+		case string:
+			return l
+		}
+		return ""
+	}
+	codeText := func(k string) string { // FHIR CodeableConcept
+		c, _ := m[k].(map[string]any)
+		if t, _ := c["text"].(string); t != "" {
+			return t
+		}
+		if cs, _ := c["coding"].([]any); len(cs) > 0 {
+			if c0, _ := cs[0].(map[string]any); c0 != nil {
+				if d, _ := c0["display"].(string); d != "" {
+					return d
+				}
+				s, _ := c0["code"].(string)
+				return s
+			}
+		}
+		return ""
+	}
+	s := Summary{Record: r}
+	var p provenanceData
+	if pb, ok := m["provenance"].(map[string]any); ok {
+		p.Importer, _ = pb["importer"].(string)
+		p.Source, _ = pb["source"].(string)
+		p.Item, _ = pb["item"].(string)
+		s.Provenance = provenanceLine(&p, r.Created)
+	}
+	switch r.Collection {
+	case "contacts", "profile":
+		s.Title = str("name")
+		s.Detail = strings.Join(nonEmpty(first("email"), first("telephone"), str("email"), str("telephone")), " · ")
+		s.When = str("birthDate")
+	case "transactions":
+		s.Title = strings.Join(nonEmpty(str("amount"), str("currency")), " ") + " " + str("counterparty")
+		s.Detail = str("description")
+		s.When = str("date")
+	case "calendar":
+		s.Title = str("summary")
+		s.Detail = strings.Join(nonEmpty(str("location"), str("recurrence")), " · ")
+		s.When = str("start")
+	case "health":
+		s.Title = strings.Join(nonEmpty(str("resourceType"), codeText("code")), ": ")
+		if q, ok := m["valueQuantity"].(map[string]any); ok {
+			s.Detail = strings.TrimSpace(fmt.Sprint(q["value"]) + " " + fmt.Sprint(cmp.Or(q["unit"], "")))
+		}
+		for _, k := range []string{"effectiveDateTime", "onsetDateTime", "recordedDate", "occurrenceDateTime", "performedDateTime", "authoredOn", "date", "birthDate"} {
+			if s.When = str(k); s.When != "" {
+				break
+			}
+		}
+		if s.When == "" {
+			if per, ok := m["period"].(map[string]any); ok {
+				s.When, _ = per["start"].(string)
+			}
+		}
+	case DocumentsCollection:
+		s.Title = cmp.Or(str("title"), str("fileName"), "document")
+		s.Detail = strings.Join(nonEmpty(str("kind"), str("counterparty"), str("encodingFormat")), " · ")
+		s.When = str("date")
+	default:
+		s.Title = cmp.Or(str("title"), str("name"), str("summary"), str("programName"))
+		s.When = cmp.Or(str("date"), str("startDate"), str("memberSince"))
+	}
+	if s.Title == "" {
+		s.Title = "Record " + r.ID[:min(8, len(r.ID))]
+	}
+	return s
+}
+
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// SearchHit is a record that matched a search.
+type SearchHit struct {
+	Summary
+	Snippet string
+}
+
+// SearchResult is what a search found.
+type SearchResult struct {
+	Hits      []SearchHit
+	Truncated bool // some collection had more than maxViewRecords records
+}
+
+// maxSearchHits bounds one search's answer.
+const maxSearchHits = 100
+
+// SearchRecords finds the owner's records whose JSON contains q
+// (case-insensitive), in every collection, newest first. It decrypts in
+// memory only; nothing of q or of what matched is written anywhere.
+func (v *Vault) SearchRecords(ctx context.Context, q string) (SearchResult, error) {
+	q = strings.TrimSpace(q)
+	if utf8.RuneCountInString(q) < 2 || len(q) > 200 {
+		return SearchResult{}, policy.E(policy.KindInvalid, "invalid_query", "search for 2 to 200 characters")
+	}
+	colls, err := v.ListCollections(ctx)
+	if err != nil {
+		return SearchResult{}, err
+	}
+	needle := strings.ToLower(q)
+	var res SearchResult
+	for _, c := range colls {
+		trunc, err := v.scanCollection(ctx, c.Name, func(r Record) bool {
+			text := strings.ToLower(string(r.Data))
+			i := strings.Index(text, needle)
+			if i < 0 {
+				return true
+			}
+			// The snippet comes from the original when lower-casing kept
+			// every byte in place, cut on rune boundaries.
+			src := []byte(text)
+			if len(text) == len(r.Data) {
+				src = r.Data
+			}
+			from, to := max(0, i-40), min(len(src), i+len(needle)+40)
+			for from > 0 && !utf8.RuneStart(src[from]) {
+				from--
+			}
+			for to < len(src) && !utf8.RuneStart(src[to]) {
+				to++
+			}
+			res.Hits = append(res.Hits, SearchHit{Summary: Summarize(r), Snippet: string(src[from:to])})
+			return len(res.Hits) < maxSearchHits
+		})
+		if err != nil {
+			return SearchResult{}, err
+		}
+		res.Truncated = res.Truncated || trunc
+		if len(res.Hits) >= maxSearchHits {
+			break
+		}
+	}
+	return res, nil
+}
