@@ -153,3 +153,42 @@ func BenchmarkImportAppleHealth(b *testing.B) {
 	b.ReportMetric(float64(ru.Maxrss)/1024, "maxrss-MiB")
 	b.ReportMetric(float64(rows)*float64(b.N)/b.Elapsed().Seconds(), "rows/s")
 }
+
+// BenchmarkTransactionsView times one transactions view and one search
+// (the owner's web pages) over a vault holding PDVAULT_BENCH_ROWS
+// transactions (docs/benchmarks.md uses 1,000,000). Each reads at most
+// the newest 20,000 records; ns/op is one page.
+func BenchmarkTransactionsView(b *testing.B) {
+	n := benchRows()
+	data := benchCSV(n)
+	sum := sha256.Sum256(data)
+	v, err := Create(context.Background(), filepath.Join(b.TempDir(), "v"), []byte(testPass), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.Close()
+	if _, err := v.ImportData(context.Background(), bytes.NewReader(data), DataImport{Name: "bench.csv", SHA256: sum[:]}); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("view", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := v.TransactionsView(context.Background(), TxFilter{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("view-filtered", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := v.TransactionsView(context.Background(), TxFilter{Counterparty: "Händler 42"}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("search", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := v.SearchRecords(context.Background(), "Kartenzahlung 999"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
