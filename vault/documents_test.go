@@ -8,8 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -109,24 +107,7 @@ func TestDocumentNoPlaintextOnDisk(t *testing.T) {
 	marker := "DOCMARKER-" + newID()
 	content := bytes.Repeat([]byte(marker+" "), 3*docChunk/len(marker))
 	addDoc(t, v, content, DocumentInput{Title: "title " + marker, FileName: marker + ".txt", Counterparty: "cp " + marker})
-	search := func(when string) {
-		t.Helper()
-		n := 0
-		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			n++
-			b, _ := os.ReadFile(p)
-			if bytes.Contains(b, []byte(marker[10:])) {
-				t.Errorf("%s: plaintext found in %s", when, filepath.Base(p))
-			}
-			return nil
-		})
-		if n == 0 {
-			t.Fatalf("%s: no files searched", when)
-		}
-	}
+	search := func(when string) { noPlaintext(t, dir, when, marker[10:]) }
 	search("while open")
 	v.Close()
 	search("after close")

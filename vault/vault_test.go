@@ -217,33 +217,38 @@ func TestNoPlaintextOnDisk(t *testing.T) {
 	if _, err := v.UpdateRecord(ctx, "health", r.ID, []byte(`{"note":"`+marker+` v2"}`), 0); err != nil {
 		t.Fatal(err)
 	}
-	search := func(when string) {
-		t.Helper()
-		n := 0
-		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return err
-			}
-			n++
-			b, err := os.ReadFile(p)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if bytes.Contains(b, []byte(marker)) || bytes.Contains(b, []byte(marker[7:])) {
-				t.Errorf("%s: plaintext marker found in %s", when, filepath.Base(p))
-			}
-			return nil
-		})
-		if n == 0 {
-			t.Fatalf("%s: no files searched", when)
-		}
-	}
+	search := func(when string) { noPlaintext(t, dir, when, marker, marker[7:]) }
 	search("while open")
 	if _, err := os.Stat(filepath.Join(dir, DBFile+"-wal")); err != nil {
 		t.Fatalf("expected a WAL file while open: %v", err)
 	}
 	v.Close()
 	search("after close")
+}
+
+// noPlaintext fails if any file under dir holds one of the markers.
+func noPlaintext(t *testing.T, dir, when string, markers ...string) {
+	t.Helper()
+	n := 0
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		n++
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range markers {
+			if bytes.Contains(b, []byte(m)) {
+				t.Errorf("%s: plaintext marker found in %s", when, filepath.Base(p))
+			}
+		}
+		return nil
+	})
+	if n == 0 {
+		t.Fatalf("%s: no files searched", when)
+	}
 }
 
 func TestTamperedCiphertextIsAnError(t *testing.T) {

@@ -8,7 +8,6 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"strconv"
 )
 
 // DocumentOptions describes a document being added.
@@ -87,19 +86,8 @@ func (o *Owner) long() base {
 
 // Documents lists the documents' metadata records.
 func (o *Owner) Documents(ctx context.Context, limit int, cursor string) (Page, error) {
-	q := url.Values{}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
-	}
-	if cursor != "" {
-		q.Set("cursor", cursor)
-	}
-	path := "/v1/owner/documents"
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
 	var p Page
-	err := o.send(ctx, http.MethodGet, path, nil, &p)
+	err := o.send(ctx, http.MethodGet, paged("/v1/owner/documents", limit, cursor), nil, &p)
 	return p, err
 }
 

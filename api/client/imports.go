@@ -75,12 +75,8 @@ func (o *Owner) ImportData(ctx context.Context, r io.Reader, sha256 []byte, opt 
 	}
 	// A large file takes longer than the client's usual timeout; the
 	// context bounds it instead.
-	hc := *o.http
-	hc.Timeout = 0
-	b := o.base
-	b.http = &hc
 	var res ImportResult
-	_, err = b.do(req, &res)
+	_, err = o.long().do(req, &res)
 	return res, err
 }
 

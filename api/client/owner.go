@@ -138,6 +138,13 @@ func (o *Owner) DeleteRecord(ctx context.Context, collection, id string, ifVersi
 // ListRecords reads one page of a collection. limit 0 means the server's
 // default.
 func (o *Owner) ListRecords(ctx context.Context, collection string, limit int, cursor string) (Page, error) {
+	var page Page
+	err := o.send(ctx, http.MethodGet, paged(recordPath(collection), limit, cursor), nil, &page)
+	return page, err
+}
+
+// paged adds limit (unless 0) and cursor (unless empty) to a listing path.
+func paged(path string, limit int, cursor string) string {
 	q := url.Values{}
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
@@ -145,13 +152,10 @@ func (o *Owner) ListRecords(ctx context.Context, collection string, limit int, c
 	if cursor != "" {
 		q.Set("cursor", cursor)
 	}
-	p := recordPath(collection)
 	if len(q) > 0 {
-		p += "?" + q.Encode()
+		path += "?" + q.Encode()
 	}
-	var page Page
-	err := o.send(ctx, http.MethodGet, p, nil, &page)
-	return page, err
+	return path
 }
 
 // ChangePassphrase rewraps the vault's master key under a new passphrase.
@@ -342,19 +346,8 @@ type AuditPage struct {
 
 // ListAudit reads the audit log, newest first.
 func (o *Owner) ListAudit(ctx context.Context, limit int, cursor string) (AuditPage, error) {
-	q := url.Values{}
-	if limit > 0 {
-		q.Set("limit", strconv.Itoa(limit))
-	}
-	if cursor != "" {
-		q.Set("cursor", cursor)
-	}
-	p := "/v1/owner/audit"
-	if len(q) > 0 {
-		p += "?" + q.Encode()
-	}
 	var page AuditPage
-	err := o.send(ctx, http.MethodGet, p, nil, &page)
+	err := o.send(ctx, http.MethodGet, paged("/v1/owner/audit", limit, cursor), nil, &page)
 	return page, err
 }
 

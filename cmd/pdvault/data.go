@@ -68,16 +68,10 @@ func (a *app) dataImport(ctx context.Context, args []string) error {
 	coll := fs.String("collection", "", "collection to put the records in (default: the importer's, e.g. contacts)")
 	dry := fs.Bool("dry-run", false, "parse and count, keep nothing")
 	mapping := fs.String("map", "", "importer options, e.g. for CSV: date=Buchungstag,amount=Betrag,decimal=comma,dateformat=02.01.2006,encoding=windows-1252")
-	var files []string
-	for {
-		if err := a.parse(fs, args); err != nil {
-			return err
-		}
-		if fs.NArg() == 0 {
-			break
-		}
-		// Flags may follow the files: take one file, parse on.
-		files, args = append(files, fs.Arg(0)), fs.Args()[1:]
+	// Flags may follow the files.
+	files, err := a.interleaved(fs, args)
+	if err != nil {
+		return err
 	}
 	if len(files) == 0 {
 		return usageError{"data import needs at least one FILE", `run "pdvault data import -h"`}
