@@ -391,4 +391,32 @@ func TestOrgReadsDocuments(t *testing.T) {
 	if _, err := content(contracts, payslip); !errors.Is(err, ErrDataNotFound) {
 		t.Fatalf("kind outside the grant: %v", err)
 	}
+
+	// When the grant ends, the organization owes a receipt naming
+	// documents; one naming anything else leaves it missing.
+	gs, _ := v.ListGrants(ctx, PageQuery{})
+	var gid string
+	for _, g := range gs.Grants {
+		if g.Details[0].Kinds == nil && len(g.Details[0].Fields) == 3 {
+			gid = g.ID
+		}
+	}
+	if _, err := v.Revoke(ctx, gid); err != nil {
+		t.Fatal(err)
+	}
+	receipt := func(deleted ...string) ReceiptResult {
+		rc := o.sign(t, policy.TypReceipt, policy.ReceiptClaims{Audience: v.Issuer(), GrantID: gid, Deleted: deleted,
+			DeletedAt: v.opts.Now().Unix(), IssuedAt: v.opts.Now().Unix(), ID: newID()})
+		res, err := v.SubmitReceipt(ctx, rc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	if r := receipt("profile"); r.Complete || len(r.Missing) != 1 || r.Missing[0] != DocumentsCollection {
+		t.Fatalf("receipt without documents: %+v", r)
+	}
+	if r := receipt(DocumentsCollection); !r.Complete {
+		t.Fatalf("receipt naming documents: %+v", r)
+	}
 }
