@@ -21,7 +21,9 @@ type DocumentOptions struct {
 	SHA256       []byte // optional: sent as Content-Digest and checked
 }
 
-// DocumentMeta is a document's metadata record (docs/vocabulary.md).
+// DocumentMeta is a document's metadata record (docs/vocabulary.md). It
+// mirrors vault.DocumentMeta on purpose: the client must not import package
+// vault, which links SQLite.
 type DocumentMeta struct {
 	Title          string `json:"title,omitempty"`
 	Kind           string `json:"kind,omitempty"`

@@ -101,31 +101,47 @@ func (a *app) dataImport(ctx context.Context, args []string) error {
 	return nil
 }
 
-// importOne hashes the file, then streams it: the digest goes first so
-// that each record's provenance can name it.
-func (a *app) importOne(ctx context.Context, c *client.Owner, path string, opt client.ImportOptions) (client.ImportResult, error) {
+// importOne streams one file to the importer; the vault's own message
+// names the file.
+func (a *app) importOne(ctx context.Context, c *client.Owner, path string, opt client.ImportOptions) (res client.ImportResult, err error) {
+	err = a.sendFile(path, func(body io.Reader, name string, sum []byte) error {
+		opt.Name = name
+		res, err = c.ImportData(ctx, body, sum, opt)
+		return err
+	})
+	return res, err
+}
+
+// sendFile hashes a file, then streams it to send, with a progress line
+// on a terminal: the digest goes first, so that the vault can check what
+// it got (and an import's provenance can name it). Errors of the file
+// itself name it; send's are returned as they are.
+func (a *app) sendFile(path string, send func(body io.Reader, name string, sum []byte) error) error {
 	f, err := os.Open(path)
 	if err != nil {
-		return client.ImportResult{}, fmt.Errorf("%s: %w", path, errors.Unwrap(err))
+		return fmt.Errorf("%s: %w", path, errors.Unwrap(err))
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if st.IsDir() {
+		return fmt.Errorf("%s: is a directory", path)
+	}
 	h := sha256.New()
 	if _, err := io.Copy(h, f); err != nil {
-		return client.ImportResult{}, fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return client.ImportResult{}, fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
-	opt.Name = filepath.Base(path)
+	name := filepath.Base(path)
 	var body io.Reader = f
 	if a.tty != nil {
-		st, err := f.Stat()
-		if err != nil {
-			return client.ImportResult{}, fmt.Errorf("%s: %w", path, err)
-		}
-		p := newProgress(f, a.tty, opt.Name, st.Size(), time.Now)
+		p := newProgress(f, a.tty, name, st.Size(), time.Now)
 		defer p.clear()
 		body = p
 	}
-	return c.ImportData(ctx, body, h.Sum(nil), opt)
+	return send(body, name, h.Sum(nil))
 }

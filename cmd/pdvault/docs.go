@@ -2,14 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/pdvault/pdvault/api/client"
 )
@@ -88,7 +86,7 @@ func (a *app) docsAdd(ctx context.Context, args []string) error {
 		rec, err := a.addOne(ctx, c, path, client.DocumentOptions{Title: *title, Kind: *kind, Date: *date, Counterparty: *cp, MediaType: *mt})
 		if err != nil {
 			failed++
-			a.fail(fmt.Errorf("%s: %w", path, err))
+			a.fail(err)
 			continue
 		}
 		m, _ := rec.Meta()
@@ -100,36 +98,17 @@ func (a *app) docsAdd(ctx context.Context, args []string) error {
 	return nil
 }
 
-// addOne hashes the file first, so the vault can check what it got.
-func (a *app) addOne(ctx context.Context, c *client.Owner, path string, opt client.DocumentOptions) (client.Record, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return client.Record{}, errors.Unwrap(err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return client.Record{}, err
-	}
-	if st.IsDir() {
-		return client.Record{}, errors.New("is a directory")
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return client.Record{}, err
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return client.Record{}, err
-	}
-	opt.SHA256 = h.Sum(nil)
-	opt.FileName = filepath.Base(path)
-	var body io.Reader = f
-	if a.tty != nil {
-		p := newProgress(f, a.tty, opt.FileName, st.Size(), time.Now)
-		defer p.clear()
-		body = p
-	}
-	return c.AddDocument(ctx, body, opt)
+// addOne streams one file to the vault as a document; the vault checks
+// it against the digest.
+func (a *app) addOne(ctx context.Context, c *client.Owner, path string, opt client.DocumentOptions) (rec client.Record, err error) {
+	err = a.sendFile(path, func(body io.Reader, name string, sum []byte) error {
+		opt.FileName, opt.SHA256 = name, sum
+		if rec, err = c.AddDocument(ctx, body, opt); err != nil {
+			return fmt.Errorf("%s: %w", path, err) // the vault's answer does not name the file
+		}
+		return nil
+	})
+	return rec, err
 }
 
 func (a *app) docsList(ctx context.Context, args []string) error {
