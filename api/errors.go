@@ -74,7 +74,17 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	if pe.Kind == policy.KindUnauthenticated && w.Header().Get("WWW-Authenticate") == "" {
 		w.Header().Set("WWW-Authenticate", `Bearer error="`+pe.Code+`"`)
 	}
-	writeJSON(w, code, errorBody{Error: pe.Code, Description: pe.Msg, Reasons: pe.Reasons})
+	writeJSON(w, code, errorBodyOf(pe))
+}
+
+// errorBodyOf is the body writeError would send for err (never an
+// internal error's text).
+func errorBodyOf(err error) errorBody {
+	var pe *policy.Error
+	if !errors.As(err, &pe) {
+		pe = policy.Internal("unclassified", err)
+	}
+	return errorBody{Error: pe.Code, Description: pe.Msg, Reasons: pe.Reasons}
 }
 
 // writeTokenError answers a token-endpoint error. RFC 6749 §5.2 and RFC

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gorilla/mux"
 	"github.com/pdvault/pdvault/policy"
 	"github.com/pdvault/pdvault/vault"
 	"github.com/pdvault/pdvault/vault/importers"
@@ -28,9 +29,10 @@ var (
 )
 
 // importData is POST /v1/owner/imports: the body is the file itself,
-// streamed; Content-Digest (RFC 9530) declares its SHA-256;
+// streamed; Content-Digest (RFC 9530), if sent, declares its SHA-256;
 // Content-Disposition (RFC 6266) may name it. Query: format, collection,
-// dry_run.
+// dry_run, keep_original. With Prefer: respond-async (RFC 7240) the answer
+// is 202 as soon as the file is stored, with the job to poll in Location.
 func (s *server) importData(w http.ResponseWriter, r *http.Request) {
 	sum, err := contentDigest(r.Header.Get("Content-Digest"))
 	if err != nil {
@@ -50,13 +52,25 @@ func (s *server) importData(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	in := vault.DataImport{Name: name, Format: q.Get("format"), Collection: q.Get("collection"), SHA256: sum,
-		DryRun: q.Get("dry_run") == "true" || q.Get("dry_run") == "1", Options: opts}
+		DryRun: truthy(q.Get("dry_run")), DiscardOriginal: q.Get("keep_original") != "" && !truthy(q.Get("keep_original")),
+		Size: r.ContentLength, Options: opts}
 	rc := http.NewResponseController(w)
 	rc.SetReadDeadline(time.Now().Add(importTime))
 	// The answer comes after the whole file: the server's 60 s write
 	// timeout would cut it off for a large one.
 	rc.SetWriteDeadline(time.Now().Add(importTime + time.Minute))
 	body := &bodyReader{r: http.MaxBytesReader(w, r.Body, MaxImport)}
+	if preferAsync(r.Header.Values("Prefer")) {
+		j, err := s.svc.StartImport(r.Context(), body, in)
+		if err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		w.Header().Set("Preference-Applied", "respond-async")
+		w.Header().Set("Location", "/v1/owner/imports/"+j.ID)
+		writeJSON(w, http.StatusAccepted, jobBody(j))
+		return
+	}
 	res, err := s.svc.ImportData(r.Context(), body, in)
 	if err != nil {
 		writeError(w, r, s.log, err)
@@ -67,6 +81,56 @@ func (s *server) importData(w http.ResponseWriter, r *http.Request) {
 		code = http.StatusOK
 	}
 	writeJSON(w, code, res)
+}
+
+func truthy(s string) bool { return s == "true" || s == "1" }
+
+// preferAsync reads RFC 7240's respond-async preference.
+func preferAsync(prefer []string) bool {
+	for _, h := range prefer {
+		for _, p := range strings.Split(h, ",") {
+			tok, _, _ := strings.Cut(strings.TrimSpace(p), ";")
+			if strings.EqualFold(strings.TrimSpace(tok), "respond-async") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// importJob is an import's progress as the API shows it: a failed one
+// carries its error in the shape of every other error answer.
+type importJob struct {
+	vault.ImportJob
+	Error *errorBody `json:"error,omitempty"`
+}
+
+func jobBody(j vault.ImportJob) importJob {
+	out := importJob{ImportJob: j}
+	if j.Err != nil {
+		b := errorBodyOf(j.Err)
+		out.Error = &b
+	}
+	return out
+}
+
+// importJobs is GET /v1/owner/imports: the recent imports, newest first.
+func (s *server) importJobs(w http.ResponseWriter, r *http.Request) {
+	out := []importJob{}
+	for _, j := range s.svc.ImportJobs() {
+		out = append(out, jobBody(j))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"imports": out})
+}
+
+// importJob is GET /v1/owner/imports/{id}.
+func (s *server) importJob(w http.ResponseWriter, r *http.Request) {
+	j, err := s.svc.ImportJob(mux.Vars(r)["id"])
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, jobBody(j))
 }
 
 var errBadMap = policy.E(policy.KindInvalid, "invalid_map", "map is a list of name=value pairs separated by commas (at most 32)")
@@ -116,7 +180,7 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 // are ignored, as the RFC allows.
 func contentDigest(h string) ([]byte, error) {
 	if h == "" {
-		return nil, vault.ErrNoDigest
+		return nil, nil
 	}
 	for _, m := range strings.Split(h, ",") {
 		k, v, ok := strings.Cut(strings.TrimSpace(m), "=")
@@ -132,7 +196,7 @@ func contentDigest(h string) ([]byte, error) {
 		}
 		return b, nil
 	}
-	return nil, vault.ErrNoDigest
+	return nil, nil // no sha-256 member: nothing declared to check
 }
 
 type formatInfo struct {

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 func digestHeader(b string) string {
@@ -58,8 +59,6 @@ func TestImportErrorsOverAPI(t *testing.T) {
 		code                     string
 	}{
 		{"no token", importCards, "/v1/owner/imports", digestHeader(importCards), 401, ""},
-		{"no digest", importCards, "/v1/owner/imports", "", 400, "digest_required"},
-		{"only other digests", importCards, "/v1/owner/imports", "sha-512=:AAAA:", 400, "digest_required"},
 		{"bad digest", importCards, "/v1/owner/imports", "sha-256=:nope:", 400, "invalid_digest"},
 		{"short digest", importCards, "/v1/owner/imports", "sha-256=:AAAA:", 400, "invalid_digest"},
 		{"wrong digest", importCards, "/v1/owner/imports", digestHeader("other"), 400, "digest_mismatch"},
@@ -118,5 +117,79 @@ func TestImportMapOverAPI(t *testing.T) {
 	r = e.do("POST", "/v1/owner/imports?format=vcard&map=date%3Dx", e.token, strings.NewReader(body), "Content-Digest", digestHeader(body))
 	if r.status != 422 || !strings.Contains(string(r.body), "unsupported_option") {
 		t.Errorf("option for vcard: %d %s", r.status, r.body)
+	}
+}
+
+// Prefer: respond-async answers 202 once the file is stored; the job in
+// Location reports progress and the outcome, failures in the error shape.
+func TestImportAsyncOverAPI(t *testing.T) {
+	e := newEnv(t)
+	// No Content-Digest: the vault computes it while the file arrives.
+	r := e.do("POST", "/v1/owner/imports", e.token, strings.NewReader(importCards), "Prefer", "wait=10, respond-async",
+		"Content-Disposition", `attachment; filename="friends.vcf"`)
+	if r.status != http.StatusAccepted || r.header.Get("Preference-Applied") != "respond-async" || !strings.HasPrefix(r.header.Get("Location"), "/v1/owner/imports/") {
+		t.Fatalf("async import: %d %v %s", r.status, r.header, r.body)
+	}
+	var j struct {
+		ID, State, File string
+		Items           int
+		Result          *struct {
+			Added    int
+			Document string
+		}
+		Error *struct {
+			Error   string   `json:"error"`
+			Reasons []string `json:"reasons"`
+		}
+	}
+	r.json(t, &j)
+	poll := func(loc string) {
+		t.Helper()
+		for range 500 {
+			r = e.do("GET", loc, e.token, nil)
+			if r.status != 200 {
+				t.Fatalf("poll: %d %s", r.status, r.body)
+			}
+			r.json(t, &j)
+			if j.State == "done" || j.State == "failed" {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Fatal("import did not end")
+	}
+	poll(r.header.Get("Location"))
+	if j.State != "done" || j.File != "friends.vcf" || j.Items != 2 || j.Result == nil || j.Result.Added != 2 || j.Result.Document == "" {
+		t.Fatalf("job %s", r.body)
+	}
+	// The kept source is a document of kind import.
+	r = e.do("GET", "/v1/owner/documents/"+j.Result.Document+"/content", e.token, nil)
+	if r.status != 200 || string(r.body) != importCards {
+		t.Fatalf("kept source: %d", r.status)
+	}
+	bad := "BEGIN:VCARD\r\nVERSION:4.0\r\nFN:A\r\nEND:VCARD\r\nBEGIN:VCARD\r\nVERSION:4.0\r\n"
+	r = e.do("POST", "/v1/owner/imports", e.token, strings.NewReader(bad), "Prefer", "respond-async")
+	if r.status != http.StatusAccepted {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	poll(r.header.Get("Location"))
+	if j.State != "failed" || j.Error == nil || j.Error.Error != "import_failed" || len(j.Error.Reasons) != 1 || j.Error.Reasons[0] != "vcard_unterminated" {
+		t.Fatalf("failed job %s", r.body)
+	}
+	r = e.do("GET", "/v1/owner/imports", e.token, nil)
+	if r.status != 200 || strings.Count(string(r.body), `"id"`) != 2 {
+		t.Fatalf("list: %d %s", r.status, r.body)
+	}
+	r = e.do("GET", "/v1/owner/imports/nope", e.token, nil)
+	if r.status != 404 || r.errCode(t) != "not_found" {
+		t.Fatalf("unknown job: %d %s", r.status, r.body)
+	}
+	if r = e.do("GET", "/v1/owner/imports", "", nil); r.status != 401 {
+		t.Fatalf("list without a token: %d", r.status)
+	}
+	// Refused before the upload: the answer is the error, not a job.
+	r = e.do("POST", "/v1/owner/imports?format=xls", e.token, strings.NewReader(importCards), "Prefer", "respond-async")
+	if r.status != 400 || r.errCode(t) != "unknown_format" {
+		t.Fatalf("bad format, async: %d %s", r.status, r.body)
 	}
 }

@@ -53,6 +53,7 @@ type pageData struct {
 	Flash   string
 	Error   string
 	Reasons []string
+	Refresh int // seconds; the page reloads itself (a running import)
 	Data    any
 }
 
@@ -157,6 +158,9 @@ func (s *server) uiRoutes(r *mux.Router) {
 	r.Handle("/ui/documents", s.uiUploadAuth(s.uiDocumentUpload)).Methods(http.MethodPost).Name("ui.documents.upload")
 	get("/ui/documents/{id}/content", "ui.documents.content", s.uiDocumentContent)
 	get("/ui/search", "ui.search", s.uiSearch)
+	get("/ui/imports", "ui.imports", s.uiImports)
+	r.Handle("/ui/imports", s.uiUploadAuth(s.uiImportUpload)).Methods(http.MethodPost).Name("ui.imports.upload")
+	get("/ui/imports/{id}", "ui.import", s.uiImportJob)
 	get("/ui/records/{collection}/new", "ui.record.new", s.uiRecordNew)
 	post("/ui/records/{collection}/new", "ui.record.create", s.uiRecordCreate)
 	get("/ui/records/{collection}/{id}", "ui.record", s.uiRecord)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"mime"
+	"mime/multipart"
 	"net/http"
 	"slices"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/pdvault/pdvault/policy"
 	"github.com/pdvault/pdvault/vault"
+	"github.com/pdvault/pdvault/vault/importers"
 )
 
 // The owner's records as pages a person reads: by collection (cards, a
@@ -171,9 +173,28 @@ func (s *server) uiUploadAuth(h func(http.ResponseWriter, *http.Request, string)
 var errUploadForm = policy.E(policy.KindInvalid, "invalid_request", "the upload form is not as this page sends it; reload the page and try again")
 
 // uiDocumentUpload streams the file part of the upload form into the
-// vault. Fields come in form order: csrf first (checked before anything
-// else is read), then the description, then the file.
+// vault.
 func (s *server) uiDocumentUpload(w http.ResponseWriter, r *http.Request, session string) {
+	s.uiUpload(w, r, session, vault.MaxDocumentSize, func(fields map[string]string, part *multipart.Part, body io.Reader) {
+		mt := part.Header.Get("Content-Type")
+		if t, _, _ := mime.ParseMediaType(mt); t == "application/octet-stream" {
+			mt = ""
+		}
+		_, err := s.svc.AddDocument(r.Context(), body, vault.DocumentInput{FileName: part.FileName(), Title: fields["title"],
+			Kind: fields["kind"], Date: fields["date"], Counterparty: fields["counterparty"], MediaType: mt})
+		if err != nil {
+			s.uiFail(w, r, session, 0, err)
+			return
+		}
+		http.Redirect(w, r, "/ui/documents?done=uploaded", http.StatusSeeOther)
+	})
+}
+
+// uiUpload reads an upload form as a stream. Fields come in form order:
+// csrf first (checked before anything else is read), then the short
+// fields, then the file, which is handed to file unread.
+func (s *server) uiUpload(w http.ResponseWriter, r *http.Request, session string, limit int64,
+	file func(fields map[string]string, part *multipart.Part, body io.Reader)) {
 	mr, err := r.MultipartReader()
 	if err != nil {
 		s.uiFail(w, r, session, http.StatusBadRequest, errUploadForm)
@@ -192,34 +213,80 @@ func (s *server) uiDocumentUpload(w http.ResponseWriter, r *http.Request, sessio
 				s.uiFail(w, r, session, http.StatusForbidden, errCSRF)
 				return
 			}
-			mt := part.Header.Get("Content-Type")
-			if t, _, _ := mime.ParseMediaType(mt); t == "application/octet-stream" {
-				mt = ""
-			}
 			rc := http.NewResponseController(w)
 			rc.SetReadDeadline(time.Now().Add(documentTime))
 			rc.SetWriteDeadline(time.Now().Add(documentTime + time.Minute))
-			body := &bodyReader{r: http.MaxBytesReader(w, io.NopCloser(part), vault.MaxDocumentSize)}
-			_, err := s.svc.AddDocument(r.Context(), body, vault.DocumentInput{FileName: part.FileName(), Title: fields["title"],
-				Kind: fields["kind"], Date: fields["date"], Counterparty: fields["counterparty"], MediaType: mt})
-			if err != nil {
-				s.uiFail(w, r, session, 0, err)
-				return
-			}
-			http.Redirect(w, r, "/ui/documents?done=uploaded", http.StatusSeeOther)
+			file(fields, part, &bodyReader{r: http.MaxBytesReader(w, io.NopCloser(part), limit)})
 			return
 		}
 		if _, seen := fields[name]; seen || len(fields) > 8 {
 			s.uiFail(w, r, session, http.StatusBadRequest, errUploadForm)
 			return
 		}
-		b, err := io.ReadAll(io.LimitReader(part, 1025))
-		if err != nil || len(b) > 1024 {
+		b, err := io.ReadAll(io.LimitReader(part, 4097))
+		if err != nil || len(b) > 4096 {
 			s.uiFail(w, r, session, http.StatusBadRequest, errUploadForm)
 			return
 		}
 		fields[name] = strings.TrimSpace(string(b))
 	}
+}
+
+type importsData struct {
+	Formats []importers.Format
+	Jobs    []vault.ImportJob
+}
+
+func (s *server) uiImports(w http.ResponseWriter, r *http.Request, session string) {
+	s.render(w, r, http.StatusOK, "imports", session, pageData{Title: "Import", Nav: "import",
+		Data: importsData{Formats: importers.Formats(), Jobs: s.svc.ImportJobs()}})
+}
+
+// uiImportUpload stores the uploaded file and starts its import; the
+// job's page then shows how it goes.
+func (s *server) uiImportUpload(w http.ResponseWriter, r *http.Request, session string) {
+	s.uiUpload(w, r, session, MaxImport, func(fields map[string]string, part *multipart.Part, body io.Reader) {
+		opts, err := importOptions(fields["map"])
+		if err != nil {
+			s.uiFail(w, r, session, 0, err)
+			return
+		}
+		j, err := s.svc.StartImport(r.Context(), body, vault.DataImport{Name: part.FileName(), Format: fields["format"],
+			Collection: fields["collection"], DryRun: fields["dry_run"] == "on", DiscardOriginal: fields["keep_original"] != "on",
+			Options: opts})
+		if err != nil {
+			s.uiFail(w, r, session, 0, err)
+			return
+		}
+		http.Redirect(w, r, "/ui/imports/"+j.ID, http.StatusSeeOther)
+	})
+}
+
+type importJobData struct {
+	Job     vault.ImportJob
+	Percent int64
+	Error   *errorBody
+}
+
+func (s *server) uiImportJob(w http.ResponseWriter, r *http.Request, session string) {
+	j, err := s.svc.ImportJob(mux.Vars(r)["id"])
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	d := importJobData{Job: j}
+	if j.Total > 0 {
+		d.Percent = min(100, j.Bytes*100/j.Total)
+	}
+	if j.Err != nil {
+		b := errorBodyOf(j.Err)
+		d.Error = &b
+	}
+	refresh := 0
+	if j.Finished == nil {
+		refresh = 1 // no JavaScript: the page reloads itself until the import ends
+	}
+	s.render(w, r, http.StatusOK, "import", session, pageData{Title: "Import of " + j.File, Nav: "import", Refresh: refresh, Data: d})
 }
 
 type searchData struct {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pdvault/pdvault/vault"
 )
@@ -154,4 +155,80 @@ func TestUIDocumentUpload(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// The import page streams the file to StartImport and follows the job on
+// a page that reloads itself until the import ends.
+func TestUIImport(t *testing.T) {
+	e := newEnv(t)
+	c, ck := e.uiLogin(t)
+	post := func(csrf, file string, keep bool) (int, string) {
+		var b bytes.Buffer
+		mw := multipart.NewWriter(&b)
+		mw.WriteField("csrf", csrf)
+		mw.WriteField("format", "")
+		if keep {
+			mw.WriteField("keep_original", "on")
+		}
+		fw, _ := mw.CreateFormFile("file", "friends.vcf")
+		io.WriteString(fw, file)
+		mw.Close()
+		req, _ := http.NewRequest("POST", e.srv.URL+"/ui/imports", &b)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		req.AddCookie(ck)
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		body, _ := io.ReadAll(res.Body)
+		return res.StatusCode, res.Header.Get("Location") + string(body)
+	}
+	if status, _ := post(csrfFor("another session"), importCards, true); status != 403 {
+		t.Fatalf("wrong token: %d", status)
+	}
+	status, loc := post(csrfFor(ck.Value), importCards, true)
+	if status != http.StatusSeeOther || !strings.HasPrefix(loc, "/ui/imports/") {
+		t.Fatalf("upload: %d %s", status, loc)
+	}
+	var body string
+	for range 500 {
+		_, body = e.uiGet(t, c, ck, loc)
+		if !strings.Contains(body, `http-equiv="refresh"`) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(body, "2 record(s) added") || !strings.Contains(body, "/ui/records/contacts") || !strings.Contains(body, "/ui/records/documents/") {
+		t.Fatalf("finished import page:\n%s", body)
+	}
+	// Without "keep": no document; again: nothing added.
+	_, loc = post(csrfFor(ck.Value), importCards, false)
+	for range 500 {
+		if _, body = e.uiGet(t, c, ck, loc); !strings.Contains(body, `http-equiv="refresh"`) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(body, "0 record(s) added") || !strings.Contains(body, "2 already in the vault") || strings.Contains(body, "/ui/records/documents/") {
+		t.Fatalf("second import page:\n%s", body)
+	}
+	// A malformed file: the job page says why, in the importer's words.
+	_, loc = post(csrfFor(ck.Value), "BEGIN:VCARD\r\nVERSION:4.0\r\n", true)
+	for range 500 {
+		if _, body = e.uiGet(t, c, ck, loc); !strings.Contains(body, `http-equiv="refresh"`) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(body, "Nothing from this file was imported") || !strings.Contains(body, "vcard_unterminated") {
+		t.Fatalf("failed import page:\n%s", body)
+	}
+	_, body = e.uiGet(t, c, ck, "/ui/imports")
+	if strings.Count(body, `href="/ui/imports/`) != 3 || !strings.Contains(body, `<option value="ofx">`) {
+		t.Fatalf("imports page:\n%s", body)
+	}
+	if status, _ := e.uiGet(t, c, ck, "/ui/imports/nope"); status != 404 {
+		t.Fatalf("unknown job: %d", status)
+	}
 }

@@ -164,15 +164,49 @@ func docKeyAAD(vaultID, id string, keyID uint32) []byte {
 
 var tDocuments = newTable("documents", "id", "id", "key_id", "wrapped", "size", "chunks", "created")
 
-// AddDocument stores r as a new document and returns its metadata record.
-// The bytes are sealed as they arrive, a batch of chunks per transaction;
-// the document exists (its key row, its metadata record and the audit
-// entry, in one transaction) only once every byte is in and the declared
-// digest, if any, matched. A failed upload leaves nothing: its chunks are
-// removed, and after a crash at the next start.
+// AddDocument encrypts r as a new document. The bytes are sealed and
+// stored as they arrive; the document exists only once its key row,
+// metadata record and audit entry commit together, so a failed or
+// cancelled upload leaves nothing (a crash mid-upload is cleaned at the
+// next start).
 func (v *Vault) AddDocument(ctx context.Context, r io.Reader, in DocumentInput) (Record, error) {
-	if err := validDocument(&in); err != nil {
+	sd, err := v.stageDocument(ctx, r, in)
+	if err != nil {
 		return Record{}, err
+	}
+	defer sd.discard(ctx)
+	var rec Record
+	err = v.db.tx(ctx, func(tx *sql.Tx) error {
+		rec, err = sd.commit(ctx, tx)
+		return err
+	})
+	if err != nil {
+		return Record{}, err
+	}
+	sd.committed()
+	return rec, nil
+}
+
+// stagedDocument is a document whose chunks are stored but which does not
+// exist yet: commit writes its key row, metadata record and audit entry
+// in the caller's transaction; discard drops its chunks. An import keeps
+// its source file this way, committed with the records it made.
+type stagedDocument struct {
+	v       *Vault
+	id      string
+	keyID   uint32
+	wrapped []byte
+	key     []byte
+	chunks  int64
+	meta    DocumentMeta
+	done    bool
+	reason  string // for the audit entry, e.g. "source of an import (ofx)"
+}
+
+// stageDocument reads, hashes and seals r into chunks of a new document.
+func (v *Vault) stageDocument(ctx context.Context, r io.Reader, in DocumentInput) (*stagedDocument, error) {
+	if err := validDocument(&in); err != nil {
+		return nil, err
 	}
 	id := newID()
 	v.mu.RLock()
@@ -180,19 +214,19 @@ func (v *Vault) AddDocument(ctx context.Context, r io.Reader, in DocumentInput) 
 	v.mu.RUnlock()
 	rk, err := v.recordKey(keyID)
 	if err != nil {
-		return Record{}, err
+		return nil, err
 	}
 	docKey := crypt.Random(crypt.KeySize)
-	defer crypt.Wipe(docKey)
-	wrapped := crypt.Seal(rk, docKey, docKeyAAD(v.id, id, keyID))
+	sd := &stagedDocument{v: v, id: id, keyID: keyID, key: docKey, wrapped: crypt.Seal(rk, docKey, docKeyAAD(v.id, id, keyID))}
 
 	if _, err := v.db.w.ExecContext(ctx, `INSERT INTO document_uploads (id, started) VALUES (?, ?)`, id, v.now().Unix()); err != nil {
-		return Record{}, storageError("start upload", err)
+		crypt.Wipe(docKey)
+		return nil, storageError("start upload", err)
 	}
-	done := false
+	ok := false
 	defer func() {
-		if !done {
-			v.dropDocumentChunks(context.WithoutCancel(ctx), id)
+		if !ok {
+			sd.discard(ctx)
 		}
 	}()
 
@@ -260,15 +294,15 @@ func (v *Vault) AddDocument(ctx context.Context, r io.Reader, in DocumentInput) 
 			}
 		}
 		if readEr != nil {
-			return Record{}, readError(readEr)
+			return nil, readError(readEr)
 		}
 		size += int64(k)
 		if size > MaxDocumentSize {
-			return Record{}, ErrDocumentTooLarge
+			return nil, ErrDocumentTooLarge
 		}
 		ct, err := s.Seal(buf[:k], last)
 		if err != nil {
-			return Record{}, policy.Internal("seal chunk", err)
+			return nil, policy.Internal("seal chunk", err)
 		}
 		batch.cts = append(batch.cts, ct)
 		n++
@@ -278,46 +312,71 @@ func (v *Vault) AddDocument(ctx context.Context, r io.Reader, in DocumentInput) 
 		}
 	}
 	if err := finish(); err != nil {
-		return Record{}, err
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return Record{}, err
+		return nil, err
 	}
 	clear(buf)
 	sum := h.Sum(nil)
 	if in.SHA256 != nil && subtle.ConstantTimeCompare(sum, in.SHA256) != 1 {
-		return Record{}, errDocDigest
+		return nil, errDocDigest
 	}
-	meta, err := json.Marshal(DocumentMeta{Title: in.Title, Kind: in.Kind, Date: in.Date, Counterparty: in.Counterparty, FileName: in.FileName,
-		EncodingFormat: in.MediaType, ContentSize: size, SHA256: hex.EncodeToString(sum)})
+	sd.chunks = n
+	sd.meta = DocumentMeta{Title: in.Title, Kind: in.Kind, Date: in.Date, Counterparty: in.Counterparty, FileName: in.FileName,
+		EncodingFormat: in.MediaType, ContentSize: size, SHA256: hex.EncodeToString(sum)}
+	ok = true
+	return sd, nil
+}
+
+// reader reads the staged bytes back (an import parses its source from
+// here, after the upload has ended).
+func (sd *stagedDocument) reader(ctx context.Context) *DocumentReader {
+	return &DocumentReader{v: sd.v, id: sd.id, size: sd.meta.ContentSize, chunks: uint64(sd.chunks),
+		s: crypt.NewStream(sd.key), cur: -1, ctx: ctx}
+}
+
+// commit makes the document exist, in tx.
+func (sd *stagedDocument) commit(ctx context.Context, tx *sql.Tx) (Record, error) {
+	v := sd.v
+	meta, err := json.Marshal(sd.meta)
 	if err != nil {
 		return Record{}, policy.Internal("encode document metadata", err)
 	}
 	now := v.now()
-	rec := Record{ID: id, Collection: DocumentsCollection, Version: 1, Created: now, Updated: now, Data: meta}
-	mKey, sealed, err := v.sealRecord(DocumentsCollection, id, 1, now.Unix(), now.Unix(), meta)
+	rec := Record{ID: sd.id, Collection: DocumentsCollection, Version: 1, Created: now, Updated: now, Data: meta}
+	mKey, sealed, err := v.sealRecord(DocumentsCollection, sd.id, 1, now.Unix(), now.Unix(), meta)
 	if err != nil {
 		return Record{}, err
 	}
-	err = v.db.tx(ctx, func(tx *sql.Tx) error {
-		if err := v.st.insert(ctx, tx, tDocuments, id, `INSERT INTO documents (id, key_id, wrapped, size, chunks, created) VALUES (?, ?, ?, ?, ?, ?)`,
-			id, keyID, wrapped, size, n, now.Unix()); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO records (id, collection, version, key_id, sealed, created, updated) VALUES (?, ?, 1, ?, ?, ?, ?)`,
-			id, DocumentsCollection, mKey, sealed, now.Unix(), now.Unix()); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `DELETE FROM document_uploads WHERE id = ?`, id); err != nil {
-			return err
-		}
-		return v.appendAudit(ctx, tx, AuditEntry{Event: EvRecordCreated, Actor: "owner", Collection: DocumentsCollection, RecordIDs: []string{id}})
-	})
-	if err != nil {
+	if err := v.st.insert(ctx, tx, tDocuments, sd.id, `INSERT INTO documents (id, key_id, wrapped, size, chunks, created) VALUES (?, ?, ?, ?, ?, ?)`,
+		sd.id, sd.keyID, sd.wrapped, sd.meta.ContentSize, sd.chunks, now.Unix()); err != nil {
 		return Record{}, err
 	}
-	done = true
+	if _, err := tx.ExecContext(ctx, `INSERT INTO records (id, collection, version, key_id, sealed, created, updated) VALUES (?, ?, 1, ?, ?, ?, ?)`,
+		sd.id, DocumentsCollection, mKey, sealed, now.Unix(), now.Unix()); err != nil {
+		return Record{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM document_uploads WHERE id = ?`, sd.id); err != nil {
+		return Record{}, err
+	}
+	if err := v.appendAudit(ctx, tx, AuditEntry{Event: EvRecordCreated, Actor: "owner", Collection: DocumentsCollection, RecordIDs: []string{sd.id}, Reason: sd.reason}); err != nil {
+		return Record{}, err
+	}
 	return rec, nil
+}
+
+// committed records that the transaction holding commit has committed.
+func (sd *stagedDocument) committed() { sd.done = true }
+
+// discard drops the chunks of a document that was not committed and
+// forgets its key; after commit it only forgets the key.
+func (sd *stagedDocument) discard(ctx context.Context) {
+	crypt.Wipe(sd.key)
+	if !sd.done {
+		sd.done = true
+		sd.v.dropDocumentChunks(context.WithoutCancel(ctx), sd.id)
+	}
 }
 
 // chunkBatch is a run of sealed chunks from chunk number first on.

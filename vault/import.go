@@ -11,6 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/pdvault/pdvault/policy"
@@ -27,13 +31,18 @@ type DataImport struct {
 	Format string
 	// Collection overrides the importer's collection.
 	Collection string
-	// SHA256 is the digest of the whole file, declared before it is sent
-	// (RFC 9530 Content-Digest over HTTP). Each record's provenance names
-	// it, so the vault checks it at the end and keeps nothing if it does
-	// not match.
+	// SHA256, when set, is the digest the sender declared for the whole
+	// file (RFC 9530 Content-Digest over HTTP): a file that does not match
+	// is not imported.
 	SHA256 []byte
+	// Size, when known, is the file's length, for progress.
+	Size int64
 	// DryRun parses and counts but keeps nothing.
 	DryRun bool
+	// DiscardOriginal drops the source file once its records are in; by
+	// default it is kept as an encrypted document (kind "import"), so that
+	// whatever the importer did not map is not lost.
+	DiscardOriginal bool
 	// Options are the importer's options (--map), e.g. for CSV
 	// date=Buchungstag, decimal=comma.
 	Options map[string]string
@@ -48,14 +57,15 @@ type ImportResult struct {
 	Bytes      int64  `json:"bytes"`
 	Added      int    `json:"added"`
 	Duplicates int    `json:"duplicates"`
-	DryRun     bool   `json:"dry_run,omitempty"`
+	// Document is the id of the kept source file, in collection documents.
+	Document string `json:"document,omitempty"`
+	DryRun   bool   `json:"dry_run,omitempty"`
 }
 
 // Import errors (docs/importers.md).
 var (
 	ErrUnknownFormat  = policy.E(policy.KindInvalid, "unknown_format", "no importer has that name; pdvault data formats lists them")
 	ErrUndetected     = policy.E(policy.KindUnprocessable, "format_not_detected", "the file's format was not recognised; name it with --format (pdvault data formats lists them)")
-	ErrNoDigest       = policy.E(policy.KindInvalid, "digest_required", "send the file's SHA-256 (Content-Digest: sha-256=:...:, RFC 9530)")
 	ErrDigestMismatch = policy.E(policy.KindInvalid, "digest_mismatch", "the file's SHA-256 is not the one declared; nothing was imported")
 	// ErrImportFailed is a file that does not parse; its detail names the
 	// file, the place and the malformation, its one reason is the
@@ -67,43 +77,177 @@ var (
 // maxImportName bounds the file name kept in provenance.
 const maxImportName = 255
 
-// ImportData parses r with an importer and stores its items as records,
-// all in one transaction: a file is imported whole or not at all. Items
-// imported before (by any earlier file, keyed by the importer's item key)
-// are counted as duplicates and not stored again.
+// ImportKind is the document kind of a kept import source.
+const ImportKind = "import"
+
+// ImportData imports one file and returns when it is in (or not: a file is
+// imported whole or not at all). Items imported before (by any earlier
+// file, keyed by the importer's item key) are counted as duplicates and
+// not stored again. Its progress is visible in ImportJobs meanwhile.
 func (v *Vault) ImportData(ctx context.Context, r io.Reader, in DataImport) (ImportResult, error) {
-	res := ImportResult{File: in.Name, DryRun: in.DryRun}
-	if len(in.SHA256) != sha256.Size {
-		return res, ErrNoDigest
+	j, run, err := v.prepareImport(ctx, r, in)
+	if err != nil {
+		return ImportResult{File: in.Name}, err
 	}
-	if len(in.Name) > maxImportName || !utf8.ValidString(in.Name) {
-		return res, policy.E(policy.KindInvalid, "invalid_file_name", "the file name must be UTF-8 text of at most 255 bytes")
+	defer v.imports.release()
+	res, err := run(ctx)
+	j.finish(res, err)
+	return res, err
+}
+
+// StartImport receives the file and returns once it is stored (encrypted,
+// as a staged document); the importer then runs in the background, and
+// ImportJob reports how far it is. A dry run is done before it returns.
+func (v *Vault) StartImport(ctx context.Context, r io.Reader, in DataImport) (ImportJob, error) {
+	j, run, err := v.prepareImport(ctx, r, in)
+	if err != nil {
+		return ImportJob{}, err
+	}
+	if in.DryRun {
+		defer v.imports.release()
+		res, err := run(ctx)
+		j.finish(res, err)
+		return j.snapshot(), err
+	}
+	go func() {
+		defer v.imports.release()
+		res, err := run(v.imports.ctx)
+		j.finish(res, err)
+	}()
+	return j.snapshot(), nil
+}
+
+// prepareImport checks the request, registers the job and, unless it is
+// a dry run, stores the file as a staged document first: the import then
+// reads its own sealed copy, so the upload never holds the writer, the
+// digest is known before any record names it, and the source is kept
+// with the records or dropped with them. The caller must call
+// v.imports.release once run has returned.
+func (v *Vault) prepareImport(ctx context.Context, r io.Reader, in DataImport) (*importJob, func(context.Context) (ImportResult, error), error) {
+	if in.SHA256 != nil && len(in.SHA256) != sha256.Size {
+		return nil, nil, policy.E(policy.KindInvalid, "invalid_digest", "the declared SHA-256 must be 32 bytes")
+	}
+	if len(in.Name) > maxImportName || !utf8.ValidString(in.Name) || strings.ContainsFunc(in.Name, unicode.IsControl) {
+		return nil, nil, policy.E(policy.KindInvalid, "invalid_file_name", "the file name must be UTF-8 text of at most 255 bytes, without control characters")
 	}
 	if in.Collection != "" {
 		if err := policy.ValidateCollection(in.Collection); err != nil {
-			return res, err
+			return nil, nil, err
 		}
 	}
-	h := sha256.New()
-	counted := &countingReader{r: io.TeeReader(r, h)}
-	br := bufio.NewReaderSize(counted, importers.HeadSize)
+	f, named := importers.Format{}, in.Format != ""
+	if named {
+		var ok bool
+		if f, ok = importers.Lookup(in.Format); !ok {
+			return nil, nil, ErrUnknownFormat
+		}
+	}
+	j, err := v.imports.add(in.Name, in.Size, v.now)
+	if err != nil {
+		return nil, nil, err
+	}
+	fail := func(err error) (*importJob, func(context.Context) (ImportResult, error), error) {
+		j.finish(ImportResult{}, err)
+		v.imports.release()
+		return nil, nil, err
+	}
+
+	// A dry run parses the stream as it comes and keeps nothing.
+	if in.DryRun {
+		h := sha256.New()
+		br := bufio.NewReaderSize(&progressReader{r: io.TeeReader(r, h), n: &j.bytes}, importers.HeadSize)
+		if f, err = detect(br, f, named); err != nil {
+			return fail(err)
+		}
+		j.setState(jobImporting, f.Name)
+		return j, func(ctx context.Context) (ImportResult, error) {
+			res, err := v.importItems(ctx, br, f, in, j, "", "", func(_ *sql.Tx, res *ImportResult) error {
+				// The rest of the file counts for the digest too.
+				if _, err := io.Copy(io.Discard, br); err != nil {
+					return readError(err)
+				}
+				if in.SHA256 != nil && subtle.ConstantTimeCompare(h.Sum(nil), in.SHA256) != 1 {
+					return ErrDigestMismatch
+				}
+				res.SHA256 = hex.EncodeToString(h.Sum(nil))
+				return errDryRun
+			})
+			if errors.Is(err, errDryRun) {
+				err = nil
+			}
+			return res, err
+		}, nil
+	}
+
+	sd, err := v.stageDocument(ctx, &progressReader{r: r, n: &j.bytes}, DocumentInput{FileName: in.Name, Kind: ImportKind,
+		Date: v.now().UTC().Format(time.DateOnly), SHA256: in.SHA256})
+	if errors.Is(err, errDocDigest) {
+		err = ErrDigestMismatch
+	}
+	if err != nil {
+		return fail(err)
+	}
+	src := sd.reader(ctx)
+	j.bytes.Store(0)
+	j.total.Store(sd.meta.ContentSize)
+	br := bufio.NewReaderSize(&progressReader{r: src, n: &j.bytes}, importers.HeadSize)
+	if f, err = detect(br, f, named); err != nil {
+		sd.discard(ctx)
+		return fail(err)
+	}
+	j.setState(jobImporting, f.Name)
+	return j, func(ctx context.Context) (ImportResult, error) {
+		defer sd.discard(ctx)
+		defer src.Close()
+		src.ctx = ctx
+		keep := !in.DiscardOriginal
+		docID := ""
+		if keep {
+			docID = sd.id
+		}
+		res, err := v.importItems(ctx, br, f, in, j, sd.meta.SHA256, docID, func(tx *sql.Tx, res *ImportResult) error {
+			res.SHA256 = sd.meta.SHA256
+			res.Bytes = sd.meta.ContentSize
+			if res.Added == 0 || !keep {
+				res.Document = ""
+				return nil // a file that adds nothing is not kept twice
+			}
+			res.Document = sd.id
+			sd.reason = "source of an import (" + f.Name + ")"
+			_, err := sd.commit(ctx, tx)
+			return err
+		})
+		if err == nil && res.Document != "" {
+			sd.committed()
+		}
+		return res, err
+	}, nil
+}
+
+// detect names the file's importer from its first bytes, unless named.
+func detect(br *bufio.Reader, f importers.Format, named bool) (importers.Format, error) {
 	head, err := br.Peek(importers.HeadSize)
 	if err != nil && err != io.EOF && !errors.Is(err, bufio.ErrBufferFull) {
-		return res, policy.Wrap(policy.KindInvalid, "unreadable_source", "the file could not be read", err)
+		return f, readError(err)
 	}
-	f, ok := importers.Format{}, false
-	if in.Format != "" {
-		if f, ok = importers.Lookup(in.Format); !ok {
-			return res, ErrUnknownFormat
-		}
-	} else if f, ok = importers.Detect(head); !ok {
-		return res, ErrUndetected
+	if named {
+		return f, nil
 	}
-	res.Format = f.Name
-	res.SHA256 = hex.EncodeToString(in.SHA256)
-	now := v.now()
+	f, ok := importers.Detect(head)
+	if !ok {
+		return f, ErrUndetected
+	}
+	return f, nil
+}
 
-	err = v.db.tx(ctx, func(tx *sql.Tx) error {
+// importItems runs the importer over br and stores its items as records,
+// all in one transaction; end runs last in that transaction (it checks
+// the digest, keeps the source, or aborts a dry run).
+func (v *Vault) importItems(ctx context.Context, br *bufio.Reader, f importers.Format, in DataImport, j *importJob, digest, docID string,
+	end func(*sql.Tx, *ImportResult) error) (ImportResult, error) {
+	res := ImportResult{File: in.Name, Format: f.Name, DryRun: in.DryRun}
+	now := v.now()
+	err := v.db.tx(ctx, func(tx *sql.Tx) error {
 		// The marks and record ids are random keys: with the default
 		// 2 MiB page cache a large import misses on nearly every insert.
 		// 64 MiB for the length of the import, on the one writer.
@@ -123,6 +267,7 @@ func (v *Vault) ImportData(ctx context.Context, r io.Reader, in DataImport) (Imp
 		defer ins.Close()
 		collections := map[string]int{}
 		err = f.Run(br, in.Options, func(it importers.Item) error {
+			j.records.Add(1)
 			coll := it.Collection
 			if in.Collection != "" {
 				coll = in.Collection
@@ -136,10 +281,14 @@ func (v *Vault) ImportData(ctx context.Context, r io.Reader, in DataImport) (Imp
 				res.Duplicates++
 				return nil
 			}
-			it.Data["provenance"] = map[string]any{
-				"importer": f.Name, "importerVersion": f.Version,
-				"source": in.Name, "sourceSha256": res.SHA256, "item": it.Ref,
+			prov := map[string]any{"importer": f.Name, "importerVersion": f.Version, "source": in.Name, "item": it.Ref}
+			if digest != "" {
+				prov["sourceSha256"] = digest
 			}
+			if docID != "" {
+				prov["sourceDocument"] = docID
+			}
+			it.Data["provenance"] = prov
 			data, err := importedRecord(it)
 			if err != nil {
 				return err
@@ -159,14 +308,6 @@ func (v *Vault) ImportData(ctx context.Context, r io.Reader, in DataImport) (Imp
 		if err != nil {
 			return err
 		}
-		// The rest of the file counts for the digest too.
-		if _, err := io.Copy(io.Discard, br); err != nil {
-			return policy.Wrap(policy.KindInvalid, "unreadable_source", "the file could not be read", err)
-		}
-		res.Bytes = counted.n
-		if subtle.ConstantTimeCompare(h.Sum(nil), in.SHA256) != 1 {
-			return ErrDigestMismatch
-		}
 		for coll, n := range collections {
 			res.Collection = coll
 			if err := v.appendAudit(ctx, tx, AuditEntry{Event: EvRecordCreated, Actor: "owner", Collection: coll,
@@ -180,13 +321,10 @@ func (v *Vault) ImportData(ctx context.Context, r io.Reader, in DataImport) (Imp
 				res.Collection = f.Collections[0]
 			}
 		}
-		if in.DryRun {
-			return errDryRun
-		}
-		return nil
+		return end(tx, &res)
 	})
 	if errors.Is(err, errDryRun) {
-		return res, nil
+		return res, err
 	}
 	var ie *importers.Error
 	if errors.As(err, &ie) {
@@ -236,13 +374,14 @@ func importErrorText(name string, ie *importers.Error) string {
 
 func sha256Sum(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
 
-type countingReader struct {
+// progressReader counts the bytes read through it into n.
+type progressReader struct {
 	r io.Reader
-	n int64
+	n *atomic.Int64
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
+func (p *progressReader) Read(b []byte) (int, error) {
+	k, err := p.r.Read(b)
+	p.n.Add(int64(k))
+	return k, err
 }

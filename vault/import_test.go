@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	fx "github.com/pdvault/pdvault/internal/fixtures"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pdvault/pdvault/policy"
 	"github.com/pdvault/pdvault/vault/importers"
@@ -64,7 +68,7 @@ func TestImportVCardFixtureWithProvenance(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]string{"importer": "vcard", "importerVersion": "1", "source": "issue114.vcf",
-		"sourceSha256": res.SHA256, "item": "card 1"}
+		"sourceSha256": res.SHA256, "item": "card 1", "sourceDocument": res.Document}
 	if d.Name != "Dummy, Dummy" || len(d.Provenance) != len(want) {
 		t.Fatalf("data %s", recs[0].Data)
 	}
@@ -150,13 +154,165 @@ func TestImportAllOrNothing(t *testing.T) {
 func TestImportDigest(t *testing.T) {
 	v, _, _ := newTestVault(t)
 	b := []byte(card("Ann"))
-	_, err := v.ImportData(t.Context(), bytes.NewReader(b), DataImport{Name: "x.vcf"})
-	wantErr(t, err, ErrNoDigest)
 	other := sha256.Sum256([]byte("something else"))
-	_, err = importBytes(v, "x.vcf", b, DataImport{SHA256: other[:]})
+	_, err := importBytes(v, "x.vcf", b, DataImport{SHA256: other[:]})
 	wantErr(t, err, ErrDigestMismatch)
-	if n := len(countRecords(t, v, "contacts")); n != 0 {
+	_, err = importBytes(v, "x.vcf", b, DataImport{SHA256: other[:], DryRun: true})
+	wantErr(t, err, ErrDigestMismatch)
+	if n := len(countRecords(t, v, "contacts")) + len(countRecords(t, v, DocumentsCollection)); n != 0 {
 		t.Fatalf("%d records kept under a wrong digest", n)
+	}
+	noStagedChunks(t, v)
+	// Without a declared digest the vault computes it while the file
+	// arrives, and provenance names it all the same.
+	res, err := v.ImportData(t.Context(), bytes.NewReader(b), DataImport{Name: "x.vcf"})
+	sum := sha256.Sum256(b)
+	if err != nil || res.Added != 1 || res.SHA256 != hex.EncodeToString(sum[:]) {
+		t.Fatalf("no digest declared: %+v %v", res, err)
+	}
+}
+
+// noStagedChunks fails if an upload left chunks or an upload row behind.
+func noStagedChunks(t *testing.T, v *Vault) {
+	t.Helper()
+	var chunks, uploads int
+	v.db.r.QueryRow(`SELECT (SELECT count(*) FROM document_chunks WHERE doc_id NOT IN (SELECT id FROM documents)), (SELECT count(*) FROM document_uploads)`).Scan(&chunks, &uploads)
+	if chunks != 0 || uploads != 0 {
+		t.Fatalf("%d stray chunks, %d upload rows left behind", chunks, uploads)
+	}
+}
+
+// The source file is kept as an encrypted document, committed with the
+// records it made and named by their provenance; a file that adds
+// nothing, a failed import and DiscardOriginal keep no document.
+func TestImportKeepsOriginal(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	b := []byte(card("Ann") + card("Bob"))
+	res, err := importBytes(v, "people.vcf", b, DataImport{})
+	if err != nil || res.Document == "" {
+		t.Fatalf("%+v %v", res, err)
+	}
+	rec, d, err := v.OpenDocument(t.Context(), res.Document)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(d)
+	d.Close()
+	if err != nil || !bytes.Equal(got, b) {
+		t.Fatalf("kept source differs: %v", err)
+	}
+	m, _ := DocumentMedia(rec)
+	if m.Kind != ImportKind || m.FileName != "people.vcf" || m.SHA256 != res.SHA256 {
+		t.Fatalf("kept source metadata %+v", m)
+	}
+	for _, r := range countRecords(t, v, "contacts") {
+		var p struct {
+			Provenance map[string]any `json:"provenance"`
+		}
+		json.Unmarshal(r.Data, &p)
+		if p.Provenance["sourceDocument"] != res.Document || p.Provenance["sourceSha256"] != res.SHA256 {
+			t.Fatalf("provenance %v", p.Provenance)
+		}
+	}
+	// Again: nothing added, no second copy.
+	again, err := importBytes(v, "people.vcf", b, DataImport{})
+	if err != nil || again.Added != 0 || again.Document != "" {
+		t.Fatalf("second import %+v %v", again, err)
+	}
+	// Discarded on request.
+	res, err = importBytes(v, "cy.vcf", []byte(card("Cy")), DataImport{DiscardOriginal: true})
+	if err != nil || res.Added != 1 || res.Document != "" {
+		t.Fatalf("discard: %+v %v", res, err)
+	}
+	// A failed import keeps no source either.
+	_, err = importBytes(v, "bad.vcf", []byte(card("Di")+"BEGIN:VCARD\r\nFN:x\r\n"), DataImport{})
+	wantErr(t, err, ErrImportFailed)
+	if n := len(countRecords(t, v, DocumentsCollection)); n != 1 {
+		t.Fatalf("%d documents, want the one kept source", n)
+	}
+	noStagedChunks(t, v)
+}
+
+// StartImport answers once the file is stored; the job then reports
+// progress and the outcome, failures included.
+func TestStartImportJobs(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	b := []byte(card("Ann") + card("Bob") + card("Cy"))
+	j, err := v.StartImport(t.Context(), bytes.NewReader(b), DataImport{Name: "a.vcf", Size: int64(len(b))})
+	if err != nil || j.ID == "" || j.File != "a.vcf" || (j.State != jobImporting && j.State != jobDone) || j.Format != "vcard" {
+		t.Fatalf("%+v %v", j, err)
+	}
+	j = waitJob(t, v, j.ID)
+	if j.State != jobDone || j.Result == nil || j.Result.Added != 3 || j.Items != 3 || j.Bytes != int64(len(b)) || j.Total != int64(len(b)) || j.Finished == nil {
+		t.Fatalf("finished job %+v", j)
+	}
+	bad, err := v.StartImport(t.Context(), strings.NewReader(card("Di")+"BEGIN:VCARD\r\nFN:x\r\n"), DataImport{Name: "bad.vcf"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad = waitJob(t, v, bad.ID)
+	wantErr(t, bad.Err, ErrImportFailed)
+	if jobs := v.ImportJobs(); len(jobs) != 2 || jobs[0].ID != bad.ID || jobs[1].ID != j.ID {
+		t.Fatalf("jobs %+v", jobs)
+	}
+	_, err = v.ImportJob("nope")
+	wantErr(t, err, ErrImportNotFound)
+	// Refused before anything is read: a bad format name.
+	_, err = v.StartImport(t.Context(), strings.NewReader(card("E")), DataImport{Name: "e.vcf", Format: "nope"})
+	wantErr(t, err, ErrUnknownFormat)
+	v.Close()
+	_, err = v.StartImport(t.Context(), strings.NewReader(card("E")), DataImport{Name: "e.vcf"})
+	wantErr(t, err, ErrLocked)
+}
+
+func waitJob(t *testing.T, v *Vault, id string) ImportJob {
+	t.Helper()
+	for range 1000 {
+		j, err := v.ImportJob(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.State == jobDone || j.State == jobFailed {
+			return j
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("import did not finish in 10 s")
+	return ImportJob{}
+}
+
+// At most four imports run at once: each holds a staged file.
+func TestImportsBounded(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	var ws []*io.PipeWriter
+	errs := make(chan error, maxRunningImports)
+	for i := range maxRunningImports {
+		pr, pw := io.Pipe()
+		ws = append(ws, pw)
+		go func() {
+			_, err := v.ImportData(context.Background(), pr, DataImport{Name: fmt.Sprintf("%d.vcf", i)})
+			errs <- err
+		}()
+	}
+	for range 1000 {
+		if len(v.ImportJobs()) == maxRunningImports {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	_, err := v.ImportData(t.Context(), strings.NewReader(card("X")), DataImport{Name: "x.vcf"})
+	wantErr(t, err, ErrTooManyImports)
+	for i, w := range ws {
+		w.Write([]byte(card(fmt.Sprint("P", i))))
+		w.Close()
+	}
+	for range ws {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := importBytes(v, "x.vcf", []byte(card("X")), DataImport{}); err != nil {
+		t.Fatalf("after the others finished: %v", err)
 	}
 }
 

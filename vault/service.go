@@ -25,6 +25,9 @@ type OwnerService interface {
 	ListRecords(ctx context.Context, collection string, limit int, cursor string) (Page, error)
 	ListCollections(ctx context.Context) ([]Collection, error)
 	ImportData(ctx context.Context, r io.Reader, in DataImport) (ImportResult, error)
+	StartImport(ctx context.Context, r io.Reader, in DataImport) (ImportJob, error)
+	ImportJobs() []ImportJob
+	ImportJob(id string) (ImportJob, error)
 	AddDocument(ctx context.Context, r io.Reader, in DocumentInput) (Record, error)
 	OpenDocument(ctx context.Context, id string) (Record, *DocumentReader, error)
 	DeleteDocument(ctx context.Context, id string) error

@@ -159,6 +159,7 @@ type Vault struct {
 	pairwiseKey      []byte // pairwise subjects and record ids (legacy label: ids must stay stable)
 	cursorKey        []byte // organizations' listing cursors
 	importKey        []byte // marks of imported items (import.go)
+	imports          importJobs
 	replay           *replayCache
 	grants           grantCache
 	noticeWake       chan struct{}
@@ -432,6 +433,7 @@ func (v *Vault) setup(ctx context.Context) error {
 		return storageError("remove unfinished uploads", err)
 	}
 	v.startCommitter()
+	v.initImports()
 	return nil
 }
 
@@ -453,6 +455,7 @@ func (v *Vault) Close() error {
 	if !v.closed.CompareAndSwap(false, true) {
 		return nil // closed already
 	}
+	v.imports.stop() // background imports write: they end first
 	v.stopCommitter()
 	if err := v.saveReplay(context.Background()); err != nil {
 		v.log.Warn("replay cache not saved: proofs dated before the next start will be refused then", "err", err)

@@ -30,7 +30,10 @@ type Error struct {
 }
 
 func (e *Error) Error() string {
-	s := fmt.Sprintf("%s (HTTP %d)", e.Code, e.Status)
+	s := e.Code
+	if e.Status != 0 { // 0: an error reported inside a body, e.g. a failed import job
+		s = fmt.Sprintf("%s (HTTP %d)", e.Code, e.Status)
+	}
 	if e.Description != "" {
 		s += ": " + e.Description
 	}

@@ -14,14 +14,16 @@ import (
 )
 
 const dataUsage = `Usage:
-  pdvault data import FILE... [--format F] [--collection C] [--map K=V,...] [--dry-run]
+  pdvault data import FILE... [--format F] [--collection C] [--map K=V,...] [--dry-run] [--discard-original]
                               import files you got from banks, doctors, address books
   pdvault data formats        list the importers
 
 Each file is imported whole or not at all; items imported before (from this
 file or an earlier export of the same account) are counted as duplicates and
 not added again. Every record keeps its provenance: importer, file name, the
-file's SHA-256 and the item's place in it. See docs/importers.md.
+file's SHA-256 and the item's place in it. The file itself is kept, encrypted,
+as a document of kind "import" (what the importer does not map is not lost);
+--discard-original drops it once the records are in. See docs/importers.md.
 `
 
 func (a *app) cmdData(ctx context.Context, args []string) error {
@@ -67,6 +69,7 @@ func (a *app) dataImport(ctx context.Context, args []string) error {
 	format := fs.String("format", "", "importer to use (pdvault data formats); default: detected from each file's content")
 	coll := fs.String("collection", "", "collection to put the records in (default: the importer's, e.g. contacts)")
 	dry := fs.Bool("dry-run", false, "parse and count, keep nothing")
+	discard := fs.Bool("discard-original", false, "do not keep the file itself as an encrypted document once its records are in")
 	mapping := fs.String("map", "", "importer options, e.g. for CSV: date=Buchungstag,amount=Betrag,decimal=comma,dateformat=02.01.2006,encoding=windows-1252")
 	// Flags may follow the files.
 	files, err := a.interleaved(fs, args)
@@ -82,7 +85,7 @@ func (a *app) dataImport(ctx context.Context, args []string) error {
 	}
 	var failed int
 	for _, path := range files {
-		res, err := a.importOne(ctx, c, path, client.ImportOptions{Format: *format, Collection: *coll, DryRun: *dry, Map: *mapping})
+		res, err := a.importOne(ctx, c, path, client.ImportOptions{Format: *format, Collection: *coll, DryRun: *dry, DiscardOriginal: *discard, Map: *mapping})
 		if err != nil {
 			failed++
 			a.fail(err) // the vault's message names the file
@@ -92,8 +95,12 @@ func (a *app) dataImport(ctx context.Context, args []string) error {
 		if res.DryRun {
 			verb = "would add"
 		}
-		fmt.Fprintf(a.stdout, "%s: %d %s, %d duplicates (%s -> %s, %d bytes)\n",
-			path, res.Added, verb, res.Duplicates, res.Format, res.Collection, res.Bytes)
+		kept := ""
+		if res.Document != "" {
+			kept = ", original kept as document " + res.Document
+		}
+		fmt.Fprintf(a.stdout, "%s: %d %s, %d duplicates (%s -> %s, %d bytes%s)\n",
+			path, res.Added, verb, res.Duplicates, res.Format, res.Collection, res.Bytes, kept)
 	}
 	if failed > 0 {
 		return fmt.Errorf("%d of %d files not imported; nothing from them was kept", failed, len(files))
@@ -101,13 +108,42 @@ func (a *app) dataImport(ctx context.Context, args []string) error {
 	return nil
 }
 
-// importOne streams one file to the importer; the vault's own message
-// names the file.
+// importPoll is how often a running import is asked how far it is.
+const importPoll = 200 * time.Millisecond
+
+// importOne streams one file to the vault, then follows the import until
+// it ends; the vault's own message names the file.
 func (a *app) importOne(ctx context.Context, c *client.Owner, path string, opt client.ImportOptions) (res client.ImportResult, err error) {
-	err = a.sendFile(path, func(body io.Reader, name string, sum []byte) error {
+	err = a.sendFile(path, func(body io.Reader, name string, sum []byte, p *progress) error {
 		opt.Name = name
-		res, err = c.ImportData(ctx, body, sum, opt)
-		return err
+		j, err := c.StartImport(ctx, body, sum, opt)
+		if err != nil {
+			return err
+		}
+		if p != nil {
+			p.phase("importing")
+		}
+		for j.Running() {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(importPoll):
+			}
+			if j, err = c.ImportJob(ctx, j.ID); err != nil {
+				return err
+			}
+			if p != nil {
+				p.update(j.Bytes, j.Items)
+			}
+		}
+		if j.Error != nil {
+			return j.Error
+		}
+		if j.Result == nil {
+			return fmt.Errorf("%s: the vault reported the import %s without a result", name, safeString(j.State))
+		}
+		res = *j.Result
+		return nil
 	})
 	return res, err
 }
@@ -116,7 +152,7 @@ func (a *app) importOne(ctx context.Context, c *client.Owner, path string, opt c
 // on a terminal: the digest goes first, so that the vault can check what
 // it got (and an import's provenance can name it). Errors of the file
 // itself name it; send's are returned as they are.
-func (a *app) sendFile(path string, send func(body io.Reader, name string, sum []byte) error) error {
+func (a *app) sendFile(path string, send func(body io.Reader, name string, sum []byte, p *progress) error) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, errors.Unwrap(err))
@@ -137,11 +173,14 @@ func (a *app) sendFile(path string, send func(body io.Reader, name string, sum [
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	name := filepath.Base(path)
-	var body io.Reader = f
+	var (
+		body io.Reader = f
+		p    *progress
+	)
 	if a.tty != nil {
-		p := newProgress(f, a.tty, name, st.Size(), time.Now)
+		p = newProgress(f, a.tty, name, st.Size(), time.Now)
 		defer p.clear()
 		body = p
 	}
-	return send(body, name, h.Sum(nil))
+	return send(body, name, h.Sum(nil), p)
 }

@@ -47,7 +47,7 @@ func TestDataImportCLI(t *testing.T) {
 	// Flags may come after the files.
 	r = c.run(append(append([]string{"data", "import"}, files...), "--collection", "contacts")...)
 	expect(t, r, 0, "")
-	if strings.Count(r.stdout, ": 1 added, 0 duplicates (vcard -> contacts") != 2 {
+	if strings.Count(r.stdout, ": 1 added, 0 duplicates (vcard -> contacts") != 2 || strings.Count(r.stdout, "original kept as document ") != 2 {
 		t.Fatalf("summary: %q", r.stdout)
 	}
 	r = c.run("data", "import", files[0])
@@ -85,9 +85,9 @@ func TestDataImportCLI(t *testing.T) {
 	odd := filepath.Join(t.TempDir(), "odd.csv")
 	os.WriteFile(odd, []byte("Tag|Summe\n31/12/2026|-4,50\n"), 0o600)
 	expect(t, c.run("data", "import", odd), 1, "format_not_detected")
-	r = c.run("data", "import", odd, "--format", "csv", "--map", "date=Tag,amount=Summe,dateformat=02/01/2006,delimiter=|")
+	r = c.run("data", "import", odd, "--format", "csv", "--discard-original", "--map", "date=Tag,amount=Summe,dateformat=02/01/2006,delimiter=|")
 	expect(t, r, 0, "")
-	if !strings.Contains(r.stdout, "odd.csv: 1 added, 0 duplicates (csv -> transactions") {
+	if !strings.Contains(r.stdout, "odd.csv: 1 added, 0 duplicates (csv -> transactions") || strings.Contains(r.stdout, "original kept") {
 		t.Fatalf("mapped csv: %+v", r)
 	}
 }

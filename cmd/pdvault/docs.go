@@ -101,7 +101,7 @@ func (a *app) docsAdd(ctx context.Context, args []string) error {
 // addOne streams one file to the vault as a document; the vault checks
 // it against the digest.
 func (a *app) addOne(ctx context.Context, c *client.Owner, path string, opt client.DocumentOptions) (rec client.Record, err error) {
-	err = a.sendFile(path, func(body io.Reader, name string, sum []byte) error {
+	err = a.sendFile(path, func(body io.Reader, name string, sum []byte, _ *progress) error {
 		opt.FileName, opt.SHA256 = name, sum
 		if rec, err = c.AddDocument(ctx, body, opt); err != nil {
 			return fmt.Errorf("%s: %w", path, err) // the vault's answer does not name the file

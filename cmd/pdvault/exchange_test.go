@@ -33,7 +33,7 @@ func TestDemo(t *testing.T) {
 		"presented by anyone else it is refused",
 		"signed by a key made for it alone",
 		"reads the delivery address",
-		"verified: 33 entries",
+		"verified: 34 entries",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("demo output lacks %q", want)

@@ -9,13 +9,16 @@ import (
 )
 
 // progress reports an upload on a terminal: one line, rewritten at most
-// four times a second, with bytes, percentage, rate and time left. The
-// vault parses as it receives, so the upload's progress is the import's.
+// four times a second, with bytes, percentage, rate and time left. After
+// the upload, an import's phase is shown the same way from the job the
+// vault reports (bytes read by the importer, items found).
 type progress struct {
 	r           io.Reader
 	w           io.Writer
 	name        string
+	stage       string // "" while uploading
 	total, done int64
+	items       int64
 	start, last time.Time
 	now         func() time.Time
 	width       int
@@ -36,6 +39,17 @@ func (p *progress) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// phase starts a new stage (e.g. "importing"): rate and ETA start over.
+func (p *progress) phase(stage string) {
+	p.stage, p.done, p.items, p.start = stage, 0, 0, p.now()
+}
+
+// update shows a stage's progress as the vault reports it.
+func (p *progress) update(done, items int64) {
+	p.done, p.items = done, items
+	p.print(p.now())
+}
+
 func (p *progress) print(t time.Time) {
 	el := t.Sub(p.start).Seconds()
 	rate := 0.0
@@ -51,6 +65,9 @@ func (p *progress) print(t time.Time) {
 		eta = time.Duration(float64(p.total-p.done) / rate * float64(time.Second)).Round(time.Second).String()
 	}
 	line := fmt.Sprintf("%s  %3d%%  %s of %s  %s/s  ETA %s", p.name, pct, mib(float64(p.done)), mib(float64(p.total)), mib(rate), eta)
+	if p.stage != "" {
+		line = fmt.Sprintf("%s  %s %3d%%  %d items  %s/s  ETA %s", p.name, p.stage, pct, p.items, mib(rate), eta)
+	}
 	pad := max(0, p.width-len(line))
 	p.width = len(line)
 	fmt.Fprintf(p.w, "\r%s%s", line, strings.Repeat(" ", pad))
