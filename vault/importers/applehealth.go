@@ -1,6 +1,7 @@
 package importers
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
@@ -19,9 +20,9 @@ import (
 var appleFormat = Format{
 	Name:        "applehealth",
 	Version:     "1",
-	Description: "Apple Health export.xml (from export.zip: apple_health_export/export.xml)",
+	Description: "Apple Health export.zip, or the export.xml inside it",
 	Collections: []string{"health"},
-	Extensions:  []string{".xml"},
+	Extensions:  []string{".zip", ".xml"},
 	Detect: func(head []byte) bool {
 		return bytes.Contains(head, []byte("<HealthData")) || bytes.HasPrefix(head, []byte("PK\x03\x04")) && bytes.Contains(head, []byte("apple_health_export/"))
 	},
@@ -72,11 +73,48 @@ type appleWorkout struct {
 }
 
 func parseAppleHealth(r io.Reader, emit func(Item) error) error {
-	br := newLineReader(r)
-	if head, _ := br.Peek(4); bytes.Equal(head, []byte("PK\x03\x04")) {
-		return appleErr("", "applehealth_zip", "this is export.zip: unzip it and import apple_health_export/export.xml")
+	br := bufio.NewReaderSize(r, 64<<10)
+	if head, _ := br.Peek(4); bytes.Equal(head, []byte("PK\x03\x04")) || bytes.Equal(head, []byte("PK\x05\x06")) {
+		return parseAppleZip(br, emit) // an archive, or an empty one
 	}
-	dec := xml.NewDecoder(br)
+	return parseAppleXML(br, emit)
+}
+
+// appleExportXML is the entry of export.zip the importer reads; the rest
+// (export_cda.xml, workout-routes/*.gpx, electrocardiograms/*.csv) stays
+// in the kept original.
+func appleExportXML(name string) bool {
+	return name == "apple_health_export/export.xml" || name == "export.xml"
+}
+
+// parseAppleZip reads export.xml out of export.zip as the archive streams
+// in (zipstream.go), and checks the entry's CRC-32 at its end.
+func parseAppleZip(r *bufio.Reader, emit func(Item) error) error {
+	z := newZipStream(r)
+	xr, check, err := z.open(appleExportXML)
+	if err == nil {
+		if err = parseAppleXML(xr, emit); err == nil {
+			// The XML may end before the entry does (trailing space).
+			if _, err = io.Copy(io.Discard, xr); err == nil {
+				err = check()
+			}
+		}
+	}
+	switch {
+	case errors.Is(err, errZipNotFound):
+		return appleErr("", "applehealth_zip_no_export", "the archive has no apple_health_export/export.xml")
+	case errors.Is(err, errZipUnsupported):
+		return appleErr("", "applehealth_zip_unsupported", "the archive is encrypted or uses a compression other than deflate")
+	case errors.Is(err, errZipCorrupt):
+		return appleErr("", "applehealth_zip_corrupt", "the archive is damaged or cut short (a bad header, deflate stream or CRC-32)")
+	case errors.Is(err, errZipTooLarge):
+		return appleErr("", "applehealth_zip_too_large", "the archive inflates to more than 64 GiB")
+	}
+	return err
+}
+
+func parseAppleXML(r io.Reader, emit func(Item) error) error {
+	dec := xml.NewDecoder(newLineReader(r))
 	depth, root := 0, false
 	seen := map[string]int{}
 	n := 0

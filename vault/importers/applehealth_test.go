@@ -65,7 +65,6 @@ func TestAppleHealthShapes(t *testing.T) {
 
 func TestAppleHealthMalformed(t *testing.T) {
 	for _, tc := range []struct{ name, in, code string }{
-		{"zip", "PK\x03\x04apple_health_export/export.xml", "applehealth_zip"},
 		{"not an export", `<?xml version="1.0"?><Other/>`, "applehealth_not_export"},
 		{"empty", "", "applehealth_not_export"},
 		{"truncated", appleDoc(appleRec)[:200], "applehealth_truncated"},
