@@ -68,8 +68,18 @@ func TestImportersWriteTheVocabulary(t *testing.T) {
 	if _, err := v.AddDocument(t.Context(), strings.NewReader("%PDF-1.7"), DocumentInput{Title: "t", Kind: "contract", Date: "2026-01-01"}); err != nil {
 		t.Fatal(err)
 	}
+	// Memberships and contracts have no published samples: a form written
+	// from docs/vocabulary.md, every field used.
+	form := `{"memberships": [{"programName": "BahnCard 50", "hostingOrganization": "Deutsche Bahn", "membershipNumber": "7081",
+	  "memberSince": "2020-01-01", "validUntil": "2027-03-31", "membershipPointsEarned": 1250.5, "url": "https://bahn.de", "note": "n"}],
+	 "contracts": [{"title": "Phone", "kind": "phone", "counterparty": "Telco", "contractNumber": "K-1", "startDate": "2025-02-01",
+	  "endDate": "2027-01-31", "noticePeriod": "P3M", "billingPeriod": "P1M", "price": "19.99", "currency": "EUR",
+	  "documents": ["abcdefghijklmnopqrstuvwxyz"], "note": "n"}]}`
+	if _, err := importBytes(v, "form.json", []byte(form), DataImport{}); err != nil {
+		t.Fatal(err)
+	}
 	checked := map[string]int{}
-	for _, coll := range []string{"contacts", "transactions", "calendar", "health", "documents"} {
+	for _, coll := range []string{"contacts", "transactions", "calendar", "health", "documents", "memberships", "contracts"} {
 		cursor := ""
 		for {
 			p, err := v.ListRecords(t.Context(), coll, MaxPageSize, cursor)
@@ -89,7 +99,7 @@ func TestImportersWriteTheVocabulary(t *testing.T) {
 			}
 		}
 	}
-	for _, coll := range []string{"contacts", "transactions", "calendar", "health", "documents"} {
+	for _, coll := range []string{"contacts", "transactions", "calendar", "health", "documents", "memberships", "contracts"} {
 		if checked[coll] == 0 {
 			t.Errorf("no %s records checked", coll)
 		}

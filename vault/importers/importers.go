@@ -71,7 +71,7 @@ const HeadSize = 4096
 // instead of being held in memory.
 const MaxLine = 1 << 20
 
-var formats = []Format{vcardFormat, ofxFormat, camtFormat, icalFormat, fhirFormat, appleFormat, csvFormat}
+var formats = []Format{vcardFormat, ofxFormat, camtFormat, icalFormat, fhirFormat, appleFormat, formFormat, csvFormat}
 
 // Formats lists the importers by name.
 func Formats() []Format {
