@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -425,6 +426,14 @@ type requestView struct {
 	Durations      []durationChoice
 	GrantedFields  []string // collection.field, for a decided request
 	RequestedPairs []string
+	// Documents the owner may pick to grant only those (a pending request
+	// for documents): the newest 100 of the kinds asked for.
+	Documents []documentChoice
+}
+
+type documentChoice struct {
+	ID                string
+	Title, Kind, Date string
 }
 
 type durationChoice struct {
@@ -455,6 +464,17 @@ func (s *server) requestView(r *http.Request, req vault.Request) requestView {
 			v.GrantedFields = append(v.GrantedFields, d.Collection+"."+f)
 		}
 	}
+	if d, ok := policy.Detail(req.Details, vault.DocumentsCollection); ok && req.Status == vault.StatusPending && len(d.Fields) > 0 {
+		if p, err := s.svc.ListRecords(r.Context(), vault.DocumentsCollection, 100, ""); err == nil {
+			for _, rec := range p.Records {
+				m, err := vault.DocumentMedia(rec)
+				if err != nil || (len(d.Kinds) > 0 && !slices.Contains(d.Kinds, m.Kind)) {
+					continue
+				}
+				v.Documents = append(v.Documents, documentChoice{ID: rec.ID, Title: cmp.Or(m.Title, m.FileName, "document"), Kind: m.Kind, Date: m.Date})
+			}
+		}
+	}
 	return v
 }
 
@@ -476,11 +496,14 @@ func (s *server) uiApprove(w http.ResponseWriter, r *http.Request, session strin
 		s.uiFail(w, r, session, 0, err)
 		return
 	}
-	ticked, tickedClaims := r.PostForm["field"], r.PostForm["claim"]
+	ticked, tickedClaims, docs := r.PostForm["field"], r.PostForm["claim"], r.PostForm["document"]
 	var a vault.Approval
 	all := true
 	for _, d := range req.Details {
-		var fields, claims []string
+		var fields, claims, ids []string
+		if d.Collection == vault.DocumentsCollection && len(docs) > 0 {
+			ids, all = docs, false // only the documents ticked (the vault checks they are ids)
+		}
 		for _, f := range d.Fields {
 			if slices.Contains(ticked, d.Collection+"."+f) {
 				fields = append(fields, f)
@@ -496,7 +519,8 @@ func (s *server) uiApprove(w http.ResponseWriter, r *http.Request, session strin
 			}
 		}
 		if len(fields) > 0 || len(claims) > 0 {
-			a.Details = append(a.Details, policy.AuthorizationDetail{Type: policy.DetailType, Collection: d.Collection, Fields: fields, Claims: claims})
+			a.Details = append(a.Details, policy.AuthorizationDetail{Type: policy.DetailType, Collection: d.Collection, Fields: fields, Claims: claims,
+				Kinds: d.Kinds, IDs: ids})
 		}
 	}
 	if len(a.Details) == 0 {

@@ -5,12 +5,14 @@ import (
 	"io"
 	"mime/multipart"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/pdvault/pdvault/api/client"
 	"github.com/pdvault/pdvault/vault"
 )
 
@@ -230,5 +232,48 @@ func TestUIImport(t *testing.T) {
 	}
 	if status, _ := e.uiGet(t, c, ck, "/ui/imports/nope"); status != 404 {
 		t.Fatalf("unknown job: %d", status)
+	}
+}
+
+// On a request for documents the owner can tick the ones to share; the
+// grant then covers only those (and keeps the kinds asked for), with the
+// organization's ids in its token.
+func TestUIApproveChosenDocuments(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	phone, _ := e.v.AddDocument(ctx, strings.NewReader("phone"), vault.DocumentInput{Title: "Phone contract", Kind: "contract"})
+	e.v.AddDocument(ctx, strings.NewReader("rent"), vault.DocumentInput{Title: "Rent contract", Kind: "contract"})
+	e.v.AddDocument(ctx, strings.NewReader("slip"), vault.DocumentInput{Title: "A payslip", Kind: "payslip"})
+	o := e.org("EdDSA")
+	d := client.Detail("documents", "title", "content")
+	d.Kinds = []string{"contract"}
+	tk, err := o.Request(ctx, client.AccessRequest{ClientName: "Bank", ClientURI: "https://bank.example", Purpose: "service_delivery",
+		AuthorizationDetails: []client.AuthorizationDetail{d}, Duration: 3600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ck := e.uiLogin(t)
+	_, page := e.uiGet(t, c, ck, "/ui/requests/"+tk.RequestID)
+	if !strings.Contains(page, "Phone contract") || !strings.Contains(page, "Rent contract") || strings.Contains(page, "A payslip") {
+		t.Fatalf("request page does not offer the contracts (only):\n%s", page)
+	}
+	// Unticking a field keeps the kinds asked for (narrowing, not widening).
+	status, body := e.uiPost(t, c, ck, "/ui/requests/"+tk.RequestID+"/approve", url.Values{"csrf": {csrfFor(ck.Value)},
+		"field": {"documents.content"}, "document": {phone.ID}})
+	if status != http.StatusSeeOther {
+		t.Fatalf("approve: %d %s", status, body)
+	}
+	req, _ := e.v.GetRequest(ctx, tk.RequestID)
+	g := req.GrantedDetails[0]
+	if len(g.IDs) != 1 || g.IDs[0] == phone.ID || len(g.Kinds) != 1 || len(g.Fields) != 1 {
+		t.Fatalf("granted %+v", g)
+	}
+	tok, err := o.Poll(ctx, tk.RequestID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := o.ReadCollection(ctx, tok.AccessToken, "documents", 0, "")
+	if err != nil || len(list.Records) != 1 || list.Records[0].ID != g.IDs[0] {
+		t.Fatalf("organization lists %+v %v", list, err)
 	}
 }

@@ -166,6 +166,11 @@ func (c RequestClaims) problems(jkt string) []string {
 		r = append(r, "callback_uri: an https URL (http only for localhost)")
 	}
 	r = append(r, checkDetails(c.AuthorizationDetails)...)
+	for i, d := range c.AuthorizationDetails {
+		if len(d.IDs) > 0 {
+			r = append(r, fmt.Sprintf("authorization_details[%d]: ids are set by the owner when approving; ask for the collection (and kinds)", i))
+		}
+	}
 	return r
 }
 

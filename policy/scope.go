@@ -23,19 +23,29 @@ type AuthorizationDetail struct {
 	// these (documents by kind: contract, payslip, ...); empty is every
 	// record of the collection.
 	Kinds []string `json:"kinds,omitempty"`
+	// IDs narrows the detail to these records (a contract, one payslip).
+	// They are the organization's ids (pairwise, docs/protocol.md §7):
+	// only the owner sets them, when approving; a request cannot.
+	IDs []string `json:"ids,omitempty"`
 }
 
-// maxKinds bounds the kinds of one detail.
-const maxKinds = 20
+// maxKinds and maxIDs bound the kinds and records of one detail.
+const (
+	maxKinds = 20
+	maxIDs   = 100
+)
 
 var kindRE = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,39}$`)
 
 // ValidKind reports whether s is a well-formed kind: a lower-case word.
 func ValidKind(s string) bool { return kindRE.MatchString(s) }
 
-// Covers reports whether a record (its JSON data) lies within the
-// detail's kinds.
-func Covers(d AuthorizationDetail, record json.RawMessage) bool {
+// Covers reports whether a record (its id as the organization knows it,
+// and its JSON data) lies within the detail's ids and kinds.
+func Covers(d AuthorizationDetail, orgID string, record json.RawMessage) bool {
+	if len(d.IDs) > 0 && !slices.Contains(d.IDs, orgID) {
+		return false
+	}
 	if len(d.Kinds) == 0 {
 		return true
 	}
@@ -100,6 +110,18 @@ func checkDetails(details []AuthorizationDetail) []string {
 			}
 			ks[k] = true
 		}
+		if len(d.IDs) > maxIDs {
+			r = append(r, fmt.Sprintf("%s: at most %d record ids", at, maxIDs))
+		}
+		ids := map[string]bool{}
+		for _, id := range d.IDs {
+			if !ValidateRecordID(id) {
+				r = append(r, fmt.Sprintf("%s: %s is not a record id", at, quoteShort(id)))
+			} else if ids[id] {
+				r = append(r, fmt.Sprintf("%s: record %s is named twice", at, id))
+			}
+			ids[id] = true
+		}
 		for _, a := range d.Actions {
 			if a != "read" {
 				r = append(r, fmt.Sprintf("%s: the only action is \"read\"", at))
@@ -143,6 +165,14 @@ func Narrow(requested, approved []AuthorizationDetail) error {
 		}
 		if len(q.Kinds) > 0 && len(a.Kinds) == 0 {
 			r = append(r, fmt.Sprintf("collection %s was asked for only of kinds %s", a.Collection, strings.Join(q.Kinds, ", ")))
+		}
+		for _, id := range a.IDs {
+			if len(q.IDs) > 0 && !slices.Contains(q.IDs, id) {
+				r = append(r, fmt.Sprintf("record %s of %s was not asked for", id, a.Collection))
+			}
+		}
+		if len(q.IDs) > 0 && len(a.IDs) == 0 {
+			r = append(r, fmt.Sprintf("collection %s was asked for only for some records", a.Collection))
 		}
 		for _, k := range a.Kinds {
 			if len(q.Kinds) > 0 && !slices.Contains(q.Kinds, k) {

@@ -207,11 +207,36 @@ func TestKinds(t *testing.T) {
 	}
 	d := asked[0]
 	for rec, want := range map[string]bool{`{"kind":"contract"}`: true, `{"kind":"letter"}`: false, `{}`: false, `{"kind":1}`: false} {
-		if Covers(d, json.RawMessage(rec)) != want {
+		if Covers(d, "", json.RawMessage(rec)) != want {
 			t.Errorf("Covers(%s) != %v", rec, want)
 		}
 	}
-	if !Covers(all[0], json.RawMessage(`{}`)) {
+	if !Covers(all[0], "", json.RawMessage(`{}`)) {
 		t.Error("a detail without kinds covers every record")
+	}
+}
+
+// Record ids narrow a detail to those records: the owner may add them
+// when approving; a request may not name them.
+func TestIDs(t *testing.T) {
+	a, b := "aaaaaaaaaaaaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbbbbbbbbbbba"
+	asked := []AuthorizationDetail{{Type: DetailType, Collection: "documents", Fields: []string{"title", "content"}, Kinds: []string{"contract"}}}
+	one := []AuthorizationDetail{{Type: DetailType, Collection: "documents", Fields: []string{"content"}, Kinds: []string{"contract"}, IDs: []string{a}}}
+	if err := Narrow(asked, one); err != nil {
+		t.Fatalf("naming a record narrows: %v", err)
+	}
+	if !Covers(one[0], a, json.RawMessage(`{"kind":"contract"}`)) || Covers(one[0], b, json.RawMessage(`{"kind":"contract"}`)) || Covers(one[0], a, json.RawMessage(`{"kind":"letter"}`)) {
+		t.Error("Covers does not apply ids and kinds together")
+	}
+	// Dropping or widening ids a detail already has is not narrowing.
+	if err := Narrow(one, []AuthorizationDetail{{Type: DetailType, Collection: "documents", Fields: []string{"content"}, Kinds: []string{"contract"}, IDs: []string{a, b}}}); !errors.Is(err, ErrNotNarrower) {
+		t.Errorf("widened ids allowed: %v", err)
+	}
+	if err := Narrow(one, []AuthorizationDetail{{Type: DetailType, Collection: "documents", Fields: []string{"content"}, Kinds: []string{"contract"}}}); !errors.Is(err, ErrNotNarrower) {
+		t.Errorf("dropped ids allowed: %v", err)
+	}
+	r := checkDetails([]AuthorizationDetail{{Type: DetailType, Collection: "documents", Fields: []string{"title"}, IDs: []string{"../x", a, a}}})
+	if len(r) != 2 || !strings.Contains(r[0], "not a record id") || !strings.Contains(r[1], "named twice") {
+		t.Errorf("id checks: %v", r)
 	}
 }

@@ -226,14 +226,15 @@ func (v *Vault) ReadCollection(ctx context.Context, a Access, collection string,
 	out := DataPage{Collection: collection, Records: make([]DataRecord, 0, len(page.Records)), Next: v.orgCursor(rel, g.ID, collection, page.Next)}
 	ids := make([]string, 0, len(page.Records))
 	for _, r := range page.Records {
-		if !policy.Covers(d, r.Data) {
-			continue // outside the grant's kinds: as if absent
+		orgID := v.orgRecordID(rel, r.ID)
+		if !policy.Covers(d, orgID, r.Data) {
+			continue // outside the grant's ids or kinds: as if absent
 		}
 		data, err := policy.Project(d, r.Data)
 		if err != nil {
 			return DataPage{}, policy.Internal("project", err)
 		}
-		out.Records = append(out.Records, DataRecord{ID: v.orgRecordID(rel, r.ID), Collection: collection, Data: data})
+		out.Records = append(out.Records, DataRecord{ID: orgID, Collection: collection, Data: data})
 		ids = append(ids, r.ID)
 	}
 	if out.AuditSeq, err = v.commitRead(ctx, g, collection, ids, d.Fields); err != nil {
@@ -261,7 +262,7 @@ func (v *Vault) ReadRecord(ctx context.Context, a Access, collection, id string)
 	if err != nil {
 		return DataRecord{}, err
 	}
-	if !policy.Covers(d, r.Data) {
+	if !policy.Covers(d, orgID, r.Data) {
 		return DataRecord{}, ErrDataNotFound
 	}
 	data, err := policy.Project(d, r.Data)

@@ -620,7 +620,7 @@ func (v *Vault) ReadDocument(ctx context.Context, a Access, orgID string) (DataR
 	if err != nil {
 		return DataRecord{}, nil, err
 	}
-	if !policy.Covers(d, rec.Data) {
+	if !policy.Covers(d, orgID, rec.Data) {
 		return DataRecord{}, nil, ErrDataNotFound
 	}
 	doc, err := v.openDocument(ctx, id)

@@ -420,3 +420,63 @@ func TestOrgReadsDocuments(t *testing.T) {
 		t.Fatalf("receipt naming documents: %+v", r)
 	}
 }
+
+// The owner can narrow a grant to named documents: she names them by her
+// ids, the grant (and the organization's token) holds the organization's
+// pairwise ids, and nothing else of the collection is visible.
+func TestGrantByDocumentID(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	ctx := t.Context()
+	c1 := addDoc(t, v, randomBytes(100), DocumentInput{Kind: "contract", Title: "Phone"})
+	c2 := addDoc(t, v, randomBytes(100), DocumentInput{Kind: "contract", Title: "Rent"})
+	o := newOrg(t)
+	asked := []policy.AuthorizationDetail{{Type: policy.DetailType, Collection: DocumentsCollection, Fields: []string{"title", ContentField}}}
+	// A request cannot name records.
+	_, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) {
+		c.AuthorizationDetails = []policy.AuthorizationDetail{{Type: policy.DetailType, Collection: DocumentsCollection, Fields: []string{"title"}, IDs: []string{c1.ID}}}
+	}))
+	if pe := (*policy.Error)(nil); !errors.As(err, &pe) || !strings.Contains(strings.Join(pe.Reasons, " "), "ids are set by the owner") {
+		t.Fatalf("request naming ids: %v", err)
+	}
+	tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) { c.AuthorizationDetails = asked }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	narrowed := []policy.AuthorizationDetail{{Type: policy.DetailType, Collection: DocumentsCollection, Fields: []string{"title", ContentField}, IDs: []string{c1.ID}}}
+	if _, err := v.Approve(ctx, tk.RequestID, Approval{Details: narrowed}); err != nil {
+		t.Fatal(err)
+	}
+	pr, hc := o.proof(t, v, "POST", "/v1/token", "")
+	tok, err := v.CollectGrant(ctx, tk.RequestID, pr, hc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := tok.AuthorizationDetails[0].IDs
+	if len(ids) != 1 || ids[0] == c1.ID {
+		t.Fatalf("token names %v: the organization's id, never the owner's", ids)
+	}
+	page, err := o.read(t, v, tok.AccessToken, DocumentsCollection)
+	if err != nil || len(page.Records) != 1 || page.Records[0].ID != ids[0] {
+		t.Fatalf("listing %+v %v", page, err)
+	}
+	var title string
+	json.Unmarshal(page.Records[0].Data["title"], &title)
+	if title != "Phone" {
+		t.Fatalf("listed %q", title)
+	}
+	read := func(orgID string) error {
+		pr, hc := o.proof(t, v, "GET", "/v1/data/documents/"+orgID+"/content", tok.AccessToken)
+		_, d, err := v.ReadDocument(ctx, Access{Grant: tok.AccessToken, Proof: pr, HTTP: hc}, orgID)
+		if err == nil {
+			d.Close()
+		}
+		return err
+	}
+	if err := read(ids[0]); err != nil {
+		t.Fatalf("named document: %v", err)
+	}
+	req, _ := v.GetRequest(ctx, tk.RequestID)
+	if err := read(v.orgRecordID(req.RelationshipID, c2.ID)); !errors.Is(err, ErrDataNotFound) {
+		t.Fatalf("the other contract: %v", err)
+	}
+}

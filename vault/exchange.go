@@ -479,6 +479,16 @@ func (v *Vault) Approve(ctx context.Context, id string, a Approval) (Request, er
 				if a.Details[i].Type == "" {
 					a.Details[i].Type = policy.DetailType
 				}
+				// The owner names records by their own ids; the grant holds
+				// the organization's (pairwise) ids, which its token shows.
+				if len(a.Details[i].IDs) > 0 && r.RelationshipID == "" {
+					return policy.ErrNotNarrower.WithReasons([]string{"records can be named only once the organization has a relationship with the vault"})
+				}
+				for j, id := range a.Details[i].IDs {
+					if org := v.orgRecordID(r.RelationshipID, id); org != "" && policy.ValidateRecordID(id) {
+						a.Details[i].IDs[j] = org
+					}
+				}
 			}
 			if err := policy.Narrow(r.Details, a.Details); err != nil {
 				return err
