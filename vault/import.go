@@ -11,6 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -308,8 +310,13 @@ func (v *Vault) importItems(ctx context.Context, br *bufio.Reader, f importers.F
 		if err != nil {
 			return err
 		}
-		for coll, n := range collections {
-			res.Collection = coll
+		// The collection most records went to names the result (ties: by
+		// name), so that the summary is the same on every run.
+		for _, coll := range slices.Sorted(maps.Keys(collections)) {
+			if collections[coll] > collections[res.Collection] {
+				res.Collection = coll
+			}
+			n := collections[coll]
 			if err := v.appendAudit(ctx, tx, AuditEntry{Event: EvRecordCreated, Actor: "owner", Collection: coll,
 				Reason: fmt.Sprintf("%d records imported (%s)", n, f.Name)}); err != nil {
 				return err

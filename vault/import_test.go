@@ -370,10 +370,14 @@ func TestImportOFXFixtures(t *testing.T) {
 	v, _, _ := newTestVault(t)
 	b := fixture(t, "ofx", "ofxparse-checking.ofx")
 	res, err := importBytes(v, "checking.ofx", b, DataImport{})
-	if err != nil || res.Added != 3 || res.Format != "ofx" || res.Collection != "transactions" {
+	// Three transactions and the statement's balance.
+	if err != nil || res.Added != 4 || res.Format != "ofx" || res.Collection != "transactions" {
 		t.Fatalf("%+v %v", res, err)
 	}
-	if res, err = importBytes(v, "checking.ofx", b, DataImport{}); err != nil || res.Added != 0 || res.Duplicates != 3 {
+	if n := len(countRecords(t, v, "accounts")); n != 1 {
+		t.Fatalf("%d account balances", n)
+	}
+	if res, err = importBytes(v, "checking.ofx", b, DataImport{}); err != nil || res.Added != 0 || res.Duplicates != 4 {
 		t.Fatalf("again: %+v %v", res, err)
 	}
 	_, err = importBytes(v, "test.qfx", fixture(t, "ofx", "qfxparser-test.qfx"), DataImport{})
@@ -391,10 +395,12 @@ func TestImportCamtFixture(t *testing.T) {
 	v, _, _ := newTestVault(t)
 	b := fixture(t, "camt053", "genkgo-camt053.v2.multi.statement.xml")
 	res, err := importBytes(v, "stmt.xml", b, DataImport{})
-	if err != nil || res.Added != 2 || res.Format != "camt053" {
+	// Two entries; both statements close the same account on the same
+	// day: one balance record, the second a duplicate.
+	if err != nil || res.Added != 3 || res.Duplicates != 1 || res.Format != "camt053" || res.Collection != "transactions" {
 		t.Fatalf("%+v %v", res, err)
 	}
-	if res, err = importBytes(v, "stmt.xml", b, DataImport{}); err != nil || res.Added != 0 || res.Duplicates != 2 {
+	if res, err = importBytes(v, "stmt.xml", b, DataImport{}); err != nil || res.Added != 0 || res.Duplicates != 4 {
 		t.Fatalf("again: %+v %v", res, err)
 	}
 }

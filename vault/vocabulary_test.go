@@ -79,7 +79,7 @@ func TestImportersWriteTheVocabulary(t *testing.T) {
 		t.Fatal(err)
 	}
 	checked := map[string]int{}
-	for _, coll := range []string{"contacts", "transactions", "calendar", "health", "documents", "memberships", "contracts"} {
+	for _, coll := range []string{"contacts", "transactions", "calendar", "health", "documents", "memberships", "contracts", "accounts"} {
 		cursor := ""
 		for {
 			p, err := v.ListRecords(t.Context(), coll, MaxPageSize, cursor)
@@ -99,7 +99,7 @@ func TestImportersWriteTheVocabulary(t *testing.T) {
 			}
 		}
 	}
-	for _, coll := range []string{"contacts", "transactions", "calendar", "health", "documents", "memberships", "contracts"} {
+	for _, coll := range []string{"contacts", "transactions", "calendar", "health", "documents", "memberships", "contracts", "accounts"} {
 		if checked[coll] == 0 {
 			t.Errorf("no %s records checked", coll)
 		}

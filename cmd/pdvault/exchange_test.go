@@ -16,8 +16,8 @@ func TestDemo(t *testing.T) {
 	}
 	for _, want := range []string{
 		"authorization_pending",
-		"statement-2026-10.ofx: 3 added (ofx -> transactions)",
-		"imported again: 0 added, 3 duplicates",
+		"statement-2026-10.ofx: 4 added (ofx -> transactions)",
+		"imported again: 0 added, 4 duplicates",
 		"approved profile[name,address] and transactions[date,amount] only",
 		"reading transactions: 6 records, fields amount,date only",
 		"token_type DPoP",
@@ -33,7 +33,7 @@ func TestDemo(t *testing.T) {
 		"presented by anyone else it is refused",
 		"signed by a key made for it alone",
 		"reads the delivery address",
-		"verified: 34 entries",
+		"verified: 35 entries",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("demo output lacks %q", want)

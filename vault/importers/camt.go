@@ -1,6 +1,7 @@
 package importers
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/xml"
@@ -10,6 +11,7 @@ import (
 	"math/big"
 	"regexp"
 	"strings"
+	"time"
 
 	"golang.org/x/text/encoding/charmap"
 )
@@ -22,7 +24,7 @@ var camtFormat = Format{
 	Name:        "camt053",
 	Version:     "1",
 	Description: "ISO 20022 camt.053 bank statements, 001.02 to 001.13 (.xml)",
-	Collections: []string{"transactions"},
+	Collections: []string{"transactions", "accounts"},
 	Extensions:  []string{".xml", ".camt"},
 	Detect: func(head []byte) bool {
 		return strings.Contains(string(head), camtNS)
@@ -131,6 +133,7 @@ func parseCamt(r io.Reader, emit func(Item) error) error {
 		account camtAcctID
 		acctCcy string
 		stmtID  string
+		closing *camtBalance
 		n       int
 		seen    = map[string]int{}
 		root    bool
@@ -158,7 +161,20 @@ func parseCamt(r io.Reader, emit func(Item) error) error {
 			}
 			switch t.Name.Local {
 			case "Stmt":
-				inStmt, account, acctCcy, stmtID = true, camtAcctID{}, "", ""
+				inStmt, account, acctCcy, stmtID, closing = true, camtAcctID{}, "", "", nil
+			case "Bal":
+				if inStmt {
+					var b camtBalance
+					if err := dec.DecodeElement(&b, &t); err != nil {
+						return camtXMLError(err, line)
+					}
+					// The closing booked balance is the account's balance
+					// as of the statement (ISO 20022 BalanceType12Code).
+					if b.Type == "CLBD" {
+						b.ref = fmt.Sprintf("line %d", line)
+						closing = &b
+					}
+				}
 			case "Id":
 				if inStmt && stmtID == "" && account.id() == "" {
 					var s string
@@ -201,9 +217,62 @@ func parseCamt(r io.Reader, emit func(Item) error) error {
 					return camtErr(fmt.Sprintf("line %d", line), "camt_no_account", "a statement without an account id")
 				}
 				inStmt = false
+				if closing != nil {
+					it, err := camtBalanceItem(*closing, account, acctCcy)
+					if err != nil {
+						return err
+					}
+					if err := emit(it); err != nil {
+						return err
+					}
+				}
 			}
 		}
 	}
+}
+
+type camtBalance struct {
+	Type      string   `xml:"Tp>CdOrPrtry>Cd"`
+	Amt       camtAmt  `xml:"Amt"`
+	CdtDbtInd string   `xml:"CdtDbtInd"`
+	Dt        camtDate `xml:"Dt"`
+	ref       string
+}
+
+// camtBalanceItem makes a statement's closing balance an accounts record:
+// the account as of that date (each date its own record, so statements
+// build a history).
+func camtBalanceItem(b camtBalance, acct camtAcctID, acctCcy string) (Item, error) {
+	v := strings.TrimSpace(b.Amt.Value)
+	if !camtAmountRE.MatchString(v) {
+		return Item{}, camtErr(b.ref, "camt_bad_amount", "the closing balance is not an amount")
+	}
+	amount, _ := canonDecimal(v)
+	switch b.CdtDbtInd {
+	case "DBIT":
+		if amount != "0" {
+			amount = "-" + amount
+		}
+	case "CRDT":
+	default:
+		return Item{}, camtErr(b.ref, "camt_no_direction", "CdtDbtInd of the closing balance is not CRDT or DBIT")
+	}
+	date := b.Dt.date()
+	if _, err := time.Parse(time.DateOnly, date); err != nil {
+		return Item{}, camtErr(b.ref, "camt_no_date", "the closing balance has no date YYYY-MM-DD")
+	}
+	d := map[string]any{"id": acct.id(), "balance": amount, "balanceDate": date}
+	if acct.IBAN != "" {
+		d["iban"] = acct.IBAN
+	}
+	ccy := cmp.Or(strings.TrimSpace(b.Amt.Ccy), acctCcy)
+	if ccy != "" {
+		if !camtCcyRE.MatchString(ccy) {
+			return Item{}, camtErr(b.ref, "camt_bad_currency", "the closing balance's currency is not ISO 4217")
+		}
+		d["currency"] = ccy
+	}
+	return Item{Collection: "accounts", Key: "balance:" + acct.id() + ":" + date, Ref: b.ref, Data: d}, nil
 }
 
 func camtXMLError(err error, line int) error {

@@ -21,9 +21,13 @@ func TestCamtFixtures(t *testing.T) {
 			"reference": "MUELL/FINP/RA12345", "transactionId": "AAAASESS-FP-CN_98765/01", "type": "PMNT/RCDT/BOOK", "status": "book"}},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			items, err := parseFile(t, camtFormat, fixtures(t, "camt053", tc.file))
+			all, err := parseFile(t, camtFormat, fixtures(t, "camt053", tc.file))
 			if err != nil {
 				t.Fatal(err)
+			}
+			items := byCollection(all, "transactions")
+			if bal := byCollection(all, "accounts"); len(bal) != len(all)-len(items) || len(bal) == 0 {
+				t.Fatalf("%d balances", len(bal))
 			}
 			if len(items) != tc.n {
 				t.Fatalf("%d items, want %d", len(items), tc.n)
@@ -38,7 +42,8 @@ func TestCamtFixtures(t *testing.T) {
 			}
 		})
 	}
-	items, _ := parseFile(t, camtFormat, fixtures(t, "camt053", "genkgo-camt053.v2.multi.statement.xml"))
+	all, _ := parseFile(t, camtFormat, fixtures(t, "camt053", "genkgo-camt053.v2.multi.statement.xml"))
+	items := byCollection(all, "transactions")
 	if d := items[1].Data; d["amount"] != "-7" || d["counterparty"] != "Company Name 2" {
 		t.Errorf("debit: %v", d)
 	}
@@ -122,5 +127,36 @@ func TestCamtMalformed(t *testing.T) {
 	items, err := parseString(camtFormat, latin)
 	if err != nil || items[0].Data["counterparty"] != "Café Zürich" {
 		t.Fatalf("latin-1: %v %v", items, err)
+	}
+}
+
+// The closing booked balance (CLBD) becomes the account as of its date,
+// signed by its CdtDbtInd; other balance types are not kept as records.
+func TestCamtBalance(t *testing.T) {
+	bal := func(tp, amt, ind, date string) string {
+		return `<Bal><Tp><CdOrPrtry><Cd>` + tp + `</Cd></CdOrPrtry></Tp><Amt Ccy="EUR">` + amt + `</Amt><CdtDbtInd>` + ind + `</CdtDbtInd><Dt><Dt>` + date + `</Dt></Dt></Bal>`
+	}
+	items, err := parseString(camtFormat, camtDoc("08", bal("OPBD", "5.00", "CRDT", "2026-10-01")+bal("CLBD", "012.50", "DBIT", "2026-10-31")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(items) != 1 || items[0].Collection != "accounts" {
+		t.Fatalf("items %+v", items)
+	}
+	want := map[string]any{"id": "DE89370400440532013000", "iban": "DE89370400440532013000", "balance": "-12.5", "balanceDate": "2026-10-31", "currency": "EUR"}
+	for k, w := range want {
+		if items[0].Data[k] != w {
+			t.Errorf("%s = %v, want %v", k, items[0].Data[k], w)
+		}
+	}
+	for _, tc := range []struct{ name, in, code string }{
+		{"bad amount", bal("CLBD", "1,5", "CRDT", "2026-10-31"), "camt_bad_amount"},
+		{"no direction", bal("CLBD", "1.5", "X", "2026-10-31"), "camt_no_direction"},
+		{"no date", bal("CLBD", "1.5", "CRDT", "31.10.2026"), "camt_no_date"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseString(camtFormat, camtDoc("08", tc.in))
+			wantCode(t, err, tc.code)
+		})
 	}
 }

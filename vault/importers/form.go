@@ -343,4 +343,3 @@ func formValue(kind formField, v any) (any, string) {
 	}
 	return s, ""
 }
-

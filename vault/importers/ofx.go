@@ -21,7 +21,7 @@ var ofxFormat = Format{
 	Name:        "ofx",
 	Version:     "1",
 	Description: "OFX 1.x/2.x and QFX bank and card statements (.ofx, .qfx)",
-	Collections: []string{"transactions"},
+	Collections: []string{"transactions", "accounts"},
 	Extensions:  []string{".ofx", ".qfx"},
 	Detect: func(head []byte) bool {
 		h := strings.ToUpper(textHead(head))
@@ -81,7 +81,7 @@ func parseOFX(r io.Reader, emit func(Item) error) error {
 	n := 0
 	for _, m := range resp.Bank {
 		s, ok := m.(*ofxgo.StatementResponse)
-		if !ok || s.BankTranList == nil {
+		if !ok {
 			continue
 		}
 		acct := map[string]any{"id": string(s.BankAcctFrom.AcctID), "type": strings.ToLower(s.BankAcctFrom.AcctType.String())}
@@ -91,27 +91,66 @@ func parseOFX(r io.Reader, emit func(Item) error) error {
 		if s.BankAcctFrom.BranchID != "" {
 			acct["branchId"] = string(s.BankAcctFrom.BranchID)
 		}
-		for _, t := range s.BankTranList.Transactions {
+		for _, t := range ofxTransactions(s.BankTranList) {
 			n++
 			if err := emit(ofxItem(t, acct, s.CurDef.String(), n)); err != nil {
 				return err
 			}
+		}
+		if err := emitOFXBalance(emit, acct, s.CurDef.String(), s.BalAmt, s.DtAsOf); err != nil {
+			return err
 		}
 	}
 	for _, m := range resp.CreditCard {
 		s, ok := m.(*ofxgo.CCStatementResponse)
-		if !ok || s.BankTranList == nil {
+		if !ok {
 			continue
 		}
 		acct := map[string]any{"id": string(s.CCAcctFrom.AcctID), "type": "creditcard"}
-		for _, t := range s.BankTranList.Transactions {
+		for _, t := range ofxTransactions(s.BankTranList) {
 			n++
 			if err := emit(ofxItem(t, acct, s.CurDef.String(), n)); err != nil {
 				return err
 			}
 		}
+		if err := emitOFXBalance(emit, acct, s.CurDef.String(), s.BalAmt, s.DtAsOf); err != nil {
+			return err
+		}
 	}
 	return nil
+}
+
+// ofxTransactions lists a statement's transactions; a statement may have
+// none (balances only).
+func ofxTransactions(l *ofxgo.TransactionList) []ofxgo.Transaction {
+	if l == nil {
+		return nil
+	}
+	return l.Transactions
+}
+
+// emitOFXBalance makes the statement's ledger balance (LEDGERBAL, required
+// by OFX) an accounts record: the account as of that date. Each statement
+// date is a record of its own, so a later statement adds the newer balance
+// and the older one stays as history.
+func emitOFXBalance(emit func(Item) error, acct map[string]any, cur string, bal ofxgo.Amount, asOf ofxgo.Date) error {
+	if asOf.IsZero() {
+		return nil
+	}
+	amount, ok := canonDecimal(bal.String())
+	if !ok {
+		return nil
+	}
+	d := make(map[string]any, len(acct)+3)
+	for k, v := range acct {
+		d[k] = v
+	}
+	d["balance"], d["balanceDate"] = amount, asOf.Format("2006-01-02")
+	if cur != "" {
+		d["currency"] = cur
+	}
+	key := fmt.Sprintf("balance:%s:%s:%s", acct["type"], acct["id"], d["balanceDate"])
+	return emit(Item{Collection: "accounts", Key: key, Ref: "LEDGERBAL " + d["balanceDate"].(string), Data: d})
 }
 
 // ofxText returns the file as UTF-8. OFX 1.x declares CHARSET (1252,

@@ -11,27 +11,34 @@ func TestOFXFixtures(t *testing.T) {
 		n         int
 		first     map[string]any
 		accountID string
+		balances  int
 	}{
 		// OFX 1.02 SGML, unclosed leaves, tabs.
-		{"ofxparse-checking.ofx", 3, map[string]any{"date": "2011-03-31", "amount": "0.01", "currency": "USD", "type": "credit", "transactionId": "0000486"}, "1452687~7"},
+		{"ofxparse-checking.ofx", 3, map[string]any{"date": "2011-03-31", "amount": "0.01", "currency": "USD", "type": "credit", "transactionId": "0000486"}, "1452687~7", 1},
 		// Aggregates on single lines; DTPOSTED with a [-5:EST] offset.
-		{"ofxparse-bank_medium.ofx", 3, map[string]any{"date": "2009-04-01", "amount": "-6.6", "currency": "CAD", "counterparty": "MCDONALD'S #112"}, "12300 000012345678"},
+		{"ofxparse-bank_medium.ofx", 3, map[string]any{"date": "2009-04-01", "amount": "-6.6", "currency": "CAD", "counterparty": "MCDONALD'S #112"}, "12300 000012345678", 1},
 		// OFX 2.00 XML, CRLF, CDATA.
-		{"ofxparse-suncorp.ofx", 1, map[string]any{"amount": "-16.85", "currency": "AUD", "counterparty": "EFTPOS WDL HANDYWAY ALDI STORE"}, "123456789"},
+		{"ofxparse-suncorp.ofx", 1, map[string]any{"amount": "-16.85", "currency": "AUD", "counterparty": "EFTPOS WDL HANDYWAY ALDI STORE"}, "123456789", 1},
 		// A 2.03 XML header over an SGML body: read as SGML.
-		{"ofxparse-anzcc.ofx", 1, map[string]any{"amount": "-5.5", "currency": "AUD", "description": "SOME MEMO"}, "1234123412341234"},
+		{"ofxparse-anzcc.ofx", 1, map[string]any{"amount": "-5.5", "currency": "AUD", "description": "SOME MEMO"}, "1234123412341234", 1},
 		// Balances only.
-		{"ofxparse-multiple_accounts2.ofx", 0, nil, ""},
+		{"ofxparse-multiple_accounts2.ofx", 0, nil, "", 2},
 		// CHARSET:1252 with Latin-1 bytes: read as Windows-1252.
-		{"qfxparser-testSpecialChars.qfx", 2, map[string]any{"counterparty": "Retrait - Internet - Compte d'ép", "amount": "-100"}, "4111222333"},
+		{"qfxparser-testSpecialChars.qfx", 2, map[string]any{"counterparty": "Retrait - Internet - Compte d'ép", "amount": "-100"}, "4111222333", 1},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			items, err := parseFile(t, ofxFormat, fixtures(t, "ofx", tc.file))
+			all, err := parseFile(t, ofxFormat, fixtures(t, "ofx", tc.file))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(items) != tc.n {
-				t.Fatalf("%d items, want %d", len(items), tc.n)
+			items, balances := byCollection(all, "transactions"), byCollection(all, "accounts")
+			if len(items) != tc.n || len(balances) != tc.balances {
+				t.Fatalf("%d transactions, %d balances; want %d, %d", len(items), len(balances), tc.n, tc.balances)
+			}
+			for _, b := range balances {
+				if !decimalRE.MatchString(b.Data["balance"].(string)) || len(b.Data["balanceDate"].(string)) != 10 || b.Data["id"] == "" || !strings.HasPrefix(b.Key, "balance:") {
+					t.Errorf("balance %+v", b)
+				}
 			}
 			if tc.n == 0 {
 				return
@@ -81,7 +88,7 @@ func TestOFXKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(b) != 2 || a[0].Key != b[1].Key || b[0].Key == b[1].Key {
+	if len(b) != 3 || a[0].Key != b[1].Key || b[0].Key == b[1].Key {
 		t.Fatalf("keys %q / %q %q", a[0].Key, b[0].Key, b[1].Key)
 	}
 	if a[0].Data["amount"] != "-1.5" || a[0].Data["currency"] != "EUR" || a[0].Data["date"] != "2026-10-05" {
@@ -104,5 +111,38 @@ func TestOFXMalformed(t *testing.T) {
 			_, err := parseString(ofxFormat, tc.in)
 			wantCode(t, err, tc.code)
 		})
+	}
+}
+
+func byCollection(items []Item, coll string) []Item {
+	var out []Item
+	for _, it := range items {
+		if it.Collection == coll {
+			out = append(out, it)
+		}
+	}
+	return out
+}
+
+// LEDGERBAL becomes the account's balance as of its date: one record per
+// account and date, so a newer statement adds the newer balance.
+func TestOFXBalance(t *testing.T) {
+	items, err := parseString(ofxFormat, strings.Replace(ofxSGML, "%s", ofxTrn("A1", "-1.50"), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bal := byCollection(items, "accounts")
+	if len(bal) != 1 {
+		t.Fatalf("%d balances", len(bal))
+	}
+	want := map[string]any{"id": "42", "type": "checking", "bankId": "1", "balance": "1", "balanceDate": "2026-10-31", "currency": "EUR"}
+	for k, w := range want {
+		if bal[0].Data[k] != w {
+			t.Errorf("%s = %v, want %v", k, bal[0].Data[k], w)
+		}
+	}
+	later, _ := parseString(ofxFormat, strings.Replace(strings.Replace(ofxSGML, "%s", "", 1), "<DTASOF>20261031", "<DTASOF>20261130", 1))
+	if lb := byCollection(later, "accounts"); len(lb) != 1 || lb[0].Key == bal[0].Key {
+		t.Fatalf("a later statement's balance has the same key: %+v", lb)
 	}
 }

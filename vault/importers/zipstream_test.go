@@ -96,11 +96,11 @@ func zip64Entry(name string, data []byte) []byte {
 	le := binary.LittleEndian
 	var b bytes.Buffer
 	b.Write([]byte("PK\x03\x04"))
-	b.Write(le.AppendUint16(nil, 45))   // version needed
-	b.Write(le.AppendUint16(nil, 8))    // flags: data descriptor
-	b.Write(le.AppendUint16(nil, 8))    // deflate
-	b.Write(le.AppendUint32(nil, 0))    // time, date
-	b.Write(le.AppendUint32(nil, 0))    // crc: in the descriptor
+	b.Write(le.AppendUint16(nil, 45)) // version needed
+	b.Write(le.AppendUint16(nil, 8))  // flags: data descriptor
+	b.Write(le.AppendUint16(nil, 8))  // deflate
+	b.Write(le.AppendUint32(nil, 0))  // time, date
+	b.Write(le.AppendUint32(nil, 0))  // crc: in the descriptor
 	b.Write(le.AppendUint32(nil, ^uint32(0)))
 	b.Write(le.AppendUint32(nil, ^uint32(0)))
 	b.Write(le.AppendUint16(nil, uint16(len(name))))
