@@ -1,8 +1,8 @@
 package api
 
 import (
-	"cmp"
 	"bytes"
+	"cmp"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"crypto/subtle"
