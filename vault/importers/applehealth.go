@@ -116,7 +116,7 @@ func parseAppleZip(r *bufio.Reader, emit func(Item) error) error {
 func parseAppleXML(r io.Reader, emit func(Item) error) error {
 	dec := xml.NewDecoder(newLineReader(r))
 	depth, root := 0, false
-	seen := map[string]int{}
+	seen := repeats{}
 	n := 0
 	for {
 		line, _ := dec.InputPos()
@@ -242,7 +242,7 @@ func appleExtensions(meta []appleMeta) []any {
 	return out
 }
 
-func appleRecordItem(rec appleRecord, ref string, seen map[string]int) (Item, error) {
+func appleRecordItem(rec appleRecord, ref string, seen repeats) (Item, error) {
 	if rec.Type == "" {
 		return Item{}, appleErr(ref, "applehealth_no_type", "a Record without type")
 	}
@@ -286,8 +286,7 @@ func appleRecordItem(rec appleRecord, ref string, seen map[string]int) (Item, er
 	// HealthKit samples have no id in the export: type, times, source and
 	// value identify one, numbered when they repeat.
 	c := contentKey(rec.Type, start, end, rec.SourceName, rec.Value, rec.Unit)
-	seen[c]++
-	return Item{Collection: "health", Key: fmt.Sprintf("sample:%s:%d", c, seen[c]), Ref: ref, Data: d}, nil
+	return Item{Collection: "health", Key: fmt.Sprintf("sample:%s:%d", c, seen.next(c)), Ref: ref, Data: d}, nil
 }
 
 func appleWorkoutItem(w appleWorkout, ref string) (Item, error) {

@@ -135,7 +135,7 @@ func parseCamt(r io.Reader, emit func(Item) error) error {
 		stmtID  string
 		closing *camtBalance
 		n       int
-		seen    = map[string]int{}
+		seen    = repeats{}
 		root    bool
 	)
 	for {
@@ -310,7 +310,7 @@ func decimalString(s string) string {
 	return out
 }
 
-func camtItem(e camtEntry, account, acctCcy, ref string, seen map[string]int) (Item, error) {
+func camtItem(e camtEntry, account, acctCcy, ref string, seen repeats) (Item, error) {
 	amt := strings.TrimSpace(e.Amt.Value)
 	if !camtAmountRE.MatchString(amt) {
 		return Item{}, camtErr(ref, "camt_bad_amount", "Amt is not a non-negative decimal")
@@ -398,8 +398,7 @@ func camtItem(e camtEntry, account, acctCcy, ref string, seen map[string]int) (I
 	if id == "" {
 		h := sha256.Sum256([]byte(fmt.Sprintf("%q", []any{d["date"], d["amount"], d["currency"], d["counterparty"], d["description"], d["reference"]})))
 		c := hex.EncodeToString(h[:])
-		seen[c]++
-		key = fmt.Sprintf("content:%s:%s:%d", account, c, seen[c])
+		key = fmt.Sprintf("content:%s:%s:%d", account, c, seen.next(c))
 	}
 	return Item{Collection: "transactions", Key: key, Ref: ref, Data: d}, nil
 }

@@ -196,3 +196,21 @@ func contentKey(parts ...any) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// repeats numbers items that have no id of their own and repeat exactly
+// (the same sample twice in an export), so that each gets a key. It
+// remembers at most maxRepeats contents and then starts over: a counter per
+// item of a multi-GB export would grow with the file, and repeats sit close
+// together in the files that have them (sorted by type and time), so the
+// numbering stays the same on every export of the same data.
+type repeats map[string]int
+
+const maxRepeats = 1 << 16
+
+func (r repeats) next(content string) int {
+	if len(r) >= maxRepeats {
+		clear(r)
+	}
+	r[content]++
+	return r[content]
+}

@@ -2,6 +2,7 @@ package importers
 
 import (
 	"errors"
+	"fmt"
 	fx "github.com/pdvault/pdvault/internal/fixtures"
 	"os"
 	"strings"
@@ -87,5 +88,19 @@ func TestFormatsListed(t *testing.T) {
 	}
 	if _, ok := Lookup("nope"); ok {
 		t.Error("unknown format found")
+	}
+}
+
+// Repeated contents are numbered; the memory of them is bounded.
+func TestRepeatsBounded(t *testing.T) {
+	r := repeats{}
+	if r.next("a") != 1 || r.next("a") != 2 || r.next("b") != 1 {
+		t.Fatal("numbering")
+	}
+	for i := range 3 * maxRepeats {
+		r.next(fmt.Sprint(i))
+		if len(r) > maxRepeats {
+			t.Fatalf("%d contents remembered", len(r))
+		}
 	}
 }
