@@ -176,7 +176,7 @@ func (v *Vault) AddDocument(ctx context.Context, r io.Reader, in DocumentInput) 
 	}
 	defer sd.discard(ctx)
 	var rec Record
-	err = v.db.tx(ctx, func(tx *sql.Tx) error {
+	err = v.recordsTx(ctx, func(tx *sql.Tx) error {
 		rec, err = sd.commit(ctx, tx)
 		return err
 	})

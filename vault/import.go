@@ -249,7 +249,7 @@ func (v *Vault) importItems(ctx context.Context, br *bufio.Reader, f importers.F
 	end func(*sql.Tx, *ImportResult) error) (ImportResult, error) {
 	res := ImportResult{File: in.Name, Format: f.Name, DryRun: in.DryRun}
 	now := v.now()
-	err := v.db.tx(ctx, func(tx *sql.Tx) error {
+	err := v.recordsTx(ctx, func(tx *sql.Tx) error {
 		// The marks and record ids are random keys: with the default
 		// 2 MiB page cache a large import misses on nearly every insert.
 		// 64 MiB for the length of the import, on the one writer.

@@ -74,6 +74,16 @@ func (v *Vault) openRecord(collection, id string, version int64, keyID uint32, c
 // now is the vault's clock at second precision: finer timestamps would
 // help correlate a person across organizations and add nothing an owner
 // needs.
+// recordsTx is db.tx for a transaction that writes records: once it has
+// committed, views cached from the records before it are stale.
+func (v *Vault) recordsTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if err := v.db.tx(ctx, fn); err != nil {
+		return err
+	}
+	v.recordsGen.Add(1)
+	return nil
+}
+
 func (v *Vault) now() time.Time { return v.opts.Now().UTC().Truncate(time.Second) }
 
 // CreateRecord stores a new record in collection and returns it.
@@ -91,7 +101,7 @@ func (v *Vault) CreateRecord(ctx context.Context, collection string, data []byte
 	if err != nil {
 		return Record{}, err
 	}
-	err = v.db.tx(ctx, func(tx *sql.Tx) error {
+	err = v.recordsTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO records (id, collection, version, key_id, sealed, created, updated) VALUES (?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, collection, r.Version, keyID, sealed, now.Unix(), now.Unix())
 		if err != nil {
@@ -168,7 +178,7 @@ func (v *Vault) UpdateRecord(ctx context.Context, collection, id string, data []
 	}
 	now := v.now()
 	var r Record
-	err = v.db.tx(ctx, func(tx *sql.Tx) error {
+	err = v.recordsTx(ctx, func(tx *sql.Tx) error {
 		var version, created int64
 		err := tx.QueryRowContext(ctx, `SELECT version, created FROM records WHERE id = ? AND collection = ?`, id, collection).Scan(&version, &created)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -207,7 +217,7 @@ func (v *Vault) DeleteRecord(ctx context.Context, collection, id string, ifVersi
 	if !policy.ValidateRecordID(id) {
 		return ErrRecordNotFound
 	}
-	return v.db.tx(ctx, func(tx *sql.Tx) error {
+	return v.recordsTx(ctx, func(tx *sql.Tx) error {
 		var version int64
 		err := tx.QueryRowContext(ctx, `SELECT version FROM records WHERE id = ? AND collection = ?`, id, collection).Scan(&version)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -343,7 +353,7 @@ func (v *Vault) CreateRecords(ctx context.Context, collection string, data [][]b
 			return nil, err
 		}
 	}
-	err := v.db.tx(ctx, func(tx *sql.Tx) error {
+	err := v.recordsTx(ctx, func(tx *sql.Tx) error {
 		stmt, err := tx.PrepareContext(ctx, `INSERT INTO records (id, collection, version, key_id, sealed, created, updated) VALUES (?, ?, 1, ?, ?, ?, ?)`)
 		if err != nil {
 			return err

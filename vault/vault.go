@@ -160,6 +160,8 @@ type Vault struct {
 	cursorKey        []byte // organizations' listing cursors
 	importKey        []byte // marks of imported items (import.go)
 	imports          importJobs
+	recordsGen       atomic.Uint64 // bumped by every committed write of records (views.go's cache)
+	txCache          txCache
 	replay           *replayCache
 	grants           grantCache
 	noticeWake       chan struct{}
@@ -456,6 +458,7 @@ func (v *Vault) Close() error {
 		return nil // closed already
 	}
 	v.imports.stop() // background imports write: they end first
+	v.txCache.drop()
 	v.stopCommitter()
 	if err := v.saveReplay(context.Background()); err != nil {
 		v.log.Warn("replay cache not saved: proofs dated before the next start will be refused then", "err", err)

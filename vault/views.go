@@ -1,13 +1,16 @@
 package vault
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math/big"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -119,34 +122,73 @@ type txData struct {
 }
 
 func readTx(b []byte) (txData, bool) {
-	var m map[string]json.RawMessage
-	if json.Unmarshal(b, &m) != nil {
+	var r struct {
+		Date, Amount, Currency, Counterparty, Description flexText
+		Account                                           flexAccount
+		Provenance                                        flexProvenance
+	}
+	if json.Unmarshal(b, &r) != nil {
 		return txData{}, false
 	}
-	text := func(raw json.RawMessage) string {
-		var s string
-		if json.Unmarshal(raw, &s) == nil {
-			return s
-		}
-		var n json.Number
-		if json.Unmarshal(raw, &n) == nil {
-			return n.String()
-		}
-		return ""
-	}
-	d := txData{Date: text(m["date"]), Amount: text(m["amount"]), Currency: text(m["currency"]),
-		Counterparty: text(m["counterparty"]), Description: text(m["description"]), Account: text(m["account"])}
-	var acct struct {
-		ID string `json:"id"`
-	}
-	if json.Unmarshal(m["account"], &acct) == nil && acct.ID != "" {
-		d.Account = acct.ID
-	}
-	var p provenanceData
-	if json.Unmarshal(m["provenance"], &p) == nil && p.Importer != "" {
+	d := txData{Date: string(r.Date), Amount: string(r.Amount), Currency: string(r.Currency), Counterparty: string(r.Counterparty),
+		Description: string(r.Description), Account: string(r.Account)}
+	if r.Provenance.Importer != "" {
+		p := provenanceData(r.Provenance)
 		d.Provenance = &p
 	}
 	return d, true
+}
+
+// flexText reads a string, or a number as its digits; anything else is
+// empty (decoded in one pass: a view decodes thousands of records).
+type flexText string
+
+func (t *flexText) UnmarshalJSON(b []byte) error {
+	switch {
+	case len(b) >= 2 && b[0] == '"' && bytes.IndexByte(b, '\\') < 0:
+		// No escapes: the bytes between the quotes are the string (the
+		// decoder calling this has checked the document already).
+		*t = flexText(b[1 : len(b)-1])
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		if json.Unmarshal(b, &s) == nil {
+			*t = flexText(s)
+		}
+	case len(b) > 0 && (b[0] == '-' || b[0] >= '0' && b[0] <= '9'):
+		*t = flexText(b)
+	}
+	return nil
+}
+
+// flexProvenance is an importer's provenance object; anything else an
+// owner wrote under that name is ignored, not an error.
+type flexProvenance provenanceData
+
+func (p *flexProvenance) UnmarshalJSON(b []byte) error {
+	var d struct{ Importer, Source, Item flexText }
+	if json.Unmarshal(b, &d) == nil {
+		*p = flexProvenance{Importer: string(d.Importer), Source: string(d.Source), Item: string(d.Item)}
+	}
+	return nil
+}
+
+// flexAccount is an account object's id, or an account written as text.
+type flexAccount string
+
+func (a *flexAccount) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '{' {
+		var o struct {
+			ID flexText `json:"id"`
+		}
+		if json.Unmarshal(b, &o) == nil {
+			*a = flexAccount(o.ID)
+		}
+		return nil
+	}
+	var t flexText
+	t.UnmarshalJSON(b)
+	*a = flexAccount(t)
+	return nil
 }
 
 type provenanceData struct {
@@ -163,56 +205,32 @@ func (v *Vault) TransactionsView(ctx context.Context, f TxFilter) (TxView, error
 			return TxView{}, policy.E(policy.KindInvalid, "invalid_filter", "month is YYYY-MM")
 		}
 	}
-	type tx struct {
-		rec Record
-		d   txData
-		amt *big.Rat
-	}
-	var all []tx
-	accounts := map[string]bool{}
-	view := TxView{Filter: f}
-	needle := strings.ToLower(f.Counterparty)
-	trunc, err := v.scanCollection(ctx, "transactions", func(r Record) bool {
-		d, ok := readTx(r.Data)
-		if !ok {
-			return true
-		}
-		if d.Account != "" {
-			accounts[d.Account] = true
-		}
-		if (f.Account != "" && d.Account != f.Account) || (f.Month != "" && !strings.HasPrefix(d.Date, f.Month)) ||
-			(needle != "" && !strings.Contains(strings.ToLower(d.Counterparty+" "+d.Description), needle)) {
-			return true
-		}
-		amt, ok := new(big.Rat).SetString(d.Amount)
-		if !ok {
-			amt = nil
-		}
-		all = append(all, tx{r, d, amt})
-		return true
-	})
+	txs, accounts, trunc, err := v.cachedTransactions(ctx)
 	if err != nil {
 		return TxView{}, err
 	}
-	view.Truncated = trunc
-	for a := range accounts {
-		view.Accounts = append(view.Accounts, a)
+	view := TxView{Filter: f, Truncated: trunc, Accounts: accounts}
+	needle := strings.ToLower(f.Counterparty)
+	all := make([]*cachedTx, 0, len(txs))
+	for i := range txs {
+		d := &txs[i].d
+		if (f.Account != "" && d.Account != f.Account) || (f.Month != "" && !strings.HasPrefix(d.Date, f.Month)) ||
+			(needle != "" && !strings.Contains(txs[i].lower, needle)) {
+			continue
+		}
+		all = append(all, &txs[i])
 	}
-	slices.Sort(view.Accounts)
-	// Oldest first for the running balance (stable: same-day rows keep
-	// the order they were stored in).
-	slices.Reverse(all)
-	slices.SortStableFunc(all, func(a, b tx) int { return cmp.Compare(a.d.Date, b.d.Date) })
 	bal, in, out := new(big.Rat), new(big.Rat), new(big.Rat)
 	months := map[string]*[2]*big.Rat{}
 	currencies := map[string]bool{}
-	rows := make([]TxRow, 0, len(all))
-	for _, t := range all {
+	// Rows (and their balances as text) only for the newest maxViewRows:
+	// the totals take every matching transaction.
+	shown := max(0, len(all)-maxViewRows)
+	rows := make([]TxRow, 0, len(all)-shown)
+	for i, t := range all {
 		if t.d.Currency != "" {
 			currencies[t.d.Currency] = true
 		}
-		row := TxRow{ID: t.rec.ID, Date: t.d.Date, Amount: t.d.Amount, Currency: t.d.Currency, Counterparty: t.d.Counterparty,
-			Description: t.d.Description, Account: t.d.Account, Provenance: provenanceLine(t.d.Provenance, t.rec.Created)}
 		if t.amt == nil {
 			view.UnreadableRows++
 		} else {
@@ -230,14 +248,13 @@ func (v *Vault) TransactionsView(ctx context.Context, f TxFilter) (TxView, error
 				m[1].Sub(m[1], t.amt)
 			}
 		}
-		row.Balance = bal.FloatString(2)
-		rows = append(rows, row)
+		if i >= shown {
+			rows = append(rows, TxRow{ID: t.id, Date: t.d.Date, Amount: t.d.Amount, Currency: t.d.Currency, Counterparty: t.d.Counterparty,
+				Description: t.d.Description, Account: t.d.Account, Provenance: provenanceLine(t.d.Provenance, t.created), Balance: bal.FloatString(2)})
+		}
 	}
 	slices.Reverse(rows)
-	view.Count = len(rows)
-	if len(rows) > maxViewRows {
-		rows, view.MoreRows = rows[:maxViewRows], true
-	}
+	view.Count, view.MoreRows = len(all), shown > 0
 	view.Rows = rows
 	for m, t := range months {
 		inF, _ := t[0].Float64()
@@ -253,6 +270,106 @@ func (v *Vault) TransactionsView(ctx context.Context, f TxFilter) (TxView, error
 		}
 	}
 	return view, nil
+}
+
+// txCache keeps the transactions a view has decoded, so that the next
+// view — another filter, month or account — does not decrypt and decode
+// up to maxViewRecords records again. Plaintext only in the vault's
+// memory, like every view; dropped when records change (recordsGen),
+// txCacheTTL after its last use, and when the vault locks.
+type txCache struct {
+	mu       sync.Mutex
+	ok       bool
+	gen      uint64
+	used     time.Time
+	txs      []cachedTx // oldest first by date; same-day rows in stored order
+	accounts []string
+	trunc    bool
+	timer    *time.Timer
+}
+
+type cachedTx struct {
+	id      string
+	created time.Time
+	d       txData
+	lower   string   // counterparty and description, lower case, for the filter
+	amt     *big.Rat // nil: not a decimal
+}
+
+const txCacheTTL = 5 * time.Minute
+
+func (c *txCache) drop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.ok, c.txs, c.accounts = false, nil, nil
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+}
+
+// cachedTransactions returns the decoded transactions, reading them if
+// the cache is empty, stale or expired.
+func (v *Vault) cachedTransactions(ctx context.Context) ([]cachedTx, []string, bool, error) {
+	c := &v.txCache
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// The generation is read before the scan: a write that commits during
+	// it bumps past what is cached, and the next view reads again.
+	gen := v.recordsGen.Load()
+	now := v.opts.Now()
+	if c.ok && c.gen == gen && now.Sub(c.used) < txCacheTTL {
+		c.used = now
+		return c.txs, c.accounts, c.trunc, nil
+	}
+	c.ok, c.txs, c.accounts = false, nil, nil
+	var txs []cachedTx
+	accounts := map[string]bool{}
+	trunc, err := v.scanCollection(ctx, "transactions", func(r Record) bool {
+		d, ok := readTx(r.Data)
+		if !ok {
+			return true
+		}
+		if d.Account != "" {
+			accounts[d.Account] = true
+		}
+		amt, ok := new(big.Rat).SetString(d.Amount)
+		if !ok {
+			amt = nil
+		}
+		txs = append(txs, cachedTx{id: r.ID, created: r.Created, d: d, lower: strings.ToLower(d.Counterparty + " " + d.Description), amt: amt})
+		return true
+	})
+	if err != nil {
+		return nil, nil, false, err
+	}
+	// Oldest first for running balances (stable: same-day rows keep the
+	// order they were stored in).
+	slices.Reverse(txs)
+	slices.SortStableFunc(txs, func(a, b cachedTx) int { return cmp.Compare(a.d.Date, b.d.Date) })
+	c.ok, c.gen, c.used, c.txs, c.trunc = true, gen, now, txs, trunc
+	c.accounts = slices.Sorted(maps.Keys(accounts))
+	if c.timer == nil {
+		c.timer = time.AfterFunc(txCacheTTL, c.expire(v.opts.Now))
+	} else {
+		c.timer.Reset(txCacheTTL)
+	}
+	return c.txs, c.accounts, c.trunc, nil
+}
+
+// expire drops the cache once it has gone unused for txCacheTTL.
+func (c *txCache) expire(clock func() time.Time) func() {
+	return func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if !c.ok {
+			return
+		}
+		if idle := clock().Sub(c.used); idle < txCacheTTL {
+			c.timer.Reset(txCacheTTL - idle)
+			return
+		}
+		c.ok, c.txs, c.accounts = false, nil, nil
+	}
 }
 
 func monthOf(date string) string {

@@ -3,6 +3,7 @@ package vault
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTransactionsView(t *testing.T) {
@@ -101,5 +102,65 @@ func TestTransactionsViewReadsOwnerTypedRecords(t *testing.T) {
 	view, err := v.TransactionsView(t.Context(), TxFilter{})
 	if err != nil || view.Count != 1 || view.Out != "42.17" || view.Accounts[0] != "cash" {
 		t.Fatalf("%+v %v", view, err)
+	}
+}
+
+// Odd shapes an owner may type do not hide a transaction from the view.
+func TestTransactionsViewToleratesOddFields(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	v.CreateRecord(t.Context(), "transactions", []byte(`{"date":"2026-10-02","amount":"5","provenance":"typed by hand","counterparty":{"name":"x"},"account":{"id":7}}`))
+	view, err := v.TransactionsView(t.Context(), TxFilter{})
+	if err != nil || view.Count != 1 || view.In != "5.00" || len(view.Accounts) != 1 || view.Accounts[0] != "7" || view.Rows[0].Provenance != "" {
+		t.Fatalf("%+v %v", view, err)
+	}
+}
+
+// The view's cache of decoded transactions follows every write of
+// records, and goes when unused or when the vault locks.
+func TestTransactionsViewCache(t *testing.T) {
+	v, _, clk := newTestVault(t)
+	ctx := t.Context()
+	count := func() int {
+		t.Helper()
+		view, err := v.TransactionsView(ctx, TxFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return view.Count
+	}
+	a, _ := v.CreateRecord(ctx, "transactions", []byte(`{"date":"2026-10-01","amount":"-1"}`))
+	if count() != 1 {
+		t.Fatal("first view")
+	}
+	b, _ := v.CreateRecord(ctx, "transactions", []byte(`{"date":"2026-10-02","amount":"-2"}`))
+	if count() != 2 {
+		t.Fatal("a created record is not in the next view")
+	}
+	v.UpdateRecord(ctx, "transactions", a.ID, []byte(`{"date":"2026-10-01","amount":"-10"}`), 0)
+	if view, _ := v.TransactionsView(ctx, TxFilter{}); view.Out != "12.00" {
+		t.Fatalf("an update is not in the next view: out %s", view.Out)
+	}
+	v.DeleteRecord(ctx, "transactions", b.ID, 0)
+	if count() != 1 {
+		t.Fatal("a deleted record is still in the view")
+	}
+	if _, err := importBytes(v, "s.csv", []byte("Buchungstag;Betrag\n01.10.2026;-3,00\n"), DataImport{}); err != nil {
+		t.Fatal(err)
+	}
+	if count() != 2 {
+		t.Fatal("imported records are not in the next view")
+	}
+	if !v.txCache.ok {
+		t.Fatal("nothing cached")
+	}
+	clk.Add(txCacheTTL + time.Second)
+	v.txCache.expire(v.opts.Now)()
+	if v.txCache.ok || v.txCache.txs != nil {
+		t.Fatal("an unused cache outlives its time")
+	}
+	count()
+	v.Close()
+	if v.txCache.ok || v.txCache.txs != nil {
+		t.Fatal("the cache outlives the lock")
 	}
 }
