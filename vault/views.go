@@ -5,9 +5,11 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math/big"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -29,9 +31,27 @@ const maxViewRecords = 20000
 // maxViewRows bounds the rows a transactions view returns.
 const maxViewRows = 500
 
-// scanCollection calls fn for records of coll, newest first, up to
+// sealedRecord is a record row as stored, not yet opened.
+type sealedRecord struct {
+	id, collection   string
+	version          int64
+	keyID            uint32
+	sealed           []byte
+	created, updated int64
+}
+
+func (v *Vault) open(s sealedRecord) (Record, error) {
+	data, err := v.openRecord(s.collection, s.id, s.version, s.keyID, s.created, s.updated, s.sealed)
+	if err != nil {
+		return Record{}, err
+	}
+	return Record{ID: s.id, Collection: s.collection, Version: s.version, Data: data,
+		Created: time.Unix(s.created, 0).UTC(), Updated: time.Unix(s.updated, 0).UTC()}, nil
+}
+
+// scanSealed calls fn for the rows of coll, newest first, up to
 // maxViewRecords; it reports whether it stopped short.
-func (v *Vault) scanCollection(ctx context.Context, coll string, fn func(Record) bool) (truncated bool, err error) {
+func (v *Vault) scanSealed(ctx context.Context, coll string, fn func(sealedRecord) bool) (truncated bool, err error) {
 	n := 0
 	before := int64(0)
 	for {
@@ -47,18 +67,14 @@ func (v *Vault) scanCollection(ctx context.Context, coll string, fn func(Record)
 		}
 		got := 0
 		for rows.Next() {
-			r, seq, err := v.scanRecord(rows)
-			if err != nil {
+			var s sealedRecord
+			if err := rows.Scan(&before, &s.id, &s.collection, &s.version, &s.keyID, &s.sealed, &s.created, &s.updated); err != nil {
 				rows.Close()
-				if isTampered(err) {
-					return false, err
-				}
 				return false, storageError("read records", err)
 			}
 			got++
 			n++
-			before = seq
-			if !fn(r) {
+			if !fn(s) {
 				rows.Close()
 				return false, nil
 			}
@@ -74,6 +90,43 @@ func (v *Vault) scanCollection(ctx context.Context, coll string, fn func(Record)
 			return false, nil
 		}
 	}
+}
+
+// scanCollection is scanSealed with each record opened.
+func (v *Vault) scanCollection(ctx context.Context, coll string, fn func(Record) bool) (truncated bool, err error) {
+	var openErr error
+	trunc, err := v.scanSealed(ctx, coll, func(s sealedRecord) bool {
+		r, err := v.open(s)
+		if err != nil {
+			openErr = err
+			return false
+		}
+		return fn(r)
+	})
+	if openErr != nil {
+		return false, openErr
+	}
+	return trunc, err
+}
+
+// inParallel runs fn(i) for i in [0, n) on GOMAXPROCS goroutines and
+// returns the first error.
+func inParallel(n int, fn func(i int) error) error {
+	workers := min(runtime.GOMAXPROCS(0), max(1, n/256))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				if err := fn(i); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // TxFilter narrows a transactions view; empty fields do not filter.
@@ -322,25 +375,46 @@ func (v *Vault) cachedTransactions(ctx context.Context) ([]cachedTx, []string, b
 		return c.txs, c.accounts, c.trunc, nil
 	}
 	c.ok, c.txs, c.accounts = false, nil, nil
-	var txs []cachedTx
-	accounts := map[string]bool{}
-	trunc, err := v.scanCollection(ctx, "transactions", func(r Record) bool {
+	// Rows are read in order; opening and decoding them (most of the
+	// time a cold view takes) is spread over the cores.
+	var sealed []sealedRecord
+	trunc, err := v.scanSealed(ctx, "transactions", func(s sealedRecord) bool { sealed = append(sealed, s); return true })
+	if err != nil {
+		return nil, nil, false, err
+	}
+	decoded := make([]cachedTx, len(sealed))
+	readable := make([]bool, len(sealed))
+	err = inParallel(len(sealed), func(i int) error {
+		r, err := v.open(sealed[i])
+		if err != nil {
+			return err
+		}
 		d, ok := readTx(r.Data)
 		if !ok {
-			return true
-		}
-		if d.Account != "" {
-			accounts[d.Account] = true
+			return nil
 		}
 		amt, ok := new(big.Rat).SetString(d.Amount)
 		if !ok {
 			amt = nil
 		}
-		txs = append(txs, cachedTx{id: r.ID, created: r.Created, d: d, lower: strings.ToLower(d.Counterparty + " " + d.Description), amt: amt})
-		return true
+		decoded[i], readable[i] = cachedTx{id: r.ID, created: r.Created, d: d, lower: strings.ToLower(d.Counterparty + " " + d.Description), amt: amt}, true
+		return nil
 	})
 	if err != nil {
+		if isTampered(err) {
+			return nil, nil, false, ErrTampered
+		}
 		return nil, nil, false, err
+	}
+	txs := make([]cachedTx, 0, len(decoded))
+	accounts := map[string]bool{}
+	for i := range decoded {
+		if readable[i] {
+			txs = append(txs, decoded[i])
+			if a := decoded[i].d.Account; a != "" {
+				accounts[a] = true
+			}
+		}
 	}
 	// Oldest first for running balances (stable: same-day rows keep the
 	// order they were stored in).
