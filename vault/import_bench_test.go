@@ -74,7 +74,11 @@ func BenchmarkPlainSQLiteCSV(b *testing.B) {
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		b.StopTimer()
-		db, err := sql.Open("sqlite3", dsnFor(filepath.Join(b.TempDir(), "plain.db"), modeWrite))
+		path := filepath.Join(b.TempDir(), "plain.db")
+		if err := setPageSize(path); err != nil { // the vault's page size too
+			b.Fatal(err)
+		}
+		db, err := sql.Open("sqlite3", dsnFor(path, modeWrite))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -91,6 +91,9 @@ func openStore(path string, create bool) (*store, error) {
 			return nil, err
 		}
 		f.Close()
+		if err := setPageSize(path); err != nil {
+			return nil, err
+		}
 	} else if _, err := os.Stat(path); err != nil {
 		return nil, err
 	}
@@ -115,6 +118,22 @@ func openStore(path string, create bool) (*store, error) {
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	return &store{w: w, r: r}, nil
+}
+
+// pageSize is the page size of new vaults: a document chunk (64 KiB) then
+// spans 5 pages of an overflow chain instead of 17.
+const pageSize = 16384
+
+// setPageSize fixes the page size of a new, empty database file; it can
+// only be set before the first table exists, and not once WAL mode is on.
+func setPageSize(path string) error {
+	db, err := sql.Open(driverName, "file:"+path+"?_journal_mode=DELETE")
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	_, err = db.Exec(fmt.Sprintf(`PRAGMA page_size = %d; CREATE TABLE page_size_set (x); DROP TABLE page_size_set;`, pageSize))
+	return err
 }
 
 func (s *store) close() error {

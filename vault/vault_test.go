@@ -774,3 +774,12 @@ func TestLoginRacingAPassphraseChange(t *testing.T) {
 		t.Fatalf("session from before the change: %v", err)
 	}
 }
+
+// New vaults use 16 KiB pages (fewer overflow pages per document chunk).
+func TestNewVaultPageSize(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	var ps int
+	if err := v.db.r.QueryRow(`PRAGMA page_size`).Scan(&ps); err != nil || ps != pageSize || pageSize != 16384 {
+		t.Fatalf("page size %d (%v)", ps, err)
+	}
+}
