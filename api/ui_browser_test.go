@@ -370,6 +370,33 @@ func TestUIInBrowser(t *testing.T) {
 		t.Fatalf("documents %q; search hits %d", text, rows)
 	}
 
+	// Import through the form: the job page reloads itself until the
+	// import ends, then says what was added and links the kept original.
+	vcf := filepath.Join(t.TempDir(), "friends.vcf")
+	os.WriteFile(vcf, []byte("BEGIN:VCARD\r\nVERSION:4.0\r\nFN:Katherine Johnson\r\nEMAIL:kj@example.org\r\nEND:VCARD\r\n"), 0o600)
+	err = chromedp.Do(b,
+		chromedp.Navigate(base+"/ui/imports"),
+		chromedp.WaitVisible(chromedp.ID("import")),
+		chromedp.SetUploadFiles(chromedp.ID("file"), []string{vcf}),
+		chromedp.Click(chromedp.CSS("#import button")),
+		chromedp.WaitVisible(chromedp.ID("job")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if err := chromedp.Do(b, into(&text, chromedp.Text(chromedp.ID("job")))); err == nil && strings.Contains(text, "added") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := chromedp.Do(b, shot(dir, "import")); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(text, "1 record(s) added") || !strings.Contains(text, "contacts") || !strings.Contains(text, "kept, encrypted") {
+		t.Fatalf("import job page %q", text)
+	}
+
 	// Phone-sized screen: the request list fits without horizontal scroll
 	// of the page, and keyboard focus starts at the skip link.
 	var scrollW, clientW int
