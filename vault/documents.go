@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"database/sql"
+	"database/sql/driver"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -387,19 +388,47 @@ type chunkBatch struct {
 
 // storeChunks writes one batch in one transaction.
 func (v *Vault) storeChunks(ctx context.Context, id string, b chunkBatch) error {
-	return v.db.tx(ctx, func(tx *sql.Tx) error {
-		st, err := tx.PrepareContext(ctx, `INSERT INTO document_chunks (doc_id, n, sealed) VALUES (?, ?, ?)`)
-		if err != nil {
-			return err
+	// The batch commits without an fsync of its own (synchronous=NORMAL,
+	// on the writer connection held for the batch alone): the chunks
+	// matter only once the document commits, and that commit (FULL) syncs
+	// the WAL with every frame before it. A crash loses at most staged
+	// chunks, which the next start removes anyway.
+	conn, err := v.db.w.Conn(ctx)
+	if err != nil {
+		return storageError("store chunks", err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, `PRAGMA synchronous = NORMAL`); err != nil {
+		return storageError("store chunks", err)
+	}
+	defer func() {
+		if _, err := conn.ExecContext(context.WithoutCancel(ctx), `PRAGMA synchronous = FULL`); err != nil {
+			// Never hand a connection that does not sync back to the
+			// pool: ErrBadConn makes database/sql drop it.
+			conn.Raw(func(any) error { return driver.ErrBadConn })
 		}
-		defer st.Close()
-		for i, ct := range b.cts {
-			if _, err := st.ExecContext(ctx, id, b.first+int64(i), ct); err != nil {
-				return err
-			}
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return storageError("store chunks", err)
+	}
+	st, err := tx.PrepareContext(ctx, `INSERT INTO document_chunks (doc_id, n, sealed) VALUES (?, ?, ?)`)
+	if err != nil {
+		tx.Rollback()
+		return storageError("store chunks", err)
+	}
+	for i, ct := range b.cts {
+		if _, err := st.ExecContext(ctx, id, b.first+int64(i), ct); err != nil {
+			st.Close()
+			tx.Rollback()
+			return storageError("store chunks", err)
 		}
-		return nil
-	})
+	}
+	st.Close()
+	if err := tx.Commit(); err != nil {
+		return storageError("store chunks", err)
+	}
+	return nil
 }
 
 // readError is a failed read of the source: the reader's own policy error

@@ -480,3 +480,14 @@ func TestGrantByDocumentID(t *testing.T) {
 		t.Fatalf("the other contract: %v", err)
 	}
 }
+
+// Chunk batches commit with synchronous=NORMAL on the writer connection;
+// the connection must be back to FULL for everyone after them.
+func TestChunkBatchesLeaveWriterDurable(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	addDoc(t, v, randomBytes(3*docChunk), DocumentInput{Title: "x"})
+	var mode int
+	if err := v.db.w.QueryRow(`PRAGMA synchronous`).Scan(&mode); err != nil || mode != 2 {
+		t.Fatalf("writer synchronous = %d (%v), want 2 (FULL)", mode, err)
+	}
+}
