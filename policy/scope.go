@@ -89,45 +89,33 @@ func checkDetails(details []AuthorizationDetail) []string {
 			r = append(r, fmt.Sprintf("%s: name between 1 and %d fields, or derived claims", at, maxFieldsPerDetail))
 		}
 		r = append(r, checkClaims(at, d)...)
-		fs := map[string]bool{}
-		for _, f := range d.Fields {
-			if ValidateField(f) != nil {
-				r = append(r, fmt.Sprintf("%s: %s is not a valid field name", at, quoteShort(f)))
-			} else if fs[f] {
-				r = append(r, fmt.Sprintf("%s: field %s is named twice", at, f))
-			}
-			fs[f] = true
-		}
-		if len(d.Kinds) > maxKinds {
-			r = append(r, fmt.Sprintf("%s: at most %d kinds", at, maxKinds))
-		}
-		ks := map[string]bool{}
-		for _, k := range d.Kinds {
-			if !ValidKind(k) {
-				r = append(r, fmt.Sprintf("%s: %s is not a valid kind (a lower-case word)", at, quoteShort(k)))
-			} else if ks[k] {
-				r = append(r, fmt.Sprintf("%s: kind %s is named twice", at, k))
-			}
-			ks[k] = true
-		}
-		if len(d.IDs) > maxIDs {
-			r = append(r, fmt.Sprintf("%s: at most %d record ids", at, maxIDs))
-		}
-		ids := map[string]bool{}
-		for _, id := range d.IDs {
-			if !ValidateRecordID(id) {
-				r = append(r, fmt.Sprintf("%s: %s is not a record id", at, quoteShort(id)))
-			} else if ids[id] {
-				r = append(r, fmt.Sprintf("%s: record %s is named twice", at, id))
-			}
-			ids[id] = true
-		}
+		r = append(r, checkNames(at, "field", d.Fields, 0, func(f string) bool { return ValidateField(f) == nil }, "a valid field name")...)
+		r = append(r, checkNames(at, "kind", d.Kinds, maxKinds, ValidKind, "a valid kind (a lower-case word)")...)
+		r = append(r, checkNames(at, "record", d.IDs, maxIDs, ValidateRecordID, "a record id")...)
 		for _, a := range d.Actions {
 			if a != "read" {
 				r = append(r, fmt.Sprintf("%s: the only action is \"read\"", at))
 				break
 			}
 		}
+	}
+	return r
+}
+
+// checkNames reports too many names (max > 0), malformed ones and repeats.
+func checkNames(at, noun string, names []string, max int, valid func(string) bool, what string) []string {
+	var r []string
+	if max > 0 && len(names) > max {
+		r = append(r, fmt.Sprintf("%s: at most %d %ss", at, max, noun))
+	}
+	seen := map[string]bool{}
+	for _, n := range names {
+		if !valid(n) {
+			r = append(r, fmt.Sprintf("%s: %s is not %s", at, quoteShort(n), what))
+		} else if seen[n] {
+			r = append(r, fmt.Sprintf("%s: %s %s is named twice", at, noun, n))
+		}
+		seen[n] = true
 	}
 	return r
 }

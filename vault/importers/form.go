@@ -128,12 +128,7 @@ func parseFormJSON(r io.Reader, emit func(Item) error) error {
 			if err := dec.Decode(&obj); err != nil {
 				return formJSONErr(err, ref, "each entry must be an object")
 			}
-			it, err := formItem(coll, ref, obj)
-			if err != nil {
-				return err
-			}
-			n++
-			if err := emit(it); err != nil {
+			if err := emitForm(emit, coll, ref, obj, &n); err != nil {
 				return err
 			}
 		}
@@ -223,12 +218,7 @@ func parseFormCSV(r io.Reader, delim rune, emit func(Item) error) error {
 				obj[header[i]] = v
 			}
 		}
-		it, err := formItem(coll, ref, obj)
-		if err != nil {
-			return err
-		}
-		n++
-		if err := emit(it); err != nil {
+		if err := emitForm(emit, coll, ref, obj, &n); err != nil {
 			return err
 		}
 	}
@@ -251,6 +241,16 @@ func formCSVErr(err error, ref string) error {
 		return formErr(fmt.Sprintf("line %d", pe.Line), "form_csv_syntax", "the CSV is malformed (%s)", pe.Err)
 	}
 	return err
+}
+
+// emitForm checks one entry, emits it and counts it.
+func emitForm(emit func(Item) error, coll, ref string, obj map[string]any, n *int) error {
+	it, err := formItem(coll, ref, obj)
+	if err != nil {
+		return err
+	}
+	*n++
+	return emit(it)
 }
 
 // formItem checks one entry against its collection's fields and makes
