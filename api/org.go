@@ -229,8 +229,9 @@ func (s *server) submitRequest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
-	w.Header().Set("Location", "/v1/requests/"+t.RequestID)
-	writeJSON(w, http.StatusCreated, t)
+	// RFC 8628 §3.2: 200 (a conformant client refuses anything else).
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, t)
 }
 
 // httpContext is the method and absolute URL of the request as the client

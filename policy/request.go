@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -224,4 +226,24 @@ func CheckTerms(t Terms, currentHash string, c RequestClaims) []string {
 		}
 	}
 	return r
+}
+
+// userCodeAlphabet is RFC 8628 §6.1's: consonants only, no vowels (no
+// words), no look-alikes.
+const userCodeAlphabet = "BCDFGHJKLMNPQRSTVWXZ"
+
+// UserCode is the short code shown to the organization and on the owner's
+// request page for one request (RFC 8628 §3.2 user_code), as XXXX-XXXX. It
+// is derived from the request id: it identifies, it does not authorize
+// (deciding needs the owner's login).
+func UserCode(requestID string) string {
+	h := sha256.Sum256([]byte("pdvault user code\x00" + requestID))
+	var b strings.Builder
+	for i := range 8 {
+		if i == 4 {
+			b.WriteByte('-')
+		}
+		b.WriteByte(userCodeAlphabet[int(binary.BigEndian.Uint16(h[2*i:]))%len(userCodeAlphabet)])
+	}
+	return b.String()
 }

@@ -50,14 +50,25 @@ var (
 // RequestTicket is what an organization gets back for a request: the RFC
 // 8628 device-authorization response, with the request id as device code.
 type RequestTicket struct {
-	RequestID string `json:"request_id"`
-	Interval  int64  `json:"interval"`
-	ExpiresIn int64  `json:"expires_in"`
+	// DeviceCode is what the organization polls the token endpoint with
+	// (RFC 8628 §3.2); RequestID is the same value under pdvault's
+	// original name.
+	DeviceCode string `json:"device_code"`
+	RequestID  string `json:"request_id"`
+	// UserCode is a short code the owner sees on the request, so that the
+	// organization can say "approve WDJB-MJHT" (RFC 8628 §6.1 alphabet).
+	UserCode string `json:"user_code"`
+	// VerificationURI is where the owner decides; it needs her login.
+	VerificationURI         string `json:"verification_uri"`
+	VerificationURIComplete string `json:"verification_uri_complete"`
+	Interval                int64  `json:"interval"`
+	ExpiresIn               int64  `json:"expires_in"`
 }
 
 // Request is an access request as the owner sees it.
 type Request struct {
 	ID              string                       `json:"id"`
+	UserCode        string                       `json:"user_code"` // as the organization was told (RFC 8628)
 	Status          string                       `json:"status"`
 	ClientID        string                       `json:"client_id"`
 	ClientName      string                       `json:"client_name"`
@@ -125,7 +136,9 @@ func (v *Vault) SubmitRequest(ctx context.Context, signed string) (RequestTicket
 	}
 	details, _ := json.Marshal(req.AuthorizationDetails)
 	id := newID()
-	t := RequestTicket{RequestID: id, Interval: int64(PollInterval / time.Second), ExpiresIn: int64(RequestLifetime / time.Second)}
+	t := RequestTicket{DeviceCode: id, RequestID: id, UserCode: policy.UserCode(id),
+		VerificationURI: v.Issuer() + "/ui/requests", VerificationURIComplete: v.Issuer() + "/ui/requests/" + id,
+		Interval: int64(PollInterval / time.Second), ExpiresIn: int64(RequestLifetime / time.Second)}
 	nowU := v.now().Unix()
 	err = v.db.tx(ctx, func(tx *sql.Tx) error {
 		if err := v.sweepRequests(ctx, tx, nowU); err != nil {
@@ -284,7 +297,7 @@ type requestRow struct {
 // requestFrom builds a request from its checked row.
 func requestFrom(r row) (requestRow, error) {
 	q := requestRow{Request: Request{
-		ID: r.str("id"), Status: r.str("status"), ClientID: r.str("client_id"), ClientName: r.str("client_name"), ClientURI: r.str("client_uri"),
+		ID: r.str("id"), UserCode: policy.UserCode(r.str("id")), Status: r.str("status"), ClientID: r.str("client_id"), ClientName: r.str("client_name"), ClientURI: r.str("client_uri"),
 		CallbackURI: r.str("callback_uri"), Purpose: r.str("purpose"), PurposeText: r.str("purpose_text"), Duration: r.i64("duration"),
 		TermsHash: r.str("terms_hash"), Signed: r.str("signed"),
 		Created: time.Unix(r.i64("created"), 0).UTC(), Expires: time.Unix(r.i64("expires"), 0).UTC(),

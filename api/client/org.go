@@ -273,11 +273,16 @@ func Detail(collection string, fields ...string) AuthorizationDetail {
 	return AuthorizationDetail{Type: policy.DetailType, Collection: collection, Fields: fields}
 }
 
-// Ticket is the answer to a request (RFC 8628 style).
+// Ticket is the answer to a request (RFC 8628 §3.2 device authorization
+// response; RequestID is DeviceCode under pdvault's older name).
 type Ticket struct {
-	RequestID string `json:"request_id"`
-	Interval  int64  `json:"interval"`
-	ExpiresIn int64  `json:"expires_in"`
+	DeviceCode              string `json:"device_code"`
+	RequestID               string `json:"request_id"`
+	UserCode                string `json:"user_code"`
+	VerificationURI         string `json:"verification_uri"`
+	VerificationURIComplete string `json:"verification_uri_complete"`
+	Interval                int64  `json:"interval"`
+	ExpiresIn               int64  `json:"expires_in"`
 }
 
 // SignRequest signs an access request as an RFC 9101 request object.
