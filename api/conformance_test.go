@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/url"
 	"regexp"
 	"strings"
@@ -45,5 +46,26 @@ func TestDeviceAuthorizationResponse(t *testing.T) {
 	c, ck := e.uiLogin(t)
 	if _, page := e.uiGet(t, c, ck, "/ui/requests/"+tk.DeviceCode); !strings.Contains(page, tk.UserCode) {
 		t.Fatal("the request page does not show the user code")
+	}
+}
+
+// RFC 9101 §5: a client_id parameter beside the request object must be
+// its key's thumbprint; RFC 9864: discovery names Ed25519 and EdDSA.
+func TestRequestClientIDAndAlgorithms(t *testing.T) {
+	e := newEnv(t)
+	o := e.org("EdDSA")
+	signed, _ := o.SignRequest(t.Context(), askProfile("name"))
+	r := e.do("POST", "/v1/requests", "", strings.NewReader(url.Values{"request": {signed}, "client_id": {"someone-else"}}.Encode()),
+		"Content-Type", "application/x-www-form-urlencoded")
+	if r.status != 400 || r.errCode(t) != "invalid_request_object" || !strings.Contains(string(r.body), "RFC 9101") {
+		t.Fatalf("mismatched client_id: %d %s", r.status, r.body)
+	}
+	r = e.do("GET", "/.well-known/oauth-authorization-server", "", nil)
+	var md map[string]any
+	r.json(t, &md)
+	for _, k := range []string{"dpop_signing_alg_values_supported", "request_object_signing_alg_values_supported"} {
+		if s := fmt.Sprint(md[k]); !strings.Contains(s, "Ed25519") || !strings.Contains(s, "EdDSA") || !strings.Contains(s, "ES256") {
+			t.Errorf("%s = %s", k, s)
+		}
 	}
 }

@@ -50,7 +50,8 @@ const deviceCodeGrant = "urn:ietf:params:oauth:grant-type:device_code"
 
 func (s *server) discovery(w http.ResponseWriter, r *http.Request) {
 	iss := s.svc.Issuer()
-	algs := []string{"EdDSA", "ES256"}
+	// RFC 9864's Ed25519 and its older name EdDSA: the same signatures.
+	algs := []string{"Ed25519", "EdDSA", "ES256"}
 	writeJSON(w, http.StatusOK, metadata{
 		Issuer:                          iss,
 		JWKSURI:                         iss + "/.well-known/jwks.json",
@@ -215,16 +216,18 @@ func (s *server) submitRequest(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, err)
 		return
 	}
-	signed := strings.TrimSpace(string(body))
+	signed, clientID := strings.TrimSpace(string(body)), ""
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 		form, err := url.ParseQuery(signed)
 		if err != nil {
 			writeError(w, r, s.log, errBadForm)
 			return
 		}
-		signed = form.Get("request")
+		// RFC 9101 §5: the client_id parameter, if sent, must be the
+		// request object's (the vault checks it against the key).
+		signed, clientID = form.Get("request"), form.Get("client_id")
 	}
-	t, err := s.svc.SubmitRequest(r.Context(), signed)
+	t, err := s.svc.SubmitRequest(r.Context(), signed, clientID)
 	if err != nil {
 		writeError(w, r, s.log, err)
 		return

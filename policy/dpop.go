@@ -120,7 +120,7 @@ func (h *proofHeader) verify(tok string) ([]byte, *Error) {
 	input := tok[:len(h64)+1+len(p64)]
 	switch k := h.key.Key.(type) {
 	case ed25519.PublicKey:
-		if h.alg != jose.EdDSA || !ed25519.Verify(k, []byte(input), sig) {
+		if !isEd25519Alg(string(h.alg)) || !ed25519.Verify(k, []byte(input), sig) {
 			return nil, ErrBadSignature
 		}
 	case *ecdsa.PublicKey:
@@ -215,7 +215,7 @@ func VerifyProof(tok string, chk ProofCheck) (*Proof, error) {
 		if chk.Holder != "" && quickThumbprintMismatch(h64, chk.Holder) {
 			return nil, ErrWrongHolder
 		}
-		p, perr := parseCompact(tok, MaxProofLen, OrgAlgs, TypProof, "jwk")
+		p, perr := parseCompact(tok, MaxProofLen, OrgAlgs, TypProof, "jwk", "kid")
 		if perr != nil {
 			return nil, proofError(perr)
 		}

@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
@@ -159,6 +160,40 @@ type OfferClaims struct {
 	Price    *Price `json:"price,omitempty"`
 }
 
+// UnmarshalJSON reads the offer's own members, then the rest as request
+// claims (whose UnmarshalJSON would otherwise be promoted and refuse the
+// offer's members as unknown).
+func (o *OfferClaims) UnmarshalJSON(b []byte) error {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		return err
+	}
+	own := map[string]json.RawMessage{}
+	for _, k := range []string{"intent_id", "offer", "price"} {
+		if v, ok := m[k]; ok {
+			own[k] = v
+			delete(m, k)
+		}
+	}
+	var w struct {
+		IntentID string `json:"intent_id"`
+		Offer    string `json:"offer"`
+		Price    *Price `json:"price,omitempty"`
+	}
+	ob, _ := json.Marshal(own)
+	dec := json.NewDecoder(bytes.NewReader(ob))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return err
+	}
+	rest, _ := json.Marshal(m)
+	if err := o.RequestClaims.UnmarshalJSON(rest); err != nil {
+		return err
+	}
+	o.IntentID, o.Offer, o.Price = w.IntentID, w.Offer, w.Price
+	return nil
+}
+
 // Offer is a verified offer.
 type Offer struct {
 	OfferClaims
@@ -185,7 +220,7 @@ func ParseOffer(tok, issuer string, now time.Time) (*Offer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkFreshness(now, c.IssuedAt, c.Expiry, c.Audience, issuer, ErrInvalidOffer); err != nil {
+	if err := checkFreshness(now, c.IssuedAt, c.Expiry, nonEmpty(c.Audience), issuer, ErrInvalidOffer); err != nil {
 		return nil, err
 	}
 	r := c.RequestClaims.problems(jkt)

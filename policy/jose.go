@@ -30,12 +30,31 @@ const (
 	maxHeaderLen  = 2 << 10 // decoded protected header
 )
 
-// OrgAlgs are the algorithms organizations may sign with; the vault itself
-// signs only with EdDSA.
+// AlgEd25519 is RFC 9864's fully specified name for Ed25519 signatures,
+// which deprecates the polymorphic "EdDSA" for new work. go-jose does not
+// know it, so signatures under it are verified here (verifyWith).
+const AlgEd25519 = jose.SignatureAlgorithm("Ed25519")
+
+// OrgAlgs are the algorithms organizations may sign with. The vault itself
+// signs with "EdDSA" (the same Ed25519 signature): every JOSE library in
+// use verifies that name, while "Ed25519" is new enough that many do not
+// yet (docs/protocol.md, "Algorithms").
 var (
-	OrgAlgs   = []jose.SignatureAlgorithm{jose.EdDSA, jose.ES256}
+	OrgAlgs   = []jose.SignatureAlgorithm{jose.EdDSA, AlgEd25519, jose.ES256}
 	VaultAlgs = []jose.SignatureAlgorithm{jose.EdDSA}
 )
+
+// isEd25519Alg reports whether alg names an Ed25519 signature.
+func isEd25519Alg(alg string) bool { return alg == string(jose.EdDSA) || alg == string(AlgEd25519) }
+
+// sameTyp compares a typ header with the expected media type, with the
+// "application/" prefix optional and case ignored (RFC 7515 §4.1.9).
+func sameTyp(got, want string) bool {
+	if len(got) > len("application/") && strings.EqualFold(got[:len("application/")], "application/") && !strings.Contains(got[len("application/"):], "/") {
+		got = got[len("application/"):]
+	}
+	return strings.EqualFold(got, want)
+}
 
 var (
 	ErrMalformedToken = E(KindUnauthenticated, "invalid_token", "the token is not a compact JWS")
@@ -52,6 +71,7 @@ var (
 type parsed struct {
 	jws    *jose.JSONWebSignature
 	header jose.Header
+	raw    string // the compact serialization
 }
 
 // parseCompact applies the checks every token gets before its signature is
@@ -86,7 +106,7 @@ func parseCompact(tok string, maxLen int, algs []jose.SignatureAlgorithm, typ st
 		return nil, ErrBadAlgorithm
 	}
 	var t string
-	if json.Unmarshal(hdr["typ"], &t) != nil || !strings.EqualFold(t, typ) {
+	if json.Unmarshal(hdr["typ"], &t) != nil || !sameTyp(t, typ) {
 		return nil, ErrWrongType
 	}
 	// Only named parameters: jku, x5u, x5c, crit, b64 and anything else that
@@ -113,7 +133,7 @@ func parseCompact(tok string, maxLen int, algs []jose.SignatureAlgorithm, typ st
 	if err != nil || len(jws.Signatures) != 1 {
 		return nil, ErrMalformedToken.WithCause(err)
 	}
-	return &parsed{jws: jws, header: jws.Signatures[0].Protected}, nil
+	return &parsed{jws: jws, header: jws.Signatures[0].Protected, raw: tok}, nil
 }
 
 func contains(list []string, s string) bool {
@@ -143,7 +163,7 @@ func embeddedKey(p *parsed) (*jose.JSONWebKey, string, *Error) {
 	}
 	switch pub := k.Key.(type) {
 	case ed25519.PublicKey:
-		if p.header.Algorithm != string(jose.EdDSA) {
+		if !isEd25519Alg(p.header.Algorithm) {
 			return nil, "", ErrBadKey
 		}
 	case *ecdsa.PublicKey:
@@ -172,6 +192,26 @@ func Thumbprint(k *jose.JSONWebKey) (string, error) {
 
 // verifyWith checks the signature with key and returns the payload.
 func (p *parsed) verifyWith(key any) ([]byte, *Error) {
+	if p.header.Algorithm == string(AlgEd25519) {
+		if jwk, ok := key.(*jose.JSONWebKey); ok {
+			key = jwk.Key
+		}
+		pub, ok := key.(ed25519.PublicKey)
+		if !ok {
+			return nil, ErrBadSignature
+		}
+		h64, rest, _ := strings.Cut(p.raw, ".")
+		p64, s64, _ := strings.Cut(rest, ".")
+		sig, err := base64.RawURLEncoding.DecodeString(s64)
+		if err != nil || !ed25519.Verify(pub, []byte(p.raw[:len(h64)+1+len(p64)]), sig) {
+			return nil, ErrBadSignature
+		}
+		payload, err := base64.RawURLEncoding.DecodeString(p64)
+		if err != nil {
+			return nil, ErrMalformedToken
+		}
+		return payload, nil
+	}
 	payload, err := p.jws.Verify(key)
 	if err != nil {
 		return nil, ErrBadSignature

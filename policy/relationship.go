@@ -97,7 +97,7 @@ func ParseReceipt(tok, issuer string, now time.Time) (*Receipt, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkFreshness(now, c.IssuedAt, 0, c.Audience, issuer, ErrInvalidReceipt); err != nil {
+	if err := checkFreshness(now, c.IssuedAt, 0, nonEmpty(c.Audience), issuer, ErrInvalidReceipt); err != nil {
 		return nil, err
 	}
 	var r []string
@@ -153,7 +153,7 @@ func ParseKeyLink(tok, issuer string, now time.Time) (*KeyLink, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := checkFreshness(now, c.IssuedAt, 0, c.Audience, issuer, ErrInvalidKeyLink); err != nil {
+	if err := checkFreshness(now, c.IssuedAt, 0, nonEmpty(c.Audience), issuer, ErrInvalidKeyLink); err != nil {
 		return nil, err
 	}
 	if c.ID == "" || len(c.NewKey) != 43 || c.NewKey == jkt {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,6 +34,95 @@ type RequestClaims struct {
 	IssuedAt             int64                 `json:"iat"`
 	Expiry               int64                 `json:"exp,omitempty"`
 	ID                   string                `json:"jti"`
+	// Registered claims standard libraries add (RFC 9101 §4, RFC 7519 §4):
+	// checked when present.
+	ClientIDClaim string `json:"client_id,omitempty"` // must be the key's thumbprint
+	Subject       string `json:"sub,omitempty"`       // must be the key's thumbprint
+	NotBefore     int64  `json:"nbf,omitempty"`
+
+	audiences []string // aud as sent: a string or an array (RFC 7519 §4.1.3)
+}
+
+// UnmarshalJSON reads the claims as JOSE libraries write them: aud as a
+// string or an array, and duration, retention and third_party_sharing as
+// JSON values or, as request-object (JAR) libraries send every parameter,
+// as strings. Unknown claims are still refused.
+func (c *RequestClaims) UnmarshalJSON(b []byte) error {
+	type plain RequestClaims
+	var w struct {
+		plain
+		Audience          json.RawMessage `json:"aud,omitempty"`
+		Duration          json.RawMessage `json:"duration"`
+		Retention         json.RawMessage `json:"retention,omitempty"`
+		ThirdPartySharing json.RawMessage `json:"third_party_sharing,omitempty"`
+	}
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return err
+	}
+	*c = RequestClaims(w.plain)
+	if len(w.Audience) > 0 {
+		var one string
+		if json.Unmarshal(w.Audience, &one) == nil {
+			c.Audience, c.audiences = one, []string{one}
+		} else if json.Unmarshal(w.Audience, &c.audiences) != nil || len(c.audiences) == 0 || len(c.audiences) > 10 {
+			return fmt.Errorf("aud: a string or an array of 1 to 10 strings")
+		} else {
+			c.Audience = c.audiences[0]
+		}
+	}
+	var err error
+	if c.Duration, err = flexInt(w.Duration, "duration"); err != nil {
+		return err
+	}
+	if len(w.Retention) > 0 && string(w.Retention) != "null" {
+		n, err := flexInt(w.Retention, "retention")
+		if err != nil {
+			return err
+		}
+		c.Retention = &n
+	}
+	if len(w.ThirdPartySharing) > 0 {
+		var s string
+		switch {
+		case json.Unmarshal(w.ThirdPartySharing, &c.ThirdPartySharing) == nil:
+		case json.Unmarshal(w.ThirdPartySharing, &s) == nil && (s == "true" || s == "false"):
+			c.ThirdPartySharing = s == "true"
+		default:
+			return fmt.Errorf("third_party_sharing: true or false")
+		}
+	}
+	return nil
+}
+
+// flexInt reads an integer written as a JSON number or a decimal string.
+func flexInt(raw json.RawMessage, name string) (int64, error) {
+	if len(raw) == 0 {
+		return 0, nil
+	}
+	var n int64
+	if json.Unmarshal(raw, &n) == nil {
+		return n, nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil && len(s) <= 18 {
+		if v, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return v, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: a whole number of seconds", name)
+}
+
+// audiences returns aud as a list.
+func (c RequestClaims) audienceList() []string {
+	if len(c.audiences) > 0 {
+		return c.audiences
+	}
+	if c.Audience != "" {
+		return []string{c.Audience}
+	}
+	return nil
 }
 
 // AccessRequest is a verified request: its claims, the organization's key
@@ -68,8 +159,11 @@ func ParseRequest(tok string, issuer string, now time.Time) (*AccessRequest, err
 	if err != nil {
 		return nil, err
 	}
-	if err := checkFreshness(now, c.IssuedAt, c.Expiry, c.Audience, issuer, ErrInvalidRequestObject); err != nil {
+	if err := checkFreshness(now, c.IssuedAt, c.Expiry, c.audienceList(), issuer, ErrInvalidRequestObject); err != nil {
 		return nil, err
+	}
+	if c.NotBefore != 0 && time.Unix(c.NotBefore, 0).After(now.Add(ClockSkew)) {
+		return nil, ErrInvalidRequestObject.WithReasons([]string{"nbf: the request is not valid yet"}).WithCause(ErrRequestFuture)
 	}
 	if r := c.problems(jkt); len(r) > 0 {
 		return nil, ErrInvalidRequestObject.WithReasons(r)
@@ -81,7 +175,8 @@ func ParseRequest(tok string, issuer string, now time.Time) (*AccessRequest, err
 // header, and decodes its claims strictly into claims. Failures are
 // restated as kind, with the precise cause kept for errors.Is.
 func parseOrgSigned(tok, typ string, maxLen int, claims any, kind *Error) (*jose.JSONWebKey, string, error) {
-	p, perr := parseCompact(tok, maxLen, OrgAlgs, typ, "jwk")
+	// kid may travel with the jwk (libraries add it); the jwk decides.
+	p, perr := parseCompact(tok, maxLen, OrgAlgs, typ, "jwk", "kid")
 	if perr != nil {
 		return nil, "", kind.WithReasons([]string{perr.Msg}).WithCause(perr)
 	}
@@ -109,7 +204,7 @@ func parseOrgSigned(tok, typ string, maxLen int, claims any, kind *Error) (*jose
 // checkFreshness applies the rules every organization-signed statement
 // follows: iat required, not in the future, at most RequestMaxAge old, exp
 // (if any) not passed, aud (if any) this vault.
-func checkFreshness(now time.Time, iat, exp int64, aud, issuer string, kind *Error) error {
+func checkFreshness(now time.Time, iat, exp int64, aud []string, issuer string, kind *Error) error {
 	if iat == 0 {
 		return kind.WithReasons([]string{"iat: required"})
 	}
@@ -121,7 +216,7 @@ func checkFreshness(now time.Time, iat, exp int64, aud, issuer string, kind *Err
 	if now.Sub(t) > RequestMaxAge+ClockSkew || (exp != 0 && now.After(time.Unix(exp, 0).Add(ClockSkew))) {
 		return fail(ErrRequestExpired)
 	}
-	if aud != "" && aud != issuer {
+	if len(aud) > 0 && !slices.Contains(aud, issuer) {
 		return fail(ErrRequestAudience)
 	}
 	return nil
@@ -142,6 +237,12 @@ func (c RequestClaims) problems(jkt string) []string {
 	}
 	if c.Issuer != "" && c.Issuer != jkt {
 		r = append(r, "iss: if present, must be the thumbprint of the signing key")
+	}
+	if c.ClientIDClaim != "" && c.ClientIDClaim != jkt {
+		r = append(r, "client_id: if present, must be the thumbprint of the signing key (RFC 7638), the organization's client_id")
+	}
+	if c.Subject != "" && c.Subject != jkt {
+		r = append(r, "sub: if present, must be the thumbprint of the signing key")
 	}
 	if n := strings.TrimSpace(c.ClientName); n == "" || len(n) > 200 {
 		r = append(r, "client_name: required, at most 200 characters")
@@ -246,4 +347,12 @@ func UserCode(requestID string) string {
 		b.WriteByte(userCodeAlphabet[int(binary.BigEndian.Uint16(h[2*i:]))%len(userCodeAlphabet)])
 	}
 	return b.String()
+}
+
+// nonEmpty is s as a list of one, or none.
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
 }

@@ -293,7 +293,8 @@ func TestProofChecks(t *testing.T) {
 		{"no jwk", rawJWS(map[string]any{"typ": TypProof, "alg": "EdDSA"}, claims, edSign(org.priv)), ErrBadKey},
 		{"alg does not fit key", rawJWS(map[string]any{"typ": TypProof, "alg": "ES256", "jwk": org.jwk}, claims, edSign(org.priv)), ErrBadKey},
 		{"P-256 key, Ed25519 signature", rawJWS(map[string]any{"typ": TypProof, "alg": "ES256", "jwk": ecMap}, claims, edSign(org.priv)), ErrBadSignature},
-		{"kid steering", rawJWS(map[string]any{"typ": TypProof, "alg": "EdDSA", "jwk": org.jwk, "kid": "x"}, claims, edSign(org.priv)), ErrBadHeader},
+		{"jku steering", rawJWS(map[string]any{"typ": TypProof, "alg": "EdDSA", "jwk": org.jwk, "jku": "https://keys.example/"}, claims, edSign(org.priv)), ErrBadHeader},
+		{"x5u steering", rawJWS(map[string]any{"typ": TypProof, "alg": "EdDSA", "jwk": org.jwk, "x5u": "https://keys.example/"}, claims, edSign(org.priv)), ErrBadHeader},
 		{"alg none", rawJWS(map[string]any{"typ": TypProof, "alg": "none", "jwk": org.jwk}, claims, func([]byte) []byte { return nil }), ErrBadAlgorithm},
 		{"oversized", strings.Repeat("x", MaxProofLen+1), ErrTokenTooLarge},
 	}

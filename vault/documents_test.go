@@ -320,7 +320,7 @@ func TestOrgReadsDocuments(t *testing.T) {
 		t.Helper()
 		tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) {
 			c.AuthorizationDetails = []policy.AuthorizationDetail{{Type: policy.DetailType, Collection: DocumentsCollection, Fields: fields, Kinds: kinds}}
-		}))
+		}), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -434,11 +434,11 @@ func TestGrantByDocumentID(t *testing.T) {
 	// A request cannot name records.
 	_, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) {
 		c.AuthorizationDetails = []policy.AuthorizationDetail{{Type: policy.DetailType, Collection: DocumentsCollection, Fields: []string{"title"}, IDs: []string{c1.ID}}}
-	}))
+	}), "")
 	if pe := (*policy.Error)(nil); !errors.As(err, &pe) || !strings.Contains(strings.Join(pe.Reasons, " "), "ids are set by the owner") {
 		t.Fatalf("request naming ids: %v", err)
 	}
-	tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) { c.AuthorizationDetails = asked }))
+	tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) { c.AuthorizationDetails = asked }), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -97,11 +97,17 @@ type Request struct {
 // SubmitRequest receives an organization's signed access request. It
 // checks the signature, shape and freshness, then the owner's terms; a
 // request that breaks the terms is refused with every reason and logged.
-func (v *Vault) SubmitRequest(ctx context.Context, signed string) (RequestTicket, error) {
+// clientID is the client_id sent beside the request object (a form
+// parameter), or empty: if sent, it must be the signing key's thumbprint.
+func (v *Vault) SubmitRequest(ctx context.Context, signed, clientID string) (RequestTicket, error) {
 	now := v.opts.Now()
 	req, err := policy.ParseRequest(signed, v.Issuer(), now)
 	if err != nil {
 		return RequestTicket{}, err
+	}
+	if clientID != "" && clientID != req.ClientID {
+		return RequestTicket{}, policy.ErrInvalidRequestObject.WithReasons([]string{
+			"client_id: the parameter must be the request object's client_id, the thumbprint of its signing key (RFC 9101 §5)"})
 	}
 	terms := v.CurrentTerms()
 	reasons := policy.CheckTerms(terms.Terms, terms.Hash, req.RequestClaims)

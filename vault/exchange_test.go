@@ -71,7 +71,7 @@ func (o org) proof(t testing.TB, v *Vault, method, path, at string) (string, HTT
 func (o org) grant(t testing.TB, v *Vault, a Approval) TokenResponse {
 	t.Helper()
 	ctx := t.Context()
-	tk, err := v.SubmitRequest(ctx, o.request(t, v, nil))
+	tk, err := v.SubmitRequest(ctx, o.request(t, v, nil), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +266,7 @@ func TestAuditFailsClosed(t *testing.T) {
 	if g, _ := v.GetGrant(ctx, tok.GrantID); g.Status != "active" {
 		t.Fatalf("failed revocation changed the grant: %s", g.Status)
 	}
-	_, err = v.SubmitRequest(ctx, o.request(t, v, nil))
+	_, err = v.SubmitRequest(ctx, o.request(t, v, nil), "")
 	if err == nil {
 		t.Fatal("request accepted without an audit entry")
 	}
@@ -304,7 +304,7 @@ func TestGrantTimesAndPolling(t *testing.T) {
 	v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada"}`))
 	o := newOrg(t)
 
-	tk, _ := v.SubmitRequest(ctx, o.request(t, v, nil))
+	tk, _ := v.SubmitRequest(ctx, o.request(t, v, nil), "")
 	poll := func() error {
 		p, hc := o.proof(t, v, "POST", "/v1/token", "")
 		_, err := v.CollectGrant(ctx, tk.RequestID, p, hc)
@@ -338,7 +338,7 @@ func TestGrantTimesAndPolling(t *testing.T) {
 	wantErr(t, err, policy.ErrGrantExpired)
 
 	// A request nobody decides expires.
-	tk2, _ := v.SubmitRequest(ctx, o.request(t, v, nil))
+	tk2, _ := v.SubmitRequest(ctx, o.request(t, v, nil), "")
 	c.Add(RequestLifetime)
 	p, hc = o.proof(t, v, "POST", "/v1/token", "")
 	_, err = v.CollectGrant(ctx, tk2.RequestID, p, hc)
@@ -352,10 +352,10 @@ func TestRequestFreshness(t *testing.T) {
 	o := newOrg(t)
 	old := o.request(t, v, nil)
 	c.Add(policy.RequestMaxAge + policy.ClockSkew + time.Second)
-	_, err := v.SubmitRequest(t.Context(), old)
+	_, err := v.SubmitRequest(t.Context(), old, "")
 	wantErr(t, err, policy.ErrRequestExpired)
 	future := o.request(t, v, func(r *policy.RequestClaims) { r.IssuedAt += 3600 })
-	_, err = v.SubmitRequest(t.Context(), future)
+	_, err = v.SubmitRequest(t.Context(), future, "")
 	wantErr(t, err, policy.ErrRequestFuture)
 }
 
@@ -405,7 +405,7 @@ func TestDeletionDeadline(t *testing.T) {
 	ctx := t.Context()
 	o := newOrg(t)
 	retention := int64(3600)
-	tk, err := v.SubmitRequest(ctx, o.request(t, v, func(r *policy.RequestClaims) { r.Retention = &retention }))
+	tk, err := v.SubmitRequest(ctx, o.request(t, v, func(r *policy.RequestClaims) { r.Retention = &retention }), "")
 	if err != nil {
 		t.Fatal(err)
 	}

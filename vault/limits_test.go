@@ -28,23 +28,23 @@ func TestPendingRequestLimits(t *testing.T) {
 	known := newOrg(t)
 	known.grant(t, v, Approval{})
 	genuine := newOrg(t)
-	early, err := v.SubmitRequest(ctx, genuine.request(t, v, nil))
+	early, err := v.SubmitRequest(ctx, genuine.request(t, v, nil), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	// One key: at most MaxPendingPerKey pending.
 	for range MaxPendingPerKey - 1 {
-		if _, err := v.SubmitRequest(ctx, genuine.request(t, v, nil)); err != nil {
+		if _, err := v.SubmitRequest(ctx, genuine.request(t, v, nil), ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := v.SubmitRequest(ctx, genuine.request(t, v, nil)); !errors.Is(err, ErrTooManyPending) {
+	if _, err := v.SubmitRequest(ctx, genuine.request(t, v, nil), ""); !errors.Is(err, ErrTooManyPending) {
 		t.Fatalf("one key over its limit: %v", err)
 	}
 	// A flood of fresh keys fills the strangers' allowance...
 	refused := 0
 	for range 20 {
-		_, err := v.SubmitRequest(ctx, newOrg(t).request(t, v, nil))
+		_, err := v.SubmitRequest(ctx, newOrg(t).request(t, v, nil), "")
 		if errors.Is(err, ErrVaultFull) {
 			refused++
 		} else if err != nil {
@@ -55,7 +55,7 @@ func TestPendingRequestLimits(t *testing.T) {
 		t.Fatalf("%d of the flood refused", refused)
 	}
 	// ...but not the known organization's.
-	if _, err := v.SubmitRequest(ctx, known.request(t, v, nil)); err != nil {
+	if _, err := v.SubmitRequest(ctx, known.request(t, v, nil), ""); err != nil {
 		t.Fatalf("a known organization during a flood: %v", err)
 	}
 	page, err := v.ListRequests(ctx, StatusPending, PageQuery{})
@@ -96,7 +96,7 @@ func TestPendingRequestLimits(t *testing.T) {
 	// they leave empty; the known organization's stays.
 	c.Add(RequestLifetime + time.Minute)
 	for range 5 { // each request sweeps a bounded batch
-		if _, err := v.SubmitRequest(ctx, known.request(t, v, nil)); err != nil && !errors.Is(err, ErrTooManyPending) {
+		if _, err := v.SubmitRequest(ctx, known.request(t, v, nil), ""); err != nil && !errors.Is(err, ErrTooManyPending) {
 			t.Fatal(err)
 		}
 	}
@@ -131,7 +131,7 @@ func TestTermsRefusalsDoNotFillTheLog(t *testing.T) {
 		}
 	}
 	for range 10 {
-		if _, err := v.SubmitRequest(ctx, newOrg(t).request(t, v, bad)); !errors.Is(err, policy.ErrTermsViolation) {
+		if _, err := v.SubmitRequest(ctx, newOrg(t).request(t, v, bad), ""); !errors.Is(err, policy.ErrTermsViolation) {
 			t.Fatalf("stranger: %v", err)
 		}
 	}
@@ -141,7 +141,7 @@ func TestTermsRefusalsDoNotFillTheLog(t *testing.T) {
 	}
 	o := newOrg(t)
 	o.grant(t, v, Approval{})
-	_, err := v.SubmitRequest(ctx, o.request(t, v, bad))
+	_, err := v.SubmitRequest(ctx, o.request(t, v, bad), "")
 	var pe *policy.Error
 	if !errors.As(err, &pe) || !errors.Is(err, policy.ErrTermsViolation) || len(scope) < 4*maxAuditReason {
 		t.Fatalf("a known organization's long refusal: %v", err)
@@ -420,7 +420,7 @@ func TestCursorsBoundAndIDsCanonical(t *testing.T) {
 	o := newOrg(t)
 	both := []policy.AuthorizationDetail{{Type: policy.DetailType, Collection: "profile", Fields: []string{"name"}}, {Type: policy.DetailType, Collection: "contacts", Fields: []string{"name"}}}
 	grant := func() string {
-		tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) { c.AuthorizationDetails = both }))
+		tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) { c.AuthorizationDetails = both }), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -610,7 +610,7 @@ func TestPagesBoundedByBytes(t *testing.T) {
 		}
 	}
 	for range 10 {
-		if _, err := v.SubmitRequest(ctx, newOrg(t).request(t, v, pad)); err != nil {
+		if _, err := v.SubmitRequest(ctx, newOrg(t).request(t, v, pad), ""); err != nil {
 			t.Fatal(err)
 		}
 	}

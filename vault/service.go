@@ -71,7 +71,7 @@ type OrgService interface {
 	JWKS() jose.JSONWebKeySet
 	CurrentTerms() TermsDoc
 	TermsByHash(ctx context.Context, hash string) (TermsDoc, error)
-	SubmitRequest(ctx context.Context, signed string) (RequestTicket, error)
+	SubmitRequest(ctx context.Context, signed, clientID string) (RequestTicket, error)
 	CollectGrant(ctx context.Context, requestID, proof string, hc HTTPContext) (TokenResponse, error)
 	ReadCollection(ctx context.Context, a Access, collection string, limit int, cursor string) (DataPage, error)
 	ReadRecord(ctx context.Context, a Access, collection, id string) (DataRecord, error)

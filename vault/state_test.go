@@ -117,7 +117,7 @@ func TestRolledBackRequestMintsNoSecondGrant(t *testing.T) {
 	v, _, _ := newTestVault(t)
 	ctx := t.Context()
 	o := newOrg(t)
-	tk, err := v.SubmitRequest(ctx, o.request(t, v, nil))
+	tk, err := v.SubmitRequest(ctx, o.request(t, v, nil), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func populate(t *testing.T, v *Vault) {
 	if _, err := o.read(t, v, tok.AccessToken, "profile"); err != nil {
 		t.Fatal(err)
 	}
-	tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) { c.CallbackURI = "https://acme.example/cb" }))
+	tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) { c.CallbackURI = "https://acme.example/cb" }), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -409,7 +409,7 @@ func TestClosedVaultDerivesNothing(t *testing.T) {
 func TestReservedJTIPrefix(t *testing.T) {
 	v, _, _ := newTestVault(t)
 	o := newOrg(t)
-	_, err := v.SubmitRequest(t.Context(), o.request(t, v, func(c *policy.RequestClaims) { c.ID = "offer:" + newID() }))
+	_, err := v.SubmitRequest(t.Context(), o.request(t, v, func(c *policy.RequestClaims) { c.ID = "offer:" + newID() }), "")
 	if !errors.Is(err, policy.ErrInvalidRequestObject) {
 		t.Fatalf("got %v", err)
 	}
