@@ -6,8 +6,10 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pdvault/pdvault/api/client"
+	"github.com/pdvault/pdvault/vault"
 )
 
 // Tests for the deviations from the OAuth RFCs found by integrators
@@ -67,5 +69,97 @@ func TestRequestClientIDAndAlgorithms(t *testing.T) {
 		if s := fmt.Sprint(md[k]); !strings.Contains(s, "Ed25519") || !strings.Contains(s, "EdDSA") || !strings.Contains(s, "ES256") {
 			t.Errorf("%s = %s", k, s)
 		}
+	}
+}
+
+// Introspection and revocation as OAuth libraries call them (RFC 7662,
+// RFC 7009): the grant as Authorization: DPoP with a bound proof, or for
+// revocation the token alone; failed authentication is invalid_client,
+// and metadata names only registered methods.
+func TestIntrospectionAndRevocationAuth(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	e.record("profile", `{"name":"Ada"}`)
+	o := e.org("EdDSA")
+	tok := e.grantFor(o, askProfile("name"), vault.Approval{}).AccessToken
+	introspect := func(hdr ...string) resp {
+		return e.do("POST", "/v1/introspect", "", strings.NewReader(url.Values{"token": {tok}}.Encode()),
+			append([]string{"Content-Type", "application/x-www-form-urlencoded"}, hdr...)...)
+	}
+	r := introspect()
+	if r.status != 401 || r.errCode(t) != "invalid_client" || !strings.HasPrefix(r.header.Get("WWW-Authenticate"), "DPoP ") {
+		t.Fatalf("no authentication: %d %v %s", r.status, r.header, r.body)
+	}
+	r = introspect("Authorization", "Bearer "+tok)
+	if r.status != 401 || r.errCode(t) != "invalid_client" {
+		t.Fatalf("bearer: %d %s", r.status, r.body)
+	}
+	proof, _ := o.Key().Proof("POST", e.srv.URL+"/v1/introspect", tok, time.Now())
+	r = introspect("Authorization", "DPoP "+tok, "DPoP", proof)
+	if r.status != 200 || !strings.Contains(string(r.body), `"active":true`) {
+		t.Fatalf("grant as access token: %d %s", r.status, r.body)
+	}
+	// A proof not bound to the presented grant (no ath) fails the client.
+	unbound, _ := o.Key().Proof("POST", e.srv.URL+"/v1/introspect", "", time.Now())
+	r = introspect("Authorization", "DPoP "+tok, "DPoP", unbound)
+	if r.status != 401 || r.errCode(t) != "invalid_client" {
+		t.Fatalf("unbound proof: %d %s", r.status, r.body)
+	}
+	// Another organization's key learns nothing about the grant.
+	other := e.org("ES256")
+	otherProof, _ := other.Key().Proof("POST", e.srv.URL+"/v1/introspect", "", time.Now())
+	if r = introspect("DPoP", otherProof); r.status != 200 || strings.TrimSpace(string(r.body)) != `{"active":false}` {
+		t.Fatalf("another key: %d %s", r.status, r.body)
+	}
+
+	r = e.do("GET", "/.well-known/oauth-authorization-server", "", nil)
+	var md map[string]any
+	r.json(t, &md)
+	if fmt.Sprint(md["revocation_endpoint_auth_methods_supported"]) != "[none]" || md["introspection_endpoint_auth_methods_supported"] != nil {
+		t.Fatalf("auth methods in metadata: %v / %v", md["revocation_endpoint_auth_methods_supported"], md["introspection_endpoint_auth_methods_supported"])
+	}
+
+	// RFC 7009 with "none": the token alone releases it; the next read fails.
+	r = e.do("POST", "/v1/revoke", "", strings.NewReader(url.Values{"token": {tok}, "token_type_hint": {"access_token"}}.Encode()),
+		"Content-Type", "application/x-www-form-urlencoded")
+	if r.status != 200 {
+		t.Fatalf("release: %d %s", r.status, r.body)
+	}
+	if _, err := o.ReadCollection(ctx, tok, "profile", 0, ""); !client.IsCode(err, "invalid_token") {
+		t.Fatalf("read after release: %v", err)
+	}
+	// A junk token is not an error (RFC 7009 §2.2).
+	r = e.do("POST", "/v1/revoke", "", strings.NewReader(url.Values{"token": {"junk"}}.Encode()), "Content-Type", "application/x-www-form-urlencoded")
+	if r.status != 200 {
+		t.Fatalf("junk: %d %s", r.status, r.body)
+	}
+}
+
+// RFC 9396 §5: an unknown authorization_details type has its own error.
+// RFC 9728: protected-resource metadata, named by every DPoP challenge.
+func TestAuthorizationDetailsTypeAndResourceMetadata(t *testing.T) {
+	e := newEnv(t)
+	o := e.org("EdDSA")
+	req := askProfile("name")
+	req.AuthorizationDetails[0].Type = "payment_initiation"
+	signed, _ := o.SignRequest(t.Context(), req)
+	r := e.do("POST", "/v1/requests", "", strings.NewReader(signed), "Content-Type", "application/oauth-authz-req+jwt")
+	if r.status != 400 || r.errCode(t) != "invalid_authorization_details" {
+		t.Fatalf("unknown type: %d %s", r.status, r.body)
+	}
+	r = e.do("GET", "/.well-known/oauth-protected-resource", "", nil)
+	var pr struct {
+		Resource             string   `json:"resource"`
+		AuthorizationServers []string `json:"authorization_servers"`
+		DPoPRequired         bool     `json:"dpop_bound_access_tokens_required"`
+		DPoPAlgs             []string `json:"dpop_signing_alg_values_supported"`
+	}
+	r.json(t, &pr)
+	if r.status != 200 || pr.Resource != e.srv.URL || len(pr.AuthorizationServers) != 1 || pr.AuthorizationServers[0] != e.srv.URL || !pr.DPoPRequired || len(pr.DPoPAlgs) != 3 {
+		t.Fatalf("resource metadata: %d %s", r.status, r.body)
+	}
+	r = e.do("GET", "/v1/data/profile", "", nil)
+	if ch := r.header.Get("WWW-Authenticate"); r.status != 401 || !strings.Contains(ch, `resource_metadata="`+e.srv.URL+`/.well-known/oauth-protected-resource"`) {
+		t.Fatalf("challenge: %d %q", r.status, ch)
 	}
 }

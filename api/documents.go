@@ -117,13 +117,13 @@ func (s *server) documentContent(w http.ResponseWriter, r *http.Request) {
 func (s *server) readDocument(w http.ResponseWriter, r *http.Request) {
 	a, err := s.dpopAccess(r)
 	if err != nil {
-		dpopChallenge(w, err)
+		s.dpopChallenge(w, err)
 		writeError(w, r, s.log, err)
 		return
 	}
 	rec, d, err := s.svc.ReadDocument(r.Context(), a, mux.Vars(r)["id"])
 	if err != nil {
-		dpopChallenge(w, err)
+		s.dpopChallenge(w, err)
 		writeError(w, r, s.log, err)
 		return
 	}

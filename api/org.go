@@ -30,7 +30,7 @@ type metadata struct {
 	RequestObjectAlgs               []string `json:"request_object_signing_alg_values_supported"`
 	AuthorizationDetailsTypes       []string `json:"authorization_details_types_supported"`
 	ResponseTypesSupported          []string `json:"response_types_supported"`
-	IntrospectionEndpointAuthMethod []string `json:"introspection_endpoint_auth_methods_supported"`
+	IntrospectionEndpointAuthMethod []string `json:"introspection_endpoint_auth_methods_supported,omitempty"`
 	RevocationEndpoint              string   `json:"revocation_endpoint"`
 	RevocationEndpointAuthMethods   []string `json:"revocation_endpoint_auth_methods_supported"`
 	ReceiptsEndpoint                string   `json:"receipts_endpoint"`
@@ -50,33 +50,36 @@ const deviceCodeGrant = "urn:ietf:params:oauth:grant-type:device_code"
 
 func (s *server) discovery(w http.ResponseWriter, r *http.Request) {
 	iss := s.svc.Issuer()
-	// RFC 9864's Ed25519 and its older name EdDSA: the same signatures.
-	algs := []string{"Ed25519", "EdDSA", "ES256"}
+	algs := orgAlgs
 	writeJSON(w, http.StatusOK, metadata{
-		Issuer:                          iss,
-		JWKSURI:                         iss + "/.well-known/jwks.json",
-		TokenEndpoint:                   iss + "/v1/token",
-		IntrospectionEndpoint:           iss + "/v1/introspect",
-		DeviceAuthorizationEndpoint:     iss + "/v1/requests",
-		GrantTypesSupported:             []string{deviceCodeGrant},
-		TokenEndpointAuthMethods:        []string{"none"},
-		DPoPAlgs:                        algs,
-		RequestObjectAlgs:               algs,
-		AuthorizationDetailsTypes:       []string{policy.DetailType},
-		ResponseTypesSupported:          []string{},
-		IntrospectionEndpointAuthMethod: []string{"dpop"},
-		RevocationEndpoint:              iss + "/v1/revoke",
-		RevocationEndpointAuthMethods:   []string{"dpop"},
-		ReceiptsEndpoint:                iss + "/v1/receipts",
-		KeysEndpoint:                    iss + "/v1/keys",
-		VerificationEndpoint:            iss + "/v1/verification",
-		TermsEndpoint:                   iss + "/v1/terms",
-		RequestEndpoint:                 iss + "/v1/requests",
-		DataEndpoint:                    iss + "/v1/data",
-		ClaimsEndpoint:                  iss + "/v1/claims",
-		IntentsEndpoint:                 iss + "/v1/intents",
-		VocabularyEndpoint:              iss + "/v1/vocabulary",
-		VocabularyVersion:               policy.VocabularyVersion,
+		Issuer:                      iss,
+		JWKSURI:                     iss + "/.well-known/jwks.json",
+		TokenEndpoint:               iss + "/v1/token",
+		IntrospectionEndpoint:       iss + "/v1/introspect",
+		DeviceAuthorizationEndpoint: iss + "/v1/requests",
+		GrantTypesSupported:         []string{deviceCodeGrant},
+		TokenEndpointAuthMethods:    []string{"none"},
+		DPoPAlgs:                    algs,
+		RequestObjectAlgs:           algs,
+		AuthorizationDetailsTypes:   []string{policy.DetailType},
+		ResponseTypesSupported:      []string{},
+		// Only registered names (IANA "OAuth Token Endpoint Authentication
+		// Methods"): revocation takes the grant alone ("none", RFC 7009);
+		// introspection needs the grant's DPoP key, which is no registered
+		// method, so its list is left out (RFC 8414 §2: "determined by other
+		// means", docs/protocol.md §8).
+		RevocationEndpoint:            iss + "/v1/revoke",
+		RevocationEndpointAuthMethods: []string{"none"},
+		ReceiptsEndpoint:              iss + "/v1/receipts",
+		KeysEndpoint:                  iss + "/v1/keys",
+		VerificationEndpoint:          iss + "/v1/verification",
+		TermsEndpoint:                 iss + "/v1/terms",
+		RequestEndpoint:               iss + "/v1/requests",
+		DataEndpoint:                  iss + "/v1/data",
+		ClaimsEndpoint:                iss + "/v1/claims",
+		IntentsEndpoint:               iss + "/v1/intents",
+		VocabularyEndpoint:            iss + "/v1/vocabulary",
+		VocabularyVersion:             policy.VocabularyVersion,
 	})
 }
 
@@ -150,12 +153,14 @@ func (s *server) release(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, errNoToken)
 		return
 	}
-	proof, ok := s.dpopProof(w, r)
-	if !ok {
+	auth, proof, err := s.callerAuth(r)
+	if err != nil {
+		s.dpopChallenge(w, err)
+		writeError(w, r, s.log, err)
 		return
 	}
-	if err := s.svc.ReleaseGrant(r.Context(), form.Get("token"), proof, s.httpContext(r)); err != nil {
-		dpopChallenge(w, err)
+	if err := s.svc.ReleaseGrant(r.Context(), form.Get("token"), auth, proof, s.httpContext(r)); err != nil {
+		s.dpopChallenge(w, err)
 		writeError(w, r, s.log, err)
 		return
 	}
@@ -188,7 +193,7 @@ func (s *server) linkKey(w http.ResponseWriter, r *http.Request) {
 	}
 	k, err := s.svc.LinkKey(r.Context(), signed, proof, s.httpContext(r))
 	if err != nil {
-		dpopChallenge(w, err)
+		s.dpopChallenge(w, err)
 		writeError(w, r, s.log, err)
 		return
 	}
@@ -362,6 +367,25 @@ func (s *server) dpopAccess(r *http.Request) (vault.Access, error) {
 	return vault.Access{Grant: strings.TrimSpace(tok), Proof: proof, HTTP: s.httpContext(r)}, nil
 }
 
+// callerAuth reads how an organization authenticates at introspection and
+// revocation: an optional "Authorization: DPoP <grant>" (how OAuth
+// libraries present an access token) and the DPoP proof. Another scheme is
+// a failed client authentication.
+func (s *server) callerAuth(r *http.Request) (auth, proof string, err error) {
+	if h := r.Header.Get("Authorization"); h != "" {
+		scheme, tok, _ := strings.Cut(h, " ")
+		if !strings.EqualFold(scheme, "DPoP") || strings.TrimSpace(tok) == "" {
+			return "", "", vault.ErrInvalidClient
+		}
+		auth = strings.TrimSpace(tok)
+	}
+	proof, ok := oneHeader(r, "DPoP")
+	if !ok {
+		return "", "", errTwoProofs
+	}
+	return auth, proof, nil
+}
+
 // dpopProof returns the request's single DPoP header (or ""), or answers
 // the error itself when there are several.
 func (s *server) dpopProof(w http.ResponseWriter, r *http.Request) (string, bool) {
@@ -381,24 +405,50 @@ func (s *server) proofCall(w http.ResponseWriter, r *http.Request, status int, c
 	}
 	res, err := call(proof)
 	if err != nil {
-		dpopChallenge(w, err)
+		s.dpopChallenge(w, err)
 		writeError(w, r, s.log, err)
 		return
 	}
 	writeJSON(w, status, res)
 }
 
-// dpopChallenge sets the RFC 9449 §7.1 challenge before an error is written.
-func dpopChallenge(w http.ResponseWriter, err error) {
+// dpopChallenge sets the RFC 9449 §7.1 challenge before an error is
+// written, pointing to the protected-resource metadata (RFC 9728 §5.1).
+func (s *server) dpopChallenge(w http.ResponseWriter, err error) {
 	if policy.KindOf(err) == policy.KindUnauthenticated {
-		w.Header().Set("WWW-Authenticate", `DPoP error="`+policy.CodeOf(err)+`", algs="EdDSA ES256"`)
+		w.Header().Set("WWW-Authenticate", `DPoP error="`+policy.CodeOf(err)+`", algs="`+strings.Join(orgAlgs, " ")+
+			`", resource_metadata="`+s.svc.Issuer()+protectedResourcePath+`"`)
 	}
+}
+
+// orgAlgs are the signature algorithms organizations may use (RFC 9864's
+// Ed25519 and its older name EdDSA are the same signatures).
+var orgAlgs = []string{"Ed25519", "EdDSA", "ES256"}
+
+const protectedResourcePath = "/.well-known/oauth-protected-resource"
+
+// protectedResource is RFC 9728 protected-resource metadata: the data
+// endpoints are a resource of the vault's own authorization server, and
+// take only DPoP-bound grants.
+func (s *server) protectedResource(w http.ResponseWriter, r *http.Request) {
+	iss := s.svc.Issuer()
+	w.Header().Set("Cache-Control", "public, max-age=3600")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"resource":                              iss,
+		"authorization_servers":                 []string{iss},
+		"jwks_uri":                              iss + "/.well-known/jwks.json",
+		"bearer_methods_supported":              []string{"header"},
+		"dpop_bound_access_tokens_required":     true,
+		"dpop_signing_alg_values_supported":     orgAlgs,
+		"authorization_details_types_supported": []string{policy.DetailType},
+		"resource_documentation":                "https://github.com/pdvault/pdvault/blob/main/docs/protocol.md",
+	})
 }
 
 func (s *server) readCollection(w http.ResponseWriter, r *http.Request) {
 	a, err := s.dpopAccess(r)
 	if err != nil {
-		dpopChallenge(w, err)
+		s.dpopChallenge(w, err)
 		writeError(w, r, s.log, err)
 		return
 	}
@@ -409,7 +459,7 @@ func (s *server) readCollection(w http.ResponseWriter, r *http.Request) {
 	}
 	page, err := s.svc.ReadCollection(r.Context(), a, mux.Vars(r)["collection"], limit, r.URL.Query().Get("cursor"))
 	if err != nil {
-		dpopChallenge(w, err)
+		s.dpopChallenge(w, err)
 		writeError(w, r, s.log, err)
 		return
 	}
@@ -420,14 +470,14 @@ func (s *server) readCollection(w http.ResponseWriter, r *http.Request) {
 func (s *server) readRecord(w http.ResponseWriter, r *http.Request) {
 	a, err := s.dpopAccess(r)
 	if err != nil {
-		dpopChallenge(w, err)
+		s.dpopChallenge(w, err)
 		writeError(w, r, s.log, err)
 		return
 	}
 	v := mux.Vars(r)
 	rec, err := s.svc.ReadRecord(r.Context(), a, v["collection"], v["id"])
 	if err != nil {
-		dpopChallenge(w, err)
+		s.dpopChallenge(w, err)
 		writeError(w, r, s.log, err)
 		return
 	}
@@ -438,13 +488,13 @@ func (s *server) readRecord(w http.ResponseWriter, r *http.Request) {
 func (s *server) readClaims(w http.ResponseWriter, r *http.Request) {
 	a, err := s.dpopAccess(r)
 	if err != nil {
-		dpopChallenge(w, err)
+		s.dpopChallenge(w, err)
 		writeError(w, r, s.log, err)
 		return
 	}
 	res, err := s.svc.ReadClaims(r.Context(), a)
 	if err != nil {
-		dpopChallenge(w, err)
+		s.dpopChallenge(w, err)
 		writeError(w, r, s.log, err)
 		return
 	}
@@ -462,13 +512,15 @@ func (s *server) introspect(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, s.log, errNoToken)
 		return
 	}
-	proof, ok := s.dpopProof(w, r)
-	if !ok {
+	auth, proof, err := s.callerAuth(r)
+	if err != nil {
+		s.dpopChallenge(w, err)
+		writeError(w, r, s.log, err)
 		return
 	}
-	res, err := s.svc.Introspect(r.Context(), tok, proof, s.httpContext(r))
+	res, err := s.svc.Introspect(r.Context(), tok, auth, proof, s.httpContext(r))
 	if err != nil {
-		dpopChallenge(w, err)
+		s.dpopChallenge(w, err)
 		writeError(w, r, s.log, err)
 		return
 	}

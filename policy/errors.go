@@ -165,6 +165,16 @@ func KindOf(err error) Kind {
 	return KindInternal
 }
 
+// MessageOf reports the client-safe message of err, "internal error" for
+// anything unclassified.
+func MessageOf(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Msg
+	}
+	return "internal error"
+}
+
 // CodeOf reports the code of err, "server_error" for anything unclassified.
 func CodeOf(err error) string {
 	var e *Error

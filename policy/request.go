@@ -147,6 +147,9 @@ var (
 	ErrRequestFuture        = E(KindInvalid, "stale", "the signed statement is dated in the future")
 	ErrRequestAudience      = E(KindInvalid, "wrong_audience", "the signed statement is meant for another vault (aud)")
 	ErrTermsViolation       = E(KindUnprocessable, "terms_violation", "the request does not comply with the owner's terms")
+	// ErrInvalidAuthorizationDetails is RFC 9396 §5's error for a detail of
+	// a type the vault does not know.
+	ErrInvalidAuthorizationDetails = E(KindInvalid, "invalid_authorization_details", "authorization_details has an entry of a type this vault does not know; the type is "+DetailType)
 )
 
 // ParseRequest verifies a signed access request: the signature with the
@@ -161,6 +164,11 @@ func ParseRequest(tok string, issuer string, now time.Time) (*AccessRequest, err
 	}
 	if err := checkFreshness(now, c.IssuedAt, c.Expiry, c.audienceList(), issuer, ErrInvalidRequestObject); err != nil {
 		return nil, err
+	}
+	for i, d := range c.AuthorizationDetails {
+		if d.Type != DetailType {
+			return nil, ErrInvalidAuthorizationDetails.WithReasons([]string{fmt.Sprintf("authorization_details[%d]: type %s", i, quoteShort(d.Type))})
+		}
 	}
 	if c.NotBefore != 0 && time.Unix(c.NotBefore, 0).After(now.Add(ClockSkew)) {
 		return nil, ErrInvalidRequestObject.WithReasons([]string{"nbf: the request is not valid yet"}).WithCause(ErrRequestFuture)

@@ -298,8 +298,8 @@ type Introspection struct {
 // The caller authenticates with a DPoP proof from the grant's key; for
 // anyone else, and for any grant that is not active, the answer is only
 // {"active": false}.
-func (v *Vault) Introspect(ctx context.Context, token, proof string, hc HTTPContext) (Introspection, error) {
-	p, err := v.checkProof(proof, hc, "")
+func (v *Vault) Introspect(ctx context.Context, token, auth, proof string, hc HTTPContext) (Introspection, error) {
+	p, err := v.authenticateCaller(auth, proof, hc)
 	if err != nil {
 		return Introspection{}, err
 	}
@@ -320,6 +320,35 @@ func (v *Vault) Introspect(ctx context.Context, token, proof string, hc HTTPCont
 	return Introspection{Active: true, TokenType: "DPoP", ClientID: g.ClientID, Subject: g.Subject, Issuer: g.Issuer, Audience: g.Audience,
 		ID: g.ID, IssuedAt: g.IssuedAt, NotBefore: g.NotBefore, Expiry: g.Expiry, AuthorizationDetails: g.AuthorizationDetails,
 		Purpose: g.Purpose, TermsHash: g.TermsHash, Confirmation: &g.Confirmation}, nil
+}
+
+// ErrInvalidClient is a failed authentication at the introspection or
+// revocation endpoint (RFC 6749 §5.2, RFC 7662 §2.3).
+var ErrInvalidClient = policy.E(policy.KindUnauthenticated, "invalid_client",
+	"authenticate as the grant's holder: a DPoP proof of its key (DPoP: <proof>), with the grant as Authorization: DPoP <grant> or alone")
+
+// authenticateCaller checks who calls introspection or revocation: a DPoP
+// proof of a key, and, if the caller presents a grant as its access token
+// (Authorization: DPoP <grant>, what OAuth libraries send), a proof bound
+// to that grant (ath) by the grant's own key. Failures are invalid_client;
+// a caller over its rate limit hears so.
+func (v *Vault) authenticateCaller(auth, proof string, hc HTTPContext) (*policy.Proof, error) {
+	if proof == "" {
+		return nil, ErrInvalidClient
+	}
+	p, err := v.checkProof(proof, hc, auth)
+	if err != nil {
+		if policy.KindOf(err) == policy.KindUnauthenticated {
+			return nil, ErrInvalidClient.WithReasons([]string{policy.CodeOf(err) + ": " + policy.MessageOf(err)}).WithCause(err)
+		}
+		return nil, err
+	}
+	if auth != "" {
+		if g, err := v.verifyGrant(auth); err != nil || g.Confirmation.JKT != p.JKT {
+			return nil, ErrInvalidClient.WithReasons([]string{"the grant in Authorization is not valid or not bound to the proof's key"})
+		}
+	}
+	return p, nil
 }
 
 // ClaimsResult is the answer to GET /v1/claims: a statement signed by the

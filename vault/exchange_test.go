@@ -427,7 +427,7 @@ func TestDeletionDeadline(t *testing.T) {
 	}
 	// The organization releases the grant (RFC 7009).
 	p, hc = o.proof(t, v, "POST", "/v1/revoke", "")
-	if err := v.ReleaseGrant(ctx, tok.AccessToken, p, hc); err != nil {
+	if err := v.ReleaseGrant(ctx, tok.AccessToken, "", p, hc); err != nil {
 		t.Fatal(err)
 	}
 	released := v.now()
@@ -449,13 +449,13 @@ func TestDeletionDeadline(t *testing.T) {
 	}
 	// Releasing again, or someone else's grant, does nothing and says nothing.
 	p, hc = o.proof(t, v, "POST", "/v1/revoke", "")
-	if err := v.ReleaseGrant(ctx, tok.AccessToken, p, hc); err != nil {
+	if err := v.ReleaseGrant(ctx, tok.AccessToken, "", p, hc); err != nil {
 		t.Fatal(err)
 	}
 	other := newOrg(t)
 	g2 := o.grant(t, v, Approval{})
 	p, hc = other.proof(t, v, "POST", "/v1/revoke", "")
-	if err := v.ReleaseGrant(ctx, g2.AccessToken, p, hc); err != nil {
+	if err := v.ReleaseGrant(ctx, g2.AccessToken, "", p, hc); err != nil {
 		t.Fatal(err)
 	}
 	if g, _ := v.GetGrant(ctx, g2.GrantID); g.Status != "active" {

@@ -364,20 +364,29 @@ func (v *Vault) loadRelationship(ctx context.Context, tx *sql.Tx, id string) (Re
 }
 
 // ReleaseGrant is RFC 7009 revocation by the organization itself: a grant
-// it no longer needs ends now, and the deletion clock starts. The caller
-// authenticates with a DPoP proof from the grant's key; for any token that
-// is not the caller's active grant nothing happens, as RFC 7009 §2.2 says.
-func (v *Vault) ReleaseGrant(ctx context.Context, token, proof string, hc HTTPContext) error {
-	p, err := v.checkProof(proof, hc, "")
-	if err != nil {
-		return err
-	}
+// it no longer needs ends now, and the deletion clock starts. For any token
+// that is not an active grant (of the caller's key, if it authenticates)
+// nothing happens, as RFC 7009 §2.2 says.
+//
+// Without a proof (RFC 7009 with client authentication "none") the grant
+// itself is the credential: whoever holds it may give it up, which only
+// takes access away. With a proof (and, optionally, the grant as
+// Authorization: DPoP), the proof must be by the grant's key.
+func (v *Vault) ReleaseGrant(ctx context.Context, token, auth, proof string, hc HTTPContext) error {
 	g, err := v.verifyGrant(token)
-	if err != nil || g.Confirmation.JKT != p.JKT {
-		return nil
-	}
-	if err := v.consumeProof(p); err != nil {
-		return err
+	if proof != "" || auth != "" {
+		p, perr := v.authenticateCaller(auth, proof, hc)
+		if perr != nil {
+			return perr
+		}
+		if err != nil || g.Confirmation.JKT != p.JKT {
+			return nil
+		}
+		if err := v.consumeProof(p); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return nil // RFC 7009 §2.2: an invalid token is not an error
 	}
 	return v.db.tx(ctx, func(tx *sql.Tx) error {
 		row, err := v.loadGrant(ctx, tx, g.ID)

@@ -77,8 +77,8 @@ type OrgService interface {
 	ReadRecord(ctx context.Context, a Access, collection, id string) (DataRecord, error)
 	ReadDocument(ctx context.Context, a Access, id string) (DataRecord, *DocumentReader, error)
 	ReadClaims(ctx context.Context, a Access) (ClaimsResult, error)
-	Introspect(ctx context.Context, token, proof string, hc HTTPContext) (Introspection, error)
-	ReleaseGrant(ctx context.Context, token, proof string, hc HTTPContext) error
+	Introspect(ctx context.Context, token, auth, proof string, hc HTTPContext) (Introspection, error)
+	ReleaseGrant(ctx context.Context, token, auth, proof string, hc HTTPContext) error
 	SubmitReceipt(ctx context.Context, signed string) (ReceiptResult, error)
 	LinkKey(ctx context.Context, statement, proof string, hc HTTPContext) (RelationshipKey, error)
 	StartVerification(ctx context.Context, proof string, hc HTTPContext) (Challenge, error)

@@ -87,7 +87,7 @@ func TestUnrevokeByEditIsRefused(t *testing.T) {
 	_, err := o.read(t, v, tok.AccessToken, "profile")
 	wantTampered(t, err)
 	p, hc := o.proof(t, v, "POST", "/v1/introspect", "")
-	_, err = v.Introspect(ctx, tok.AccessToken, p, hc)
+	_, err = v.Introspect(ctx, tok.AccessToken, "", p, hc)
 	wantTampered(t, err)
 	_, err = v.GetGrant(ctx, tok.GrantID)
 	wantTampered(t, err)
