@@ -14,8 +14,21 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM:-}" ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
 fi
 
+# Node and npm for the JavaScript half of the interoperability suite.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  echo "scripts/test.sh: installing Node.js and npm for the interop tests (apt-get install nodejs npm)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
+fi
+
 go vet ./...
 go test -race -count=1 ./...
+# The organization flow with standard OAuth libraries, unchanged: Go
+# (x/oauth2, jwx) and JavaScript (oauth4webapi, jose), in their own module.
+(cd interop/js && npm ci --no-audit --no-fund --loglevel=error)
+(cd interop && go vet ./... && go test -race -count=1 ./...)
 # A full disk for real: a tmpfs of a few MiB, which takes root to mount.
 if [ "$(id -u)" -eq 0 ]; then
   go test -count=1 -tags diskfull -run TestDiskFull ./api
