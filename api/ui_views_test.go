@@ -104,18 +104,7 @@ func TestUIDocumentUpload(t *testing.T) {
 		mw.Close()
 		return &b, mw.FormDataContentType()
 	}
-	post := func(body io.Reader, ct string) (int, string) {
-		req, _ := http.NewRequest("POST", e.srv.URL+"/ui/documents", body)
-		req.Header.Set("Content-Type", ct)
-		req.AddCookie(ck)
-		res, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, res.Header.Get("Location") + string(b)
-	}
+	post := func(body io.Reader, ct string) (int, string) { return e.uiUpload(t, c, ck, "/ui/documents", body, ct) }
 	for name, c := range map[string]struct {
 		csrf      string
 		fileFirst bool
@@ -175,16 +164,7 @@ func TestUIImport(t *testing.T) {
 		fw, _ := mw.CreateFormFile("file", "friends.vcf")
 		io.WriteString(fw, file)
 		mw.Close()
-		req, _ := http.NewRequest("POST", e.srv.URL+"/ui/imports", &b)
-		req.Header.Set("Content-Type", mw.FormDataContentType())
-		req.AddCookie(ck)
-		res, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		body, _ := io.ReadAll(res.Body)
-		return res.StatusCode, res.Header.Get("Location") + string(body)
+		return e.uiUpload(t, c, ck, "/ui/imports", &b, mw.FormDataContentType())
 	}
 	if status, _ := post(csrfFor("another session"), importCards, true); status != 403 {
 		t.Fatalf("wrong token: %d", status)
@@ -276,4 +256,20 @@ func TestUIApproveChosenDocuments(t *testing.T) {
 	if err != nil || len(list.Records) != 1 || list.Records[0].ID != g.IDs[0] {
 		t.Fatalf("organization lists %+v %v", list, err)
 	}
+}
+
+// uiUpload posts a multipart form with the session cookie and returns the
+// status and the Location header followed by the body.
+func (e *testEnv) uiUpload(t *testing.T, c *http.Client, ck *http.Cookie, path string, body io.Reader, ct string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", e.srv.URL+path, body)
+	req.Header.Set("Content-Type", ct)
+	req.AddCookie(ck)
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, res.Header.Get("Location") + string(b)
 }
