@@ -2,11 +2,14 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 
 	"github.com/gorilla/mux"
 
+	"github.com/pdvault/pdvault/policy"
 	"github.com/pdvault/pdvault/vault"
 )
 
@@ -104,6 +107,35 @@ func (s *server) getGrant(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, g)
 }
+
+// consentReceipt is GET /v1/owner/grants/{id}/consent: the grant's consent
+// record and receipts. format=kantara gives the Kantara v1.1 JSON,
+// iso-27560 the DPV JSON-LD record, jws the signed receipt; default all.
+func (s *server) consentReceipt(w http.ResponseWriter, r *http.Request) {
+	cr, err := s.svc.ConsentReceipt(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	switch r.URL.Query().Get("format") {
+	case "":
+		writeJSON(w, http.StatusOK, cr)
+	case "kantara":
+		writeJSON(w, http.StatusOK, cr.Kantara)
+	case "iso-27560":
+		w.Header().Set("Content-Type", "application/ld+json")
+		w.WriteHeader(http.StatusOK)
+		json.NewEncoder(w).Encode(cr.ISO27560)
+	case "jws":
+		w.Header().Set("Content-Type", "application/jwt")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, cr.Signed)
+	default:
+		writeError(w, r, s.log, errConsentFormat)
+	}
+}
+
+var errConsentFormat = policy.E(policy.KindInvalid, "invalid_request", "format is kantara, iso-27560 or jws (or absent for all)")
 
 func (s *server) revoke(w http.ResponseWriter, r *http.Request) {
 	g, err := s.svc.Revoke(r.Context(), mux.Vars(r)["id"])

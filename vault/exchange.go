@@ -578,6 +578,9 @@ type TokenResponse struct {
 	ExpiresIn            int64                        `json:"expires_in"`
 	AuthorizationDetails []policy.AuthorizationDetail `json:"authorization_details"`
 	GrantID              string                       `json:"grant_id"`
+	// ConsentReceipt is the grant's consent receipt (Kantara v1.1, signed
+	// by the vault, typ consent-receipt+jwt): the organization's copy.
+	ConsentReceipt string `json:"consent_receipt,omitempty"`
 }
 
 // HTTPContext is what the vault needs to know of an HTTP request to check
@@ -643,6 +646,19 @@ func (v *Vault) CollectGrant(ctx context.Context, requestID, proof string, hc HT
 			return err
 		}
 		out = TokenResponse{AccessToken: tok, TokenType: "DPoP", ExpiresIn: max(0, g.Expiry-now), AuthorizationDetails: g.AuthorizationDetails, GrantID: g.ID}
+		row, err := v.loadGrant(ctx, tx, g.ID)
+		if err != nil {
+			return err
+		}
+		rec, err := v.consentRecord(ctx, tx, row)
+		if err != nil {
+			return err
+		}
+		cr, err := v.consentReceipt(rec)
+		if err != nil {
+			return err
+		}
+		out.ConsentReceipt = cr.Signed
 		return nil
 	})
 	if err != nil {

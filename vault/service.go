@@ -27,6 +27,7 @@ type OwnerService interface {
 	ImportData(ctx context.Context, r io.Reader, in DataImport) (ImportResult, error)
 	StartImport(ctx context.Context, r io.Reader, in DataImport) (ImportJob, error)
 	ImportJobs() []ImportJob
+	ConsentReceipt(ctx context.Context, grantID string) (ConsentReceipt, error)
 	ImportJob(id string) (ImportJob, error)
 	AddDocument(ctx context.Context, r io.Reader, in DocumentInput) (Record, error)
 	OpenDocument(ctx context.Context, id string) (Record, *DocumentReader, error)

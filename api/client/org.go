@@ -339,6 +339,7 @@ type Token struct {
 	ExpiresIn            int64                 `json:"expires_in"`
 	AuthorizationDetails []AuthorizationDetail `json:"authorization_details"`
 	GrantID              string                `json:"grant_id"`
+	ConsentReceipt       string                `json:"consent_receipt,omitempty"` // Kantara v1.1, signed by the vault
 }
 
 // Poll asks once for the grant. While the owner has not decided, the error
