@@ -103,3 +103,28 @@ func TestConsentReceipts(t *testing.T) {
 		t.Fatalf("dpv status %v", st)
 	}
 }
+
+// The owner downloads both shapes from the relationship page.
+func TestUIConsentDownload(t *testing.T) {
+	e := newEnv(t)
+	e.record("profile", `{"name":"Ada"}`)
+	o := e.org("EdDSA")
+	tok := e.grantFor(o, askProfile("name"), vault.Approval{})
+	c, ck := e.uiLogin(t)
+	g, _ := e.v.GetGrant(t.Context(), tok.GrantID)
+	rel, _ := e.v.GetRequest(t.Context(), g.RequestID)
+	if _, page := e.uiGet(t, c, ck, "/ui/relationships/"+rel.RelationshipID); !strings.Contains(page, "/ui/grants/"+tok.GrantID+"/consent?format=kantara") {
+		t.Fatal("the relationship page does not link the consent receipt")
+	}
+	status, body := e.uiGet(t, c, ck, "/ui/grants/"+tok.GrantID+"/consent?format=kantara")
+	if status != 200 || !strings.Contains(body, `"version": "KI-CR-v1.1.0"`) {
+		t.Fatalf("kantara download: %d %s", status, body)
+	}
+	status, body = e.uiGet(t, c, ck, "/ui/grants/"+tok.GrantID+"/consent?format=iso-27560")
+	if status != 200 || !strings.Contains(body, `"@type": "dpv:ConsentRecord"`) {
+		t.Fatalf("27560 download: %d %s", status, body)
+	}
+	if status, _ := e.uiGet(t, c, ck, "/ui/grants/"+tok.GrantID+"/consent?format=doc"); status != 400 {
+		t.Fatalf("bad format: %d", status)
+	}
+}

@@ -153,6 +153,7 @@ func (s *server) uiRoutes(r *mux.Router) {
 	post("/ui/relationships/{id}/reaccept", "ui.relationship.reaccept", s.uiReaccept)
 	get("/ui/grants/{id}/revoke", "ui.grant.revoke.confirm", s.uiRevokeConfirm)
 	post("/ui/grants/{id}/revoke", "ui.grant.revoke", s.uiRevoke)
+	get("/ui/grants/{id}/consent", "ui.grant.consent", s.uiConsent)
 	get("/ui/records", "ui.collections", s.uiCollections)
 	get("/ui/records/{collection}", "ui.records", s.uiRecords)
 	get("/ui/documents", "ui.documents", s.uiDocuments)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"cmp"
 	"crypto/subtle"
 	"fmt"
@@ -320,4 +321,30 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// uiConsent downloads a grant's consent receipt: the ISO/IEC TS 27560
+// record (JSON-LD) or the Kantara v1.1 receipt.
+func (s *server) uiConsent(w http.ResponseWriter, r *http.Request, session string) {
+	cr, err := s.svc.ConsentReceipt(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		s.uiFail(w, r, session, 0, err)
+		return
+	}
+	var body any
+	name, ct := "consent-"+cr.Record.ID, "application/json"
+	switch r.URL.Query().Get("format") {
+	case "kantara":
+		body, name = cr.Kantara, name+"-kantara.json"
+	case "iso-27560", "":
+		body, name, ct = cr.ISO27560, name+"-iso27560.jsonld", "application/ld+json"
+	default:
+		s.uiFail(w, r, session, http.StatusBadRequest, errConsentFormat)
+		return
+	}
+	b, _ := json.MarshalIndent(body, "", "  ")
+	w.Header().Set("Content-Type", ct)
+	w.Header().Set("Content-Disposition", mime.FormatMediaType("attachment", map[string]string{"filename": name}))
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Write(b)
 }

@@ -320,6 +320,31 @@ func (o *Owner) Revoke(ctx context.Context, id string) (Grant, error) {
 	return g, err
 }
 
+// ConsentReceipt is a grant's consent record (GET
+// /v1/owner/grants/{id}/consent): its history, state, both standard shapes
+// and the signed Kantara receipt.
+type ConsentReceipt struct {
+	Record struct {
+		ID     string `json:"id"`
+		Events []struct {
+			Type string    `json:"type"`
+			At   time.Time `json:"at"`
+			Note string    `json:"note,omitempty"`
+		} `json:"events"`
+	} `json:"record"`
+	State    string         `json:"state"`
+	Kantara  map[string]any `json:"kantara"`
+	ISO27560 map[string]any `json:"iso_27560"`
+	Signed   string         `json:"signed"`
+}
+
+// ConsentReceipt reads a grant's consent receipt.
+func (o *Owner) ConsentReceipt(ctx context.Context, grantID string) (ConsentReceipt, error) {
+	var c ConsentReceipt
+	err := o.send(ctx, http.MethodGet, "/v1/owner/grants/"+url.PathEscape(grantID)+"/consent", nil, &c)
+	return c, err
+}
+
 // AuditEntry is one line of the audit log.
 type AuditEntry struct {
 	Seq        int64    `json:"seq"`

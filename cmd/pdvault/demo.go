@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/sha256"
 	_ "embed"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -169,6 +171,7 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	show("token_type %s, expires in %s, grant %s", tok.TokenType, time.Duration(tok.ExpiresIn)*time.Second, tok.GrantID)
+	show("with it, a consent receipt signed by the vault (Kantara %s, typ consent-receipt+jwt, %d bytes)", receiptVersion(tok.ConsentReceipt), len(tok.ConsentReceipt))
 
 	say("org", "Acme reads the profile with the grant and a fresh DPoP proof.")
 	page, err := org.ReadCollection(ctx, tok.AccessToken, "profile", 0, "")
@@ -240,6 +243,15 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 		return err
 	}
 	show("the owner's view of Acme: %d read(s), notice %s, deletion %s", rel.Reads, rel.Notices[0].Status, rel.Deletion)
+	cr, err := owner.ConsentReceipt(ctx, tok.GrantID)
+	if err != nil {
+		return err
+	}
+	var steps []string
+	for _, ev := range cr.Record.Events {
+		steps = append(steps, ev.Type)
+	}
+	show("the consent record (ISO/IEC TS 27560, DPV; Kantara v1.1): %s; state %s", strings.Join(steps, " → "), cr.State)
 
 	say("org", "A bar needs to know the owner is over 18 — not the birth date. It asks for a derived claim.")
 	barKey, _ := client.GenerateKey("ES256")
@@ -415,3 +427,21 @@ func errorsAs(err error, target any) bool { return errors.As(err, target) }
 //
 //go:embed statement.ofx
 var demoStatement []byte
+
+// receiptVersion reads the Kantara version out of a signed receipt's
+// payload, for display only (the organization verifies it with the JWKS).
+func receiptVersion(signed string) string {
+	parts := strings.Split(signed, ".")
+	if len(parts) != 3 {
+		return "?"
+	}
+	b, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return "?"
+	}
+	var k struct {
+		Version string `json:"version"`
+	}
+	json.Unmarshal(b, &k)
+	return k.Version
+}

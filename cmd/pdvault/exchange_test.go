@@ -34,6 +34,8 @@ func TestDemo(t *testing.T) {
 		"signed by a key made for it alone",
 		"reads the delivery address",
 		"verified: 35 entries",
+		"a consent receipt signed by the vault (Kantara KI-CR-v1.1.0",
+		"given → narrowed → withdrawn → deleted; state withdrawn",
 	} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("demo output lacks %q", want)
