@@ -19,6 +19,13 @@ import (
 func (e *testEnv) uiGet(t *testing.T, c *http.Client, ck *http.Cookie, path string) (int, string) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", e.srv.URL+path, nil)
+	status, _, b := uiSend(t, c, ck, req)
+	return status, b
+}
+
+// uiSend sends req with the session cookie and reads the whole answer.
+func uiSend(t *testing.T, c *http.Client, ck *http.Cookie, req *http.Request) (int, http.Header, string) {
+	t.Helper()
 	req.AddCookie(ck)
 	res, err := c.Do(req)
 	if err != nil {
@@ -26,7 +33,7 @@ func (e *testEnv) uiGet(t *testing.T, c *http.Client, ck *http.Cookie, path stri
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, string(b)
+	return res.StatusCode, res.Header, string(b)
 }
 
 func TestUITransactionsView(t *testing.T) {
@@ -264,12 +271,6 @@ func (e *testEnv) uiUpload(t *testing.T, c *http.Client, ck *http.Cookie, path s
 	t.Helper()
 	req, _ := http.NewRequest("POST", e.srv.URL+path, body)
 	req.Header.Set("Content-Type", ct)
-	req.AddCookie(ck)
-	res, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return res.StatusCode, res.Header.Get("Location") + string(b)
+	status, h, b := uiSend(t, c, ck, req)
+	return status, h.Get("Location") + b
 }
