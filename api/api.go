@@ -82,6 +82,7 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	r.HandleFunc("/.well-known/oauth-authorization-server", s.discovery).Methods(http.MethodGet).Name("discovery")
 	r.HandleFunc("/.well-known/jwks.json", s.jwks).Methods(http.MethodGet).Name("jwks")
 	r.HandleFunc(protectedResourcePath, s.protectedResource).Methods(http.MethodGet).Name("protected_resource")
+	r.HandleFunc("/.well-known/myterms", s.myTerms).Methods(http.MethodGet).Name("myterms")
 	r.HandleFunc("/v1/vocabulary", s.vocabulary).Methods(http.MethodGet).Name("vocabulary")
 	r.HandleFunc("/v1/vocabulary/{collection}", s.vocabularySchema).Methods(http.MethodGet).Name("vocabulary.schema")
 	r.HandleFunc("/v1/terms", s.currentTerms).Methods(http.MethodGet).Name("terms")

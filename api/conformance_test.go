@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/pdvault/pdvault/api/client"
+	"github.com/pdvault/pdvault/policy"
 	"github.com/pdvault/pdvault/vault"
 )
 
@@ -161,5 +163,40 @@ func TestAuthorizationDetailsTypeAndResourceMetadata(t *testing.T) {
 	r = e.do("GET", "/v1/data/profile", "", nil)
 	if ch := r.header.Get("WWW-Authenticate"); r.status != 401 || !strings.Contains(ch, `resource_metadata="`+e.srv.URL+`/.well-known/oauth-protected-resource"`) {
 		t.Fatalf("challenge: %d %q", r.status, ch)
+	}
+}
+
+// IEEE 7012, first step: the owner's terms proffer roster agreements by
+// reference, and /.well-known/myterms publishes them; malformed references
+// are refused with a reason each.
+func TestMyTermsDiscovery(t *testing.T) {
+	e := newEnv(t)
+	var md map[string]any
+	r := e.do("GET", "/.well-known/myterms", "", nil)
+	r.json(t, &md)
+	if r.status != 200 || md["standard"] != "IEEE 7012-2025" || fmt.Sprint(md["proffered"]) != "[]" || md["terms_hash"] == "" {
+		t.Fatalf("myterms: %d %s", r.status, r.body)
+	}
+	cur := e.v.CurrentTerms().Terms
+	sum := strings.Repeat("ab", 32)
+	cur.Agreements = []policy.AgreementRef{{ID: "SD-BASE", URL: "https://customercommons.org/p7012/SD-BASE", SHA256: sum, Version: "1"}}
+	body, _ := json.Marshal(cur)
+	if r = e.do("PUT", "/v1/owner/terms", e.token, strings.NewReader(string(body)), "Content-Type", "application/json"); r.status != 200 {
+		t.Fatalf("set terms: %d %s", r.status, r.body)
+	}
+	r = e.do("GET", "/.well-known/myterms", "", nil)
+	if !strings.Contains(string(r.body), `"id":"SD-BASE"`) || !strings.Contains(string(r.body), sum) {
+		t.Fatalf("proffered: %s", r.body)
+	}
+	cur.Agreements = []policy.AgreementRef{{ID: "sd base", URL: "http://example.org/x", SHA256: "nothex"}, {ID: "PDC-AI", URL: "https://x.example", SHA256: sum}, {ID: "PDC-AI", URL: "https://x.example", SHA256: sum}}
+	body, _ = json.Marshal(cur)
+	r = e.do("PUT", "/v1/owner/terms", e.token, strings.NewReader(string(body)), "Content-Type", "application/json")
+	var eb struct {
+		Reasons []string `json:"reasons"`
+	}
+	r.json(t, &eb)
+	joined := strings.Join(eb.Reasons, " | ")
+	if r.status != 400 || !strings.Contains(joined, "roster id") || !strings.Contains(joined, "https") || !strings.Contains(joined, "hex SHA-256") || !strings.Contains(joined, "proffered twice") {
+		t.Fatalf("bad references: %d %s", r.status, r.body)
 	}
 }

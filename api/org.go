@@ -427,6 +427,31 @@ var orgAlgs = []string{"Ed25519", "EdDSA", "ES256"}
 
 const protectedResourcePath = "/.well-known/oauth-protected-resource"
 
+// myTerms is GET /.well-known/myterms: what this first party (IEEE 7012)
+// proffers — roster agreements by id, URL and content hash, beside the
+// owner's own machine-readable terms — and how to answer. The shape is
+// pdvault's (docs/terms.md, "IEEE 7012") until a normative one exists.
+func (s *server) myTerms(w http.ResponseWriter, r *http.Request) {
+	iss := s.svc.Issuer()
+	t := s.svc.CurrentTerms()
+	proffered := t.Terms.Agreements
+	if proffered == nil {
+		proffered = []policy.AgreementRef{}
+	}
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"standard":            "IEEE 7012-2025",
+		"wire_format":         policy.MyTermsWireFormat,
+		"first_party":         iss,
+		"proffered":           proffered,
+		"roster_ids_known":    policy.RosterIDs,
+		"responses_supported": []string{"accept", "propose", "reject"},
+		"terms_endpoint":      iss + "/v1/terms",
+		"terms_hash":          t.Hash,
+		"request_endpoint":    iss + "/v1/requests",
+	})
+}
+
 // protectedResource is RFC 9728 protected-resource metadata: the data
 // endpoints are a resource of the vault's own authorization server, and
 // take only DPoP-bound grants.

@@ -26,6 +26,9 @@ type Terms struct {
 	Jurisdiction      string                    `json:"jurisdiction"`
 	Text              string                    `json:"text"`
 	Collections       map[string]CollectionRule `json:"collections,omitempty"`
+	// Agreements are IEEE 7012 (MyTerms) agreements the owner proffers, by
+	// reference (policy/myterms.go).
+	Agreements []AgreementRef `json:"agreements,omitempty"`
 }
 
 // Purpose is one purpose the owner accepts, by id.
@@ -182,6 +185,7 @@ func (t Terms) problems() []string {
 	if len(t.Text) > maxTextLen {
 		r = append(r, "text: at most 20000 characters")
 	}
+	r = append(r, checkAgreements(t.Agreements)...)
 	names := make([]string, 0, len(t.Collections))
 	for c := range t.Collections {
 		names = append(names, c)
