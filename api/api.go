@@ -135,6 +135,7 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	o.Handle("/grants/{id}", s.ownerAuth(s.getGrant)).Methods(http.MethodGet).Name("owner.grants.get")
 	o.Handle("/grants/{id}/revoke", s.ownerAuth(s.revoke)).Methods(http.MethodPost).Name("owner.grants.revoke")
 	o.Handle("/grants/{id}/consent", s.ownerAuth(s.consentReceipt)).Methods(http.MethodGet).Name("owner.grants.consent")
+	o.Handle("/agreements/{id}", s.ownerAuth(s.exportAgreement)).Methods(http.MethodGet).Name("owner.agreements.export")
 	o.Handle("/audit", s.ownerAuth(s.listAudit)).Methods(http.MethodGet).Name("owner.audit.list")
 	o.Handle("/audit/verify", s.ownerAuth(s.verifyAudit)).Methods(http.MethodGet, http.MethodPost).Name("owner.audit.verify")
 	o.Handle("/audit/checkpoint", s.ownerAuth(s.checkpoint)).Methods(http.MethodPost).Name("owner.audit.checkpoint")

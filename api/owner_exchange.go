@@ -264,3 +264,14 @@ func (s *server) keyStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, st)
 }
+
+// exportAgreement is GET /v1/owner/agreements/{id}: the IEEE 7012 dispute
+// bundle of one agreement record.
+func (s *server) exportAgreement(w http.ResponseWriter, r *http.Request) {
+	b, err := s.svc.ExportAgreement(r.Context(), mux.Vars(r)["id"])
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, b)
+}

@@ -23,6 +23,9 @@ type GrantClaims struct {
 	Purpose              string                `json:"purpose"`
 	TermsHash            string                `json:"terms_hash"`
 	Confirmation         Confirmation          `json:"cnf"`
+	// Agreement is the base64url SHA-256 of the IEEE 7012 agreement record
+	// the grant was given under (the vault's countersignature), if any.
+	Agreement string `json:"myterms_agreement,omitempty"`
 }
 
 // Confirmation binds a token to a key (RFC 7800, RFC 9449 §6).

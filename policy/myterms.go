@@ -61,3 +61,84 @@ func checkAgreements(refs []AgreementRef) []string {
 	}
 	return r
 }
+
+// MyTermsAnswer is the organization's answer to the proffered agreements,
+// carried in its signed request (claim "myterms").
+type MyTermsAnswer struct {
+	Response  string        `json:"response"`            // accept, propose or reject
+	Agreement *AgreementRef `json:"agreement,omitempty"` // accept: a proffered one; propose: the alternative
+}
+
+// MyTerms responses; NoAnswer is recorded when the owner proffers
+// agreements and the request carries no answer.
+const (
+	MyTermsAccept   = "accept"
+	MyTermsPropose  = "propose"
+	MyTermsReject   = "reject"
+	MyTermsNoAnswer = "no-answer"
+)
+
+// checkMyTermsAnswer checks the answer's shape.
+func checkMyTermsAnswer(a *MyTermsAnswer) []string {
+	if a == nil {
+		return nil
+	}
+	switch a.Response {
+	case MyTermsAccept, MyTermsPropose:
+		if a.Agreement == nil {
+			return []string{"myterms: " + a.Response + " names an agreement (id, url, sha256)"}
+		}
+		var r []string
+		for _, p := range checkAgreements([]AgreementRef{*a.Agreement}) {
+			r = append(r, "myterms."+p)
+		}
+		return r
+	case MyTermsReject:
+		if a.Agreement != nil {
+			return []string{"myterms: a rejection names no agreement"}
+		}
+		return nil
+	}
+	return []string{"myterms: response is accept, propose or reject"}
+}
+
+// CheckMyTerms reports what is wrong with an answer to these terms: an
+// acceptance must name a proffered agreement, by the same text (hash).
+func CheckMyTerms(t Terms, a *MyTermsAnswer) []string {
+	if a == nil || a.Response != MyTermsAccept || a.Agreement == nil {
+		return nil
+	}
+	for _, p := range t.Agreements {
+		if p.ID == a.Agreement.ID && p.SHA256 == a.Agreement.SHA256 {
+			return nil
+		}
+	}
+	return []string{fmt.Sprintf("myterms: %s with that sha256 is not among the agreements the owner proffers (/.well-known/myterms)", quoteShort(a.Agreement.ID))}
+}
+
+// TypAgreementRecord is the JOSE type of the vault's countersignature.
+const TypAgreementRecord = "myterms-agreement+jwt"
+
+// AgreementRecord is the bilateral record of an IEEE 7012 exchange: what
+// the first party proffered (by the terms' hash), what the second party
+// answered, bound to the second party's signed request by its hash. The
+// organization's signature is on its request; the vault countersigns this.
+type AgreementRecord struct {
+	Issuer        string        `json:"iss"` // the first party's vault
+	Audience      string        `json:"aud"` // the second party's client_id
+	ID            string        `json:"jti"`
+	IssuedAt      int64         `json:"iat"`
+	RequestID     string        `json:"request_id"`
+	RequestSHA256 string        `json:"request_sha256"` // hex SHA-256 of the organization's signed request
+	SecondParty   string        `json:"second_party"`   // its client_uri
+	TermsHash     string        `json:"terms_hash"`
+	Proffered     []string      `json:"proffered"` // ids proffered at the time
+	Response      string        `json:"response"`  // accept, propose, reject, no-answer
+	Agreement     *AgreementRef `json:"agreement,omitempty"`
+	WireFormat    string        `json:"wire_format"`
+}
+
+// SignAgreementRecord countersigns an agreement record for the vault.
+func SignAgreementRecord(s Signer, r AgreementRecord) (string, error) {
+	return sign(s, TypAgreementRecord, r)
+}

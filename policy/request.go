@@ -39,6 +39,8 @@ type RequestClaims struct {
 	ClientIDClaim string `json:"client_id,omitempty"` // must be the key's thumbprint
 	Subject       string `json:"sub,omitempty"`       // must be the key's thumbprint
 	NotBefore     int64  `json:"nbf,omitempty"`
+	// MyTerms is the answer to the owner's proffered IEEE 7012 agreements.
+	MyTerms *MyTermsAnswer `json:"myterms,omitempty"`
 
 	audiences []string // aud as sent: a string or an array (RFC 7519 §4.1.3)
 }
@@ -252,6 +254,7 @@ func (c RequestClaims) problems(jkt string) []string {
 	if c.Subject != "" && c.Subject != jkt {
 		r = append(r, "sub: if present, must be the thumbprint of the signing key")
 	}
+	r = append(r, checkMyTermsAnswer(c.MyTerms)...)
 	if n := strings.TrimSpace(c.ClientName); n == "" || len(n) > 200 {
 		r = append(r, "client_name: required, at most 200 characters")
 	}
@@ -307,7 +310,7 @@ func validURL(s string, allowQuery bool) bool {
 // CheckTerms judges a request against the terms whose hash is
 // currentHash, and returns every way it breaks them (empty: it complies).
 func CheckTerms(t Terms, currentHash string, c RequestClaims) []string {
-	var r []string
+	r := CheckMyTerms(t, c.MyTerms)
 	if c.TermsHash != currentHash {
 		r = append(r, fmt.Sprintf("terms_hash: %s is not the current terms (%s); read /v1/terms and sign again", quoteShort(c.TermsHash), currentHash))
 	}

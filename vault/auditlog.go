@@ -398,6 +398,11 @@ func (v *Vault) ProveEntry(ctx context.Context, seq int64, proof string, hc HTTP
 	if owner, err := v.relationshipOf(ctx, tx, e.ClientID); err != nil || owner != rel {
 		return EntryProof{}, ErrEntryNotFound
 	}
+	return v.proveSeq(ctx, tx, size, root, seq, entry)
+}
+
+// proveSeq is the inclusion proof of entry seq in the head (size, root).
+func (v *Vault) proveSeq(ctx context.Context, tx *sql.Tx, size int64, root tlog.Hash, seq int64, entry string) (EntryProof, error) {
 	rp, err := tlog.ProveRecord(size, seq-1, &treeReader{ctx: ctx, q: tx, pending: map[int64]tlog.Hash{}})
 	if err != nil {
 		return EntryProof{}, storageError("audit proof", err)

@@ -63,12 +63,17 @@ type RequestTicket struct {
 	VerificationURIComplete string `json:"verification_uri_complete"`
 	Interval                int64  `json:"interval"`
 	ExpiresIn               int64  `json:"expires_in"`
+	// AgreementRecord is the vault's countersignature of the IEEE 7012
+	// exchange (typ myterms-agreement+jwt), when the owner proffers
+	// agreements or the request answers them.
+	AgreementRecord string `json:"myterms_agreement_record,omitempty"`
 }
 
 // Request is an access request as the owner sees it.
 type Request struct {
 	ID              string                       `json:"id"`
 	UserCode        string                       `json:"user_code"` // as the organization was told (RFC 8628)
+	Agreement       *Agreement                   `json:"agreement,omitempty"` // the IEEE 7012 exchange, if any (GetRequest)
 	Status          string                       `json:"status"`
 	ClientID        string                       `json:"client_id"`
 	ClientName      string                       `json:"client_name"`
@@ -171,8 +176,16 @@ func (v *Vault) SubmitRequest(ctx context.Context, signed, clientID string) (Req
 		if _, err := v.touchRelationship(ctx, tx, req, jwk, nowU); err != nil {
 			return err
 		}
+		if t.AgreementRecord, err = v.recordAgreement(ctx, tx, id, signed, req, terms.Terms, terms.Hash, nowU); err != nil {
+			return err
+		}
 		e := base
 		e.Event, e.Outcome, e.RequestID = EvRequestReceived, OutcomeAllowed, id
+		if t.AgreementRecord != "" {
+			// The log binds the record: its hash is in the entry, which an
+			// inclusion proof can show (pdvault agreements export).
+			e.Reason = "myterms agreement record " + agreementHash(t.AgreementRecord)
+		}
 		return v.appendAudit(ctx, tx, e)
 	})
 	if err != nil {
@@ -388,6 +401,9 @@ func (v *Vault) GetRequest(ctx context.Context, id string) (Request, error) {
 		if r.ClaimsPreview, err = v.PreviewClaims(ctx, r.Details); err != nil {
 			return Request{}, err
 		}
+	}
+	if r.Agreement, err = v.agreementOfRequest(ctx, v.db.r, id); err != nil {
+		return Request{}, err
 	}
 	return r.Request, nil
 }
@@ -681,6 +697,11 @@ func (v *Vault) mintGrant(ctx context.Context, tx *sql.Tx, r requestRow) (string
 		Expiry:               decided.Add(time.Duration(r.GrantedDuration) * time.Second).Unix(),
 		AuthorizationDetails: r.GrantedDetails, Purpose: r.Purpose, TermsHash: r.TermsHash,
 		Confirmation: policy.Confirmation{JKT: r.ClientID},
+	}
+	if a, err := v.agreementOfRequest(ctx, tx, r.ID); err != nil {
+		return "", g, err
+	} else if a != nil {
+		g.Agreement = a.Hash
 	}
 	tok, kid, err := v.signGrant(g)
 	if err != nil {

@@ -28,6 +28,7 @@ type OwnerService interface {
 	StartImport(ctx context.Context, r io.Reader, in DataImport) (ImportJob, error)
 	ImportJobs() []ImportJob
 	ConsentReceipt(ctx context.Context, grantID string) (ConsentReceipt, error)
+	ExportAgreement(ctx context.Context, id string) (AgreementBundle, error)
 	ImportJob(id string) (ImportJob, error)
 	AddDocument(ctx context.Context, r io.Reader, in DocumentInput) (Record, error)
 	OpenDocument(ctx context.Context, id string) (Record, *DocumentReader, error)

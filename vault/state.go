@@ -65,7 +65,7 @@ var (
 )
 
 // authTables is every authenticated table, for migration and verification.
-var authTables = []*table{tMeta, tSigningKeys, tTerms, tRequests, tGrants, tRelationships, tRelKeys, tNotices, tReceipts, tIntents, tOffers, tRecKeys, tAuditHead, tDevices, tRelStats, tShutdown, tDocuments}
+var authTables = []*table{tMeta, tSigningKeys, tTerms, tRequests, tGrants, tRelationships, tRelKeys, tNotices, tReceipts, tIntents, tOffers, tRecKeys, tAuditHead, tDevices, tRelStats, tShutdown, tDocuments, tAgreements}
 
 // row is one authenticated row whose MAC has been checked.
 type row struct {

@@ -247,9 +247,23 @@ func populate(t *testing.T, v *Vault) {
 	if _, err := o.read(t, v, tok.AccessToken, "profile"); err != nil {
 		t.Fatal(err)
 	}
-	tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) { c.CallbackURI = "https://acme.example/cb" }), "")
+	// An IEEE 7012 exchange: the owner proffers an agreement, the
+	// organization accepts it (an agreements row).
+	terms := v.CurrentTerms().Terms
+	terms.Agreements = []policy.AgreementRef{{ID: "SD-BASE", URL: "https://customercommons.org/SD-BASE", SHA256: strings.Repeat("0a", 32)}}
+	tb, _ := json.Marshal(terms)
+	if _, err := v.SetTerms(ctx, tb); err != nil {
+		t.Fatal(err)
+	}
+	tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) {
+		c.CallbackURI = "https://acme.example/cb"
+		c.MyTerms = &policy.MyTermsAnswer{Response: policy.MyTermsAccept, Agreement: &terms.Agreements[0]}
+	}), "")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if tk.AgreementRecord == "" {
+		t.Fatal("no agreement record")
 	}
 	v.Approve(ctx, tk.RequestID, Approval{})
 	p, hc := o.proof(t, v, "POST", "/v1/token", "")

@@ -510,6 +510,19 @@ var migrations = []string{
 		id      TEXT    PRIMARY KEY,
 		started INTEGER NOT NULL
 	);`,
+
+	// 17: IEEE 7012 agreement records (agreements.go): per request, the
+	// organization's answer to the proffered agreements and the vault's
+	// countersignature. Authenticated.
+	`CREATE TABLE agreements (
+		id            TEXT    PRIMARY KEY,
+		request_id    TEXT    NOT NULL UNIQUE,
+		client_id     TEXT    NOT NULL,
+		record        TEXT    NOT NULL,  -- the AgreementRecord, JSON
+		countersigned TEXT    NOT NULL,  -- the vault's JWS of it
+		created       INTEGER NOT NULL,
+		mac           BLOB
+	);`,
 }
 
 // schemaStats is the first schema with relationship_stats; schemaReplay

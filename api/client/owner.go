@@ -345,6 +345,14 @@ func (o *Owner) ConsentReceipt(ctx context.Context, grantID string) (ConsentRece
 	return c, err
 }
 
+// ExportAgreement returns the dispute bundle of an IEEE 7012 agreement
+// record as the vault sends it (JSON).
+func (o *Owner) ExportAgreement(ctx context.Context, id string) (json.RawMessage, error) {
+	var b json.RawMessage
+	err := o.send(ctx, http.MethodGet, "/v1/owner/agreements/"+url.PathEscape(id), nil, &b)
+	return b, err
+}
+
 // AuditEntry is one line of the audit log.
 type AuditEntry struct {
 	Seq        int64    `json:"seq"`

@@ -91,3 +91,15 @@ func TestDataImportCLI(t *testing.T) {
 		t.Fatalf("mapped csv: %+v", r)
 	}
 }
+
+func TestAgreementsCLI(t *testing.T) {
+	c := devVault(t)
+	expect(t, c.run("agreements", "export"), 2, "takes one agreement record ID")
+	expect(t, c.run("agreements", "export", "aaaaaaaaaaaaaaaaaaaaaaaaaa"), 1, "not_found")
+	expect(t, c.run("agreements", "frob", "x"), 2, "unknown agreements subcommand")
+	r := c.run("agreements", "-h")
+	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "dispute bundle") {
+		t.Fatalf("help: %q", r.stdout)
+	}
+}

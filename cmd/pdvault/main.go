@@ -85,6 +85,7 @@ Talk to a running vault:
   docs         add | list | get | delete encrypted documents (contracts, payslips, scans)
   requests     list | show | approve | deny organizations' access requests
   grants       list | revoke grants
+  agreements   export an IEEE 7012 agreement record's dispute bundle
   audit        list | verify the tamper-evident audit log
   terms        show | set | edit your terms of service
   relationships  list | show | verify | reaccept the organizations you deal with
@@ -132,6 +133,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		"docs":          a.cmdDocs,
 		"requests":      a.safe().cmdRequests,
 		"grants":        a.safe().cmdGrants,
+		"agreements":    a.cmdAgreements,
 		"audit":         a.safe().cmdAudit,
 		"terms":         a.cmdTerms,
 		"relationships": a.safe().cmdRelationships,
