@@ -1,9 +1,9 @@
 package api
 
 import (
-	"encoding/json"
 	"cmp"
 	"crypto/subtle"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime"

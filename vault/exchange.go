@@ -72,7 +72,7 @@ type RequestTicket struct {
 // Request is an access request as the owner sees it.
 type Request struct {
 	ID              string                       `json:"id"`
-	UserCode        string                       `json:"user_code"` // as the organization was told (RFC 8628)
+	UserCode        string                       `json:"user_code"`           // as the organization was told (RFC 8628)
 	Agreement       *Agreement                   `json:"agreement,omitempty"` // the IEEE 7012 exchange, if any (GetRequest)
 	Status          string                       `json:"status"`
 	ClientID        string                       `json:"client_id"`
