@@ -283,6 +283,9 @@ type Ticket struct {
 	VerificationURIComplete string `json:"verification_uri_complete"`
 	Interval                int64  `json:"interval"`
 	ExpiresIn               int64  `json:"expires_in"`
+	// AgreementRecord is the vault's countersigned IEEE 7012 record, when
+	// the owner proffers agreements or the request answers them.
+	AgreementRecord string `json:"myterms_agreement_record,omitempty"`
 }
 
 // SignRequest signs an access request as an RFC 9101 request object.

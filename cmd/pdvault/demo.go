@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/pdvault/pdvault/api"
 	"github.com/pdvault/pdvault/api/client"
+	"github.com/pdvault/pdvault/policy"
 	"github.com/pdvault/pdvault/vault"
 )
 
@@ -102,6 +104,25 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 	}
 	show("imported again: %d added, %d duplicates", again.Added, again.Duplicates)
 
+	say("owner", "The owner proffers an IEEE 7012 (MyTerms) agreement from the Customer Commons roster with her terms: by id, URL and the hash of its text.")
+	cur, err := owner.Terms(ctx)
+	if err != nil {
+		return err
+	}
+	var pt policy.Terms
+	if err := json.Unmarshal(cur.Terms, &pt); err != nil {
+		return err
+	}
+	// The demo has no network: the hash is of a stand-in text, said so.
+	standIn := sha256.Sum256([]byte("SD-BASE: stand-in for the roster's text in this offline demo"))
+	sdBase := policy.AgreementRef{ID: "SD-BASE", URL: "https://customercommons.org/p7012/SD-BASE", SHA256: hex.EncodeToString(standIn[:])}
+	pt.Agreements = []policy.AgreementRef{sdBase}
+	tb, _ := json.Marshal(pt)
+	if _, err := owner.SetTerms(ctx, tb); err != nil {
+		return err
+	}
+	show("proffered SD-BASE (service delivery only), sha256 %s… (of a stand-in text: the demo is offline); published at /.well-known/myterms", sdBase.SHA256[:12])
+
 	say("org", "Acme Bikes discovers the vault and reads the owner's terms.")
 	md, err := org.Metadata(ctx)
 	if err != nil {
@@ -123,11 +144,14 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 			client.Detail("transactions", "date", "amount"),
 		},
 		Duration: 30 * 24 * 3600, TermsHash: terms.Hash,
+		MyTerms: &policy.MyTermsAnswer{Response: policy.MyTermsAccept, Agreement: &sdBase},
 	}
 	tk, err := org.Request(ctx, ask)
 	if err != nil {
 		return err
 	}
+	show("IEEE 7012: Acme accepts SD-BASE in its signed request; the vault countersigned the bilateral agreement record (%s, %d bytes)",
+		policy.TypAgreementRecord, len(tk.AgreementRecord))
 	show("asks for profile[name,email,address,birth_date] and transactions[date,amount] for 30 days")
 	show("request id %s; poll every %ds", tk.RequestID, tk.Interval)
 	if _, err := org.Poll(ctx, tk.RequestID); err != nil {

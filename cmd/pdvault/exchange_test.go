@@ -33,8 +33,10 @@ func TestDemo(t *testing.T) {
 		"presented by anyone else it is refused",
 		"signed by a key made for it alone",
 		"reads the delivery address",
-		"verified: 35 entries",
+		"verified: 36 entries",
 		"a consent receipt signed by the vault (Kantara KI-CR-v1.1.0",
+		"proffered SD-BASE",
+		"IEEE 7012: Acme accepts SD-BASE in its signed request; the vault countersigned the bilateral agreement record",
 		"given → narrowed → withdrawn → deleted; state withdrawn",
 	} {
 		if !strings.Contains(r.stdout, want) {
