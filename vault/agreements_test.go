@@ -135,6 +135,11 @@ func TestMyTermsAgreement(t *testing.T) {
 	if r3, _ := v.GetRequest(ctx, tk3.RequestID); r3.Agreement.Record.Response != policy.MyTermsReject {
 		t.Fatalf("rejection recorded as %q", r3.Agreement.Record.Response)
 	}
+	// The relationship shows every record, the newest as what it is under.
+	rel, err := v.GetRelationship(ctx, o.jkt)
+	if err != nil || len(rel.Agreements) != 3 || rel.CurrentAgreement().Record.Response != policy.MyTermsReject {
+		t.Fatalf("relationship agreements %+v %v", rel.Agreements, err)
+	}
 	// A malformed answer is the request object's fault.
 	_, err = v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) {
 		c.MyTerms = &policy.MyTermsAnswer{Response: "maybe"}

@@ -128,10 +128,22 @@ type Relationship struct {
 	LastRead       *time.Time          `json:"last_read,omitempty"`
 	Notices        []Notice            `json:"notices"`
 	Receipts       []Receipt           `json:"receipts"`
-	TermsHashes    []string            `json:"terms_hashes"` // every version it accepted, newest first
-	OnCurrentTerms bool                `json:"on_current_terms"`
-	Deletion       string              `json:"deletion"` // worst state over its grants
-	ActiveGrants   int                 `json:"active_grants"`
+	// Agreements are its IEEE 7012 agreement records, newest last; the
+	// last one's response and agreement are what it is under now.
+	Agreements     []Agreement `json:"agreements"`
+	TermsHashes    []string    `json:"terms_hashes"` // every version it accepted, newest first
+	OnCurrentTerms bool        `json:"on_current_terms"`
+	Deletion       string      `json:"deletion"` // worst state over its grants
+	ActiveGrants   int         `json:"active_grants"`
+}
+
+// CurrentAgreement is the newest IEEE 7012 agreement record of the
+// relationship: what it is under now (nil: none).
+func (r Relationship) CurrentAgreement() *Agreement {
+	if len(r.Agreements) == 0 {
+		return nil
+	}
+	return &r.Agreements[len(r.Agreements)-1]
 }
 
 // RelationshipKey is one key of an organization.
@@ -272,6 +284,19 @@ func (v *Vault) loadRelationship(ctx context.Context, tx *sql.Tx, id string) (Re
 			seenTerms[q.TermsHash] = true
 			r.TermsHashes = append(r.TermsHashes, q.TermsHash)
 		}
+	}
+
+	r.Agreements = []Agreement{}
+	ars, err := v.st.rows(ctx, tx, tAgreements, `client_id IN `+in+` ORDER BY created, rowid`, clients...)
+	if err != nil {
+		return r, err
+	}
+	for _, ar := range ars {
+		a, err := agreementFrom(ar)
+		if err != nil {
+			return r, err
+		}
+		r.Agreements = append(r.Agreements, a)
 	}
 
 	// Receipts, then grants with their deletion state.
