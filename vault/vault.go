@@ -161,6 +161,7 @@ type Vault struct {
 	importKey        []byte // marks of imported items (import.go)
 	imports          importJobs
 	recordsGen       atomic.Uint64 // bumped by every committed write of records (views.go's cache)
+	recordsRewritten atomic.Uint64 // bumped when records that existed change or go (views.go's cache)
 	txCache          txCache
 	replay           *replayCache
 	grants           grantCache

@@ -5,7 +5,6 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"math/big"
@@ -26,13 +25,14 @@ import (
 // stopped short.
 
 // maxViewRecords bounds what one view or search decrypts per collection.
-const maxViewRecords = 20000
+var maxViewRecords = 20000 // a variable for the tests only
 
 // maxViewRows bounds the rows a transactions view returns.
 const maxViewRows = 500
 
 // sealedRecord is a record row as stored, not yet opened.
 type sealedRecord struct {
+	seq              int64
 	id, collection   string
 	version          int64
 	keyID            uint32
@@ -68,10 +68,11 @@ func (v *Vault) scanSealed(ctx context.Context, coll string, fn func(sealedRecor
 		got := 0
 		for rows.Next() {
 			var s sealedRecord
-			if err := rows.Scan(&before, &s.id, &s.collection, &s.version, &s.keyID, &s.sealed, &s.created, &s.updated); err != nil {
+			if err := rows.Scan(&s.seq, &s.id, &s.collection, &s.version, &s.keyID, &s.sealed, &s.created, &s.updated); err != nil {
 				rows.Close()
 				return false, storageError("read records", err)
 			}
+			before = s.seq
 			got++
 			n++
 			if !fn(s) {
@@ -107,26 +108,6 @@ func (v *Vault) scanCollection(ctx context.Context, coll string, fn func(Record)
 		return false, openErr
 	}
 	return trunc, err
-}
-
-// inParallel runs fn(i) for i in [0, n) on GOMAXPROCS goroutines and
-// returns the first error.
-func inParallel(n int, fn func(i int) error) error {
-	workers := min(runtime.GOMAXPROCS(0), max(1, n/256))
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < n; i += workers {
-				if err := fn(i); err != nil {
-					errs[w] = err
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
 }
 
 // TxFilter narrows a transactions view; empty fields do not filter.
@@ -171,25 +152,37 @@ type TxView struct {
 // account as plain text, is read rather than skipped.
 type txData struct {
 	Date, Amount, Currency, Counterparty, Description, Account string
-	Provenance                                                 *provenanceData
+	// Provenance is kept as it was written and decoded only for the rows
+	// a page shows (a third of the decoding otherwise).
+	Provenance json.RawMessage
 }
 
 func readTx(b []byte) (txData, bool) {
 	var r struct {
 		Date, Amount, Currency, Counterparty, Description flexText
 		Account                                           flexAccount
-		Provenance                                        flexProvenance
+		Provenance                                        json.RawMessage
 	}
 	if json.Unmarshal(b, &r) != nil {
 		return txData{}, false
 	}
-	d := txData{Date: string(r.Date), Amount: string(r.Amount), Currency: string(r.Currency), Counterparty: string(r.Counterparty),
-		Description: string(r.Description), Account: string(r.Account)}
-	if r.Provenance.Importer != "" {
-		p := provenanceData(r.Provenance)
-		d.Provenance = &p
+	return txData{Date: string(r.Date), Amount: string(r.Amount), Currency: string(r.Currency), Counterparty: string(r.Counterparty),
+		Description: string(r.Description), Account: string(r.Account), Provenance: r.Provenance}, true
+}
+
+// txProvenance decodes a transaction's provenance, nil if it has none
+// from an importer.
+func txProvenance(raw json.RawMessage) *provenanceData {
+	if len(raw) == 0 {
+		return nil
 	}
-	return d, true
+	var p flexProvenance
+	p.UnmarshalJSON(raw)
+	if p.Importer == "" {
+		return nil
+	}
+	d := provenanceData(p)
+	return &d
 }
 
 // flexText reads a string, or a number as its digits; anything else is
@@ -229,6 +222,14 @@ func (p *flexProvenance) UnmarshalJSON(b []byte) error {
 type flexAccount string
 
 func (a *flexAccount) UnmarshalJSON(b []byte) error {
+	// What importers write, {"id":"..."} with no escapes, is read without
+	// a second pass of the decoder.
+	if id, ok := bytes.CutPrefix(b, []byte(`{"id":"`)); ok {
+		if id, ok := bytes.CutSuffix(id, []byte(`"}`)); ok && bytes.IndexAny(id, `"\\`) < 0 {
+			*a = flexAccount(id)
+			return nil
+		}
+	}
 	if len(b) > 0 && b[0] == '{' {
 		var o struct {
 			ID flexText `json:"id"`
@@ -303,7 +304,7 @@ func (v *Vault) TransactionsView(ctx context.Context, f TxFilter) (TxView, error
 		}
 		if i >= shown {
 			rows = append(rows, TxRow{ID: t.id, Date: t.d.Date, Amount: t.d.Amount, Currency: t.d.Currency, Counterparty: t.d.Counterparty,
-				Description: t.d.Description, Account: t.d.Account, Provenance: provenanceLine(t.d.Provenance, t.created), Balance: bal.FloatString(2)})
+				Description: t.d.Description, Account: t.d.Account, Provenance: provenanceLine(txProvenance(t.d.Provenance), t.created), Balance: bal.FloatString(2)})
 		}
 	}
 	slices.Reverse(rows)
@@ -328,12 +329,18 @@ func (v *Vault) TransactionsView(ctx context.Context, f TxFilter) (TxView, error
 // txCache keeps the transactions a view has decoded, so that the next
 // view — another filter, month or account — does not decrypt and decode
 // up to maxViewRecords records again. Plaintext only in the vault's
-// memory, like every view; dropped when records change (recordsGen),
-// txCacheTTL after its last use, and when the vault locks.
+// memory, like every view; dropped txCacheTTL after its last use and when
+// the vault locks. A write that only adds records (a new transaction, an
+// import) is caught up by decoding the rows added since (seq > maxSeq);
+// one that changes or removes records (recordsRewritten) makes the next
+// view read everything again.
 type txCache struct {
 	mu       sync.Mutex
 	ok       bool
-	gen      uint64
+	gen      uint64 // recordsGen the cache reflects
+	rgen     uint64 // recordsRewritten the cache reflects
+	seqs     []int64 // seq of every row read, ascending (some rows may not be transactions in shape)
+	reads    int    // full reads so far (tests)
 	used     time.Time
 	txs      []cachedTx // oldest first by date; same-day rows in stored order
 	accounts []string
@@ -342,6 +349,7 @@ type txCache struct {
 }
 
 type cachedTx struct {
+	seq     int64
 	id      string
 	created time.Time
 	d       txData
@@ -350,6 +358,11 @@ type cachedTx struct {
 }
 
 const txCacheTTL = 5 * time.Minute
+
+// maxCatchUp is the most rows a cached view decodes to catch up with
+// writes; more (a large import) and a full read, spread over the cores
+// from the start, is as quick.
+const maxCatchUp = 50_000
 
 func (c *txCache) drop() {
 	c.mu.Lock()
@@ -361,73 +374,263 @@ func (c *txCache) drop() {
 }
 
 // cachedTransactions returns the decoded transactions, reading them if
-// the cache is empty, stale or expired.
+// the cache is empty, expired or stale beyond catching up.
 func (v *Vault) cachedTransactions(ctx context.Context) ([]cachedTx, []string, bool, error) {
 	c := &v.txCache
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// The generation is read before the scan: a write that commits during
-	// it bumps past what is cached, and the next view reads again.
-	gen := v.recordsGen.Load()
+	// The generations are read before any scan: a write that commits
+	// during it bumps past what is cached, and the next view looks again.
+	rgen, gen := v.recordsRewritten.Load(), v.recordsGen.Load()
 	now := v.opts.Now()
-	if c.ok && c.gen == gen && now.Sub(c.used) < txCacheTTL {
+	fresh := c.ok && now.Sub(c.used) < txCacheTTL
+	if fresh && c.gen == gen {
 		c.used = now
 		return c.txs, c.accounts, c.trunc, nil
+	}
+	if fresh && c.rgen == rgen {
+		done, err := v.catchUp(ctx, c)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		if done {
+			c.gen, c.used = gen, now
+			return c.txs, c.accounts, c.trunc, nil
+		}
 	}
 	c.ok, c.txs, c.accounts = false, nil, nil
 	// Rows are read in order; opening and decoding them (most of the
 	// time a cold view takes) is spread over the cores.
-	var sealed []sealedRecord
-	trunc, err := v.scanSealed(ctx, "transactions", func(s sealedRecord) bool { sealed = append(sealed, s); return true })
-	if err != nil {
-		return nil, nil, false, err
-	}
-	decoded := make([]cachedTx, len(sealed))
-	readable := make([]bool, len(sealed))
-	err = inParallel(len(sealed), func(i int) error {
-		r, err := v.open(sealed[i])
-		if err != nil {
-			return err
-		}
-		d, ok := readTx(r.Data)
-		if !ok {
-			return nil
-		}
-		amt, ok := new(big.Rat).SetString(d.Amount)
-		if !ok {
-			amt = nil
-		}
-		decoded[i], readable[i] = cachedTx{id: r.ID, created: r.Created, d: d, lower: strings.ToLower(d.Counterparty + " " + d.Description), amt: amt}, true
-		return nil
+	var (
+		seqs  []int64
+		trunc bool
+	)
+	txs, err := v.decodePipeline(func(emit func(sealedRecord) bool) (err error) {
+		trunc, err = v.scanSealed(ctx, "transactions", func(s sealedRecord) bool {
+			seqs = append(seqs, s.seq)
+			return emit(s)
+		})
+		return err
 	})
 	if err != nil {
-		if isTampered(err) {
-			return nil, nil, false, ErrTampered
-		}
 		return nil, nil, false, err
 	}
-	txs := make([]cachedTx, 0, len(decoded))
-	accounts := map[string]bool{}
-	for i := range decoded {
-		if readable[i] {
-			txs = append(txs, decoded[i])
-			if a := decoded[i].d.Account; a != "" {
-				accounts[a] = true
-			}
-		}
-	}
+	// Read newest first; kept oldest first.
+	slices.Reverse(txs)
+	slices.Reverse(seqs)
 	// Oldest first for running balances (stable: same-day rows keep the
 	// order they were stored in).
-	slices.Reverse(txs)
-	slices.SortStableFunc(txs, func(a, b cachedTx) int { return cmp.Compare(a.d.Date, b.d.Date) })
-	c.ok, c.gen, c.used, c.txs, c.trunc = true, gen, now, txs, trunc
-	c.accounts = slices.Sorted(maps.Keys(accounts))
+	slices.SortStableFunc(txs, byTxDate)
+	c.ok, c.gen, c.rgen, c.used, c.txs, c.trunc = true, gen, rgen, now, txs, trunc
+	c.reads++
+	c.seqs = seqs
+	c.accounts = txAccounts(nil, txs)
 	if c.timer == nil {
 		c.timer = time.AfterFunc(txCacheTTL, c.expire(v.opts.Now))
 	} else {
 		c.timer.Reset(txCacheTTL)
 	}
 	return c.txs, c.accounts, c.trunc, nil
+}
+
+// catchUp adds the transactions stored since the cache was read, if
+// there are few enough, and lets the oldest go past maxViewRecords, as a
+// full read would; false means a full read is due.
+func (v *Vault) catchUp(ctx context.Context, c *txCache) (bool, error) {
+	var maxSeq int64
+	if len(c.seqs) > 0 {
+		maxSeq = c.seqs[len(c.seqs)-1]
+	}
+	rows, err := v.db.r.QueryContext(ctx, `SELECT `+recordColumns+` FROM records WHERE collection = ? AND seq > ? ORDER BY seq LIMIT ?`,
+		"transactions", maxSeq, maxCatchUp+1)
+	if err != nil {
+		return false, storageError("read records", err)
+	}
+	var added []sealedRecord
+	for rows.Next() {
+		var s sealedRecord
+		if err := rows.Scan(&s.seq, &s.id, &s.collection, &s.version, &s.keyID, &s.sealed, &s.created, &s.updated); err != nil {
+			rows.Close()
+			return false, storageError("read records", err)
+		}
+		added = append(added, s)
+	}
+	if err := rows.Close(); err != nil {
+		return false, storageError("read records", err)
+	}
+	if len(added) > maxCatchUp {
+		return false, nil
+	}
+	if len(added) == 0 {
+		return true, nil
+	}
+	txs, err := v.decodeTxs(added)
+	if err != nil {
+		return false, err
+	}
+	slices.SortStableFunc(txs, byTxDate)
+	for _, r := range added {
+		c.seqs = append(c.seqs, r.seq)
+	}
+	// Beyond maxViewRecords the oldest rows by seq leave, as a full read
+	// would not reach them.
+	var drop int64
+	if cut := len(c.seqs) - maxViewRecords; cut > 0 {
+		drop = c.seqs[cut-1]
+		c.seqs = slices.Clone(c.seqs[cut:])
+		c.trunc = true
+	}
+	// Newer rows go after older ones of the same date, as a full read
+	// would order them. The common case (new rows dated on or after the
+	// last one, nothing leaving) appends: views holding the old slice see
+	// only its length.
+	if drop == 0 && (len(c.txs) == 0 || byTxDate(c.txs[len(c.txs)-1], txs[0]) <= 0) {
+		c.txs = append(c.txs, txs...)
+		c.accounts = txAccounts(c.accounts, txs)
+		return true, nil
+	}
+	merged := make([]cachedTx, 0, len(c.txs)+len(txs))
+	i := 0
+	keep := func(t cachedTx) {
+		if t.seq > drop {
+			merged = append(merged, t)
+		}
+	}
+	for _, t := range txs {
+		for i < len(c.txs) && byTxDate(c.txs[i], t) <= 0 {
+			keep(c.txs[i])
+			i++
+		}
+		keep(t)
+	}
+	for _, t := range c.txs[i:] {
+		keep(t)
+	}
+	c.txs = merged
+	c.accounts = txAccounts(nil, merged)
+	return true, nil
+}
+
+func byTxDate(a, b cachedTx) int { return cmp.Compare(a.d.Date, b.d.Date) }
+
+// decodeTxs opens and decodes rows on all cores, keeping their order and
+// leaving out those that are not transactions in shape.
+func (v *Vault) decodeTxs(sealed []sealedRecord) ([]cachedTx, error) {
+	return v.decodePipeline(func(emit func(sealedRecord) bool) error {
+		for _, s := range sealed {
+			emit(s)
+		}
+		return nil
+	})
+}
+
+// decodeBatch is the rows a pipeline worker decodes at a time.
+const decodeBatch = 512
+
+// decodePipeline decodes the rows produce emits, in emitted order, while
+// produce goes on: reading rows from SQLite (one core) overlaps with
+// opening and decoding them (the others), which is most of a cold view.
+func (v *Vault) decodePipeline(produce func(emit func(sealedRecord) bool) error) ([]cachedTx, error) {
+	type batch struct {
+		n    int
+		rows []sealedRecord
+	}
+	var (
+		mu      sync.Mutex
+		results [][]cachedTx
+		failed  error
+		wg      sync.WaitGroup
+		work    = make(chan batch, runtime.GOMAXPROCS(0))
+	)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for b := range work {
+				out := make([]cachedTx, 0, len(b.rows))
+				var err error
+				for _, s := range b.rows {
+					var t cachedTx
+					var ok bool
+					if t, ok, err = v.decodeTx(s); err != nil {
+						break
+					} else if ok {
+						out = append(out, t)
+					}
+				}
+				mu.Lock()
+				if err != nil && failed == nil {
+					failed = err
+				}
+				for len(results) <= b.n {
+					results = append(results, nil)
+				}
+				results[b.n] = out
+				mu.Unlock()
+			}
+		})
+	}
+	cur := batch{rows: make([]sealedRecord, 0, decodeBatch)}
+	err := produce(func(s sealedRecord) bool {
+		cur.rows = append(cur.rows, s)
+		if len(cur.rows) == decodeBatch {
+			work <- cur
+			cur = batch{n: cur.n + 1, rows: make([]sealedRecord, 0, decodeBatch)}
+		}
+		return true
+	})
+	if len(cur.rows) > 0 {
+		work <- cur
+	}
+	close(work)
+	wg.Wait()
+	if err == nil {
+		err = failed
+	}
+	if err != nil {
+		if isTampered(err) {
+			return nil, ErrTampered
+		}
+		return nil, err
+	}
+	n := 0
+	for _, r := range results {
+		n += len(r)
+	}
+	txs := make([]cachedTx, 0, n)
+	for _, r := range results {
+		txs = append(txs, r...)
+	}
+	return txs, nil
+}
+
+// decodeTx opens one row; false if it is not a transaction in shape.
+func (v *Vault) decodeTx(s sealedRecord) (cachedTx, bool, error) {
+	r, err := v.open(s)
+	if err != nil {
+		return cachedTx{}, false, err
+	}
+	d, ok := readTx(r.Data)
+	if !ok {
+		return cachedTx{}, false, nil
+	}
+	amt, ok := new(big.Rat).SetString(d.Amount)
+	if !ok {
+		amt = nil
+	}
+	return cachedTx{seq: s.seq, id: r.ID, created: r.Created, d: d, lower: strings.ToLower(d.Counterparty + " " + d.Description), amt: amt}, true, nil
+}
+
+// txAccounts adds the accounts txs name to a sorted list.
+func txAccounts(have []string, txs []cachedTx) []string {
+	set := map[string]bool{}
+	for _, a := range have {
+		set[a] = true
+	}
+	for _, t := range txs {
+		if t.d.Account != "" {
+			set[t.d.Account] = true
+		}
+	}
+	return slices.Sorted(maps.Keys(set))
 }
 
 // expire drops the cache once it has gone unused for txCacheTTL.

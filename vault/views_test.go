@@ -164,3 +164,75 @@ func TestTransactionsViewCache(t *testing.T) {
 		t.Fatal("the cache outlives the lock")
 	}
 }
+
+// A view cached before records were added is caught up by decoding only
+// the new rows, and shows exactly what a full read would: same order
+// (same-day rows in stored order), balances, months and accounts.
+func TestTransactionsViewCatchUpEqualsFullRead(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	ctx := t.Context()
+	add := func(date, amount, account string) {
+		t.Helper()
+		if _, err := v.CreateRecord(ctx, "transactions", []byte(`{"date":"`+date+`","amount":"`+amount+`","currency":"EUR","account":{"id":"`+account+`"}}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	render := func(view TxView) string {
+		var b strings.Builder
+		for _, r := range view.Rows {
+			b.WriteString(r.ID + " " + r.Date + " " + r.Amount + " " + r.Balance + "\n")
+		}
+		for _, m := range view.Months {
+			b.WriteString(m.Month + " " + m.In + " " + m.Out + "\n")
+		}
+		return b.String() + strings.Join(view.Accounts, ",") + " " + view.Net
+	}
+	viewNow := func() string {
+		t.Helper()
+		view, err := v.TransactionsView(ctx, TxFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return render(view)
+	}
+	add("2026-10-05", "-5", "A")
+	add("2026-10-07", "100", "A")
+	viewNow()
+	// After the last date, on the same day as the last row, before
+	// the first row, between two rows, in an account not seen yet; then
+	// past the view's bound, where the oldest rows stored leave the view
+	// (and account B with them).
+	defer func(n int) { maxViewRecords = n }(maxViewRecords)
+	maxViewRecords = 7
+	for _, r := range [][3]string{{"2026-10-09", "-1", "A"}, {"2026-10-09", "-2", "A"}, {"2026-09-30", "7", "B"}, {"2026-10-06", "-3", "A"},
+		{"2026-10-05", "-4", "C"}, {"2026-10-08", "-8", "A"}, {"2026-10-01", "9", "A"}, {"2026-10-11", "-10", "A"}, {"2026-10-11", "-11", "A"}, {"2026-10-01", "-12", "A"}} {
+		add(r[0], r[1], r[2])
+		cached := viewNow()
+		v.txCache.drop()
+		full := viewNow()
+		if cached != full {
+			t.Fatalf("after adding %v the cached view is\n%s\nbut a full read gives\n%s", r, cached, full)
+		}
+	}
+	if !strings.HasSuffix(viewNow(), "A,C -39.00") {
+		t.Fatalf("the view past its bound: %s", viewNow())
+	}
+	reads := v.txCache.reads
+	add("2026-10-10", "-6", "A")
+	viewNow()
+	if v.txCache.reads != reads {
+		t.Fatal("an added record made the view read everything again")
+	}
+	// A change to an existing record cannot be caught up: a full read.
+	page, err := v.ListRecords(ctx, "transactions", 1, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.UpdateRecord(ctx, "transactions", page.Records[0].ID, []byte(`{"date":"2026-10-10","amount":"-60","currency":"EUR"}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	viewNow()
+	if v.txCache.reads != reads+1 {
+		t.Fatalf("an updated record did not make the view read again (%d reads)", v.txCache.reads-reads)
+	}
+}
