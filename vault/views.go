@@ -337,10 +337,10 @@ func (v *Vault) TransactionsView(ctx context.Context, f TxFilter) (TxView, error
 type txCache struct {
 	mu       sync.Mutex
 	ok       bool
-	gen      uint64 // recordsGen the cache reflects
-	rgen     uint64 // recordsRewritten the cache reflects
+	gen      uint64  // recordsGen the cache reflects
+	rgen     uint64  // recordsRewritten the cache reflects
 	seqs     []int64 // seq of every row read, ascending (some rows may not be transactions in shape)
-	reads    int    // full reads so far (tests)
+	reads    int     // full reads so far (tests)
 	used     time.Time
 	txs      []cachedTx // oldest first by date; same-day rows in stored order
 	accounts []string
