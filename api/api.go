@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"runtime/debug"
 	"strings"
@@ -41,6 +42,9 @@ type Config struct {
 	// page on another site whose name was made to resolve to the vault's
 	// address (DNS rebinding) must not reach the API.
 	Hosts []string
+	// TrustedProxies are the peers whose Forwarded / X-Forwarded-*
+	// headers are believed (proxy.go); empty: nobody's.
+	TrustedProxies []netip.Prefix
 }
 
 type server struct {
@@ -156,7 +160,7 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	s.uiRoutes(r)
 	r.Use(nameRoute)
 	limit := policy.NewLimiter(cfg.RatePerAddress, int(2*cfg.RatePerAddress))
-	return s.recover(s.logRequests(securityHeaders(s.checkHost(cfg.Hosts, limitAddresses(limit, s.log, r)))))
+	return s.recover(forwarded(cfg.TrustedProxies, s.logRequests(securityHeaders(s.checkHost(cfg.Hosts, limitAddresses(limit, s.log, r))))))
 }
 
 // checkHost refuses requests for a host the vault does not answer to
@@ -168,27 +172,40 @@ func (s *server) checkHost(extra []string, next http.Handler) http.Handler {
 		allowed[strings.ToLower(h)] = true
 	}
 	// The issuer's host, parsed once per issuer (it changes only at start).
-	type parsed struct{ issuer, host string }
+	type parsed struct{ issuer, scheme, host string }
 	var cache atomic.Pointer[parsed]
-	issuerHost := func() string {
+	issuerOrigin := func() *parsed {
 		iss := s.svc.Issuer()
 		if p := cache.Load(); p != nil && p.issuer == iss {
-			return p.host
+			return p
 		}
 		p := &parsed{issuer: iss}
 		if u, err := url.Parse(iss); err == nil {
-			p.host = strings.ToLower(u.Host)
+			p.scheme, p.host = u.Scheme, strings.ToLower(u.Host)
 		}
 		cache.Store(p)
-		return p.host
+		return p
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		host := strings.ToLower(r.Host)
-		if host == issuerHost() || allowed[host] {
+		if allowed[host] {
 			next.ServeHTTP(w, r)
 			return
 		}
-		writeError(w, r, s.log, errWrongHost)
+		// The issuer's host, by the issuer's scheme when the scheme is
+		// known (the vault's TLS or a trusted proxy): htu is checked
+		// against the issuer, so anything else could only fail later,
+		// and less clearly.
+		iss := issuerOrigin()
+		scheme := requestScheme(r)
+		if host == iss.host && (scheme == "" || scheme == iss.scheme) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if scheme == "" {
+			scheme = "http"
+		}
+		writeError(w, r, s.log, wrongOrigin(iss.issuer, scheme, r.Host))
 	})
 }
 
@@ -225,6 +242,11 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("Cache-Control", "no-store")
+		if requestScheme(r) == "https" {
+			// RFC 6797: browsers that saw the vault over HTTPS never try
+			// it over plain HTTP again (a year, renewed at every visit).
+			h.Set("Strict-Transport-Security", "max-age=31536000")
+		}
 		next.ServeHTTP(w, r)
 	})
 }

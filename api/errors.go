@@ -134,7 +134,6 @@ var (
 	errNeedDPoP       = policy.E(policy.KindUnauthenticated, "invalid_token", "send the grant as Authorization: DPoP <grant>, with a DPoP proof")
 	errNoToken        = policy.E(policy.KindInvalid, "invalid_request", "token is required")
 	errCrossSiteLogin = policy.E(policy.KindForbidden, "cross_site", "a login must come from the vault's own pages or from a client that is not a browser")
-	errWrongHost      = policy.E(policy.KindMisdirected, "invalid_host", "this server does not answer for that host name")
 	errBadSeq         = policy.E(policy.KindInvalid, "invalid_request", "seq must be the number of an audit entry")
 	errBadFrom        = policy.E(policy.KindInvalid, "invalid_request", "from must be a tree size: a whole number from 1 to the log's size")
 )

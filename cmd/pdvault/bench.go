@@ -303,7 +303,7 @@ func startBenchServer(ctx context.Context, dir, pass string) (*benchServer, erro
 	sc := bufio.NewScanner(stdout)
 	for sc.Scan() {
 		if i := strings.Index(sc.Text(), " at http://"); i >= 0 {
-			s.url = strings.TrimSpace(sc.Text()[i+4:])
+			s.url, _, _ = strings.Cut(sc.Text()[i+4:], " ")
 			break
 		}
 	}

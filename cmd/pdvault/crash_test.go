@@ -51,7 +51,8 @@ func startServer(t *testing.T, dir, passFile string) (*exec.Cmd, string) {
 				for sc.Scan() {
 				}
 			}()
-			return cmd, strings.TrimSpace(sc.Text()[i+4:])
+			u, _, _ := strings.Cut(sc.Text()[i+4:], " ")
+			return cmd, u
 		}
 	}
 	cmd.Process.Kill()

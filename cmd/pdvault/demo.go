@@ -54,7 +54,7 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 	if err := loadSamples(ctx, v); err != nil {
 		return err
 	}
-	hs, err := startHTTP(v, *addr, "", log, 0)
+	hs, err := startHTTP(v, httpOptions{addr: *addr}, log)
 	if err != nil {
 		return err
 	}

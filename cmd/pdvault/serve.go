@@ -7,10 +7,12 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
@@ -36,10 +38,19 @@ const (
 )
 
 func (a *app) cmdServe(ctx context.Context, args []string) error {
-	fs := a.flags("serve", "serve [--dir DIR | --dev] [--addr HOST:PORT]")
+	fs := a.flags("serve", "serve [--dir DIR | --dev] [--addr HOST:PORT] [--domain NAME | --tls-cert FILE --tls-key FILE]")
 	dir := fs.String("dir", a.defaultDir(), "vault directory (env PDVAULT_DIR)")
 	dev := fs.Bool("dev", false, "run a throwaway vault with sample records in a temporary directory, deleted on exit")
-	addr := fs.String("addr", DefaultAddr, "address to listen on")
+	addr := fs.String("addr", DefaultAddr, "address to listen on (default :443 with --domain)")
+	var to tlsOptions
+	fs.StringVar(&to.domain, "domain", "", "serve HTTPS for this host name with certificates obtained and renewed by ACME (Let's Encrypt unless --acme-directory); implies agreeing to the CA's terms")
+	fs.StringVar(&to.acmeDir, "acme-directory", "", "ACME directory URL of another CA (staging, a private CA)")
+	fs.StringVar(&to.acmeEmail, "acme-email", "", "contact address given to the ACME CA (expiry warnings)")
+	fs.StringVar(&to.acmeRoots, "acme-ca-roots", "", "PEM file of roots to trust for the ACME directory itself (a private CA)")
+	fs.StringVar(&to.certFile, "tls-cert", "", "serve HTTPS with this PEM certificate chain (reloaded on SIGHUP or when it changes)")
+	fs.StringVar(&to.keyFile, "tls-key", "", "the PEM private key of --tls-cert")
+	fs.StringVar(&to.httpAddr, "http-addr", "", "with HTTPS, also listen here for plain HTTP: redirects to HTTPS and ACME HTTP-01 (default :80 with --domain)")
+	fs.StringVar(&to.trustedProxies, "trusted-proxy", "", "comma-separated addresses or CIDRs of reverse proxies whose Forwarded / X-Forwarded-* headers are believed")
 	pfile := fs.String("passphrase-file", "", "read the passphrase from this file (or env PDVAULT_PASSPHRASE)")
 	issuer := fs.String("issuer", "", "public base URL of the vault, if clients reach it through a proxy (default: the listen URL)")
 	allowLoopback := fs.Bool("allow-loopback-http", false, "let notices and domain checks reach loopback addresses over plain HTTP (local testing only; on with --dev)")
@@ -53,6 +64,20 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return usageError{"serve takes no arguments", `run "pdvault serve -h" for its flags`}
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if to.domain != "" {
+		if !set["addr"] {
+			*addr = ":443"
+		}
+		if !set["http-addr"] {
+			to.httpAddr = ":80"
+		}
+	}
+	proxies, err := parseProxies(to.trustedProxies)
+	if err != nil {
+		return err
 	}
 	log, err := newLogger(a.stderr, *logLevel, *logFormat)
 	if err != nil {
@@ -91,6 +116,14 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	} else {
 		v, _, err = a.openVault(ctx, *dir, *pfile, opts)
 	}
+	var ts *tlsSetup
+	if err == nil {
+		tdir := *dir
+		if *dev {
+			tdir = cleanupDir
+		}
+		ts, err = newTLS(to, tdir)
+	}
 	if err != nil {
 		if v != nil {
 			v.Close()
@@ -99,11 +132,14 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	}
 	defer v.Close()
 
-	hs, err := startHTTP(v, *addr, *issuer, log, noLimitIfZero(*rateAddr))
+	hs, err := startHTTP(v, httpOptions{addr: *addr, issuer: *issuer, tls: ts, httpAddr: to.httpAddr, proxies: proxies, ratePerAddress: noLimitIfZero(*rateAddr)}, log)
 	if err != nil {
 		return err
 	}
 	url := hs.url
+	if hs.warning != "" {
+		log.Warn(hs.warning)
+	}
 	if *dev {
 		tok := v.NewSession().Token
 		fmt.Fprintf(a.stdout, `pdvault dev vault %s (throwaway: deleted when you press Ctrl-C)
@@ -116,20 +152,24 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
   pdvault record list profile
 `, v.ID(), url, tok, devPass, cleanupDir, url, tok)
 	} else {
-		fmt.Fprintf(a.stdout, "pdvault serving vault %s at %s\n", v.ID(), url)
-		if !isLoopback(hs.addr) {
-			log.Warn("listening beyond loopback without TLS; put a TLS-terminating proxy in front", "addr", hs.addr.String())
+		fmt.Fprintf(a.stdout, "pdvault serving vault %s at %s (web UI: %s/ui/)\n", v.ID(), url, url)
+		if ts == nil && len(proxies) == 0 && !isLoopback(hs.addr) {
+			log.Warn("listening beyond loopback without TLS; use --domain or --tls-cert, or a TLS proxy with --trusted-proxy", "addr", hs.addr.String())
 		}
+	}
+	// Background work: certificates, notice delivery, re-encryption after
+	// a key rotation.
+	bctx, stopBackground := context.WithCancel(ctx)
+	if ts != nil {
+		ts.start(bctx, log)
 	}
 	if a.listening != nil {
 		a.listening(url)
 	}
-
-	// Background work: notice delivery, re-encryption after a key rotation.
-	bctx, stopBackground := context.WithCancel(ctx)
 	var background sync.WaitGroup
 	background.Go(func() { v.RunNotices(bctx, noticeTick) })
 	background.Go(func() { v.RunReencryption(bctx) })
+
 	defer func() { stopBackground(); background.Wait() }()
 
 	select {
@@ -144,35 +184,80 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	return nil
 }
 
-// httpServer is a running API server.
+// httpServer is a running API server, and its plain-HTTP redirector
+// when it speaks HTTPS.
 type httpServer struct {
-	url  string
-	addr net.Addr
-	srv  *http.Server
-	errc chan error
+	url      string
+	addr     net.Addr
+	srv      *http.Server
+	redirect *http.Server
+	errc     chan error
+	warning  string // a start-up problem clients would hit, for the log
 }
 
-// startHTTP listens on addr and serves the vault's API. The vault's issuer
-// becomes issuer, or the URL it listens on.
-func startHTTP(v *vault.Vault, addr, issuer string, log *slog.Logger, ratePerAddress float64) (*httpServer, error) {
-	ln, err := net.Listen("tcp", addr)
+type httpOptions struct {
+	addr, issuer   string
+	tls            *tlsSetup
+	httpAddr       string
+	proxies        []netip.Prefix
+	ratePerAddress float64
+}
+
+// startHTTP listens on o.addr and serves the vault's API. The vault's
+// issuer becomes o.issuer, or the URL it listens on.
+func startHTTP(v *vault.Vault, o httpOptions, log *slog.Logger) (*httpServer, error) {
+	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
-		return nil, hint(fmt.Errorf("cannot listen on %s: %w", addr, err), "choose another address with --addr HOST:PORT")
+		return nil, hint(fmt.Errorf("cannot listen on %s: %w", o.addr, err), "choose another address with --addr HOST:PORT")
 	}
-	hs := &httpServer{url: "http://" + ln.Addr().String(), addr: ln.Addr(), errc: make(chan error, 1)}
+	issuer := strings.TrimRight(o.issuer, "/")
 	if issuer == "" {
-		issuer = hs.url
+		issuer = defaultIssuer(o.tls, ln.Addr())
 	}
-	v.SetIssuer(strings.TrimRight(issuer, "/"))
+	warn, err := checkIssuer(issuer, o.tls, o.proxies, o.issuer != "", ln.Addr())
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	hs := &httpServer{url: issuer, addr: ln.Addr(), errc: make(chan error, 2), warning: warn}
+	v.SetIssuer(issuer)
 	// The issuer's host, and the address it listens on (for local use by
 	// address): no other Host is answered (DNS rebinding).
 	hosts := []string{ln.Addr().String()}
 	if h, p, err := net.SplitHostPort(ln.Addr().String()); err == nil && (h == "127.0.0.1" || h == "::1") {
 		hosts = append(hosts, net.JoinHostPort("localhost", p))
 	}
-	hs.srv = api.NewServer(addr, api.New(v, api.Config{Logger: log, RatePerAddress: ratePerAddress, Hosts: hosts}), log)
-	go func() { hs.errc <- hs.srv.Serve(ln) }()
+	hs.srv = api.NewServer(o.addr, api.New(v, api.Config{Logger: log, RatePerAddress: o.ratePerAddress, Hosts: hosts, TrustedProxies: o.proxies}), log)
+	if o.tls == nil {
+		go func() { hs.errc <- hs.srv.Serve(ln) }()
+		return hs, nil
+	}
+	hs.srv.TLSConfig = o.tls.config
+	if o.httpAddr != "" {
+		rl, err := net.Listen("tcp", o.httpAddr)
+		if err != nil {
+			ln.Close()
+			return nil, hint(fmt.Errorf("cannot listen on %s for plain HTTP: %w", o.httpAddr, err), "choose another address with --http-addr HOST:PORT, or --http-addr '' for none (ACME then needs TLS-ALPN-01 on the HTTPS port)")
+		}
+		hs.redirect = api.NewServer(o.httpAddr, o.tls.redirect(issuer), log)
+		go func() {
+			if err := hs.redirect.Serve(rl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				hs.errc <- err
+			}
+		}()
+	}
+	go func() { hs.errc <- hs.srv.ServeTLS(ln, "", "") }()
 	return hs, nil
+}
+
+// displayAddr is a listen address as a URL host: a wildcard address is
+// shown as loopback, which is where a browser on this machine finds it.
+func displayAddr(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok || !ta.IP.IsUnspecified() {
+		return a.String()
+	}
+	return net.JoinHostPort("127.0.0.1", fmt.Sprint(ta.Port))
 }
 
 // stop shuts down gracefully: no new connections, and in-flight requests
@@ -181,6 +266,9 @@ func (hs *httpServer) stop(log *slog.Logger) error {
 	log.Info("shutting down", "grace", shutdownGrace)
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
+	if hs.redirect != nil {
+		hs.redirect.Shutdown(sctx)
+	}
 	if err := hs.srv.Shutdown(sctx); err != nil {
 		log.Warn("shutdown incomplete", "err", err)
 	}
