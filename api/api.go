@@ -45,6 +45,11 @@ type Config struct {
 	// TrustedProxies are the peers whose Forwarded / X-Forwarded-*
 	// headers are believed (proxy.go); empty: nobody's.
 	TrustedProxies []netip.Prefix
+	// Metrics, when set, counts requests by route and outcome (metrics.go).
+	Metrics *Metrics
+	// MetricsToken, when set with Metrics, serves /metrics on this handler
+	// to requests bearing it; without it /metrics is not served here.
+	MetricsToken string
 }
 
 type server struct {
@@ -52,6 +57,7 @@ type server struct {
 	log     *slog.Logger
 	maxBody int64
 	pages   map[string]*template.Template
+	metrics *Metrics
 
 	headHeader atomic.Pointer[encodedHead] // the last tree head, as a header value
 }
@@ -67,7 +73,7 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	if cfg.RatePerAddress == 0 {
 		cfg.RatePerAddress = 300
 	}
-	s := &server{svc: svc, log: cfg.Logger.With("component", "api"), maxBody: cfg.MaxBody, pages: loadTemplates()}
+	s := &server{svc: svc, log: cfg.Logger.With("component", "api"), maxBody: cfg.MaxBody, pages: loadTemplates(), metrics: cfg.Metrics}
 
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, s.log, errNotFound) })
@@ -81,6 +87,18 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	r.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	}).Methods(http.MethodGet).Name("healthz")
+	// Ready: unlocked, and the database takes a write lock.
+	r.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := s.svc.Ready(r.Context()); err != nil {
+			writeError(w, r, s.log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	}).Methods(http.MethodGet).Name("readyz")
+	if cfg.Metrics != nil && cfg.MetricsToken != "" {
+		// On the public port only behind its own bearer token.
+		r.Handle("/metrics", cfg.Metrics.Handler(cfg.MetricsToken)).Methods(http.MethodGet).Name("metrics")
+	}
 
 	// The organization-facing protocol (docs/protocol.md).
 	r.HandleFunc("/.well-known/oauth-authorization-server", s.discovery).Methods(http.MethodGet).Name("discovery")
@@ -290,21 +308,35 @@ func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 type routeKey struct{}
 
-// logRequests writes one line per request. It logs the route name, not the
-// path or query, and never a header or body: those may hold tokens.
+// reqInfo is what the outer layers learn from the inner ones about a
+// request: the route that served it and the error code it got, if any.
+type reqInfo struct {
+	route, errCode string
+}
+
+// logRequests writes one line per request and feeds the metrics. It logs
+// the route name, not the path or query, and never a header or body:
+// those may hold tokens.
 func (s *server) logRequests(next http.Handler) http.Handler {
-	// With request lines off (--log-level warn and above) there is nothing
-	// to gather per request.
-	if !s.log.Enabled(context.Background(), slog.LevelInfo) {
+	// With request lines off (--log-level warn and above) and no metrics
+	// there is nothing to gather per request.
+	logging := s.log.Enabled(context.Background(), slog.LevelInfo)
+	if !logging && s.metrics == nil {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
-		name := "unmatched"
-		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, &name))
+		info := &reqInfo{route: "unmatched"}
+		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, info))
 		next.ServeHTTP(sw, r)
-		s.log.Info("request", "method", r.Method, "route", name, "status", sw.status, "duration", time.Since(start).Round(time.Microsecond))
+		d := time.Since(start)
+		if s.metrics != nil {
+			s.metrics.observe(info.route, sw.status, info.errCode, d)
+		}
+		if logging {
+			s.log.Info("request", "method", r.Method, "route", info.route, "status", sw.status, "duration", d.Round(time.Microsecond))
+		}
 	})
 }
 
@@ -312,13 +344,20 @@ func (s *server) logRequests(next http.Handler) http.Handler {
 // route served the request.
 func nameRoute(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p, ok := r.Context().Value(routeKey{}).(*string); ok {
+		if p, ok := r.Context().Value(routeKey{}).(*reqInfo); ok {
 			if rt := mux.CurrentRoute(r); rt != nil {
-				*p = rt.GetName()
+				p.route = rt.GetName()
 			}
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// noteError tells logRequests the error code a request got.
+func noteError(r *http.Request, code string) {
+	if p, ok := r.Context().Value(routeKey{}).(*reqInfo); ok {
+		p.errCode = code
+	}
 }
 
 func routeName(r *http.Request) string {

@@ -63,6 +63,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		pe = policy.Internal("unclassified", err)
 	}
 	code := status(pe.Kind)
+	noteError(r, pe.Code)
 	// A client that went away is not a server fault worth an error line.
 	if code >= 500 && r.Context().Err() == nil {
 		log.Error("request failed", "method", r.Method, "route", routeName(r), "code", pe.Code, "err", err)
@@ -98,6 +99,7 @@ func writeTokenError(w http.ResponseWriter, r *http.Request, log *slog.Logger, e
 		if pe.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(pe.RetryAfter.Seconds()))))
 		}
+		noteError(r, pe.Code)
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: pe.Code, Description: pe.Msg, Reasons: pe.Reasons})
 		return
 	}

@@ -374,7 +374,11 @@ func (v *Vault) VerifyAudit(ctx context.Context) (AuditReport, error) {
 		return AuditReport{}, storageError("verify audit", err)
 	}
 	defer tx.Rollback()
-	return v.verifyAudit(ctx, tx)
+	rep, err := v.verifyAudit(ctx, tx)
+	if err == nil {
+		v.counters.verified(v.opts.Now(), rep.OK)
+	}
+	return rep, err
 }
 
 func (v *Vault) verifyAudit(ctx context.Context, tx *sql.Tx) (AuditReport, error) {

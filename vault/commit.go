@@ -54,6 +54,7 @@ func (v *Vault) runCommitter() {
 				break drain
 			}
 		}
+		v.counters.commitBatch(len(batch))
 		results := make([]error, len(batch))
 		ctx := context.Background() // the batch is not one caller's to cancel
 		err := v.db.tx(ctx, func(tx *sql.Tx) error {

@@ -70,6 +70,8 @@ type OwnerService interface {
 // terms, requests, token, data and introspection.
 type OrgService interface {
 	Issuer() string
+	// Ready is nil while the vault can serve (/readyz).
+	Ready(ctx context.Context) error
 	JWKS() jose.JSONWebKeySet
 	CurrentTerms() TermsDoc
 	TermsByHash(ctx context.Context, hash string) (TermsDoc, error)

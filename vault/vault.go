@@ -163,6 +163,7 @@ type Vault struct {
 	recordsGen       atomic.Uint64 // bumped by every committed write of records (views.go's cache)
 	recordsRewritten atomic.Uint64 // bumped when records that existed change or go (views.go's cache)
 	txCache          txCache
+	counters         counters // stats.go
 	replay           *replayCache
 	grants           grantCache
 	noticeWake       chan struct{}

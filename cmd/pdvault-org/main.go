@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pdvault/pdvault/api/client"
+	"github.com/pdvault/pdvault/internal/buildinfo"
 	"github.com/pdvault/pdvault/policy"
 )
 
@@ -47,6 +48,7 @@ Usage: pdvault-org <command> [flags]
   intents                                        read the vault's open intents (signatures checked)
   offer --intent ID --text T --name N --url U --ask C:F,F [--price 450EUR]
                                                  answer an intent with a signed offer
+  version                                        print the version and build information
   audit [--prove SEQ]                            witness the vault's audit log: check its signed tree head
                                                  against the one kept in --anchors; prove one of your entries
 
@@ -72,6 +74,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 func (c *cli) run(ctx context.Context, args []string) int {
 	stdout, stderr := c.stdout, c.stderr
+	if len(args) > 0 && (args[0] == "version" || args[0] == "--version") {
+		fmt.Fprintln(stdout, buildinfo.Read().Line("pdvault-org"))
+		return 0
+	}
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		fmt.Fprint(stdout, usage)
 		if len(args) == 0 {

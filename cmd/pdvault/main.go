@@ -20,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/pdvault/pdvault/api/client"
+	"github.com/pdvault/pdvault/internal/buildinfo"
 	"github.com/pdvault/pdvault/policy"
 )
 
@@ -110,9 +111,6 @@ Environment:
   PDVAULT_TOKEN        owner token for a running vault
 `
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
 type command func(ctx context.Context, args []string) error
 
 func (a *app) run(ctx context.Context, args []string) int {
@@ -150,7 +148,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		fmt.Fprint(a.stdout, usage)
 		return 0
 	case "version", "--version":
-		fmt.Fprintln(a.stdout, "pdvault", version)
+		fmt.Fprintln(a.stdout, buildinfo.Read().Line("pdvault"))
 		return 0
 	}
 	cmd, ok := cmds[name]
@@ -231,8 +229,7 @@ func (a *app) flags(name, synopsis string) *flag.FlagSet {
 func (a *app) parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
-			return err
+			return err // the flag package has printed the usage
 		}
 		return usageError{err.Error(), fmt.Sprintf(`run "pdvault %s -h" for its flags`, fs.Name())}
 	}

@@ -5,9 +5,13 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"fmt"
+	"io"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -398,4 +402,60 @@ func TestUsage(t *testing.T) {
 	expect(t, c.run("passphrase", "rotate"), 2, "usage: pdvault passphrase change")
 	r = c.run("serve", "--dir", filepath.Join(t.TempDir(), "none"), "--addr", "127.0.0.1:0")
 	expect(t, r, 1, "pdvault: hint: create one with: pdvault init")
+}
+
+// -h prints a command's help once, on stdout, and exits 0; version names
+// the binary and the Go version.
+func TestHelpOnceAndVersion(t *testing.T) {
+	c := &cli{t: t}
+	for _, cmd := range [][]string{{"serve", "-h"}, {"init", "-h"}, {"backup", "--help"}} {
+		r := c.run(cmd...)
+		if r.code != 0 || strings.Count(r.stdout, "Usage: pdvault") != 1 {
+			t.Errorf("%v: exit %d, usage printed %d times:\n%s", cmd, r.code, strings.Count(r.stdout, "Usage: pdvault"), r.stdout)
+		}
+	}
+	r := c.run("serve", "-h")
+	for _, f := range []string{"-domain", "-tls-cert", "-trusted-proxy", "-metrics-addr"} {
+		if !strings.Contains(r.stdout, f) {
+			t.Errorf("serve -h lacks %s", f)
+		}
+	}
+	for _, v := range []string{"version", "--version"} {
+		r := c.run(v)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "pdvault ") || !strings.Contains(r.stdout, runtime.Version()) {
+			t.Errorf("%s: %+v", v, r)
+		}
+	}
+}
+
+// /metrics on its own address, scraped while serving.
+func TestServeMetricsAddr(t *testing.T) {
+	c := &cli{t: t, env: map[string]string{"PDVAULT_PASSPHRASE": testPass}}
+	dir := filepath.Join(t.TempDir(), "v")
+	if r := c.run("init", "--dir", dir); r.code != 0 {
+		t.Fatalf("init: %+v", r)
+	}
+	port := freePort(t)
+	url, stop := c.serve("--dir", dir, "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", port))
+	res, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusNotFound {
+		t.Fatalf("/metrics on the public port without a token: %d", res.StatusCode)
+	}
+	res, err = http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(b), "pdvault_vault_unlocked 1") {
+		t.Fatalf("metrics: %d %.300s", res.StatusCode, b)
+	}
+	stop()
+	if r := c.run("serve", "--dir", dir, "--addr", "127.0.0.1:0", "--metrics-token-file", "/nonexistent"); r.code == 0 || !strings.Contains(r.stderr, "--metrics-token-file") {
+		t.Fatalf("missing token file: %+v", r)
+	}
 }

@@ -50,6 +50,8 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	fs.StringVar(&to.certFile, "tls-cert", "", "serve HTTPS with this PEM certificate chain (reloaded on SIGHUP or when it changes)")
 	fs.StringVar(&to.keyFile, "tls-key", "", "the PEM private key of --tls-cert")
 	fs.StringVar(&to.httpAddr, "http-addr", "", "with HTTPS, also listen here for plain HTTP: redirects to HTTPS and ACME HTTP-01 (default :80 with --domain)")
+	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this separate address (HOST:PORT); off by default")
+	metricsTokenFile := fs.String("metrics-token-file", "", "file holding a bearer token for /metrics (or env PDVAULT_METRICS_TOKEN); without --metrics-addr, /metrics is then served on the main port to requests bearing it")
 	fs.StringVar(&to.trustedProxies, "trusted-proxy", "", "comma-separated addresses or CIDRs of reverse proxies whose Forwarded / X-Forwarded-* headers are believed")
 	pfile := fs.String("passphrase-file", "", "read the passphrase from this file (or env PDVAULT_PASSPHRASE)")
 	issuer := fs.String("issuer", "", "public base URL of the vault, if clients reach it through a proxy (default: the listen URL)")
@@ -78,6 +80,17 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	proxies, err := parseProxies(to.trustedProxies)
 	if err != nil {
 		return err
+	}
+	metricsToken := a.getenv("PDVAULT_METRICS_TOKEN")
+	if *metricsTokenFile != "" {
+		b, err := os.ReadFile(*metricsTokenFile)
+		if err != nil {
+			return fmt.Errorf("--metrics-token-file: %w", err)
+		}
+		metricsToken = strings.TrimSpace(string(b))
+	}
+	if metricsToken != "" && len(metricsToken) < 16 {
+		return usageError{"the metrics token is shorter than 16 characters", "use a random one, e.g. openssl rand -hex 16"}
 	}
 	log, err := newLogger(a.stderr, *logLevel, *logFormat)
 	if err != nil {
@@ -132,9 +145,28 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	}
 	defer v.Close()
 
-	hs, err := startHTTP(v, httpOptions{addr: *addr, issuer: *issuer, tls: ts, httpAddr: to.httpAddr, proxies: proxies, ratePerAddress: noLimitIfZero(*rateAddr)}, log)
+	var metrics *api.Metrics
+	if *metricsAddr != "" || metricsToken != "" {
+		metrics = api.NewMetrics(v)
+	}
+	ho := httpOptions{addr: *addr, issuer: *issuer, tls: ts, httpAddr: to.httpAddr, proxies: proxies, ratePerAddress: noLimitIfZero(*rateAddr), metrics: metrics}
+	if *metricsAddr == "" {
+		ho.metricsToken = metricsToken // on the main port, behind the token
+	}
+	hs, err := startHTTP(v, ho, log)
 	if err != nil {
 		return err
+	}
+	if *metricsAddr != "" {
+		ms, err := startMetrics(*metricsAddr, metrics.Handler(metricsToken), log)
+		if err != nil {
+			hs.stop(log)
+			return err
+		}
+		defer ms.Close()
+		if metricsToken == "" && !isLoopback(ms.addr) {
+			log.Warn("metrics listen beyond loopback without a token", "addr", ms.addr.String())
+		}
 	}
 	url := hs.url
 	if hs.warning != "" {
@@ -201,6 +233,8 @@ type httpOptions struct {
 	httpAddr       string
 	proxies        []netip.Prefix
 	ratePerAddress float64
+	metrics        *api.Metrics
+	metricsToken   string
 }
 
 // startHTTP listens on o.addr and serves the vault's API. The vault's
@@ -227,7 +261,8 @@ func startHTTP(v *vault.Vault, o httpOptions, log *slog.Logger) (*httpServer, er
 	if h, p, err := net.SplitHostPort(ln.Addr().String()); err == nil && (h == "127.0.0.1" || h == "::1") {
 		hosts = append(hosts, net.JoinHostPort("localhost", p))
 	}
-	hs.srv = api.NewServer(o.addr, api.New(v, api.Config{Logger: log, RatePerAddress: o.ratePerAddress, Hosts: hosts, TrustedProxies: o.proxies}), log)
+	hs.srv = api.NewServer(o.addr, api.New(v, api.Config{Logger: log, RatePerAddress: o.ratePerAddress, Hosts: hosts, TrustedProxies: o.proxies,
+		Metrics: o.metrics, MetricsToken: o.metricsToken}), log)
 	if o.tls == nil {
 		go func() { hs.errc <- hs.srv.Serve(ln) }()
 		return hs, nil
@@ -249,6 +284,27 @@ func startHTTP(v *vault.Vault, o httpOptions, log *slog.Logger) (*httpServer, er
 	go func() { hs.errc <- hs.srv.ServeTLS(ln, "", "") }()
 	return hs, nil
 }
+
+// metricsServer serves /metrics on its own address.
+type metricsServer struct {
+	addr net.Addr
+	srv  *http.Server
+}
+
+func startMetrics(addr string, h http.Handler, log *slog.Logger) (*metricsServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, hint(fmt.Errorf("cannot listen on %s for metrics: %w", addr, err), "choose another address with --metrics-addr HOST:PORT")
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", h)
+	ms := &metricsServer{addr: ln.Addr(), srv: api.NewServer(addr, mux, log)}
+	go ms.srv.Serve(ln)
+	log.Info("metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+	return ms, nil
+}
+
+func (ms *metricsServer) Close() { ms.srv.Close() }
 
 // displayAddr is a listen address as a URL host: a wildcard address is
 // shown as loopback, which is where a browser on this machine finds it.
