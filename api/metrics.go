@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,6 +29,7 @@ type StatsSource interface {
 
 // Metrics is one registry of the vault's metrics.
 type Metrics struct {
+	src        atomic.Pointer[StatsSource]
 	reg        *prometheus.Registry
 	duration   *prometheus.HistogramVec
 	errors     *prometheus.CounterVec
@@ -54,10 +56,15 @@ func NewMetrics(src StatsSource) *Metrics {
 			Name: "pdvault_notification_deliveries_total", Help: "Notifications to the owner, by channel and outcome.",
 		}, []string{"channel", "outcome"}),
 	}
-	m.reg.MustRegister(m.duration, m.errors, m.reads, m.deliveries, vaultCollector{src},
+	m.src.Store(&src)
+	m.reg.MustRegister(m.duration, m.errors, m.reads, m.deliveries, vaultCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// Attach sets the vault whose counts are reported (NewMetrics(nil) when
+// the metrics exist before the vault is open).
+func (m *Metrics) Attach(src StatsSource) { m.src.Store(&src) }
 
 func (m *Metrics) observe(route string, status int, errCode string, d time.Duration) {
 	if status == 0 {
@@ -106,7 +113,7 @@ func (m *Metrics) Handler(token string) http.Handler {
 }
 
 // vaultCollector reads the vault's counts at each scrape.
-type vaultCollector struct{ src StatsSource }
+type vaultCollector struct{ m *Metrics }
 
 var (
 	descUnlocked  = prometheus.NewDesc("pdvault_vault_unlocked", "1 while the vault is unlocked and serving.", nil, nil)
@@ -126,7 +133,12 @@ func (vaultCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c vaultCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	st, err := c.src.Stats(ctx)
+	src := c.m.src.Load()
+	if src == nil || *src == nil {
+		ch <- prometheus.MustNewConstMetric(descUnlocked, prometheus.GaugeValue, 0)
+		return
+	}
+	st, err := (*src).Stats(ctx)
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(descUnlocked, prometheus.GaugeValue, 0)
 		return

@@ -79,6 +79,7 @@ const (
 	EvExported          = "vault.exported"
 	EvRestored          = "vault.restored"
 	EvLoginFailed       = "owner.login_failed"
+	EvSettingsChanged   = "owner.settings_changed"
 )
 
 const (
@@ -377,6 +378,11 @@ func (v *Vault) VerifyAudit(ctx context.Context) (AuditReport, error) {
 	rep, err := v.verifyAudit(ctx, tx)
 	if err == nil {
 		v.counters.verified(v.opts.Now(), rep.OK)
+		if !rep.OK {
+			v.Notify(ctx, Notification{Event: EventAuditFailed, Title: "pdvault: the audit log does not verify",
+				Body: fmt.Sprintf("%d problem(s) found in the audit log: it may have been altered. Check it before trusting it.", len(rep.Problems)),
+				Link: v.Issuer() + "/ui/audit"})
+		}
 	}
 	return rep, err
 }

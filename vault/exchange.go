@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -192,6 +193,10 @@ func (v *Vault) SubmitRequest(ctx context.Context, signed, clientID string) (Req
 		return RequestTicket{}, err
 	}
 	v.log.Info("access request received", "request", id, "client", req.ClientID)
+	v.Notify(ctx, Notification{Event: EventRequest, Title: "pdvault: " + quoteName(req.ClientName) + " asks for your data",
+		Body: fmt.Sprintf("%s asks for %s, for %s, for %s. Approve, narrow or deny it.", quoteName(req.ClientName),
+			policy.Scope(req.AuthorizationDetails), req.Purpose, time.Duration(req.Duration)*time.Second),
+		Link: t.VerificationURIComplete})
 	return t, nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -345,6 +346,9 @@ func (v *Vault) SubmitOffer(ctx context.Context, intentID, signed, source string
 	if err != nil {
 		return OfferTicket{}, err
 	}
+	v.Notify(ctx, Notification{Event: EventOffer, Title: "pdvault: an offer from " + quoteName(o.ClientName),
+		Body: fmt.Sprintf("%s answers your intent and asks for %s.", quoteName(o.ClientName), policy.Scope(o.AuthorizationDetails)),
+		Link: v.Issuer() + "/ui/intents"})
 	return t, nil
 }
 

@@ -161,6 +161,10 @@ func (v *Vault) DeliverNotices(ctx context.Context) (int, error) {
 		}
 		if problem == "" {
 			delivered++
+		} else if attempts >= v.opts.NoticeMaxAttempts {
+			v.Notify(ctx, Notification{Event: EventNoticeFailed, Title: "pdvault: a notice did not reach an organization",
+				Body: fmt.Sprintf("The %s notice was not delivered after %d attempts (%s). The organization may not know.", d.event, attempts, problem),
+				Link: v.Issuer() + "/ui/relationships"})
 		} else {
 			v.log.Warn("notice not delivered", "notice", d.id, "attempt", attempts, "problem", problem)
 		}

@@ -13,6 +13,13 @@ import (
 // The HTTP layer depends on this interface, not on *Vault, so that it stays
 // a thin adapter and can be tested against fakes.
 type OwnerService interface {
+	// Notifications to the owner (notify.go).
+	AddChannel(ctx context.Context, c ChannelConfig) (Channel, error)
+	RemoveChannel(ctx context.Context, id string) error
+	Channels(ctx context.Context) ([]Channel, error)
+	TestChannel(ctx context.Context, id string) error
+	VAPID(ctx context.Context, generate func() (pub, priv string, err error)) (VAPIDKeys, error)
+
 	Login(ctx context.Context, passphrase []byte, src LoginSource) (LoginResult, error)
 	Authenticate(token string) error
 	Logout(token string)

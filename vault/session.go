@@ -349,4 +349,8 @@ func (v *Vault) logFailedLogin(ctx context.Context, src LoginSource) {
 	if err != nil {
 		v.log.Error("audit of failed logins", "err", err)
 	}
+	if n >= 3 {
+		v.Notify(ctx, Notification{Event: EventLoginFailures, Title: "pdvault: wrong passphrases",
+			Body: fmt.Sprintf("%d wrong passphrases were tried on your vault, the last from %s.", n, src.Address), Link: v.Issuer() + "/ui/audit"})
+	}
 }

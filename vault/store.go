@@ -523,6 +523,28 @@ var migrations = []string{
 		created       INTEGER NOT NULL,
 		mac           BLOB
 	);`,
+
+	// 18: notifications to the owner (notify.go): channels and the
+	// outbox, sealed (AEAD, bound to vault and row); the VAPID key pair
+	// is the channel row "vapid".
+	`CREATE TABLE notify_channels (
+		id      TEXT    PRIMARY KEY,
+		sealed  BLOB    NOT NULL,
+		created INTEGER NOT NULL
+	);
+	CREATE TABLE notify_outbox (
+		id           TEXT    PRIMARY KEY,
+		channel_id   TEXT    NOT NULL,
+		sealed       BLOB    NOT NULL,  -- the message; emptied once delivered or given up
+		status       TEXT    NOT NULL,  -- pending, delivered, failed
+		attempts     INTEGER NOT NULL,
+		next_attempt INTEGER NOT NULL,
+		last_error   TEXT,              -- a reason safe to show the owner
+		created      INTEGER NOT NULL,
+		updated      INTEGER NOT NULL
+	);
+	CREATE INDEX notify_outbox_due ON notify_outbox (status, next_attempt);
+	CREATE INDEX notify_outbox_channel ON notify_outbox (channel_id, status);`,
 }
 
 // schemaStats is the first schema with relationship_stats; schemaReplay

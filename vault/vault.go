@@ -51,6 +51,12 @@ type Options struct {
 	// proofs must name. Default http://127.0.0.1:8700.
 	Issuer string
 
+	// Notifier delivers notifications to the owner (package notify); nil:
+	// they are queued and wait.
+	Notifier Notifier
+	// OnDelivery, if set, hears of every notification delivery attempt
+	// (metrics).
+	OnDelivery func(kind string, ok bool)
 	// Courier makes outbound requests (notices, domain verification). Nil
 	// means the vault makes none: notices wait, verification fails.
 	Courier Courier
@@ -167,6 +173,7 @@ type Vault struct {
 	replay           *replayCache
 	grants           grantCache
 	noticeWake       chan struct{}
+	notifyState      notifyState // notify.go
 	pw               pairwise
 
 	offerKeyLimit, offerAddrLimit *policy.Limiter
@@ -401,6 +408,7 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 	v.replay = newReplayCache(replayMax)
 	v.grants.m = map[[32]byte]*policy.GrantClaims{}
 	v.noticeWake = make(chan struct{}, 1)
+	v.notifyState.wake = make(chan struct{}, 1)
 	v.reencryptWake = make(chan struct{}, 1)
 	v.proofs = policy.NewProofCache()
 	// Offers: N per window, all of them at once if need be.

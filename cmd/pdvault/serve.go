@@ -108,7 +108,14 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
 	opts := vault.Options{Logger: log, AllowLoopbackHTTP: *allowLoopback || *dev, RatePerOrg: noLimitIfZero(*rateOrg)}
-	opts.Courier = api.NewCourier(opts.AllowLoopbackHTTP, outboundTimeout)
+	courier := api.NewCourier(opts.AllowLoopbackHTTP, outboundTimeout)
+	opts.Courier = courier
+	opts.Notifier = api.NewNotifier(courier, nil, outboundTimeout)
+	var metrics *api.Metrics
+	if *metricsAddr != "" || metricsToken != "" {
+		metrics = api.NewMetrics(nil) // the vault is attached once open
+		opts.OnDelivery = metrics.Delivered
+	}
 
 	var (
 		v          *vault.Vault
@@ -145,9 +152,8 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	}
 	defer v.Close()
 
-	var metrics *api.Metrics
-	if *metricsAddr != "" || metricsToken != "" {
-		metrics = api.NewMetrics(v)
+	if metrics != nil {
+		metrics.Attach(v)
 	}
 	ho := httpOptions{addr: *addr, issuer: *issuer, tls: ts, httpAddr: to.httpAddr, proxies: proxies, ratePerAddress: noLimitIfZero(*rateAddr), metrics: metrics}
 	if *metricsAddr == "" {
@@ -201,6 +207,7 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	var background sync.WaitGroup
 	background.Go(func() { v.RunNotices(bctx, noticeTick) })
 	background.Go(func() { v.RunReencryption(bctx) })
+	background.Go(func() { v.RunNotifications(bctx, noticeTick, api.GenerateVAPID) })
 
 	defer func() { stopBackground(); background.Wait() }()
 

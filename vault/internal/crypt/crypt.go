@@ -50,6 +50,10 @@ const (
 	// DocumentKeyAAD binds a document's wrapped key to its vault, its
 	// document id and the record key that wraps it.
 	DocumentKeyAAD Label = "pdvault.org/v2/document-key"
+	// NotifyKey seals notification channels and queued messages;
+	// NotifyAAD binds each to the vault and its row.
+	NotifyKey Label = "pdvault.org/v2/notify-key"
+	NotifyAAD Label = "pdvault.org/v2/notify-row"
 )
 
 // Legacy labels: derived as HKDF(info = label || uint32 n). Vaults made
