@@ -362,7 +362,7 @@ type notifyState struct {
 	last   map[string]time.Time
 	folded map[string]int
 	link   map[string]string // of the newest folded event
-	warned map[string]bool // requests warned about expiry
+	warned map[string]bool   // requests warned about expiry
 	wake   chan struct{}
 }
 
