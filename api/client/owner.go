@@ -609,3 +609,45 @@ func (o *Owner) RotateKeys(ctx context.Context, signing, records bool) (Rotation
 	err := o.send(ctx, http.MethodPost, "/v1/owner/keys/rotate", map[string]bool{"signing": signing, "records": records}, &res)
 	return res, err
 }
+
+// Channel is a notification channel (no secrets, except a webhook's
+// signing secret, returned once when it is added).
+type Channel struct {
+	ID        string    `json:"id"`
+	Kind      string    `json:"kind"`
+	Name      string    `json:"name,omitempty"`
+	Target    string    `json:"target"`
+	Created   time.Time `json:"created"`
+	Delivered int64     `json:"delivered"`
+	Pending   int64     `json:"pending"`
+	Failed    int64     `json:"failed"`
+	LastError string    `json:"last_error,omitempty"`
+	Secret    string    `json:"secret,omitempty"`
+}
+
+// AddChannel adds a notification channel; config is its JSON settings
+// (docs/api.md, "Notifications").
+func (o *Owner) AddChannel(ctx context.Context, config json.RawMessage) (Channel, error) {
+	var c Channel
+	err := o.send(ctx, http.MethodPost, "/v1/owner/notifications/channels", config, &c)
+	return c, err
+}
+
+// Channels lists the notification channels.
+func (o *Owner) Channels(ctx context.Context) ([]Channel, error) {
+	var out struct {
+		Channels []Channel `json:"channels"`
+	}
+	err := o.send(ctx, http.MethodGet, "/v1/owner/notifications/channels", nil, &out)
+	return out.Channels, err
+}
+
+// RemoveChannel deletes a channel.
+func (o *Owner) RemoveChannel(ctx context.Context, id string) error {
+	return o.send(ctx, http.MethodDelete, "/v1/owner/notifications/channels/"+url.PathEscape(id), nil, nil)
+}
+
+// TestChannel queues a test message on a channel.
+func (o *Owner) TestChannel(ctx context.Context, id string) error {
+	return o.send(ctx, http.MethodPost, "/v1/owner/notifications/channels/"+url.PathEscape(id)+"/test", nil, nil)
+}

@@ -91,6 +91,7 @@ Talk to a running vault:
   terms        show | set | edit your terms of service
   relationships  list | show | verify | reaccept the organizations you deal with
   intents      add | list | show | close | accept | decline: state a need anonymously, take offers
+  notify       add | list | test | remove: hear of requests by ntfy, email, webhook or Web Push
   keys         status | rotate the signing and record-encryption keys
 
 Measure:
@@ -136,6 +137,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 		"terms":         a.cmdTerms,
 		"relationships": a.safe().cmdRelationships,
 		"intents":       a.safe().cmdIntents,
+		"notify":        a.safe().cmdNotify,
 		"demo":          a.cmdDemo,
 		"bench":         a.cmdBench,
 		"keys":          a.cmdKeys,
