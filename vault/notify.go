@@ -414,11 +414,8 @@ func (v *Vault) notify(ctx context.Context, n Notification, spaced bool) error {
 		if err != nil {
 			return err
 		}
-		b, _ := json.Marshal(n)
 		for _, ch := range chs {
-			id := newID()
-			if _, err := tx.ExecContext(ctx, `INSERT INTO notify_outbox (id, channel_id, sealed, status, attempts, next_attempt, created, updated)
-				VALUES (?, ?, ?, ?, 0, ?, ?, ?)`, id, ch.id, crypt.Seal(key, b, channelAAD(v.id, "outbox/"+id)), NoticePending, now.Unix(), now.Unix(), now.Unix()); err != nil {
+			if err := v.enqueue(ctx, tx, key, ch.id, n, now); err != nil {
 				return err
 			}
 		}
@@ -455,14 +452,22 @@ func (v *Vault) TestChannel(ctx context.Context, id string) error {
 	now := v.opts.Now()
 	n := Notification{ID: "msg_" + newID(), Event: EventTest, Title: "pdvault: test message", Body: "Notifications from your vault reach you here.",
 		Link: v.Issuer() + "/ui/", Time: now.UTC().Truncate(time.Second)}
-	b, _ := json.Marshal(n)
-	oid := newID()
-	if _, err := v.db.w.ExecContext(ctx, `INSERT INTO notify_outbox (id, channel_id, sealed, status, attempts, next_attempt, created, updated)
-		VALUES (?, ?, ?, ?, 0, ?, ?, ?)`, oid, id, crypt.Seal(key, b, channelAAD(v.id, "outbox/"+oid)), NoticePending, now.Unix(), now.Unix(), now.Unix()); err != nil {
+	if err := v.enqueue(ctx, v.db.w, key, id, n, now); err != nil {
 		return storageError("queue test message", err)
 	}
 	v.wakeNotifications()
 	return nil
+}
+
+// enqueue stores one sealed message for one channel.
+func (v *Vault) enqueue(ctx context.Context, db interface {
+	ExecContext(context.Context, string, ...any) (sql.Result, error)
+}, key []byte, channelID string, n Notification, now time.Time) error {
+	b, _ := json.Marshal(n)
+	id := newID()
+	_, err := db.ExecContext(ctx, `INSERT INTO notify_outbox (id, channel_id, sealed, status, attempts, next_attempt, created, updated)
+		VALUES (?, ?, ?, ?, 0, ?, ?, ?)`, id, channelID, crypt.Seal(key, b, channelAAD(v.id, "outbox/"+id)), NoticePending, now.Unix(), now.Unix(), now.Unix())
+	return err
 }
 
 func (v *Vault) wakeNotifications() {
