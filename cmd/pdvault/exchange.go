@@ -229,7 +229,17 @@ func (a *app) describeRequest(r client.Request) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "  Asks for:")
 	for _, d := range r.Details {
-		fmt.Fprintf(w, "    - %s: %s\n", d.Collection, strings.Join(d.Fields, ", "))
+		var parts []string
+		if len(d.Fields) > 0 {
+			parts = append(parts, strings.Join(d.Fields, ", "))
+		}
+		if len(d.Claims) > 0 {
+			parts = append(parts, "claims "+strings.Join(d.Claims, ", "))
+		}
+		if len(d.Kinds) > 0 {
+			parts = append(parts, "kinds "+strings.Join(d.Kinds, ", "))
+		}
+		fmt.Fprintf(w, "    - %s: %s\n", d.Collection, strings.Join(parts, "; "))
 	}
 	fmt.Fprintf(w, "  For:       %s\n", policy.Duration(time.Duration(r.Duration)*time.Second))
 	if r.Retention != nil {

@@ -78,6 +78,16 @@ func TestOwnerExchangeCommands(t *testing.T) {
 	if r.code != 0 || !strings.Contains(r.stdout, "Acme Bikes, https://bikes.example") || !strings.Contains(r.stdout, "profile: name, email, phone") || !strings.Contains(r.stdout, `"deliver a bicycle"`) {
 		t.Fatalf("requests show: %+v", r)
 	}
+	// A claims-only request says which claims, not an empty field list.
+	tkc, err := org.Request(ctx, client.AccessRequest{ClientName: "Acme Bikes", ClientURI: "https://bikes.example", Purpose: "service_delivery",
+		AuthorizationDetails: []client.AuthorizationDetail{{Type: "pdvault_records", Collection: "profile", Claims: []string{"age_over:18"}}}, Duration: 86400})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = oc.run("requests", "show", tkc.RequestID)
+	if r.code != 0 || !strings.Contains(r.stdout, "profile: claims age_over:18") {
+		t.Fatalf("requests show, claims only: %+v", r)
+	}
 	expect(t, oc.run("requests", "approve", tk.RequestID, "--only", "profile"), 2, "write COLLECTION:FIELD,FIELD")
 	expect(t, oc.run("requests", "approve", tk.RequestID, "--duration", "forever"), 2, "is not a duration")
 	expect(t, oc.run("requests", "approve", tk.RequestID, "--only", "profile:ssn"), 1, "invalid_scope (HTTP 400)")
@@ -109,7 +119,7 @@ func TestOwnerExchangeCommands(t *testing.T) {
 		}
 	}
 	r = oc.run("audit", "verify")
-	if r.code != 0 || !strings.HasPrefix(r.stdout, "ok: 8 entries") || !strings.Contains(r.stdout, "kept the signed tree head (size 8)") {
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "ok: 9 entries") || !strings.Contains(r.stdout, "kept the signed tree head (size 9)") {
 		t.Fatalf("audit verify: %+v", r)
 	}
 	r = oc.run("audit", "verify")
