@@ -670,15 +670,17 @@ func (v *Vault) warnExpiring(ctx context.Context) {
 	}
 	rows.Close()
 	s := &v.notifyState
+	// Only requests still in the window are remembered: the set stays as
+	// small as the query's answer.
+	s.mu.Lock()
+	before := s.warned
+	s.warned = make(map[string]bool, len(list))
 	for _, r := range list {
-		s.mu.Lock()
-		if s.warned == nil {
-			s.warned = map[string]bool{}
-		}
-		seen := s.warned[r.id]
 		s.warned[r.id] = true
-		s.mu.Unlock()
-		if !seen {
+	}
+	s.mu.Unlock()
+	for _, r := range list {
+		if !before[r.id] {
 			v.Notify(ctx, Notification{Event: EventRequestExpires, Title: "pdvault: a request expires soon",
 				Body: fmt.Sprintf("%s's request expires within the hour unless you decide.", quoteName(r.name)), Link: v.Issuer() + "/ui/requests/" + r.id})
 		}
