@@ -112,6 +112,20 @@ func (m *Metrics) Handler(token string) http.Handler {
 	})
 }
 
+// lastOutcome reports when something last ran and whether it succeeded,
+// once it has run.
+func lastOutcome(ch chan<- prometheus.Metric, at time.Time, ok bool, descAt, descOK *prometheus.Desc) {
+	if at.IsZero() {
+		return
+	}
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descOK, prometheus.GaugeValue, v)
+	ch <- prometheus.MustNewConstMetric(descAt, prometheus.GaugeValue, float64(at.Unix()))
+}
+
 // vaultCollector reads the vault's counts at each scrape.
 type vaultCollector struct{ m *Metrics }
 
@@ -121,11 +135,13 @@ var (
 	descAudit     = prometheus.NewDesc("pdvault_audit_entries", "Entries in the audit log.", nil, nil)
 	descVerifyOK  = prometheus.NewDesc("pdvault_audit_last_verification_ok", "1 if the last verification of the audit log since start succeeded, 0 if it found problems.", nil, nil)
 	descVerifyAt  = prometheus.NewDesc("pdvault_audit_last_verification_timestamp_seconds", "When the audit log was last verified since start.", nil, nil)
+	descBackupOK  = prometheus.NewDesc("pdvault_backup_last_ok", "1 if the last scheduled backup since start was made and verified, 0 if it failed.", nil, nil)
+	descBackupAt  = prometheus.NewDesc("pdvault_backup_last_timestamp_seconds", "When a scheduled backup was last attempted since start.", nil, nil)
 	descBatchSize = prometheus.NewDesc("pdvault_commit_batch_size", "Grant uses committed together (group commit), per batch.", nil, nil)
 )
 
 func (vaultCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUnlocked, descRequests, descAudit, descVerifyOK, descVerifyAt, descBatchSize} {
+	for _, d := range []*prometheus.Desc{descUnlocked, descRequests, descAudit, descVerifyOK, descVerifyAt, descBackupOK, descBackupAt, descBatchSize} {
 		ch <- d
 	}
 }
@@ -148,14 +164,8 @@ func (c vaultCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descRequests, prometheus.GaugeValue, float64(n), state)
 	}
 	ch <- prometheus.MustNewConstMetric(descAudit, prometheus.GaugeValue, float64(st.AuditEntries))
-	if !st.LastVerify.IsZero() {
-		ok := 0.0
-		if st.LastVerifyOK {
-			ok = 1
-		}
-		ch <- prometheus.MustNewConstMetric(descVerifyOK, prometheus.GaugeValue, ok)
-		ch <- prometheus.MustNewConstMetric(descVerifyAt, prometheus.GaugeValue, float64(st.LastVerify.Unix()))
-	}
+	lastOutcome(ch, st.LastVerify, st.LastVerifyOK, descVerifyAt, descVerifyOK)
+	lastOutcome(ch, st.LastBackup, st.LastBackupOK, descBackupAt, descBackupOK)
 	buckets := map[float64]uint64{}
 	var count uint64
 	for i, n := range st.CommitBatches {

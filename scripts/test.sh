@@ -23,6 +23,16 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
 fi
 
+# systemd-analyze, to check packaging/pdvault.service (verify, and its
+# exposure score offline).
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  echo "scripts/test.sh: installing systemd's tools for the unit file test (apt-get install systemd)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq systemd >/dev/null
+fi
+
 go vet ./...
 go test -race -count=1 ./...
 # The organization flow with standard OAuth libraries, unchanged: Go

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
+	"sort"
+	"time"
 
 	"github.com/pdvault/pdvault/policy"
 )
@@ -162,3 +165,153 @@ func Restore(ctx context.Context, file, dir string, passphrase []byte, opts Opti
 
 // ErrBadBackup means a backup file is not a sound vault.
 var ErrBadBackup = policy.E(policy.KindInvalid, "invalid_backup", "the backup is not a sound vault")
+
+// VerifyBackup proves that the file at path is a sound copy of this
+// vault without its passphrase: SQLite's integrity check passes, the
+// file's metadata authenticates under this vault's keys (so it is this
+// vault, unaltered), and its audit log verifies. The file is opened
+// read-only and immutable: verifying changes no byte of it.
+func (v *Vault) VerifyBackup(ctx context.Context, path string) error {
+	if v.closed.Load() {
+		return ErrLocked
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return ErrBadBackup.WithCause(err)
+	}
+	registerDriver()
+	db, err := sql.Open(driverName, (&url.URL{Scheme: "file", Path: abs, RawQuery: "mode=ro&immutable=1"}).String())
+	if err != nil {
+		return ErrBadBackup.WithCause(err)
+	}
+	defer db.Close()
+	errDamaged := ErrBadBackup.WithDetail("SQLite integrity check failed: not a database, or damaged")
+	tx, err := db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return errDamaged
+	}
+	defer tx.Rollback()
+	var res string
+	if err := tx.QueryRowContext(ctx, `PRAGMA integrity_check(1)`).Scan(&res); err != nil || res != "ok" {
+		return errDamaged
+	}
+	m, err := loadMeta(ctx, tx)
+	if err != nil || m.vaultID != v.id {
+		return ErrBadBackup.WithDetail("it is not a copy of this vault")
+	}
+	if _, err := v.st.row(ctx, tx, tMeta, 1); err != nil {
+		return ErrBadBackup.WithDetail("its metadata does not authenticate under this vault's keys")
+	}
+	rep, err := v.verifyAudit(ctx, tx)
+	if err != nil || !rep.OK {
+		return ErrBadBackup.WithDetail("its audit log does not verify")
+	}
+	return nil
+}
+
+// BackupSchedule is serve's --backup-dir/--backup-every/--backup-keep.
+type BackupSchedule struct {
+	Dir   string
+	Every time.Duration
+	Keep  int
+}
+
+// EventBackupFailed tells the owner a scheduled backup was not made.
+const EventBackupFailed = "backup.failed"
+
+// backupName is how scheduled backups are named: the UTC time they were
+// taken, so that names sort by age and retention touches nothing else.
+const backupLayout = "pdvault-20060102T150405Z.db"
+
+// RunBackups takes a backup every s.Every into s.Dir, verifies it, and
+// keeps the newest s.Keep. The first is due s.Every after the newest one
+// already there (at once if there is none), so restarts neither skip nor
+// repeat backups. A backup that fails or does not verify is removed and
+// the owner is told.
+func (v *Vault) RunBackups(ctx context.Context, s BackupSchedule) {
+	for {
+		names, _ := scheduledBackups(s.Dir)
+		if wait := backupDue(names, s.Every, v.opts.Now()); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err := v.scheduledBackup(ctx, s); err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			v.counters.backedUp(v.opts.Now(), false)
+			v.log.Error("scheduled backup failed", "dir", s.Dir, "err", err)
+			v.Notify(ctx, Notification{Event: EventBackupFailed, Title: "pdvault: a scheduled backup failed",
+				Body: "The backup into " + s.Dir + " failed: " + policy.MessageOf(err) + ". The next attempt is in " + backupRetry.String() + ".",
+				Link: v.Issuer() + "/ui/"})
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backupRetry):
+			}
+		}
+	}
+}
+
+// backupRetry is how soon a failed scheduled backup is tried again.
+var backupRetry = 15 * time.Minute
+
+func (v *Vault) scheduledBackup(ctx context.Context, s BackupSchedule) error {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return policy.Wrap(policy.KindUnavailable, "write_failed", "cannot create the backup directory", err)
+	}
+	out := filepath.Join(s.Dir, v.opts.Now().UTC().Format(backupLayout))
+	info, err := Backup(ctx, v.dir, out)
+	if err != nil {
+		return err
+	}
+	if err := v.VerifyBackup(ctx, out); err != nil {
+		os.Remove(out)
+		return err
+	}
+	v.counters.backedUp(v.opts.Now(), true)
+	v.log.Info("backup", "file", out, "bytes", info.Bytes)
+	names, err := scheduledBackups(s.Dir)
+	if err != nil {
+		return nil // made and verified; pruning waits for the next one
+	}
+	for len(names) > max(s.Keep, 1) {
+		if err := os.Remove(filepath.Join(s.Dir, names[0])); err != nil {
+			v.log.Warn("cannot remove an old backup", "file", names[0], "err", err)
+		}
+		names = names[1:]
+	}
+	return nil
+}
+
+// backupDue is how long until the next scheduled backup, given those
+// already in the directory (oldest first).
+func backupDue(names []string, every time.Duration, now time.Time) time.Duration {
+	if len(names) == 0 {
+		return 0
+	}
+	t, _ := time.Parse(backupLayout, names[len(names)-1])
+	return max(t.Add(every).Sub(now), 0)
+}
+
+// scheduledBackups lists the scheduled backups in dir, oldest first.
+func scheduledBackups(dir string) ([]string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range ents {
+		if _, err := time.Parse(backupLayout, e.Name()); err == nil && e.Type().IsRegular() {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	return names, nil
+}

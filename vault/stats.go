@@ -23,6 +23,10 @@ type Stats struct {
 	// counts batches of at most 2^i uses; CommitUses is their sum.
 	CommitBatches [commitBuckets]int64
 	CommitUses    int64
+	// LastBackup is when a scheduled backup was last attempted in this
+	// process, and whether it was made and verified.
+	LastBackup   time.Time
+	LastBackupOK bool
 }
 
 // commitBuckets covers batches of 1 to maxBatch (512 = 2^9) uses.
@@ -34,6 +38,13 @@ type counters struct {
 	commitUses    atomic.Int64
 	verifyAt      atomic.Int64 // unix seconds; 0: never
 	verifyOK      atomic.Bool
+	backupAt      atomic.Int64 // unix seconds of the last scheduled backup attempt; 0: none
+	backupOK      atomic.Bool
+}
+
+func (c *counters) backedUp(at time.Time, ok bool) {
+	c.backupOK.Store(ok)
+	c.backupAt.Store(at.Unix())
 }
 
 func (c *counters) commitBatch(n int) {
@@ -77,6 +88,9 @@ func (v *Vault) Stats(ctx context.Context) (Stats, error) {
 		return Stats{}, storageError("read audit head", err)
 	}
 	c := &v.counters
+	if at := c.backupAt.Load(); at != 0 {
+		s.LastBackup, s.LastBackupOK = time.Unix(at, 0), c.backupOK.Load()
+	}
 	if at := c.verifyAt.Load(); at != 0 {
 		s.LastVerify, s.LastVerifyOK = time.Unix(at, 0).UTC(), c.verifyOK.Load()
 	}

@@ -73,6 +73,7 @@ Usage: pdvault <command> [flags]
 Run a vault:
   init         create a vault (asks for a passphrase)
   serve        unlock a vault and serve the API (serve --dev: a throwaway demo vault)
+  config       check a serve config file:  pdvault config check --config FILE
   passphrase   change the passphrase:  pdvault passphrase change
   backup       copy the vault to a file, consistently, while it serves
   restore      put a backup in place as a new vault (checked first)
@@ -107,6 +108,7 @@ Other:
 
 Environment:
   PDVAULT_DIR          vault directory (default ~/.local/share/pdvault)
+  PDVAULT_CONFIG       serve's config file (TOML; docs/operations.md)
   PDVAULT_PASSPHRASE   passphrase, for scripts (prefer --passphrase-file)
   PDVAULT_ADDR         address of a running vault (default http://127.0.0.1:8700)
   PDVAULT_TOKEN        owner token for a running vault
@@ -122,6 +124,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 	cmds := map[string]command{
 		"init":          a.cmdInit,
 		"serve":         a.cmdServe,
+		"config":        a.cmdConfig,
 		"passphrase":    a.cmdPassphrase,
 		"export":        a.cmdExport,
 		"import":        a.cmdImport,

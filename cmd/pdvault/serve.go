@@ -37,65 +37,142 @@ const (
 	noticeTick      = 5 * time.Second
 )
 
-func (a *app) cmdServe(ctx context.Context, args []string) error {
-	fs := a.flags("serve", "serve [--dir DIR | --dev] [--addr HOST:PORT] [--domain NAME | --tls-cert FILE --tls-key FILE]")
-	dir := fs.String("dir", a.defaultDir(), "vault directory (env PDVAULT_DIR)")
-	dev := fs.Bool("dev", false, "run a throwaway vault with sample records in a temporary directory, deleted on exit")
-	addr := fs.String("addr", DefaultAddr, "address to listen on (default :443 with --domain)")
-	var to tlsOptions
-	fs.StringVar(&to.domain, "domain", "", "serve HTTPS for this host name with certificates obtained and renewed by ACME (Let's Encrypt unless --acme-directory); implies agreeing to the CA's terms")
-	fs.StringVar(&to.acmeDir, "acme-directory", "", "ACME directory URL of another CA (staging, a private CA)")
-	fs.StringVar(&to.acmeEmail, "acme-email", "", "contact address given to the ACME CA (expiry warnings)")
-	fs.StringVar(&to.acmeRoots, "acme-ca-roots", "", "PEM file of roots to trust for the ACME directory itself (a private CA)")
-	fs.StringVar(&to.certFile, "tls-cert", "", "serve HTTPS with this PEM certificate chain (reloaded on SIGHUP or when it changes)")
-	fs.StringVar(&to.keyFile, "tls-key", "", "the PEM private key of --tls-cert")
-	fs.StringVar(&to.httpAddr, "http-addr", "", "with HTTPS, also listen here for plain HTTP: redirects to HTTPS and ACME HTTP-01 (default :80 with --domain)")
-	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this separate address (HOST:PORT); off by default")
-	metricsTokenFile := fs.String("metrics-token-file", "", "file holding a bearer token for /metrics (or env PDVAULT_METRICS_TOKEN); without --metrics-addr, /metrics is then served on the main port to requests bearing it")
-	fs.StringVar(&to.trustedProxies, "trusted-proxy", "", "comma-separated addresses or CIDRs of reverse proxies whose Forwarded / X-Forwarded-* headers are believed")
-	pfile := fs.String("passphrase-file", "", "read the passphrase from this file (or env PDVAULT_PASSPHRASE)")
-	issuer := fs.String("issuer", "", "public base URL of the vault, if clients reach it through a proxy (default: the listen URL)")
-	allowLoopback := fs.Bool("allow-loopback-http", false, "let notices and domain checks reach loopback addresses over plain HTTP (local testing only; on with --dev)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	logFormat := fs.String("log-format", "text", "text or json")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile (pprof) to this file until the server stops")
-	rateAddr := fs.Float64("rate-limit-address", 300, "requests per second per client address (burst twice that); 0 for no limit")
-	rateOrg := fs.Float64("rate-limit-org", 200, "requests per second per organization key (burst twice that); 0 for no limit")
-	if err := a.parse(fs, args); err != nil {
-		return err
+// serveSettings are serve's flags, which a config file may also set.
+type serveSettings struct {
+	fs                              *flag.FlagSet
+	dir, addr, pfile, issuer        string
+	dev, allowLoopback              bool
+	to                              tlsOptions
+	metricsAddr, metricsTokenFile   string
+	logLevel, logFormat, cpuProfile string
+	rateAddr, rateOrg               float64
+	config                          string
+	backup                          vault.BackupSchedule
+	notifyReady                     bool
+	set                             map[string]string // flag name -> where its value came from
+}
+
+func (a *app) serveFlags() *serveSettings {
+	s := &serveSettings{}
+	fs := a.flags("serve", "serve [--config FILE] [--dir DIR | --dev] [--addr HOST:PORT] [--domain NAME | --tls-cert FILE --tls-key FILE]")
+	s.fs = fs
+	fs.StringVar(&s.config, "config", "", "read settings from this TOML file (env PDVAULT_CONFIG); flags and environment variables override it")
+	fs.StringVar(&s.dir, "dir", a.defaultDir(), "vault directory (env PDVAULT_DIR)")
+	fs.BoolVar(&s.dev, "dev", false, "run a throwaway vault with sample records in a temporary directory, deleted on exit")
+	fs.StringVar(&s.addr, "addr", DefaultAddr, "address to listen on (default :443 with --domain)")
+	fs.StringVar(&s.to.domain, "domain", "", "serve HTTPS for this host name with certificates obtained and renewed by ACME (Let's Encrypt unless --acme-directory); implies agreeing to the CA's terms")
+	fs.StringVar(&s.to.acmeDir, "acme-directory", "", "ACME directory URL of another CA (staging, a private CA)")
+	fs.StringVar(&s.to.acmeEmail, "acme-email", "", "contact address given to the ACME CA (expiry warnings)")
+	fs.StringVar(&s.to.acmeRoots, "acme-ca-roots", "", "PEM file of roots to trust for the ACME directory itself (a private CA)")
+	fs.StringVar(&s.to.certFile, "tls-cert", "", "serve HTTPS with this PEM certificate chain (reloaded on SIGHUP or when it changes)")
+	fs.StringVar(&s.to.keyFile, "tls-key", "", "the PEM private key of --tls-cert")
+	fs.StringVar(&s.to.httpAddr, "http-addr", "", "with HTTPS, also listen here for plain HTTP: redirects to HTTPS and ACME HTTP-01 (default :80 with --domain)")
+	fs.StringVar(&s.metricsAddr, "metrics-addr", "", "serve Prometheus /metrics on this separate address (HOST:PORT); off by default")
+	fs.StringVar(&s.metricsTokenFile, "metrics-token-file", "", "file holding a bearer token for /metrics (or env PDVAULT_METRICS_TOKEN); without --metrics-addr, /metrics is then served on the main port to requests bearing it")
+	fs.StringVar(&s.to.trustedProxies, "trusted-proxy", "", "comma-separated addresses or CIDRs of reverse proxies whose Forwarded / X-Forwarded-* headers are believed")
+	fs.StringVar(&s.pfile, "passphrase-file", "", "read the passphrase from this file (or env PDVAULT_PASSPHRASE; under systemd, the credential \"passphrase\")")
+	fs.StringVar(&s.issuer, "issuer", "", "public base URL of the vault, if clients reach it through a proxy (default: the listen URL)")
+	fs.BoolVar(&s.allowLoopback, "allow-loopback-http", false, "let notices and domain checks reach loopback addresses over plain HTTP (local testing only; on with --dev)")
+	fs.StringVar(&s.backup.Dir, "backup-dir", "", "take scheduled, verified backups into this directory")
+	fs.DurationVar(&s.backup.Every, "backup-every", 24*time.Hour, "time between scheduled backups (with --backup-dir)")
+	fs.IntVar(&s.backup.Keep, "backup-keep", 7, "scheduled backups to keep; older ones are removed (with --backup-dir)")
+	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&s.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&s.cpuProfile, "cpuprofile", "", "write a CPU profile (pprof) to this file until the server stops")
+	fs.Float64Var(&s.rateAddr, "rate-limit-address", 300, "requests per second per client address (burst twice that); 0 for no limit")
+	fs.Float64Var(&s.rateOrg, "rate-limit-org", 200, "requests per second per organization key (burst twice that); 0 for no limit")
+	return s
+}
+
+// servePlan is what serve's settings come to once checked, before any
+// vault is opened or port bound.
+type servePlan struct {
+	proxies      []netip.Prefix
+	metricsToken string
+	log          *slog.Logger
+}
+
+// load parses the command line, applies the config file under it, and
+// checks everything that can be checked without the vault.
+func (a *app) loadServe(s *serveSettings, args []string) (*servePlan, error) {
+	if err := a.parse(s.fs, args); err != nil {
+		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return usageError{"serve takes no arguments", `run "pdvault serve -h" for its flags`}
+	if s.fs.NArg() > 0 {
+		return nil, usageError{s.fs.Name() + " takes no arguments", fmt.Sprintf(`run "pdvault %s -h" for its flags`, s.fs.Name())}
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	if to.domain != "" {
-		if !set["addr"] {
-			*addr = ":443"
+	s.set = map[string]string{}
+	s.fs.Visit(func(f *flag.Flag) { s.set[f.Name] = "flag" })
+	if s.config == "" {
+		s.config = a.getenv("PDVAULT_CONFIG")
+	}
+	if s.config != "" {
+		if err := a.applyConfig(s.fs, s.config, s.set); err != nil {
+			return nil, err
 		}
-		if !set["http-addr"] {
-			to.httpAddr = ":80"
+	}
+	if s.to.domain != "" {
+		if s.set["addr"] == "" {
+			s.addr = ":443"
+		}
+		if s.set["http-addr"] == "" {
+			s.to.httpAddr = ":80"
 		}
 	}
-	proxies, err := parseProxies(to.trustedProxies)
-	if err != nil {
-		return err
+	var p servePlan
+	var err error
+	if p.proxies, err = parseProxies(s.to.trustedProxies); err != nil {
+		return nil, err
 	}
-	metricsToken := a.getenv("PDVAULT_METRICS_TOKEN")
-	if *metricsTokenFile != "" {
-		b, err := os.ReadFile(*metricsTokenFile)
+	p.metricsToken = a.getenv("PDVAULT_METRICS_TOKEN")
+	if s.metricsTokenFile == "" && p.metricsToken == "" {
+		s.metricsTokenFile = a.credential("metrics-token")
+	}
+	if s.pfile == "" && a.getenv("PDVAULT_PASSPHRASE") == "" {
+		s.pfile = a.credential("passphrase")
+	}
+	if s.metricsTokenFile != "" {
+		b, err := os.ReadFile(s.metricsTokenFile)
 		if err != nil {
-			return fmt.Errorf("--metrics-token-file: %w", err)
+			return nil, fmt.Errorf("--metrics-token-file: %w", err)
 		}
-		metricsToken = strings.TrimSpace(string(b))
+		p.metricsToken = strings.TrimSpace(string(b))
 	}
-	if metricsToken != "" && len(metricsToken) < 16 {
-		return usageError{"the metrics token is shorter than 16 characters", "use a random one, e.g. openssl rand -hex 16"}
+	if p.metricsToken != "" && len(p.metricsToken) < 16 {
+		return nil, usageError{"the metrics token is shorter than 16 characters", "use a random one, e.g. openssl rand -hex 16"}
 	}
-	log, err := newLogger(a.stderr, *logLevel, *logFormat)
+	if s.backup.Dir != "" {
+		if s.backup.Every < time.Minute {
+			return nil, usageError{fmt.Sprintf("--backup-every %v is shorter than a minute", s.backup.Every), "e.g. --backup-every 24h"}
+		}
+		if s.backup.Keep < 1 {
+			return nil, usageError{"--backup-keep must be at least 1", ""}
+		}
+		if s.dev {
+			return nil, usageError{"--backup-dir does not go with --dev", "a dev vault is thrown away on exit"}
+		}
+	}
+	if p.log, err = newLogger(a.stderr, s.logLevel, s.logFormat); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
+
+func (a *app) cmdServe(ctx context.Context, args []string) error {
+	s := a.serveFlags()
+	plan, err := a.loadServe(s, args)
 	if err != nil {
 		return err
 	}
+	var (
+		dir, addr, pfile, issuer = &s.dir, &s.addr, &s.pfile, &s.issuer
+		dev, allowLoopback       = &s.dev, &s.allowLoopback
+		metricsAddr, cpuProfile  = &s.metricsAddr, &s.cpuProfile
+		rateAddr, rateOrg        = &s.rateAddr, &s.rateOrg
+		to                       = s.to
+		proxies, metricsToken    = plan.proxies, plan.metricsToken
+		log                      = plan.log
+	)
 	tuneGC()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
@@ -208,6 +285,10 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	background.Go(func() { v.RunNotices(bctx, noticeTick) })
 	background.Go(func() { v.RunReencryption(bctx) })
 	background.Go(func() { v.RunNotifications(bctx, noticeTick, api.GenerateVAPID) })
+	if s.backup.Dir != "" {
+		background.Go(func() { v.RunBackups(bctx, s.backup) })
+	}
+	background.Go(func() { sdReady(bctx, v, log) })
 
 	defer func() { stopBackground(); background.Wait() }()
 
