@@ -74,7 +74,14 @@ func New(svc vault.Service, cfg Config) http.Handler {
 		cfg.RatePerAddress = 300
 	}
 	s := &server{svc: svc, log: cfg.Logger.With("component", "api"), maxBody: cfg.MaxBody, pages: loadTemplates(), metrics: cfg.Metrics}
+	r := s.routes(cfg)
+	limit := policy.NewLimiter(cfg.RatePerAddress, int(2*cfg.RatePerAddress))
+	return s.recover(forwarded(cfg.TrustedProxies, s.logRequests(securityHeaders(s.checkHost(cfg.Hosts, limitAddresses(limit, s.log, r))))))
+}
 
+// routes is the router: every endpoint, named (the names are the
+// OpenAPI operation ids and the metrics' route label).
+func (s *server) routes(cfg Config) *mux.Router {
 	r := mux.NewRouter()
 	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, s.log, errNotFound) })
 	r.MethodNotAllowedHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -99,6 +106,8 @@ func New(svc vault.Service, cfg Config) http.Handler {
 		// On the public port only behind its own bearer token.
 		r.Handle("/metrics", cfg.Metrics.Handler(cfg.MetricsToken)).Methods(http.MethodGet).Name("metrics")
 	}
+
+	r.HandleFunc("/openapi.json", s.openAPIHandler(r)).Methods(http.MethodGet).Name("openapi")
 
 	// The organization-facing protocol (docs/protocol.md).
 	r.HandleFunc("/.well-known/oauth-authorization-server", s.discovery).Methods(http.MethodGet).Name("discovery")
@@ -182,8 +191,7 @@ func New(svc vault.Service, cfg Config) http.Handler {
 
 	s.uiRoutes(r)
 	r.Use(nameRoute)
-	limit := policy.NewLimiter(cfg.RatePerAddress, int(2*cfg.RatePerAddress))
-	return s.recover(forwarded(cfg.TrustedProxies, s.logRequests(securityHeaders(s.checkHost(cfg.Hosts, limitAddresses(limit, s.log, r))))))
+	return r
 }
 
 // checkHost refuses requests for a host the vault does not answer to

@@ -42,7 +42,7 @@ func newEnvFor(t *testing.T, v *vault.Vault) *testEnv {
 	t.Helper()
 	// No per-address limit here: every test client shares 127.0.0.1
 	// (TestRateLimits tests the limit on its own server).
-	srv := httptest.NewServer(New(v, Config{RatePerAddress: -1}))
+	srv := httptest.NewServer(validatingHandler(t, New(v, Config{RatePerAddress: -1})))
 	t.Cleanup(srv.Close)
 	v.SetIssuer(srv.URL)
 	return &testEnv{t: t, v: v, srv: srv, token: v.NewSession().Token}
