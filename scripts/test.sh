@@ -23,6 +23,15 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq nodejs npm >/dev/null
 fi
 
+# curl, which the README tour uses (TestTour runs it line by line).
+if ! command -v curl >/dev/null 2>&1; then
+  echo "scripts/test.sh: installing curl for the README tour test (apt-get install curl)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq curl >/dev/null
+fi
+
 # systemd-analyze, to check packaging/pdvault.service (verify, and its
 # exposure score offline).
 if ! command -v systemd-analyze >/dev/null 2>&1; then

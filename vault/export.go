@@ -111,8 +111,12 @@ func (c cell) value() any {
 		return *c.S
 	case c.B != nil:
 		return c.B
+	case c.N:
+		return nil
 	}
-	return nil
+	// No member at all: an empty blob, which "b" with omitempty drops
+	// (exports made before this was understood carry it so too).
+	return []byte{}
 }
 
 // ExportStats says what an export or import carried.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pdvault/pdvault/policy"
 )
 
 // splitExport cuts a v2 export into its head (magic, header, MAC line)
@@ -146,5 +148,56 @@ func TestImportReadsV1Exports(t *testing.T) {
 	defer v.Close()
 	if rep, err := v.VerifyAudit(t.Context()); err != nil || !rep.OK {
 		t.Fatalf("audit: %+v %v", rep, err)
+	}
+}
+
+// An export imports whole: every row of every table, including empty
+// blobs (an intent's sealed column is empty by design), which the export's
+// JSON once dropped, so that a vault with an intent could not be restored
+// from its export (found by the README tour test).
+func TestExportImportKeepsEveryRow(t *testing.T) {
+	v, _, _ := newTestVault(t)
+	ctx := t.Context()
+	v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada"}`))
+	if _, err := v.PublishIntent(ctx, policy.IntentInput{Title: "Looking for: a city bike"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.AddDocument(ctx, strings.NewReader("%PDF-1.4\n"), DocumentInput{FileName: "lease.pdf", Kind: "contract"}); err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := v.Export(ctx, &buf); err != nil {
+		t.Fatal(err)
+	}
+	d := filepath.Join(t.TempDir(), "imported")
+	st, err := Import(ctx, bytes.NewReader(buf.Bytes()), d, []byte(testPass), Options{})
+	if err != nil {
+		t.Fatalf("import of a vault with an intent and a document: %v", err)
+	}
+	w, err := Open(ctx, d, []byte(testPass), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	tables, err := tableNames(ctx, v.db.r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows int64
+	for _, tb := range tables {
+		var a, b int64
+		v.db.r.QueryRow(`SELECT count(*) FROM ` + quoteIdent(tb)).Scan(&a)
+		w.db.r.QueryRow(`SELECT count(*) FROM ` + quoteIdent(tb)).Scan(&b)
+		if a != b {
+			t.Errorf("table %s: %d rows, %d after import", tb, a, b)
+		}
+		rows += a
+	}
+	if st.Rows == 0 || rows == 0 {
+		t.Fatalf("nothing compared: %+v", st)
+	}
+	ins, err := w.OwnerIntents(ctx)
+	if err != nil || len(ins) != 1 {
+		t.Fatalf("intents after import: %v %v", ins, err)
 	}
 }

@@ -40,7 +40,7 @@ func (c *cli) release(ctx context.Context, args []string) error {
 		if err := o.Release(ctx, grant); err != nil {
 			return err
 		}
-		fmt.Fprintln(c.stdout, "Released. Delete the data and send a receipt: pdvault-org receipt --grant FILE --deleted COLLECTIONS")
+		fmt.Fprintln(c.stdout, "Released. Delete the data and send a receipt: pdvault-org receipt --key KEY --grant FILE --deleted COLLECTIONS")
 		return nil
 	})
 }
@@ -98,8 +98,8 @@ func (c *cli) verify(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintf(c.stdout, "%s\n", ch.Challenge)
-	fmt.Fprintf(c.stderr, "Publish the line above at %s (within %s), then run: pdvault-org verify --check\n",
-		ch.URL, time.Duration(ch.ExpiresIn)*time.Second)
+	fmt.Fprintf(c.stderr, "Publish the line above at %s (within %s), then run: pdvault-org verify%s --check\n",
+		ch.URL, time.Duration(ch.ExpiresIn)*time.Second, cm.again(c))
 	return nil
 }
 

@@ -66,6 +66,27 @@ type cli struct {
 
 type usageError struct{ msg string }
 
+// hinted is an error with the next thing to try.
+type hinted struct {
+	error
+	hint string
+}
+
+func (h hinted) Unwrap() error { return h.error }
+
+// again is the --key flag to repeat in a suggested command, so that it
+// works when copied: empty when the key comes from PDVAULT_ORG_KEY.
+func (cm common) again(c *cli) string {
+	if *cm.key == "" || *cm.key == c.getenv("PDVAULT_ORG_KEY") {
+		return ""
+	}
+	k := *cm.key
+	if strings.ContainsAny(k, " '\"$\\") {
+		k = "'" + strings.ReplaceAll(k, "'", `'\''`) + "'"
+	}
+	return " --key " + k
+}
+
 func (e usageError) Error() string { return e.msg }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) int {
@@ -103,6 +124,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 		return 0
 	}
 	fmt.Fprintf(stderr, "pdvault-org: error: %v\n", err)
+	var h hinted
+	if errors.As(err, &h) {
+		fmt.Fprintf(stderr, "pdvault-org: hint: %s\n", h.hint)
+	}
 	var ue usageError
 	if errors.As(err, &ue) {
 		fmt.Fprintf(stderr, "pdvault-org: hint: run \"pdvault-org %s -h\"\n", args[0])
@@ -294,7 +319,7 @@ func (c *cli) request(ctx context.Context, args []string) error {
 		return c.printJSON(t)
 	}
 	fmt.Fprintf(c.stdout, "%s\n", t.RequestID)
-	fmt.Fprintf(c.stderr, "Request sent. Collect the grant with: pdvault-org poll --wait %s\n", t.RequestID)
+	fmt.Fprintf(c.stderr, "Request sent. Collect the grant with: pdvault-org poll%s --wait %s\n", cm.again(c), t.RequestID)
 	return nil
 }
 
@@ -318,6 +343,9 @@ func (c *cli) poll(ctx context.Context, args []string) error {
 		tok, err = o.WaitForGrant(ctx, client.Ticket{RequestID: pos[0], Interval: 5})
 	} else {
 		tok, err = o.Poll(ctx, pos[0])
+	}
+	if client.IsCode(err, "authorization_pending") || client.IsCode(err, "slow_down") {
+		return hinted{err, fmt.Sprintf("the owner has not decided yet; wait for it with: pdvault-org poll%s --wait %s", cm.again(c), pos[0])}
 	}
 	if err != nil {
 		return err
@@ -388,7 +416,7 @@ func (c *cli) read(ctx context.Context, args []string) error {
 		return err
 	}
 	if seq := o.LastAuditSeq(); seq > 0 {
-		fmt.Fprintf(c.stderr, "logged as audit entry %d (pdvault-org audit --prove %d)\n", seq, seq)
+		fmt.Fprintf(c.stderr, "logged as audit entry %d (pdvault-org audit%s --prove %d)\n", seq, cm.again(c), seq)
 	}
 	return c.witness(ctx, o, *cm.anchors)
 }

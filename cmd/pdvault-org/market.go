@@ -90,7 +90,7 @@ func (c *cli) offer(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Fprintln(c.stdout, t.OfferID)
-	fmt.Fprintf(c.stderr, "Offer sent. If the owner accepts and approves it: pdvault-org poll --wait %s\n", t.OfferID)
+	fmt.Fprintf(c.stderr, "Offer sent. If the owner accepts and approves it: pdvault-org poll%s --wait %s\n", cm.again(c), t.OfferID)
 	return nil
 }
 

@@ -72,7 +72,7 @@ func (a *app) cmdLogin(ctx context.Context, args []string) error {
 			os.WriteFile(devFile, []byte(c.Device+"\n"), 0o600)
 		}
 	}
-	fmt.Fprintf(a.stderr, "Logged in; the token expires in %s. Use it with:\n", exp)
+	fmt.Fprintf(a.stderr, "Logged in; the token expires in %s. The line below sets PDVAULT_TOKEN; run eval \"$(pdvault login)\" to set it in this shell.\n", exp)
 	fmt.Fprintf(a.stdout, "export PDVAULT_TOKEN=%s\n", tok)
 	return nil
 }
