@@ -9,13 +9,16 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"net/url"
+	"reflect"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -418,14 +421,38 @@ func (s *server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error
 	return decodeStrict(b, v)
 }
 
+// members lists the JSON members a body type takes, for an error.
+func members(v any) string {
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return "no members"
+	}
+	var names []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.IsExported() && name != "-" && name != "" {
+			names = append(names, strconv.Quote(name))
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
 func decodeStrict(b []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return errBadJSON
+		// encoding/json has no typed error for an unknown member.
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return errUnknownMember.WithDetail(fmt.Sprintf("unknown member %s; it takes %s", name, members(v)))
+		}
+		return policy.BadJSON(b, err)
 	}
 	if dec.Decode(&json.RawMessage{}) != io.EOF { // trailing data
-		return errBadJSON
+		return errBadJSON.WithDetail("data after the JSON value")
 	}
 	return nil
 }

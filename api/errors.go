@@ -126,6 +126,7 @@ var (
 	errMethod         = policy.E(policy.KindInvalid, "method_not_allowed", "this endpoint does not accept that method")
 	errTooLarge       = policy.E(policy.KindTooLarge, "request_too_large", "the request body is larger than the limit")
 	errBadJSON        = policy.E(policy.KindInvalid, "invalid_json", "request body is not valid JSON")
+	errUnknownMember  = policy.E(policy.KindInvalid, "invalid_request", "the request body has a member this endpoint does not take")
 	errBadIfMatch     = policy.E(policy.KindInvalid, "invalid_request", `If-Match must be a record version in quotes, e.g. "3"`)
 	errBadLimitParam  = policy.E(policy.KindInvalid, "invalid_limit", "limit must be a whole number from 1 to 500")
 	errBadPassphrase  = policy.E(policy.KindInvalid, "invalid_request", "send {\"passphrase\": \"...\"} with a passphrase of at most 1024 bytes")

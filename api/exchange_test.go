@@ -472,7 +472,7 @@ func TestOwnerExchangeBadInput(t *testing.T) {
 		{"approve longer", "POST", p + "/approve", `{"duration":999999}`, 400, "invalid_duration"},
 		{"approve negative", "POST", p + "/approve", `{"duration":-1}`, 400, "invalid_duration"},
 		{"approve bad json", "POST", p + "/approve", `{"duration":`, 400, "invalid_json"},
-		{"approve unknown member", "POST", p + "/approve", `{"fields":["x"]}`, 400, "invalid_json"},
+		{"approve unknown member", "POST", p + "/approve", `{"fields":["x"]}`, 400, "invalid_request"},
 		{"unknown request", "POST", "/v1/owner/requests/aaaaaaaaaaaaaaaaaaaaaaaaaa/approve", ``, 404, "not_found"},
 		{"unknown grant", "POST", "/v1/owner/grants/aaaaaaaaaaaaaaaaaaaaaaaaaa/revoke", ``, 404, "not_found"},
 		{"bad status filter", "GET", "/v1/owner/requests?status=maybe", ``, 400, "invalid_status"},

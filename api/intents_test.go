@@ -147,7 +147,7 @@ func TestIntentBadInput(t *testing.T) {
 		{"no title", `{"title":" "}`, "invalid_intent", "title:"},
 		{"bad budget", `{"title":"bike","budget":{"max":-1,"currency":"euro"}}`, "invalid_intent", "budget:"},
 		{"too long", `{"title":"bike","valid_for":"400d"}`, "invalid_intent", "valid_for:"},
-		{"unknown member", `{"title":"bike","owner":"me"}`, "invalid_json", ""},
+		{"unknown member", `{"title":"bike","owner":"me"}`, "invalid_request", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.do("POST", "/v1/owner/intents", e.token, strings.NewReader(tc.body))

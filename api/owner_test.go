@@ -207,7 +207,7 @@ func TestOwnerBadInput(t *testing.T) {
 		{"bad cursor", "GET", "/v1/owner/records/profile?cursor=zzz", e.token, ``, nil, 400, "invalid_cursor"},
 		{"wrong passphrase", "POST", "/v1/owner/session", "", `{"passphrase":"wrong passphrase"}`, nil, 401, "invalid_passphrase"},
 		{"login not JSON", "POST", "/v1/owner/session", "", `passphrase=x`, nil, 400, "invalid_json"},
-		{"login unknown field", "POST", "/v1/owner/session", "", `{"password":"x"}`, nil, 400, "invalid_json"},
+		{"login unknown field", "POST", "/v1/owner/session", "", `{"password":"x"}`, nil, 400, "invalid_request"},
 		{"login empty passphrase", "POST", "/v1/owner/session", "", `{"passphrase":""}`, nil, 400, "invalid_request"},
 		{"login trailing data", "POST", "/v1/owner/session", "", `{"passphrase":"x"} {}`, nil, 400, "invalid_json"},
 		{"unknown endpoint", "GET", "/v1/nope", "", ``, nil, 404, "not_found"},
@@ -326,6 +326,26 @@ func TestSourceAddressIPv6Prefix(t *testing.T) {
 		r.RemoteAddr = addr
 		if got := sourceAddress(r); got != want {
 			t.Errorf("%s: %s, want %s", addr, got, want)
+		}
+	}
+}
+
+// A body that is not JSON says where it stops being JSON; an unknown
+// member is named with the members the endpoint takes.
+func TestJSONErrorsSayWhere(t *testing.T) {
+	e := newEnv(t)
+	for _, c := range []struct{ path, body, code, msg string }{
+		{"/v1/owner/records/profile", "{\n  \"name\": \"Ada\",\n  \"age\": 3x\n}", "invalid_json", "line 3, column 11"},
+		{"/v1/owner/records/profile", `{"name": "Ada"`, "invalid_json", "ends before the JSON value does"},
+		{"/v1/owner/session", `{"password":"x"}`, "invalid_request", `unknown member "password"; it takes "passphrase", "device"`},
+		{"/v1/owner/session", `{"passphrase": 42}`, "invalid_json", `"passphrase" must be a string, not number`},
+		{"/v1/owner/session", `{"passphrase":"x"} {}`, "invalid_json", "data after the JSON value"},
+	} {
+		r := e.do("POST", c.path, e.token, strings.NewReader(c.body))
+		var b errorBody
+		r.json(t, &b)
+		if r.status != 400 || b.Error != c.code || !strings.Contains(b.Description, c.msg) {
+			t.Errorf("POST %s %q: %d %s %q, want 400 %s and %q", c.path, c.body, r.status, b.Error, b.Description, c.code, c.msg)
 		}
 	}
 }

@@ -3,7 +3,11 @@ package policy
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"regexp"
+	"strings"
 )
 
 // Collection names travel in URLs, in grants and, unencrypted, in the
@@ -85,14 +89,15 @@ func NormalizeRecord(data []byte) ([]byte, error) {
 		return nil, E(KindInvalid, "invalid_record", "record body is empty; send a JSON object")
 	}
 	if data[0] != '{' {
-		if !json.Valid(data) {
-			return nil, E(KindInvalid, "invalid_json", "request body is not valid JSON")
+		var x any
+		if err := json.Unmarshal(data, &x); err != nil {
+			return nil, BadJSON(data, err)
 		}
 		return nil, E(KindInvalid, "invalid_record", "a record must be a JSON object")
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(data, &fields); err != nil {
-		return nil, E(KindInvalid, "invalid_json", "request body is not valid JSON")
+		return nil, BadJSON(data, err)
 	}
 	if len(fields) > MaxRecordFields {
 		return nil, E(KindInvalid, "invalid_record", "a record may have at most 1000 fields")
@@ -120,4 +125,55 @@ func quoteShort(s string) string {
 	}
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// BadJSON is the error for a body that is not JSON, saying where and why
+// it stops being JSON (line and column of data), so that the sender can
+// find the mistake.
+func BadJSON(data []byte, err error) *Error {
+	const msg = "request body is not valid JSON"
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se) && strings.Contains(se.Error(), "unexpected end"):
+		return E(KindInvalid, "invalid_json", msg+": it ends before the JSON value does")
+	case errors.As(err, &se):
+		line, col := lineCol(data, se.Offset)
+		return E(KindInvalid, "invalid_json", fmt.Sprintf("%s: line %d, column %d: %s", msg, line, col, strings.TrimPrefix(se.Error(), "invalid character ")))
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
+		return E(KindInvalid, "invalid_json", msg+": it ends before the JSON value does")
+	case errors.As(err, &te):
+		where := te.Field
+		if where == "" {
+			where = "the body"
+		}
+		return E(KindInvalid, "invalid_json", fmt.Sprintf("%s: %s must be %s, not %s", "request body has the wrong type", quoteShort(where), jsonKind(te.Type.Kind().String()), te.Value))
+	}
+	return E(KindInvalid, "invalid_json", msg)
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "bool":
+		return "true or false"
+	case "slice", "array":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	}
+	return "a number"
+}
+
+// lineCol turns a byte offset (the end of the bad token) into a line and
+// column, counted from 1.
+func lineCol(data []byte, off int64) (int, int) {
+	if off > int64(len(data)) {
+		off = int64(len(data))
+	}
+	before := data[:max(off-1, 0)]
+	line := bytes.Count(before, []byte("\n")) + 1
+	col := len(before) - bytes.LastIndexByte(before, '\n')
+	return line, col
 }

@@ -11,11 +11,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/term"
 
@@ -214,7 +216,31 @@ func (a *app) fail(err error) {
 		fmt.Fprintf(a.stderr, "pdvault: hint: %s\n", h.hint)
 	case errors.As(err, &ue) && ue.hint != "":
 		fmt.Fprintf(a.stderr, "pdvault: hint: %s\n", ue.hint)
+	default:
+		if h := a.adviceFor(err); h != "" {
+			fmt.Fprintf(a.stderr, "pdvault: hint: %s\n", h)
+		}
 	}
+}
+
+// adviceFor is the hint for errors any command talking to a vault can
+// meet: no server, a session that ended, a limit that says when to retry.
+func (a *app) adviceFor(err error) string {
+	var ce *client.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Sprintf("no vault is listening at %s; start one with: pdvault serve (or set PDVAULT_ADDR / --addr to where it runs)", a.env("PDVAULT_ADDR", "http://127.0.0.1:8700"))
+	case !errors.As(err, &ce):
+		return ""
+	case ce.RetryAfter > 0:
+		return fmt.Sprintf("too many requests; try again in %s", ce.RetryAfter.Round(time.Second))
+	case ce.Status == http.StatusUnauthorized && (ce.Code == "invalid_token" || ce.Code == "unauthorized"):
+		if a.getenv("PDVAULT_TOKEN") == "" {
+			return `log in first: eval "$(pdvault login)"`
+		}
+		return `the owner session has ended (sessions expire, and end when the server restarts); log in again: eval "$(pdvault login)"`
+	}
+	return ""
 }
 
 // flags makes a FlagSet that reports errors as usageError and prints its
