@@ -400,7 +400,7 @@ func TestNotificationRetriesAndSpacing(t *testing.T) {
 		`{"kind":"ntfy","url":"ftp://x"}`: "invalid_channel",
 		`{"kind":"webpush","push":{"endpoint":"https://p.example/x","keys":{"p256dh":"AA","auth":"AA"}}}`:  "invalid_channel",
 		`{"kind":"email","smtp":{"host":"m.example","from":"a@b.example","to":"x\r\nBcc: e@vil.example"}}`: "invalid_channel",
-		`{"kind":"ntfy","url":"https://n.example/t","colour":"red"}`: "invalid_request",
+		`{"kind":"ntfy","url":"https://n.example/t","colour":"red"}`:                                       "invalid_request",
 	} {
 		r := e.do("POST", "/v1/owner/notifications/channels", e.token, strings.NewReader(body))
 		if r.status != http.StatusBadRequest || r.errCode(t) != code {

@@ -318,10 +318,10 @@ func CheckTerms(t Terms, currentHash string, c RequestClaims) []string {
 		r = append(r, fmt.Sprintf("purpose: %s is not a purpose the terms allow", quoteShort(c.Purpose)))
 	}
 	if max := time.Duration(t.MaxGrantDuration); time.Duration(c.Duration)*time.Second > max {
-		r = append(r, fmt.Sprintf("duration: %ds is longer than the terms allow (%s)", c.Duration, t.MaxGrantDuration))
+		r = append(r, fmt.Sprintf("duration: %s is longer than the terms allow (%s)", Duration(time.Duration(c.Duration)*time.Second), t.MaxGrantDuration))
 	}
 	if c.Retention != nil && time.Duration(*c.Retention)*time.Second > time.Duration(t.MaxRetention) {
-		r = append(r, fmt.Sprintf("retention: %ds is longer than the terms allow (%s)", *c.Retention, t.MaxRetention))
+		r = append(r, fmt.Sprintf("retention: %s is longer than the terms allow (%s)", Duration(time.Duration(*c.Retention)*time.Second), t.MaxRetention))
 	}
 	if c.ThirdPartySharing && !t.ThirdPartySharing {
 		r = append(r, "third_party_sharing: the terms forbid sharing with third parties")

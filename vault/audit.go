@@ -317,7 +317,7 @@ type AuditReport struct {
 	Checkpoints int            `json:"checkpoints"`
 	Head        string         `json:"head,omitempty"`      // base64url root hash of the whole log
 	TreeHead    string         `json:"tree_head,omitempty"` // the signed head (C2SP checkpoint) of the verified log
-	Problems    []AuditProblem `json:"problems,omitempty"`
+	Problems    []AuditProblem `json:"problems"`            // empty when ok
 	// Unlogged counts, since the vault was opened, what strangers did that
 	// is counted instead of logged one by one (so they cannot fill the log).
 	Unlogged Unlogged      `json:"unlogged"`
@@ -389,7 +389,7 @@ func (v *Vault) VerifyAudit(ctx context.Context) (AuditReport, error) {
 
 func (v *Vault) verifyAudit(ctx context.Context, tx *sql.Tx) (AuditReport, error) {
 	start := time.Now()
-	rep := AuditReport{}
+	rep := AuditReport{Problems: []AuditProblem{}}
 	problem := func(seq int64, format string, args ...any) {
 		if len(rep.Problems) < maxProblems {
 			rep.Problems = append(rep.Problems, AuditProblem{Seq: seq, Problem: fmt.Sprintf(format, args...)})

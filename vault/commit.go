@@ -66,7 +66,7 @@ func (v *Vault) runCommitter() {
 					return err
 				}
 				results[i] = res
-				if res == nil && u.entry.Event == EvDataRead {
+				if res == nil && (u.entry.Event == EvDataRead || u.entry.Event == EvClaimsRead) {
 					if rel, err := v.relOf(ctx, u.g.ClientID); err == nil {
 						reads[rel]++
 					}

@@ -176,6 +176,40 @@ func TestRelationshipReadCounters(t *testing.T) {
 	if err != nil || rel.Reads != 7 || rel.LastRead == nil {
 		t.Fatalf("reads: %d %v %v", rel.Reads, rel.LastRead, err)
 	}
+	// A derived claim read is a read too.
+	if _, err := v.UpdateRecord(ctx, "profile", mustOnlyID(t, v, "profile"), []byte(`{"name":"Ada","email":"a@x","birth_date":"1990-01-01"}`), 0); err != nil {
+		t.Fatal(err)
+	}
+	tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) {
+		c.AuthorizationDetails = []policy.AuthorizationDetail{{Type: policy.DetailType, Collection: "profile", Claims: []string{"age_over:18"}}}
+	}), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Approve(ctx, tk.RequestID, Approval{}); err != nil {
+		t.Fatal(err)
+	}
+	tp, thc := o.proof(t, v, "POST", "/v1/token", "")
+	ctok, err := v.CollectGrant(ctx, tk.RequestID, tp, thc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, hc := o.proof(t, v, "GET", "/v1/claims", ctok.AccessToken)
+	if _, err := v.ReadClaims(ctx, Access{Grant: ctok.AccessToken, Proof: p, HTTP: hc}); err != nil {
+		t.Fatal(err)
+	}
+	if rel, _ = v.GetRelationship(ctx, o.jkt); rel.Reads != 8 {
+		t.Fatalf("reads after a claims read: %d, want 8", rel.Reads)
+	}
+}
+
+func mustOnlyID(t *testing.T, v *Vault, coll string) string {
+	t.Helper()
+	p, err := v.ListRecords(t.Context(), coll, 10, "")
+	if err != nil || len(p.Records) != 1 {
+		t.Fatalf("%s: %v %v", coll, p, err)
+	}
+	return p.Records[0].ID
 }
 
 // A stranger's proofs (fresh keys, a stolen grant) never reach the replay

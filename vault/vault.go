@@ -260,7 +260,7 @@ func Create(ctx context.Context, dir string, passphrase []byte, opts Options) (*
 		return nil, ErrBadKDFParams.WithCause(err)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot create the vault directory", err)
+		return nil, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot create the vault directory "+dir+": "+osReason(err), err)
 	}
 	path := filepath.Join(dir, DBFile)
 	db, err := openStore(path, true)
@@ -268,7 +268,14 @@ func Create(ctx context.Context, dir string, passphrase []byte, opts Options) (*
 		return nil, ErrVaultExists
 	}
 	if err != nil {
-		return nil, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot create the vault database", err)
+		return nil, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot create the vault database in "+dir+": "+osReason(err), err)
+	}
+	// A directory that existed keeps its mode through MkdirAll: the vault's
+	// is private whoever made it.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		db.close()
+		removeDB(path)
+		return nil, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot make the vault directory private (0700): "+osReason(err), err)
 	}
 	v, err := initialize(ctx, db, dir, passphrase, kdf, opts)
 	if err != nil {
@@ -277,6 +284,21 @@ func Create(ctx context.Context, dir string, passphrase []byte, opts Options) (*
 		return nil, err
 	}
 	return v, nil
+}
+
+// osReason is the operating system's reason for a file error ("permission
+// denied", "not a directory"), without the operation and path it wraps:
+// safe to show, and what the owner needs to fix it.
+func osReason(err error) string {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err.Error()
+	}
+	var le *os.LinkError
+	if errors.As(err, &le) {
+		return le.Err.Error()
+	}
+	return "the file system refused"
 }
 
 func removeDB(path string) {

@@ -415,10 +415,20 @@ func (o *Org) ReadRecord(ctx context.Context, grant, collection, id string) (Dat
 // Introspection is an RFC 7662 answer.
 type Introspection struct {
 	Active               bool                  `json:"active"`
+	TokenType            string                `json:"token_type,omitempty"`
 	ClientID             string                `json:"client_id,omitempty"`
 	Subject              string                `json:"sub,omitempty"`
+	Issuer               string                `json:"iss,omitempty"`
+	Audience             string                `json:"aud,omitempty"`
+	ID                   string                `json:"jti,omitempty"`
+	IssuedAt             int64                 `json:"iat,omitempty"`
+	NotBefore            int64                 `json:"nbf,omitempty"`
 	Expiry               int64                 `json:"exp,omitempty"`
 	AuthorizationDetails []AuthorizationDetail `json:"authorization_details,omitempty"`
+	Purpose              string                `json:"purpose,omitempty"`
+	TermsHash            string                `json:"terms_hash,omitempty"`
+	// Confirmation is the key the grant is bound to (RFC 7800): {"jkt": thumbprint}.
+	Confirmation map[string]string `json:"cnf,omitempty"`
 }
 
 // Introspect asks whether a grant is still active.

@@ -220,7 +220,7 @@ func (a *app) cmdDemo(ctx context.Context, args []string) error {
 		}
 	}
 	fieldNames := slices.Sorted(maps.Keys(fieldSet))
-	show("reading transactions: %d records, fields %s only", len(txs.Records), strings.Join(fieldNames, ","))
+	show("reading transactions: %s, fields %s only", plural(int64(len(txs.Records)), "record"), strings.Join(fieldNames, ","))
 	_, err = org.ReadCollection(ctx, tok.AccessToken, "health", 0, "")
 	show("reading health: %s (not granted looks the same as not there)", errCode(err))
 

@@ -317,7 +317,7 @@ func auditLine(e client.AuditEntry) string {
 	if who == "" {
 		who = e.Actor
 	}
-	s := fmt.Sprintf("%6d  %s  %-17s %-8s %s", e.Seq, time.Unix(e.Time, 0).Local().Format("2006-01-02 15:04:05"), e.Event, e.Outcome, who)
+	s := fmt.Sprintf("%6d  %s  %-32s %-8s %s", e.Seq, time.Unix(e.Time, 0).Local().Format("2006-01-02 15:04:05"), e.Event, e.Outcome, who)
 	if e.Collection == "" && len(e.Fields) > 0 {
 		s += "  [" + strings.Join(e.Fields, ",") + "]"
 	}
@@ -327,7 +327,7 @@ func auditLine(e client.AuditEntry) string {
 			s += "[" + strings.Join(e.Fields, ",") + "]"
 		}
 		if n := len(e.RecordIDs); n > 0 {
-			s += fmt.Sprintf(" %d record(s)", n)
+			s += " " + plural(int64(n), "record")
 		}
 	}
 	if e.Scope != "" {
@@ -726,8 +726,8 @@ func (a *app) cmdKeys(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(a.stdout, "signing key: %s\npublished:   %s\nrecord key:  %d (%d records still under older keys)\n",
-			st.SigningKey, strings.Join(st.PublishedKeys, ", "), st.RecordKeyID, st.RecordsToRewrite)
+		fmt.Fprintf(a.stdout, "signing key: %s\npublished:   %s\nrecord key:  %d (%s still under older keys)\n",
+			st.SigningKey, strings.Join(st.PublishedKeys, ", "), st.RecordKeyID, plural(int64(st.RecordsToRewrite), "record"))
 		if len(st.UnreadableRecords) > 0 {
 			fmt.Fprintf(a.stdout, "unreadable:  %s (failed their integrity check; left as they are: restore them from a backup)\n", strings.Join(st.UnreadableRecords, ", "))
 		}
@@ -744,7 +744,7 @@ func (a *app) cmdKeys(ctx context.Context, args []string) error {
 			fmt.Fprintf(a.stdout, "New signing key %s; %s stays published until the grants it signed have ended.\n", res.SigningKey, res.RetiredKey)
 		}
 		if res.RecordKeyID != 0 {
-			fmt.Fprintf(a.stdout, "New record key %d; %d records will be re-encrypted in the background.\n", res.RecordKeyID, res.RecordsToRewrite)
+			fmt.Fprintf(a.stdout, "New record key %d; %s will be re-encrypted in the background.\n", res.RecordKeyID, plural(int64(res.RecordsToRewrite), "record"))
 		}
 		return nil
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -29,5 +31,34 @@ func TestHintForThrottling(t *testing.T) {
 	err := fmt.Errorf("login: %w", &client.Error{Status: 429, Code: "slow_down", RetryAfter: 31 * time.Second})
 	if h := a.adviceFor(err); h != "too many requests; try again in 31s" {
 		t.Fatalf("hint %q", h)
+	}
+}
+
+// init says why it cannot create the directory, and makes an existing
+// directory private as the docs say.
+func TestInitDirectoryReasonAndMode(t *testing.T) {
+	c := &cli{t: t, env: map[string]string{"PDVAULT_PASSPHRASE": testPass}}
+	file := filepath.Join(t.TempDir(), "file")
+	os.WriteFile(file, nil, 0o600)
+	r := c.run("init", "--dir", filepath.Join(file, "vault"))
+	expect(t, r, 1, "cannot create the vault directory "+filepath.Join(file, "vault")+": not a directory")
+
+	open := filepath.Join(t.TempDir(), "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, c.run("init", "--dir", open), 0, "")
+	if fi, _ := os.Stat(open); fi.Mode().Perm() != 0o700 {
+		t.Fatalf("an existing directory stays %v after init, want 0700", fi.Mode().Perm())
+	}
+}
+
+// A passphrase too short is refused before it is asked for again.
+func TestShortPassphraseRefusedBeforeRepeat(t *testing.T) {
+	c := &cli{t: t, env: map[string]string{}, prompts: []string{"short"}}
+	r := c.run("init", "--dir", filepath.Join(t.TempDir(), "v"))
+	expect(t, r, 1, "at least")
+	if len(c.prompts) != 0 {
+		t.Fatalf("prompts left: %v", c.prompts)
 	}
 }

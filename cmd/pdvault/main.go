@@ -24,6 +24,7 @@ import (
 	"github.com/pdvault/pdvault/api/client"
 	"github.com/pdvault/pdvault/internal/buildinfo"
 	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault"
 )
 
 func main() {
@@ -320,6 +321,10 @@ func (a *app) readPassphrase(src passphraseSource) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if src.confirm && len([]rune(p)) < vault.MinPassphraseLen {
+		// Refused before it is typed twice.
+		return nil, vault.ErrWeakPassphrase
+	}
 	if src.confirm {
 		again, err := a.readPassword("Repeat " + strings.ToLower(src.prompt[:1]) + src.prompt[1:] + ": ")
 		if err != nil {
@@ -359,4 +364,12 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, usageError{fmt.Sprintf("unknown log format %q", format), "use text or json"}
+}
+
+// plural is "1 record", "2 records".
+func plural(n int64, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }

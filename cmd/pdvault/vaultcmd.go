@@ -131,7 +131,7 @@ func (a *app) cmdExport(ctx context.Context, args []string) error {
 		os.Remove(tmp)
 		return err
 	}
-	fmt.Fprintf(a.stdout, "Exported %d records (%d rows in %d tables) to %s\nRestore with: pdvault import --dir NEWDIR %s\n", st.Records, st.Rows, st.Tables, *out, *out)
+	fmt.Fprintf(a.stdout, "Exported %s (%d rows in %d tables) to %s\nRestore with: pdvault import --dir NEWDIR %s\n", plural(st.Records, "record"), st.Rows, st.Tables, *out, *out)
 	return nil
 }
 
@@ -161,7 +161,7 @@ func (a *app) cmdImport(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.stdout, "Restored %d records (%d rows in %d tables) into %s\n", st.Records, st.Rows, st.Tables, *dir)
+	fmt.Fprintf(a.stdout, "Restored %s (%d rows in %d tables) into %s\n", plural(st.Records, "record"), st.Rows, st.Tables, *dir)
 	if st.Format == 1 {
 		fmt.Fprintln(a.stderr, "pdvault: warning: this export is in the old format (v1), whose frames can be spliced between two exports made under the same passphrase; it was accepted because its log verifies. Make a new export now: pdvault export --out FILE")
 	}
