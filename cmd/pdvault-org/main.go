@@ -143,26 +143,78 @@ type common struct {
 	anchors *string
 }
 
+// commandFlags says, per command, its synopsis and which common flags
+// it takes: -h shows those and no others.
+var commandFlags = map[string]struct{ synopsis, common string }{
+	"keygen":     {"keygen --out FILE [--alg EdDSA|ES256]", ""},
+	"terms":      {"terms [--vault URL]", "vault"},
+	"request":    {"request --key FILE --name N --url U --purpose P --ask COLLECTION:FIELD,... [--claim COLLECTION:CLAIM] --duration 30d", "vault key"},
+	"poll":       {"poll --key FILE [--wait] [--out grant.json] REQUEST_ID", "vault key"},
+	"read":       {"read --key FILE --grant grant.json COLLECTION [ID]", "vault key anchors"},
+	"introspect": {"introspect --key FILE --grant grant.json", "vault key"},
+	"release":    {"release --key FILE --grant grant.json", "vault key"},
+	"receipt":    {"receipt --key FILE --grant grant.json --deleted C1,C2", "vault key"},
+	"listen":     {"listen --key FILE [--addr HOST:PORT] [--challenge FILE]", "vault key"},
+	"verify":     {"verify --key FILE [--check]", "vault key"},
+	"rotate-key": {"rotate-key --key FILE --new new.json", "vault key"},
+	"claims":     {"claims --key FILE --grant grant.json", "vault key"},
+	"intents":    {"intents [--vault URL]", "vault"},
+	"offer":      {"offer --key FILE --intent ID --text T --name N --url U --ask C:F,F [--price 450EUR]", "vault key"},
+	"audit":      {"audit --key FILE --anchors DIR [--prove SEQ]", "vault key anchors"},
+}
+
 func (c *cli) flags(name string) common {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	fs.SetOutput(c.stderr)
+	fs.SetOutput(io.Discard) // errors are reported once, by run, with a hint
 	def := c.getenv("PDVAULT_ADDR")
 	if def == "" {
 		def = "http://127.0.0.1:8700"
 	}
-	return common{fs: fs, vault: fs.String("vault", def, "vault URL (its issuer)"), key: fs.String("key", c.getenv("PDVAULT_ORG_KEY"), "the organization's private key file"),
-		anchors: fs.String("anchors", c.getenv("PDVAULT_ORG_ANCHORS"), "directory of the vault tree heads kept (witness)")}
+	spec := commandFlags[name]
+	cm := common{fs: fs, vault: &def, key: new(string), anchors: new(string)}
+	*cm.key, *cm.anchors = c.getenv("PDVAULT_ORG_KEY"), c.getenv("PDVAULT_ORG_ANCHORS")
+	for _, f := range strings.Fields(spec.common) {
+		switch f {
+		case "vault":
+			cm.vault = fs.String("vault", def, "vault URL, its issuer (env PDVAULT_ADDR; pdvault's --addr)")
+		case "key":
+			cm.key = fs.String("key", *cm.key, "the organization's private key file (env PDVAULT_ORG_KEY)")
+		case "anchors":
+			cm.anchors = fs.String("anchors", *cm.anchors, "directory of the vault's tree heads kept, to witness its log (env PDVAULT_ORG_ANCHORS)")
+		}
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(c.stdout, "Usage: pdvault-org %s\n\n", spec.synopsis)
+		fs.SetOutput(c.stdout)
+		fs.PrintDefaults()
+		fs.SetOutput(io.Discard)
+	}
+	return cm
+}
+
+// quietParse parses, printing the usage only when asked for (-h), not
+// before an error: run prints the error with a hint instead.
+func quietParse(fs *flag.FlagSet, args []string) error {
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if errors.Is(err, flag.ErrHelp) {
+		usage()
+		return err
+	}
+	if err != nil {
+		return usageError{err.Error()}
+	}
+	return nil
 }
 
 // parse parses flags that may come before or after positional arguments.
 func (cm common) parse(args []string) ([]string, error) {
 	var pos []string
 	for {
-		if err := cm.fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, err
-			}
-			return nil, usageError{err.Error()}
+		if err := quietParse(cm.fs, args); err != nil {
+			return nil, err
 		}
 		args = cm.fs.Args()
 		if len(args) == 0 {

@@ -253,3 +253,25 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// Help shows a command's own synopsis and only the flags it takes; a bad
+// flag is one error line and a hint, not the usage dumped first.
+func TestHelpAndFlagErrors(t *testing.T) {
+	r := runOrg(t, nil, "keygen", "-h")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "Usage: pdvault-org keygen --out FILE") || strings.Contains(r.stdout, "-vault") || strings.Contains(r.stdout, "-key ") {
+		t.Fatalf("keygen -h: %+v", r)
+	}
+	r = runOrg(t, nil, "read", "-h")
+	for _, want := range []string{"-grant", "-key", "-vault", "-anchors"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("read -h lacks %s: %s", want, r.stdout)
+		}
+	}
+	r = runOrg(t, nil, "read", "--bogus")
+	if r.code != 2 || r.stdout != "" || r.stderr != "pdvault-org: error: flag provided but not defined: -bogus\npdvault-org: hint: run \"pdvault-org read -h\"\n" {
+		t.Fatalf("bad flag: %+v", r)
+	}
+	if r = runOrg(t, nil, "version"); r.code != 0 || !strings.HasPrefix(r.stdout, "pdvault-org ") {
+		t.Fatalf("version: %+v", r)
+	}
+}

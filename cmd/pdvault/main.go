@@ -259,9 +259,15 @@ func (a *app) flags(name, synopsis string) *flag.FlagSet {
 }
 
 func (a *app) parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	// The usage is printed when asked for (-h), not before an error.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err // the flag package has printed the usage
+			usage()
+			return err
 		}
 		return usageError{err.Error(), fmt.Sprintf(`run "pdvault %s -h" for its flags`, fs.Name())}
 	}

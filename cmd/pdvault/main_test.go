@@ -420,6 +420,14 @@ func TestHelpOnceAndVersion(t *testing.T) {
 			t.Errorf("serve -h lacks %s", f)
 		}
 	}
+	// A bad flag: one error and a hint, no usage dumped before it.
+	r = c.run("record", "list", "--bogus")
+	if r.code != 2 || r.stdout != "" || !strings.HasPrefix(r.stderr, "pdvault: error: flag provided but not defined: -bogus\n") {
+		t.Errorf("bad flag: %+v", r)
+	}
+	if r = c.run("login", "-h"); strings.Contains(r.stdout, "-token") {
+		t.Errorf("login -h offers -token: %s", r.stdout)
+	}
 	for _, v := range []string{"version", "--version"} {
 		r := c.run(v)
 		if r.code != 0 || !strings.HasPrefix(r.stdout, "pdvault ") || !strings.Contains(r.stdout, runtime.Version()) {

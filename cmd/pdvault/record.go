@@ -44,7 +44,7 @@ func (a *app) ownerClient(rf remoteFlags, needToken bool) (*client.Owner, error)
 
 func (a *app) cmdLogin(ctx context.Context, args []string) error {
 	fs := a.flags("login", "login [--addr URL] [--passphrase-file FILE]")
-	rf := a.remote(fs)
+	rf := remoteFlags{addr: fs.String("addr", a.env("PDVAULT_ADDR", "http://"+DefaultAddr), "vault URL (env PDVAULT_ADDR)"), token: new(string)}
 	pfile := fs.String("passphrase-file", "", "read the passphrase from this file (or env PDVAULT_PASSPHRASE)")
 	if err := a.parse(fs, args); err != nil {
 		return err
