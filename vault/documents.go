@@ -541,6 +541,7 @@ func (d *DocumentReader) load(c int64) error {
 
 func (d *DocumentReader) tampered(c int64) error {
 	d.v.log.Error("document chunk failed its integrity check", "id", d.id, "chunk", c)
+	d.v.st.count.Add(1)
 	return ErrTampered
 }
 
@@ -589,6 +590,7 @@ func (v *Vault) openDocument(ctx context.Context, id string) (*DocumentReader, e
 	docKey, err := crypt.Open(rk, r.bytes("wrapped"), docKeyAAD(v.id, id, keyID))
 	if err != nil {
 		v.log.Error("document key failed its integrity check", "id", id)
+		v.st.count.Add(1)
 		return nil, ErrTampered
 	}
 	defer crypt.Wipe(docKey)

@@ -109,6 +109,8 @@ const (
 	EventNoticeFailed   = "notice.failed"
 	EventAuditFailed    = "audit.failed"
 	EventLoginFailures  = "login.failed"
+	EventReceiptOverdue = "receipt.overdue"
+	EventTampered       = "tampered"
 	EventTest           = "test"
 )
 
@@ -364,6 +366,10 @@ type notifyState struct {
 	link   map[string]string // of the newest folded event
 	warned map[string]bool   // requests warned about expiry
 	wake   chan struct{}
+
+	overdueAt    time.Time // when receipts were last looked at
+	overdueSince time.Time // deadlines after this are not yet told
+	tamperSeen   int64     // tampered rows already told
 }
 
 // Notify queues n for every channel, unless an event of the same kind
@@ -608,6 +614,8 @@ func (v *Vault) RunNotifications(ctx context.Context, tick time.Duration, vapidG
 	defer t.Stop()
 	for {
 		v.warnExpiring(ctx)
+		v.warnOverdue(ctx)
+		v.warnTampered(ctx)
 		v.flushFolded(ctx)
 		if _, err := v.DeliverNotifications(ctx, vapidGen); err != nil && ctx.Err() == nil && !errors.Is(err, ErrLocked) {
 			v.log.Error("notification delivery", "err", err)
@@ -685,6 +693,82 @@ func (v *Vault) warnExpiring(ctx context.Context) {
 				Body: fmt.Sprintf("%s's request expires within the hour unless you decide.", quoteName(r.name)), Link: v.Issuer() + "/ui/requests/" + r.id})
 		}
 	}
+}
+
+// overdueEvery is how often ended grants are looked at for receipts that
+// became overdue; overdueLookback, how far back the first look after
+// opening reaches (deadlines that passed while the vault was closed).
+const (
+	overdueEvery    = 10 * time.Minute
+	overdueLookback = 24 * time.Hour
+)
+
+// warnOverdue tells the owner of each ended grant whose deletion deadline
+// (end + retention) passed since the last look without a complete
+// deletion receipt.
+func (v *Vault) warnOverdue(ctx context.Context) {
+	s := &v.notifyState
+	now := v.opts.Now()
+	s.mu.Lock()
+	if !s.overdueAt.IsZero() && now.Sub(s.overdueAt) < overdueEvery {
+		s.mu.Unlock()
+		return
+	}
+	since := s.overdueSince
+	if since.IsZero() {
+		since = now.Add(-overdueLookback)
+	}
+	s.overdueAt = now
+	s.mu.Unlock()
+	rows, err := v.db.r.QueryContext(ctx, `SELECT g.id, g.client_id, g.client_name, COALESCE(g.revoked, g.expires) + g.retention AS deadline FROM grants g
+		WHERE COALESCE(g.revoked, g.expires) + g.retention > ? AND COALESCE(g.revoked, g.expires) + g.retention <= ?
+		AND NOT EXISTS (SELECT 1 FROM receipts r WHERE r.grant_id = g.id AND r.complete = 1) LIMIT 100`, since.Unix(), now.Unix())
+	if err != nil {
+		return
+	}
+	type due struct {
+		grant, client, name string
+		deadline            int64
+	}
+	var list []due
+	for rows.Next() {
+		var d due
+		if rows.Scan(&d.grant, &d.client, &d.name, &d.deadline) == nil {
+			list = append(list, d)
+		}
+	}
+	if rows.Close() != nil {
+		return
+	}
+	s.mu.Lock()
+	s.overdueSince = now
+	s.mu.Unlock()
+	for _, d := range list {
+		link := v.Issuer() + "/ui/relationships"
+		if rel, err := v.relOf(ctx, d.client); err == nil {
+			link += "/" + rel
+		}
+		v.Notify(ctx, Notification{Event: EventReceiptOverdue, Title: "pdvault: a deletion receipt is overdue",
+			Body: fmt.Sprintf("%s had to delete your data by %s (grant %s) and has sent no signed deletion receipt.",
+				quoteName(d.name), time.Unix(d.deadline, 0).UTC().Format("2006-01-02 15:04 MST"), d.grant), Link: link})
+	}
+}
+
+// warnTampered tells the owner when stored rows failed their integrity
+// check since the last look (the request that met them was refused).
+func (v *Vault) warnTampered(ctx context.Context) {
+	n := v.st.count.Load()
+	s := &v.notifyState
+	s.mu.Lock()
+	seen := s.tamperSeen
+	s.tamperSeen = n
+	s.mu.Unlock()
+	if n <= seen {
+		return
+	}
+	v.Notify(ctx, Notification{Event: EventTampered, Title: "pdvault: stored data failed its integrity check",
+		Body: fmt.Sprintf("%d stored row(s) failed their integrity check and were refused: the vault's file may have been altered. Verify the audit log and restore from a backup if needed.", n-seen),
+		Link: v.Issuer() + "/ui/audit"})
 }
 
 // quoteName bounds an organization-chosen name in a message.

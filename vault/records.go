@@ -66,6 +66,7 @@ func (v *Vault) openRecord(collection, id string, version int64, keyID uint32, c
 	pt, err := crypt.Open(key, sealed, recordAAD(v.id, collection, id, version, keyID, created, updated))
 	if err != nil {
 		v.log.Error("record failed its integrity check", "collection", collection, "id", id, "version", version)
+		v.st.count.Add(1) // the owner is told (warnTampered)
 		return nil, ErrTampered
 	}
 	return pt, nil

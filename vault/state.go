@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/pdvault/pdvault/vault/internal/crypt"
 )
@@ -131,6 +132,7 @@ type stateAuth struct {
 
 	mu     sync.Mutex
 	alarms []string // tampered rows seen since the vault was opened (bounded)
+	count  atomic.Int64
 }
 
 const maxAlarms = 100
@@ -145,6 +147,7 @@ func newStateAuth(master []byte, vaultID string, log *slog.Logger) *stateAuth {
 func (s *stateAuth) tampered(t *table, r row) error {
 	key := fmt.Sprint(r.vals[t.idx[t.key]])
 	what := t.name + " " + key
+	s.count.Add(1)
 	s.mu.Lock()
 	if len(s.alarms) < maxAlarms {
 		s.alarms = append(s.alarms, what)
