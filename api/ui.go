@@ -56,6 +56,7 @@ type pageData struct {
 	Reasons []string
 	Refresh int // seconds; the page reloads itself (a running import)
 	Data    any
+	Scripts bool // the page loads its own script (uiScriptCSP)
 }
 
 func loadTemplates() map[string]*template.Template {
@@ -176,6 +177,11 @@ func (s *server) uiRoutes(r *mux.Router) {
 	post("/ui/intents/{id}/close", "ui.intents.close", s.uiCloseIntent)
 	post("/ui/offers/{id}/accept", "ui.offers.accept", s.uiAcceptOffer)
 	post("/ui/offers/{id}/decline", "ui.offers.decline", s.uiDeclineOffer)
+	get("/ui/notifications", "ui.notifications", s.uiNotifications)
+	post("/ui/notifications", "ui.notifications.add", s.uiAddChannel)
+	post("/ui/notifications/webpush", "ui.notifications.webpush", s.uiAddPush)
+	post("/ui/notifications/{id}/test", "ui.notifications.test", s.uiTestChannel)
+	post("/ui/notifications/{id}/remove", "ui.notifications.remove", s.uiRemoveChannel)
 	get("/ui/audit", "ui.audit", s.uiAudit)
 	post("/ui/audit/verify", "ui.audit.verify", s.uiAuditVerify)
 }
@@ -258,7 +264,11 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, status int, page
 	}
 	h := w.Header()
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Content-Security-Policy", uiCSP)
+	if d.Scripts {
+		h.Set("Content-Security-Policy", uiScriptCSP)
+	} else {
+		h.Set("Content-Security-Policy", uiCSP)
+	}
 	// Browsers send Origin: null on form posts from a no-referrer page;
 	// same-origin keeps the Origin header honest for the CSRF check while
 	// still sending nothing to other sites.
@@ -283,6 +293,9 @@ var flashes = map[string]string{
 	"denied":   "Denied.",
 	"revoked":  "Revoked. The organization's next request with that grant is refused.",
 	"saved":    "Saved.",
+	"channel":  "Channel added. Send it a test message to check it.",
+	"test":     "Test message queued; its delivery shows below within seconds.",
+	"removed":  "Channel removed.",
 	"created":  "Record created.",
 	"uploaded": "Document added, encrypted.",
 	"deleted":  "Record deleted.",
