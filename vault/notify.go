@@ -784,3 +784,41 @@ func quoteName(s string) string {
 	}
 	return "“" + s + "”"
 }
+
+// channelIdentity is what makes two channel settings the same channel:
+// kind and destination (not name, tokens or secrets).
+func channelIdentity(c ChannelConfig) string {
+	id := c.Kind + "|" + c.URL
+	if c.SMTP != nil {
+		id += "|" + c.SMTP.Host + "|" + c.SMTP.To
+	}
+	if c.Push != nil {
+		id += "|" + c.Push.Endpoint
+	}
+	return id
+}
+
+// EnsureChannels adds each of cfgs that is not yet a channel (same kind
+// and destination), for channels named in serve's config file. It never
+// removes or changes one: the config file adds, the owner removes.
+func (v *Vault) EnsureChannels(ctx context.Context, cfgs []ChannelConfig) (added int, err error) {
+	have, err := v.loadChannels(ctx, v.db.r)
+	if err != nil {
+		return 0, err
+	}
+	seen := map[string]bool{}
+	for _, s := range have {
+		seen[channelIdentity(s.cfg)] = true
+	}
+	for _, c := range cfgs {
+		if seen[channelIdentity(c)] {
+			continue
+		}
+		if _, err := v.AddChannel(ctx, c); err != nil {
+			return added, err
+		}
+		seen[channelIdentity(c)] = true
+		added++
+	}
+	return added, nil
+}

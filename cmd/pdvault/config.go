@@ -45,39 +45,49 @@ var notInConfig = map[string]string{
 // applyConfig sets every flag of fs that the file at path names and that
 // was not set on the command line (set) or overridden by the environment.
 // set records where each value came from.
-func (a *app) applyConfig(fs *flag.FlagSet, path string, set map[string]string) error {
+func (a *app) applyConfig(fs *flag.FlagSet, path string, set map[string]string) ([]vault.ChannelConfig, error) {
 	var raw map[string]any
 	_, err := toml.DecodeFile(path, &raw)
 	if err != nil {
 		var perr toml.ParseError
 		if errors.As(err, &perr) {
-			return usageError{fmt.Sprintf("config %s: line %d: %s", path, perr.Position.Line, perr.Message), "the file is TOML: key = \"value\", one per line"}
+			return nil, usageError{fmt.Sprintf("config %s: line %d: %s", path, perr.Position.Line, perr.Message), "the file is TOML: key = \"value\", one per line"}
 		}
 		if errors.Is(err, os.ErrNotExist) {
-			return usageError{"config " + path + ": no such file", "give an existing file with --config or PDVAULT_CONFIG"}
+			return nil, usageError{"config " + path + ": no such file", "give an existing file with --config or PDVAULT_CONFIG"}
 		}
-		return fmt.Errorf("config %s: %w", path, err)
+		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	keys := make([]string, 0, len(raw))
 	for k := range raw {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	var channels []vault.ChannelConfig
 	for _, k := range keys {
+		if k == "notify" {
+			chs, err := configChannels(raw[k])
+			if err != nil {
+				return nil, usageError{fmt.Sprintf("config %s: notify: %v", path, err), "each [[notify]] has kind = \"ntfy\", \"webhook\" or \"email\" and its settings (docs/operations.md)"}
+			}
+			channels = chs
+			set["notify"] = "config"
+			continue
+		}
 		f := fs.Lookup(k)
 		if f == nil {
 			hint := `the keys are serve's flag names without the dashes; run "pdvault serve -h"`
 			if k == "passphrase" || k == "metrics-token" {
 				hint = "a config file holds no secrets: name a file with " + k + "-file, or use a systemd credential"
 			}
-			return usageError{fmt.Sprintf("config %s: unknown setting %q", path, k), hint}
+			return nil, usageError{fmt.Sprintf("config %s: unknown setting %q", path, k), hint}
 		}
 		if why, ok := notInConfig[k]; ok {
-			return usageError{fmt.Sprintf("config %s: %q cannot be set in a config file", path, k), why}
+			return nil, usageError{fmt.Sprintf("config %s: %q cannot be set in a config file", path, k), why}
 		}
 		val, err := configValue(raw[k])
 		if err != nil {
-			return usageError{fmt.Sprintf("config %s: %s: %v", path, k, err), ""}
+			return nil, usageError{fmt.Sprintf("config %s: %s: %v", path, k, err), ""}
 		}
 		if set[k] != "" {
 			continue // the command line wins
@@ -87,11 +97,70 @@ func (a *app) applyConfig(fs *flag.FlagSet, path string, set map[string]string) 
 			continue
 		}
 		if err := fs.Set(k, val); err != nil {
-			return usageError{fmt.Sprintf("config %s: %s = %q: %v", path, k, val, unwrapFlagErr(err)), fmt.Sprintf(`run "pdvault serve -h" for what %s takes`, k)}
+			return nil, usageError{fmt.Sprintf("config %s: %s = %q: %v", path, k, val, unwrapFlagErr(err)), fmt.Sprintf(`run "pdvault serve -h" for what %s takes`, k)}
 		}
 		set[k] = "config"
 	}
-	return nil
+	return channels, nil
+}
+
+// configChannels reads [[notify]] tables: notification channels that
+// serve adds at start if the vault lacks them. Secrets come from files.
+func configChannels(v any) ([]vault.ChannelConfig, error) {
+	tables, ok := v.([]map[string]any)
+	if !ok {
+		return nil, errors.New("write it as [[notify]] tables")
+	}
+	known := map[string]bool{"kind": true, "name": true, "url": true, "token-file": true, "secret-file": true,
+		"to": true, "from": true, "smtp-host": true, "smtp-port": true, "smtp-tls": true, "smtp-user": true, "smtp-password-file": true}
+	var out []vault.ChannelConfig
+	for i, t := range tables {
+		str := func(k string) string { s, _ := t[k].(string); return s }
+		for k, val := range t {
+			if !known[k] {
+				return nil, fmt.Errorf("entry %d: unknown setting %q", i+1, k)
+			}
+			if _, isStr := val.(string); !isStr && k != "smtp-port" {
+				return nil, fmt.Errorf("entry %d: %s must be a string", i+1, k)
+			}
+		}
+		secret := func(k string) (string, error) {
+			if str(k) == "" {
+				return "", nil
+			}
+			b, err := os.ReadFile(str(k))
+			if err != nil {
+				return "", fmt.Errorf("entry %d: %s: %w", i+1, k, err)
+			}
+			return strings.TrimSpace(string(b)), nil
+		}
+		c := vault.ChannelConfig{Kind: str("kind"), Name: str("name"), URL: str("url")}
+		var err error
+		if c.Token, err = secret("token-file"); err != nil {
+			return nil, err
+		}
+		if c.Secret, err = secret("secret-file"); err != nil {
+			return nil, err
+		}
+		switch c.Kind {
+		case vault.ChannelNtfy:
+		case vault.ChannelWebhook:
+			if c.Secret == "" {
+				return nil, fmt.Errorf("entry %d: a webhook needs secret-file (whsec_…), the secret its receiver verifies with", i+1)
+			}
+		case vault.ChannelEmail:
+			port, _ := t["smtp-port"].(int64)
+			pass, err := secret("smtp-password-file")
+			if err != nil {
+				return nil, err
+			}
+			c.SMTP = &vault.SMTPConfig{Host: str("smtp-host"), Port: int(port), TLS: str("smtp-tls"), Username: str("smtp-user"), Password: pass, From: str("from"), To: str("to")}
+		default:
+			return nil, fmt.Errorf("entry %d: kind %q is not ntfy, webhook or email (a browser subscribes itself, on the UI's notifications page)", i+1, c.Kind)
+		}
+		out = append(out, c)
+	}
+	return out, nil
 }
 
 // configValue turns a TOML value into the flag's text form.
@@ -166,6 +235,10 @@ func (a *app) cmdConfig(ctx context.Context, args []string) error {
 	sort.Strings(names)
 	for _, k := range names {
 		if k == "config" {
+			continue
+		}
+		if k == "notify" {
+			fmt.Fprintf(a.stdout, "  %-20s = %-30s (%s)\n", "[[notify]]", plural(int64(len(s.channels)), "channel"), s.set[k])
 			continue
 		}
 		fmt.Fprintf(a.stdout, "  %-20s = %-30s (%s)\n", k, s.fs.Lookup(k).Value.String(), s.set[k])

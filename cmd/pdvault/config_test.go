@@ -58,6 +58,10 @@ backup-every = "1h"
 backup-keep = 3
 trusted-proxy = ["10.0.0.0/8", "192.168.1.1"]
 issuer = "https://vault.example.org"
+
+[[notify]]
+kind = "ntfy"
+url = "https://ntfy.example/a-long-topic"
 `, dir, pass, port, backups))
 
 	_, stop := c.serve("--config", cfg)
@@ -79,7 +83,7 @@ issuer = "https://vault.example.org"
 	if _, body := getStatus(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port)); !strings.Contains(body, "pdvault_backup_last_ok 1") {
 		t.Fatalf("metrics do not show the backup: %.2000s", body)
 	}
-	if r := stop(); r.code != 0 {
+	if r := stop(); r.code != 0 || !strings.Contains(r.stderr, "notification channels from the config file") || !strings.Contains(r.stderr, "added=1") {
 		t.Fatalf("serve: %+v", r)
 	}
 
@@ -91,7 +95,9 @@ issuer = "https://vault.example.org"
 	if code, _ := getStatus(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port)); code != 0 {
 		t.Fatalf("the config's metrics address still answers (%d) although a flag replaced it", code)
 	}
-	stop()
+	if r := stop(); !strings.Contains(r.stderr, "added=0") {
+		t.Fatalf("the channel was added twice: %s", r.stderr)
+	}
 	c.env["PDVAULT_DIR"] = filepath.Join(t.TempDir(), "elsewhere")
 	r := c.run("serve", "--config", cfg, "--addr", "127.0.0.1:0")
 	expect(t, r, 1, "no vault")
@@ -122,6 +128,8 @@ func TestConfigCheckErrors(t *testing.T) {
 		{"number", "dir = %q\nbackup-keep = \"many\"\n", "backup-keep", ""},
 		{"tls", "dir = %q\ntls-cert = \"/nonexistent.pem\"\n", "tls-key", ""},
 		{"proxy", "dir = %q\ntrusted-proxy = [\"not-an-address\"]\n", "not-an-address", ""},
+		{"webhook", "dir = %q\n[[notify]]\nkind = \"webhook\"\nurl = \"https://hooks.example/x\"\n", "needs secret-file", "[[notify]]"},
+		{"notifykey", "dir = %q\n[[notify]]\nkind = \"ntfy\"\ntopic = \"x\"\n", `unknown setting "topic"`, ""},
 		{"novault", "dir = \"/nonexistent/vault\" # %q\n", "no vault in /nonexistent/vault", "pdvault init"},
 	}
 	for _, tc := range cases {

@@ -48,8 +48,8 @@ type serveSettings struct {
 	rateAddr, rateOrg               float64
 	config                          string
 	backup                          vault.BackupSchedule
-	notifyReady                     bool
-	set                             map[string]string // flag name -> where its value came from
+	channels                        []vault.ChannelConfig // [[notify]] tables of the config file
+	set                             map[string]string     // flag name -> where its value came from
 }
 
 func (a *app) serveFlags() *serveSettings {
@@ -107,9 +107,11 @@ func (a *app) loadServe(s *serveSettings, args []string) (*servePlan, error) {
 		s.config = a.getenv("PDVAULT_CONFIG")
 	}
 	if s.config != "" {
-		if err := a.applyConfig(s.fs, s.config, s.set); err != nil {
+		chs, err := a.applyConfig(s.fs, s.config, s.set)
+		if err != nil {
 			return nil, err
 		}
+		s.channels = chs
 	}
 	if s.to.domain != "" {
 		if s.set["addr"] == "" {
@@ -231,6 +233,13 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 
 	if metrics != nil {
 		metrics.Attach(v)
+	}
+	if len(s.channels) > 0 {
+		n, err := v.EnsureChannels(ctx, s.channels)
+		if err != nil {
+			return hint(err, "in the [[notify]] entries of "+s.config)
+		}
+		log.Info("notification channels from the config file", "added", n, "listed", len(s.channels))
 	}
 	ho := httpOptions{addr: *addr, issuer: *issuer, tls: ts, httpAddr: to.httpAddr, proxies: proxies, ratePerAddress: noLimitIfZero(*rateAddr), metrics: metrics}
 	if *metricsAddr == "" {
