@@ -1,6 +1,7 @@
 package main
 
 import (
+	"debug/elf"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -52,5 +53,55 @@ func TestExampleConfig(t *testing.T) {
 		if !strings.Contains(r.stdout, want) {
 			t.Fatalf("config check of the example lacks %q:\n%s", want, r.stdout)
 		}
+	}
+}
+
+// The Dockerfile's build of pdvault, run as written (no Docker daemon
+// here to build the image itself): the binary must come out static (no
+// ELF interpreter: it runs on distroless/static, which has no libc) and
+// run. The image's shape is checked as text: distroless, non-root, the
+// vault directory a volume.
+func TestDockerfileStaticBuild(t *testing.T) {
+	df, err := os.ReadFile("../../Dockerfile")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"FROM gcr.io/distroless/static", "USER nonroot", `VOLUME ["/var/lib/pdvault"]`, "ENV PDVAULT_DIR=/var/lib/pdvault"} {
+		if !strings.Contains(string(df), want) {
+			t.Fatalf("the Dockerfile lacks %q", want)
+		}
+	}
+	// The RUN line that builds ./cmd/pdvault, continuation lines joined.
+	text := strings.ReplaceAll(string(df), "\\\n", " ")
+	var build string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.HasPrefix(l, "RUN CGO_ENABLED=1 go build") {
+			build, _, _ = strings.Cut(strings.TrimPrefix(l, "RUN "), "&&")
+		}
+	}
+	if build == "" {
+		t.Fatal("no RUN CGO_ENABLED=1 go build line in the Dockerfile")
+	}
+	out := filepath.Join(t.TempDir(), "pdvault")
+	build = strings.Replace(build, "-o /out/pdvault", "-o "+out, 1)
+	cmd := exec.Command("sh", "-c", build)
+	cmd.Dir = "../.."
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s: %v\n%s", build, err, b)
+	} else if strings.Contains(string(b), "warning") {
+		t.Fatalf("the static link warns (it may fail at run time):\n%s", b)
+	}
+	f, err := elf.Open(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			t.Fatal("the binary needs a dynamic loader: it would not run on distroless/static")
+		}
+	}
+	f.Close()
+	if b, err := exec.Command(out, "version").CombinedOutput(); err != nil || !strings.HasPrefix(string(b), "pdvault ") {
+		t.Fatalf("the static binary: %v %s", err, b)
 	}
 }
