@@ -318,21 +318,9 @@ func TestOrgReadsDocuments(t *testing.T) {
 	o := newOrg(t)
 	grant := func(fields []string, kinds []string) string {
 		t.Helper()
-		tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) {
+		return o.grantFor(t, v, func(c *policy.RequestClaims) {
 			c.AuthorizationDetails = []policy.AuthorizationDetail{{Type: policy.DetailType, Collection: DocumentsCollection, Fields: fields, Kinds: kinds}}
-		}), "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := v.Approve(ctx, tk.RequestID, Approval{}); err != nil {
-			t.Fatal(err)
-		}
-		pr, hc := o.proof(t, v, "POST", "/v1/token", "")
-		tok, err := v.CollectGrant(ctx, tk.RequestID, pr, hc)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok.AccessToken
+		}, Approval{}).AccessToken
 	}
 	content := func(tok, orgID string) ([]byte, error) {
 		pr, hc := o.proof(t, v, "GET", "/v1/data/documents/"+orgID+"/content", tok)

@@ -70,8 +70,14 @@ func (o org) proof(t testing.TB, v *Vault, method, path, at string) (string, HTT
 // grant runs the exchange up to a collected grant.
 func (o org) grant(t testing.TB, v *Vault, a Approval) TokenResponse {
 	t.Helper()
+	return o.grantFor(t, v, nil, a)
+}
+
+// grantFor is grant for a request changed by mod.
+func (o org) grantFor(t testing.TB, v *Vault, mod func(*policy.RequestClaims), a Approval) TokenResponse {
+	t.Helper()
 	ctx := t.Context()
-	tk, err := v.SubmitRequest(ctx, o.request(t, v, nil), "")
+	tk, err := v.SubmitRequest(ctx, o.request(t, v, mod), "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -180,20 +180,9 @@ func TestRelationshipReadCounters(t *testing.T) {
 	if _, err := v.UpdateRecord(ctx, "profile", mustOnlyID(t, v, "profile"), []byte(`{"name":"Ada","email":"a@x","birth_date":"1990-01-01"}`), 0); err != nil {
 		t.Fatal(err)
 	}
-	tk, err := v.SubmitRequest(ctx, o.request(t, v, func(c *policy.RequestClaims) {
+	ctok := o.grantFor(t, v, func(c *policy.RequestClaims) {
 		c.AuthorizationDetails = []policy.AuthorizationDetail{{Type: policy.DetailType, Collection: "profile", Claims: []string{"age_over:18"}}}
-	}), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := v.Approve(ctx, tk.RequestID, Approval{}); err != nil {
-		t.Fatal(err)
-	}
-	tp, thc := o.proof(t, v, "POST", "/v1/token", "")
-	ctok, err := v.CollectGrant(ctx, tk.RequestID, tp, thc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, Approval{})
 	p, hc := o.proof(t, v, "GET", "/v1/claims", ctok.AccessToken)
 	if _, err := v.ReadClaims(ctx, Access{Grant: ctok.AccessToken, Proof: p, HTTP: hc}); err != nil {
 		t.Fatal(err)
