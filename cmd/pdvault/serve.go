@@ -166,18 +166,10 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	var (
-		dir, addr, pfile, issuer = &s.dir, &s.addr, &s.pfile, &s.issuer
-		dev, allowLoopback       = &s.dev, &s.allowLoopback
-		metricsAddr, cpuProfile  = &s.metricsAddr, &s.cpuProfile
-		rateAddr, rateOrg        = &s.rateAddr, &s.rateOrg
-		to                       = s.to
-		proxies, metricsToken    = plan.proxies, plan.metricsToken
-		log                      = plan.log
-	)
+	proxies, metricsToken, log := plan.proxies, plan.metricsToken, plan.log
 	tuneGC()
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
+	if s.cpuProfile != "" {
+		f, err := os.Create(s.cpuProfile)
 		if err != nil {
 			return err
 		}
@@ -186,12 +178,12 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
-	opts := vault.Options{Logger: log, AllowLoopbackHTTP: *allowLoopback || *dev, RatePerOrg: noLimitIfZero(*rateOrg)}
+	opts := vault.Options{Logger: log, AllowLoopbackHTTP: s.allowLoopback || s.dev, RatePerOrg: noLimitIfZero(s.rateOrg)}
 	courier := api.NewCourier(opts.AllowLoopbackHTTP, outboundTimeout)
 	opts.Courier = courier
 	opts.Notifier = api.NewNotifier(courier, nil, outboundTimeout)
 	var metrics *api.Metrics
-	if *metricsAddr != "" || metricsToken != "" {
+	if s.metricsAddr != "" || metricsToken != "" {
 		metrics = api.NewMetrics(nil) // the vault is attached once open
 		opts.OnDelivery = metrics.Delivered
 	}
@@ -201,7 +193,7 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 		devPass    string
 		cleanupDir string
 	)
-	if *dev {
+	if s.dev {
 		cleanupDir, err = os.MkdirTemp("", "pdvault-dev-")
 		if err != nil {
 			return err
@@ -213,15 +205,15 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 			err = loadSamples(ctx, v)
 		}
 	} else {
-		v, _, err = a.openVault(ctx, *dir, *pfile, opts)
+		v, _, err = a.openVault(ctx, s.dir, s.pfile, opts)
 	}
 	var ts *tlsSetup
 	if err == nil {
-		tdir := *dir
-		if *dev {
+		tdir := s.dir
+		if s.dev {
 			tdir = cleanupDir
 		}
-		ts, err = newTLS(to, tdir)
+		ts, err = newTLS(s.to, tdir)
 	}
 	if err != nil {
 		if v != nil {
@@ -241,16 +233,16 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 		}
 		log.Info("notification channels from the config file", "added", n, "listed", len(s.channels))
 	}
-	ho := httpOptions{addr: *addr, issuer: *issuer, tls: ts, httpAddr: to.httpAddr, proxies: proxies, ratePerAddress: noLimitIfZero(*rateAddr), metrics: metrics}
-	if *metricsAddr == "" {
+	ho := httpOptions{addr: s.addr, issuer: s.issuer, tls: ts, httpAddr: s.to.httpAddr, proxies: proxies, ratePerAddress: noLimitIfZero(s.rateAddr), metrics: metrics}
+	if s.metricsAddr == "" {
 		ho.metricsToken = metricsToken // on the main port, behind the token
 	}
 	hs, err := startHTTP(v, ho, log)
 	if err != nil {
 		return err
 	}
-	if *metricsAddr != "" {
-		ms, err := startMetrics(*metricsAddr, metrics.Handler(metricsToken), log)
+	if s.metricsAddr != "" {
+		ms, err := startMetrics(s.metricsAddr, metrics.Handler(metricsToken), log)
 		if err != nil {
 			hs.stop(log)
 			return err
@@ -264,7 +256,7 @@ func (a *app) cmdServe(ctx context.Context, args []string) error {
 	if hs.warning != "" {
 		log.Warn(hs.warning)
 	}
-	if *dev {
+	if s.dev {
 		tok := v.NewSession().Token
 		fmt.Fprintf(a.stdout, `pdvault dev vault %s (throwaway: deleted when you press Ctrl-C)
   URL:          %s
