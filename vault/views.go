@@ -274,8 +274,8 @@ func (v *Vault) TransactionsView(ctx context.Context, f TxFilter) (TxView, error
 		}
 		all = append(all, &txs[i])
 	}
-	bal, in, out := new(big.Rat), new(big.Rat), new(big.Rat)
-	months := map[string]*[2]*big.Rat{}
+	var bal, in, out sum
+	months := map[string]*[2]sum{}
 	currencies := map[string]bool{}
 	// Rows (and their balances as text) only for the newest maxViewRows:
 	// the totals take every matching transaction.
@@ -285,38 +285,40 @@ func (v *Vault) TransactionsView(ctx context.Context, f TxFilter) (TxView, error
 		if t.d.Currency != "" {
 			currencies[t.d.Currency] = true
 		}
-		if t.amt == nil {
+		if !t.amtOK {
 			view.UnreadableRows++
 		} else {
-			bal.Add(bal, t.amt)
+			bal.add(t.amt, false)
 			m := months[monthOf(t.d.Date)]
 			if m == nil {
-				m = &[2]*big.Rat{new(big.Rat), new(big.Rat)}
+				m = &[2]sum{}
 				months[monthOf(t.d.Date)] = m
 			}
-			if t.amt.Sign() >= 0 {
-				in.Add(in, t.amt)
-				m[0].Add(m[0], t.amt)
+			if t.amt.sign() >= 0 {
+				in.add(t.amt, false)
+				m[0].add(t.amt, false)
 			} else {
-				out.Sub(out, t.amt)
-				m[1].Sub(m[1], t.amt)
+				out.add(t.amt, true)
+				m[1].add(t.amt, true)
 			}
 		}
 		if i >= shown {
 			rows = append(rows, TxRow{ID: t.id, Date: t.d.Date, Amount: t.d.Amount, Currency: t.d.Currency, Counterparty: t.d.Counterparty,
-				Description: t.d.Description, Account: t.d.Account, Provenance: provenanceLine(txProvenance(t.d.Provenance), t.created), Balance: bal.FloatString(2)})
+				Description: t.d.Description, Account: t.d.Account, Provenance: provenanceLine(txProvenance(t.d.Provenance), t.created), Balance: bal.value().FloatString(2)})
 		}
 	}
 	slices.Reverse(rows)
 	view.Count, view.MoreRows = len(all), shown > 0
 	view.Rows = rows
 	for m, t := range months {
-		inF, _ := t[0].Float64()
-		outF, _ := t[1].Float64()
-		view.Months = append(view.Months, MonthTotal{Month: m, In: t[0].FloatString(2), Out: t[1].FloatString(2), InF: inF, OutF: outF})
+		mi, mo := t[0].value(), t[1].value()
+		inF, _ := mi.Float64()
+		outF, _ := mo.Float64()
+		view.Months = append(view.Months, MonthTotal{Month: m, In: mi.FloatString(2), Out: mo.FloatString(2), InF: inF, OutF: outF})
 	}
 	slices.SortFunc(view.Months, func(a, b MonthTotal) int { return cmp.Compare(a.Month, b.Month) })
-	view.In, view.Out, view.Net = in.FloatString(2), out.FloatString(2), new(big.Rat).Sub(in, out).FloatString(2)
+	iv, ov := in.value(), out.value()
+	view.In, view.Out, view.Net = iv.FloatString(2), ov.FloatString(2), new(big.Rat).Sub(iv, ov).FloatString(2)
 	view.MixedCurrency = len(currencies) > 1
 	if len(currencies) == 1 {
 		for c := range currencies {
@@ -353,8 +355,9 @@ type cachedTx struct {
 	id      string
 	created time.Time
 	d       txData
-	lower   string   // counterparty and description, lower case, for the filter
-	amt     *big.Rat // nil: not a decimal
+	lower   string // counterparty and description, lower case, for the filter
+	amt     amount
+	amtOK   bool // false: not a decimal
 }
 
 const txCacheTTL = 5 * time.Minute
@@ -420,7 +423,7 @@ func (v *Vault) cachedTransactions(ctx context.Context) ([]cachedTx, []string, b
 	slices.Reverse(seqs)
 	// Oldest first for running balances (stable: same-day rows keep the
 	// order they were stored in).
-	slices.SortStableFunc(txs, byTxDate)
+	txs = sortByDate(txs)
 	c.ok, c.gen, c.rgen, c.used, c.txs, c.trunc = true, gen, rgen, now, txs, trunc
 	c.reads++
 	c.seqs = seqs
@@ -468,7 +471,7 @@ func (v *Vault) catchUp(ctx context.Context, c *txCache) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	slices.SortStableFunc(txs, byTxDate)
+	txs = sortByDate(txs)
 	for _, r := range added {
 		c.seqs = append(c.seqs, r.seq)
 	}
@@ -608,15 +611,12 @@ func (v *Vault) decodeTx(s sealedRecord) (cachedTx, bool, error) {
 	if err != nil {
 		return cachedTx{}, false, err
 	}
-	d, ok := readTx(r.Data)
+	d, ok := scanTx(r.Data)
 	if !ok {
 		return cachedTx{}, false, nil
 	}
-	amt, ok := new(big.Rat).SetString(d.Amount)
-	if !ok {
-		amt = nil
-	}
-	return cachedTx{seq: s.seq, id: r.ID, created: r.Created, d: d, lower: strings.ToLower(d.Counterparty + " " + d.Description), amt: amt}, true, nil
+	amt, amtOK := parseAmount(d.Amount)
+	return cachedTx{seq: s.seq, id: r.ID, created: r.Created, d: d, lower: strings.ToLower(d.Counterparty + " " + d.Description), amt: amt, amtOK: amtOK}, true, nil
 }
 
 // txAccounts adds the accounts txs name to a sorted list.
