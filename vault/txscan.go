@@ -19,12 +19,25 @@ import (
 // as it can be, never with a panic.
 func scanTx(b []byte) (txData, bool) {
 	var d txData
+	// One string for the whole record: fields that are plain strings or
+	// numbers (nearly all) are slices of it, not copies of their own.
+	str := string(b)
 	var date, amount, currency, counterparty, description flexText
 	var account flexAccount
-	ok := scanObject(b, func(key, val []byte) {
+	ok := scanObject(b, func(key []byte, i, j int) {
+		val := b[i:j]
 		// As encoding/json does: each occurrence is handed to the field's
 		// UnmarshalJSON, which keeps or replaces what an earlier one set.
-		set := func(t *flexText) { t.UnmarshalJSON(val) }
+		set := func(t *flexText) {
+			switch {
+			case val[0] == '"' && bytes.IndexByte(val, '\\') < 0:
+				*t = flexText(str[i+1 : j-1])
+			case val[0] == '-' || val[0] >= '0' && val[0] <= '9':
+				*t = flexText(str[i:j])
+			default:
+				t.UnmarshalJSON(val)
+			}
+		}
 		switch k := string(key); {
 		case strings.EqualFold(k, "date"):
 			set(&date)
@@ -37,13 +50,19 @@ func scanTx(b []byte) (txData, bool) {
 		case strings.EqualFold(k, "description"):
 			set(&description)
 		case strings.EqualFold(k, "account"):
-			account.UnmarshalJSON(val)
+			const pre, suf = `{"id":"`, `"}`
+			if id := val[min(len(pre), len(val)):]; bytes.HasPrefix(val, []byte(pre)) && bytes.HasSuffix(id, []byte(suf)) && bytes.IndexAny(id[:len(id)-len(suf)], `"\\`) < 0 {
+				account = flexAccount(str[i+len(pre) : j-len(suf)])
+			} else {
+				account.UnmarshalJSON(val)
+			}
 		case strings.EqualFold(k, "provenance"):
 			d.Provenance = json.RawMessage(val)
 		}
 	})
 	if !ok {
-		return txData{}, false
+		// encoding/json reads null into a struct as nothing, not an error.
+		return txData{}, string(bytes.TrimSpace(b)) == "null"
 	}
 	d.Date, d.Amount, d.Currency, d.Counterparty, d.Description, d.Account =
 		string(date), string(amount), string(currency), string(counterparty), string(description), string(account)
@@ -51,10 +70,10 @@ func scanTx(b []byte) (txData, bool) {
 }
 
 // scanObject calls fn with each member of the JSON object b (the key
-// unescaped, the value's raw bytes). It reports false if b is not one
+// unescaped, the value as b[start:end]). It reports false if b is not one
 // well-formed object as far as the scan can tell (strings, nesting,
 // separators); values are checked by whoever reads them.
-func scanObject(b []byte, fn func(key, val []byte)) bool {
+func scanObject(b []byte, fn func(key []byte, start, end int)) bool {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return false
@@ -88,7 +107,7 @@ func scanObject(b []byte, fn func(key, val []byte)) bool {
 		if vend < 0 {
 			return false
 		}
-		fn(key, b[i:vend])
+		fn(key, i, vend)
 		i = skipSpace(b, vend)
 		if i >= len(b) {
 			return false
