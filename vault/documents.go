@@ -515,16 +515,25 @@ func (d *DocumentReader) Read(p []byte) (int, error) {
 func (d *DocumentReader) load(c int64) error {
 	clear(d.buf)
 	d.cur = -1
-	var ct []byte
-	err := d.v.db.r.QueryRowContext(d.ctx, `SELECT sealed FROM document_chunks WHERE doc_id = ? AND n = ?`, d.id, c).Scan(&ct)
-	if errors.Is(err, sql.ErrNoRows) {
-		return d.tampered(c)
-	}
+	// The sealed chunk is read as RawBytes (no copy by database/sql) and
+	// opened into the reader's own buffer, reused from chunk to chunk.
+	rows, err := d.v.db.r.QueryContext(d.ctx, `SELECT sealed FROM document_chunks WHERE doc_id = ? AND n = ?`, d.id, c)
 	if err != nil {
 		return storageError("read document", err)
 	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return storageError("read document", err)
+		}
+		return d.tampered(c)
+	}
+	var ct sql.RawBytes
+	if err := rows.Scan(&ct); err != nil {
+		return storageError("read document", err)
+	}
 	last := uint64(c) == d.chunks-1
-	pt, err := d.s.OpenAt(uint64(c), last, ct)
+	pt, err := d.s.OpenAt(d.buf[:0], uint64(c), last, ct)
 	if err != nil {
 		return d.tampered(c)
 	}

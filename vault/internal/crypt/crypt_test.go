@@ -189,7 +189,7 @@ func TestStream(t *testing.T) {
 	// its own last flag.
 	r := NewStream(key)
 	for i, ct := range a {
-		pt, err := r.OpenAt(uint64(i), i == 2, ct)
+		pt, err := r.OpenAt(nil, uint64(i), i == 2, ct)
 		if err != nil || string(pt) != "abc"[i:i+1] {
 			t.Fatalf("OpenAt %d: %q %v", i, pt, err)
 		}
@@ -205,7 +205,7 @@ func TestStream(t *testing.T) {
 		"chunk of another stream":    {1, false, b[1]},
 		"shorter than a tag":         {0, false, a[0][:3]},
 	} {
-		if _, err := r.OpenAt(c.n, c.last, c.ct); !errors.Is(err, ErrStreamOrder) {
+		if _, err := r.OpenAt(nil, c.n, c.last, c.ct); !errors.Is(err, ErrStreamOrder) {
 			t.Errorf("OpenAt %s: %v", name, err)
 		}
 	}

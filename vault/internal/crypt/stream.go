@@ -124,18 +124,15 @@ func (s *Stream) Open(ct []byte) (plaintext []byte, last bool, err error) {
 // chunk, from a chunk count it has authenticated: the flag is in the
 // nonce, so a stream cut short fails when its new "last" chunk is read,
 // and a chunk moved to another position fails because its counter does
-// not match. ct is decrypted in place (and cleared on failure).
-func (s *Stream) OpenAt(n uint64, last bool, ct []byte) ([]byte, error) {
+// not match. The plaintext is appended to dst (ct[:0] decrypts in place;
+// a reused buffer spares an allocation per chunk).
+func (s *Stream) OpenAt(dst []byte, n uint64, last bool, ct []byte) ([]byte, error) {
 	if len(ct) < s.aead.Overhead() {
 		return nil, ErrStreamOrder
 	}
-	// In place: ct is the caller's to give up (a fresh copy from the
-	// database), and a 64 KiB allocation per chunk is most of a read's
-	// garbage.
-	pt, err := s.aead.Open(ct[:0], nonceAt(n, last), ct, nil)
+	pt, err := s.aead.Open(dst, nonceAt(n, last), ct, nil)
 	if err != nil {
-		clear(ct)
-		return nil, ErrStreamOrder
+		return nil, ErrStreamOrder // Open has zeroed what it wrote
 	}
 	return pt, nil
 }
