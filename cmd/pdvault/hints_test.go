@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,5 +61,18 @@ func TestShortPassphraseRefusedBeforeRepeat(t *testing.T) {
 	expect(t, r, 1, "at least")
 	if len(c.prompts) != 0 {
 		t.Fatalf("prompts left: %v", c.prompts)
+	}
+}
+
+// A record that is not JSON is refused before anything is sent, saying
+// where it stops being JSON.
+func TestRecordPutChecksJSONFirst(t *testing.T) {
+	// No server: if the CLI sent anything, the error would be about the
+	// connection instead.
+	c := &cli{t: t, env: map[string]string{"PDVAULT_ADDR": fmt.Sprintf("http://127.0.0.1:%d", freePort(t)), "PDVAULT_TOKEN": "x"}}
+	r := c.run("record", "put", "profile", "{\"name\": \"Alex\",\n \"age\": 3x}")
+	expect(t, r, 1, "line 2, column 10")
+	if !strings.Contains(r.stderr, "nothing was sent") {
+		t.Fatalf("stderr %q", r.stderr)
 	}
 }

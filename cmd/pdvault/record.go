@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/pdvault/pdvault/api/client"
+	"github.com/pdvault/pdvault/policy"
 )
 
 // remoteFlags adds --addr and --token to a command that talks to a running
@@ -128,6 +129,12 @@ func (a *app) cmdRecord(ctx context.Context, args []string) error {
 		data, err := a.recordData(pos[len(pos)-1])
 		if err != nil {
 			return err
+		}
+		// Checked here first, so a typo is shown where it is and nothing
+		// is sent; the vault checks again.
+		var probe any
+		if err := json.Unmarshal(data, &probe); err != nil {
+			return hint(policy.BadJSON(data, err), "nothing was sent; a record is a JSON object, e.g. '{\"name\":\"Alex\"}' (quote it for the shell)")
 		}
 		var r client.Record
 		if len(pos) == 2 {
