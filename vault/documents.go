@@ -231,6 +231,9 @@ func (v *Vault) stageDocument(ctx context.Context, r io.Reader, in DocumentInput
 		}
 	}()
 
+	if r, err = v.quotaReader(ctx, r); err != nil {
+		return nil, err
+	}
 	h := sha256.New()
 	br := bufio.NewReaderSize(io.TeeReader(r, h), docChunk)
 	head, _ := br.Peek(16)

@@ -78,7 +78,7 @@ func (v *Vault) openRecord(collection, id string, version int64, keyID uint32, c
 // recordsTx is db.tx for a transaction that writes records: once it has
 // committed, views cached from the records before it are stale.
 func (v *Vault) recordsTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	if err := v.db.tx(ctx, fn); err != nil {
+	if err := v.db.tx(ctx, v.withinQuota(ctx, fn)); err != nil {
 		return err
 	}
 	v.recordsGen.Add(1)
@@ -89,7 +89,7 @@ func (v *Vault) recordsTx(ctx context.Context, fn func(*sql.Tx) error) error {
 // records that exist: a cached view cannot then be brought up to date by
 // reading only the rows added since (views.go), and is read again.
 func (v *Vault) rewriteTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	err := v.db.tx(ctx, fn)
+	err := v.db.tx(ctx, v.withinQuota(ctx, fn))
 	if err == nil {
 		v.recordsRewritten.Add(1)
 		v.recordsGen.Add(1)

@@ -224,6 +224,12 @@ func (v *Vault) Login(ctx context.Context, passphrase []byte, src LoginSource) (
 	if err != nil {
 		return LoginResult{}, err
 	}
+	return v.loginAfterProof(ctx, gen, src)
+}
+
+// loginAfterProof opens a session for an owner whose passphrase was just
+// proven (in passphrase generation gen) and hands out the device token.
+func (v *Vault) loginAfterProof(ctx context.Context, gen uint64, src LoginSource) (LoginResult, error) {
 	sess, err := v.sessions.issue(gen)
 	if err != nil {
 		return LoginResult{}, err

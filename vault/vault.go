@@ -87,6 +87,11 @@ type Options struct {
 	// LoginFailuresPerMinute is the global budget of wrong passphrases from
 	// devices the vault does not know (session.go); default 60.
 	LoginFailuresPerMinute int
+	// Keeper, when set, holds the owner's sessions and (while unsealed) the
+	// master key across openings: a host closing idle vaults (keeper.go).
+	Keeper *Keeper
+	// Quota bounds what the vault may hold (quota.go); zero: no bounds.
+	Quota Quota
 }
 
 func (o *Options) defaults() {
@@ -222,20 +227,29 @@ func masterAAD(vaultID, kdfJSON string) []byte {
 // and a flood of logins must not exhaust memory.
 var kdfSlots = make(chan struct{}, 2)
 
-// unwrapMaster derives the KEK from the passphrase and opens the master key.
-func unwrapMaster(ctx context.Context, passphrase []byte, m meta) ([]byte, error) {
-	if err := m.kdf.check(); err != nil {
-		return nil, ErrBadKDFParams.WithCause(err)
-	}
+// deriveSlotted runs Argon2id in one of the process's kdfSlots.
+func deriveSlotted(ctx context.Context, passphrase []byte, kdf KDFParams) ([]byte, error) {
 	select {
 	case kdfSlots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "the request was cancelled", ctx.Err())
 	}
-	kek, err := deriveKEK(passphrase, m.kdf)
+	kek, err := deriveKEK(passphrase, kdf)
 	<-kdfSlots
 	if err != nil {
 		return nil, policy.Internal("derive key", err)
+	}
+	return kek, nil
+}
+
+// unwrapMaster derives the KEK from the passphrase and opens the master key.
+func unwrapMaster(ctx context.Context, passphrase []byte, m meta) ([]byte, error) {
+	if err := m.kdf.check(); err != nil {
+		return nil, ErrBadKDFParams.WithCause(err)
+	}
+	kek, err := deriveSlotted(ctx, passphrase, m.kdf)
+	if err != nil {
+		return nil, err
 	}
 	defer crypt.Wipe(kek)
 	master, err := crypt.Open(kek, m.wrapped, masterAAD(m.vaultID, m.kdfJSON))
@@ -315,9 +329,9 @@ func initialize(ctx context.Context, db *store, dir string, passphrase []byte, k
 	if err != nil {
 		return nil, policy.Internal("encode kdf", err)
 	}
-	kek, err := deriveKEK(passphrase, kdf)
+	kek, err := deriveSlotted(ctx, passphrase, kdf)
 	if err != nil {
-		return nil, policy.Internal("derive key", err)
+		return nil, err
 	}
 	defer crypt.Wipe(kek)
 	m := meta{
@@ -355,6 +369,9 @@ func initialize(ctx context.Context, db *store, dir string, passphrase []byte, k
 	if err := v.setup(ctx); err != nil {
 		return nil, err
 	}
+	if opts.Keeper != nil {
+		opts.Keeper.hold(m.vaultID, master)
+	}
 	return v, nil
 }
 
@@ -363,15 +380,11 @@ func initialize(ctx context.Context, db *store, dir string, passphrase []byte, k
 // migrated only after the passphrase is proven.
 func Open(ctx context.Context, dir string, passphrase []byte, opts Options) (*Vault, error) {
 	opts.defaults()
-	path := filepath.Join(dir, DBFile)
-	if _, err := os.Stat(path); err != nil {
-		return nil, ErrNoVault
-	}
-	db, err := openStore(path, false)
+	db, err := openExisting(dir)
 	if err != nil {
-		return nil, policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "cannot open the vault database", err)
+		return nil, err
 	}
-	v, err := unlock(ctx, db, dir, passphrase, opts)
+	v, err := openWith(ctx, db, dir, opts, func(m meta) ([]byte, error) { return unwrapMaster(ctx, passphrase, m) })
 	if err != nil {
 		db.close()
 		return nil, err
@@ -379,7 +392,10 @@ func Open(ctx context.Context, dir string, passphrase []byte, opts Options) (*Va
 	return v, nil
 }
 
-func unlock(ctx context.Context, db *store, dir string, passphrase []byte, opts Options) (*Vault, error) {
+// openWith opens the vault in db with the master key masterFor gives for
+// its metadata (from the passphrase, or held by a keeper), migrating the
+// schema only once the key is proven.
+func openWith(ctx context.Context, db *store, dir string, opts Options, masterFor func(meta) ([]byte, error)) (*Vault, error) {
 	ver, err := db.version(ctx)
 	if err != nil {
 		return nil, storageError("read schema version", err)
@@ -394,7 +410,7 @@ func unlock(ctx context.Context, db *store, dir string, passphrase []byte, opts 
 	if err != nil {
 		return nil, storageError("read vault metadata", err)
 	}
-	master, err := unwrapMaster(ctx, passphrase, m)
+	master, err := masterFor(m)
 	if err != nil {
 		return nil, err
 	}
@@ -406,6 +422,9 @@ func unlock(ctx context.Context, db *store, dir string, passphrase []byte, opts 
 	if err := v.setup(ctx); err != nil {
 		crypt.Wipe(master)
 		return nil, err
+	}
+	if opts.Keeper != nil {
+		opts.Keeper.hold(m.vaultID, master)
 	}
 	return v, nil
 }
@@ -422,7 +441,11 @@ func newVault(dir string, db *store, m meta, master []byte, opts Options) *Vault
 		recordKeys:  map[uint32][]byte{},
 	}
 	v.st = newStateAuth(master, m.vaultID, opts.Logger)
-	v.sessions = newSessions(opts.Now, opts.SessionTTL, opts.LoginFailuresPerMinute)
+	if opts.Keeper != nil {
+		v.sessions = opts.Keeper.sessions
+	} else {
+		v.sessions = newSessions(opts.Now, opts.SessionTTL, opts.LoginFailuresPerMinute)
+	}
 	v.issuer.Store(&opts.Issuer)
 	v.pairwiseKey = crypt.DeriveLegacy(master, m.vaultID, labelPairwiseKey, 0)
 	v.cursorKey = crypt.Derive(master, m.vaultID, crypt.PairwiseCursor)

@@ -1,0 +1,471 @@
+// Package host serves many vaults from one process (docs/operations.md,
+// "Hosting pdvault for many people"). Each vault stays what it is alone:
+// its own directory and SQLite file with its own keys, so moving or erasing
+// a person's vault is moving or erasing a directory. The host adds what
+// many vaults on one machine need: names, sign-up, a bounded set of open
+// databases (opened on first request, closed when idle or least recently
+// used), and the keepers that let a closed vault reopen without its
+// passphrase until the process ends. It holds no passphrase: after a
+// restart every vault is sealed until its owner unlocks it.
+package host
+
+import (
+	"container/list"
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault"
+)
+
+// Errors a caller must tell apart.
+var (
+	ErrNoSuchVault = policy.E(policy.KindNotFound, "no_such_vault", "there is no vault by that name on this host")
+	ErrBadName     = policy.E(policy.KindInvalid, "invalid_name", "a vault's name is 3 to 63 lowercase letters, digits and inner hyphens (it becomes a host name)")
+	ErrNameTaken   = policy.E(policy.KindExists, "name_taken", "that name is taken; choose another")
+	ErrClosing     = policy.E(policy.KindUnavailable, "temporarily_unavailable", "the host is shutting down")
+)
+
+// Options configure a host.
+type Options struct {
+	Root   string // the host's directory: vaults/<name>/ and invites/
+	Logger *slog.Logger
+	// Vault is the base of every vault's options; the host sets Issuer,
+	// Keeper and Quota per vault.
+	Vault vault.Options
+	// IssuerFor is a vault's public base URL, from its name.
+	IssuerFor func(name string) string
+	// Quota bounds each vault.
+	Quota vault.Quota
+	// MaxOpen bounds the open databases (each is a few file descriptors and
+	// its caches); default 1000. IdleAfter closes a vault unused that long;
+	// default 10 minutes.
+	MaxOpen   int
+	IdleAfter time.Duration
+	// Attach, if set, is called once per opening of a vault; what it
+	// returns comes with every Handle to that opening (the HTTP layer's
+	// handler for the vault).
+	Attach func(name string, v *vault.Vault) any
+	// Background, if set, runs beside each open vault until ctx ends, which
+	// happens before the vault is closed (notice delivery, notifications).
+	Background func(ctx context.Context, v *vault.Vault)
+}
+
+// Host is a set of vaults under one directory. Safe for concurrent use.
+type Host struct {
+	opts Options
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	entries map[string]*entry
+	lru     list.List // open entries, most recently used first
+	closed  bool
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// entry is what the host knows of one vault since it started.
+type entry struct {
+	name   string
+	dir    string
+	keeper *vault.Keeper
+
+	// Guarded by Host.mu.
+	v        *vault.Vault
+	attached any
+	users    int           // handles not yet released
+	opening  chan struct{} // closed when an opening in progress ends
+	elem     *list.Element
+	lastUsed time.Time
+	cancel   context.CancelFunc // ends the vault's background work
+	bgDone   chan struct{}
+}
+
+// New returns a host over opts.Root, creating its directories if needed.
+func New(opts Options) (*Host, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxOpen <= 0 {
+		opts.MaxOpen = 1000
+	}
+	if opts.IdleAfter <= 0 {
+		opts.IdleAfter = 10 * time.Minute
+	}
+	if opts.IssuerFor == nil {
+		return nil, errors.New("host: IssuerFor is required")
+	}
+	if opts.Vault.Now == nil {
+		opts.Vault.Now = time.Now
+	}
+	for _, d := range []string{opts.Root, filepath.Join(opts.Root, "vaults"), filepath.Join(opts.Root, "invites")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot create the host directory "+d, err)
+		}
+	}
+	h := &Host{opts: opts, log: opts.Logger.With("component", "host"), entries: map[string]*entry{},
+		stop: make(chan struct{}), done: make(chan struct{})}
+	go h.reap()
+	return h, nil
+}
+
+var nameRE = regexp.MustCompile(`^[a-z0-9](?:[a-z0-9-]{1,61}[a-z0-9])$`)
+
+// reserved are names a person cannot take: they would pass for the host's
+// own services.
+var reserved = []string{"www", "api", "admin", "host", "mail", "smtp", "imap", "ftp", "ns1", "ns2",
+	"autoconfig", "autodiscover", "status", "metrics", "signup", "login", "help", "support", "abuse", "postmaster", "root"}
+
+// ValidName checks a vault name: a DNS label, not reserved.
+func ValidName(name string) error {
+	if !nameRE.MatchString(name) || slices.Contains(reserved, name) {
+		return ErrBadName
+	}
+	return nil
+}
+
+func (h *Host) dir(name string) string { return filepath.Join(h.opts.Root, "vaults", name) }
+
+// Exists reports whether a vault by that name lives on this host.
+func (h *Host) Exists(name string) bool {
+	if ValidName(name) != nil {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(h.dir(name), vault.DBFile))
+	return err == nil
+}
+
+// entryFor returns the entry of an existing vault; h.mu is held.
+func (h *Host) entryFor(name string) (*entry, error) {
+	if h.closed {
+		return nil, ErrClosing
+	}
+	if e, ok := h.entries[name]; ok {
+		return e, nil
+	}
+	if !h.Exists(name) {
+		return nil, ErrNoSuchVault
+	}
+	e := &entry{name: name, dir: h.dir(name), keeper: vault.NewKeeper(h.opts.Vault)}
+	h.entries[name] = e
+	return e, nil
+}
+
+func (h *Host) vaultOptions(e *entry) vault.Options {
+	o := h.opts.Vault
+	o.Issuer = h.opts.IssuerFor(e.name)
+	o.Keeper = e.keeper
+	o.Quota = h.opts.Quota
+	o.Logger = h.opts.Logger.With("vault", e.name)
+	return o
+}
+
+// Handle is one use of an open vault; Release it when done.
+type Handle struct {
+	Vault    *vault.Vault
+	Attached any
+	h        *Host
+	e        *entry
+	once     sync.Once
+}
+
+// Release ends the use; the vault may close once no use is left.
+func (hd *Handle) Release() {
+	hd.once.Do(func() {
+		hd.h.mu.Lock()
+		hd.e.users--
+		hd.e.lastUsed = hd.h.opts.Vault.Now()
+		hd.h.mu.Unlock()
+	})
+}
+
+// Acquire returns the open vault by that name, opening it with its
+// keeper's key if need be. A vault whose owner has not unlocked it since
+// the host started gives vault.ErrSealed.
+func (h *Host) Acquire(ctx context.Context, name string) (*Handle, error) {
+	return h.acquire(ctx, name, func(e *entry) (*vault.Vault, error) {
+		return vault.Reopen(ctx, e.dir, h.vaultOptions(e))
+	})
+}
+
+// Unseal unlocks a vault with its owner's passphrase and logs the owner in.
+// An open vault checks the passphrase as a login does.
+func (h *Host) Unseal(ctx context.Context, name string, passphrase []byte, src vault.LoginSource) (vault.LoginResult, error) {
+	var res vault.LoginResult
+	hd, err := h.acquire(ctx, name, func(e *entry) (*vault.Vault, error) {
+		v, r, err := vault.Unseal(ctx, e.dir, passphrase, src, h.vaultOptions(e))
+		res = r
+		return v, err
+	})
+	if err != nil {
+		return vault.LoginResult{}, err
+	}
+	defer hd.Release()
+	if res.Token != "" {
+		return res, nil // the opening was the login
+	}
+	return hd.Vault.Login(ctx, passphrase, src)
+}
+
+// Sealed reports whether the named vault waits for its owner.
+func (h *Host) Sealed(name string) bool {
+	h.mu.Lock()
+	e, ok := h.entries[name]
+	h.mu.Unlock()
+	return !ok || e.keeper.Sealed()
+}
+
+func (h *Host) acquire(ctx context.Context, name string, open func(*entry) (*vault.Vault, error)) (*Handle, error) {
+	if err := ValidName(name); err != nil {
+		return nil, ErrNoSuchVault
+	}
+	h.mu.Lock()
+	for {
+		e, err := h.entryFor(name)
+		if err != nil {
+			h.mu.Unlock()
+			return nil, err
+		}
+		if e.v != nil {
+			e.users++
+			h.lru.MoveToFront(e.elem)
+			hd := &Handle{Vault: e.v, Attached: e.attached, h: h, e: e}
+			h.mu.Unlock()
+			return hd, nil
+		}
+		if e.opening == nil {
+			e.opening = make(chan struct{})
+			h.mu.Unlock()
+			return h.openEntry(ctx, e, open)
+		}
+		wait := e.opening
+		h.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return nil, policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "the request was cancelled", ctx.Err())
+		}
+		h.mu.Lock()
+	}
+}
+
+// openEntry opens e (its opening channel is set) and makes room for it.
+func (h *Host) openEntry(ctx context.Context, e *entry, open func(*entry) (*vault.Vault, error)) (*Handle, error) {
+	v, err := open(e)
+	var attached any
+	if err == nil && h.opts.Attach != nil {
+		attached = h.opts.Attach(e.name, v)
+	}
+	h.mu.Lock()
+	close(e.opening)
+	e.opening = nil
+	if err != nil {
+		h.mu.Unlock()
+		return nil, err
+	}
+	if h.closed {
+		h.mu.Unlock()
+		v.Close()
+		return nil, ErrClosing
+	}
+	e.v, e.attached, e.users = v, attached, 1
+	e.elem = h.lru.PushFront(e)
+	if h.opts.Background != nil {
+		bctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		e.cancel, e.bgDone = cancel, make(chan struct{})
+		go func(done chan struct{}) { defer close(done); h.opts.Background(bctx, v) }(e.bgDone)
+	}
+	victims := h.evictLocked(h.opts.MaxOpen, time.Time{})
+	hd := &Handle{Vault: v, Attached: attached, h: h, e: e}
+	h.mu.Unlock()
+	h.closeAll(victims)
+	return hd, nil
+}
+
+// victim is an open vault taken out of the open set, to be closed.
+type victim struct {
+	e      *entry
+	v      *vault.Vault
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// evictLocked takes out of the open set the least recently used vaults
+// beyond max and those idle since before idleBefore, skipping any in use;
+// h.mu is held. An evicted entry is "opening" until closeAll has closed
+// it, so no one reopens the file while it is still open. The caller
+// closes what it returns, without the lock.
+func (h *Host) evictLocked(max int, idleBefore time.Time) []victim {
+	var out []victim
+	over := h.lru.Len() - max
+	for el := h.lru.Back(); el != nil; {
+		prev := el.Prev()
+		e := el.Value.(*entry)
+		idle := !idleBefore.IsZero() && e.lastUsed.Before(idleBefore)
+		if e.users == 0 && (over > 0 || idle) {
+			out = append(out, h.detachLocked(e))
+			over--
+		}
+		el = prev
+	}
+	return out
+}
+
+func (h *Host) detachLocked(e *entry) victim {
+	h.lru.Remove(e.elem)
+	vi := victim{e: e, v: e.v, cancel: e.cancel, done: e.bgDone}
+	e.elem, e.v, e.attached, e.cancel, e.bgDone = nil, nil, nil, nil, nil
+	e.opening = make(chan struct{})
+	return vi
+}
+
+// closeAll closes evicted vaults: background work first, then the
+// database. Their keepers stay: they reopen without the passphrase.
+func (h *Host) closeAll(vs []victim) {
+	for _, vi := range vs {
+		if vi.cancel != nil {
+			vi.cancel()
+			<-vi.done
+		}
+		if err := vi.v.Close(); err != nil {
+			h.log.Warn("closing an idle vault", "vault", vi.e.name, "err", err)
+		}
+		h.mu.Lock()
+		close(vi.e.opening)
+		vi.e.opening = nil
+		h.mu.Unlock()
+	}
+}
+
+// reap closes vaults idle for IdleAfter.
+func (h *Host) reap() {
+	defer close(h.done)
+	tick := time.NewTicker(min(h.opts.IdleAfter/4, time.Minute))
+	defer tick.Stop()
+	for {
+		select {
+		case <-h.stop:
+			return
+		case <-tick.C:
+		}
+		h.CloseIdle(h.opts.Vault.Now().Add(-h.opts.IdleAfter))
+	}
+}
+
+// CloseIdle closes the open vaults not used since before t.
+func (h *Host) CloseIdle(t time.Time) int {
+	h.mu.Lock()
+	victims := h.evictLocked(h.lru.Len(), t)
+	h.mu.Unlock()
+	h.closeAll(victims)
+	return len(victims)
+}
+
+// Open is how many vaults are open now.
+func (h *Host) Open() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lru.Len()
+}
+
+// Seal closes a vault and forgets its key: it stays sealed until its owner
+// unlocks it again.
+func (h *Host) Seal(name string) {
+	h.mu.Lock()
+	e, ok := h.entries[name]
+	var victims []victim
+	if ok && e.elem != nil && e.users == 0 {
+		victims = []victim{h.detachLocked(e)}
+	}
+	h.mu.Unlock()
+	h.closeAll(victims)
+	if ok {
+		e.keeper.Seal()
+	}
+}
+
+// Close closes every vault, waiting for their uses to end (up to ctx).
+func (h *Host) Close(ctx context.Context) error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	h.mu.Unlock()
+	close(h.stop)
+	<-h.done
+	for {
+		h.mu.Lock()
+		victims := h.evictLocked(0, time.Time{})
+		left := h.lru.Len()
+		h.mu.Unlock()
+		h.closeAll(victims)
+		if left == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	h.mu.Lock()
+	for _, e := range h.entries {
+		e.keeper.Seal()
+	}
+	h.mu.Unlock()
+	return nil
+}
+
+// VaultInfo is what the operator may see of a vault: never its content.
+type VaultInfo struct {
+	Name     string    `json:"name"`
+	Bytes    int64     `json:"bytes"`    // its files on disk
+	Modified time.Time `json:"modified"` // of its database file
+	Open     bool      `json:"open"`
+	Sealed   bool      `json:"sealed"`
+}
+
+// List is every vault on the host, by name.
+func (h *Host) List() ([]VaultInfo, error) {
+	des, err := os.ReadDir(filepath.Join(h.opts.Root, "vaults"))
+	if err != nil {
+		return nil, policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "cannot read the host directory", err)
+	}
+	var out []VaultInfo
+	for _, de := range des {
+		if !de.IsDir() || !h.Exists(de.Name()) {
+			continue
+		}
+		vi := VaultInfo{Name: de.Name(), Sealed: true}
+		filepath.WalkDir(h.dir(de.Name()), func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if fi, err := d.Info(); err == nil {
+					vi.Bytes += fi.Size()
+				}
+			}
+			return nil
+		})
+		if fi, err := os.Stat(filepath.Join(h.dir(de.Name()), vault.DBFile)); err == nil {
+			vi.Modified = fi.ModTime().UTC()
+		}
+		h.mu.Lock()
+		if e, ok := h.entries[vi.Name]; ok {
+			vi.Open, vi.Sealed = e.v != nil, e.keeper.Sealed()
+		}
+		h.mu.Unlock()
+		out = append(out, vi)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}

@@ -1,0 +1,197 @@
+package vault
+
+import (
+	"bytes"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/pdvault/pdvault/policy"
+)
+
+// A host closes idle vaults: reopening with the keeper needs no passphrase,
+// keeps the owner's session, and a sealed keeper reopens nothing.
+func TestKeeperReopensWithoutPassphrase(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "vault")
+	c := newClock()
+	k := NewKeeper(Options{Now: c.Now})
+	opts := Options{Now: c.Now, Keeper: k}
+	v, err := Create(ctx, dir, []byte(testPass), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := v.Login(ctx, []byte(testPass), LoginSource{Address: "192.0.2.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	if k.Sealed() {
+		t.Fatal("closing the vault sealed its keeper")
+	}
+
+	v2, err := Reopen(ctx, dir, opts)
+	if err != nil {
+		t.Fatalf("Reopen: %v", err)
+	}
+	if err := v2.Authenticate(res.Token); err != nil {
+		t.Fatalf("the session did not survive closing: %v", err)
+	}
+	got, err := v2.GetRecord(ctx, "profile", r.ID)
+	if err != nil || !bytes.Equal(got.Data, r.Data) {
+		t.Fatalf("record after reopen = %s, %v", got.Data, err)
+	}
+	v2.Close()
+
+	k.Seal()
+	if _, err := Reopen(ctx, dir, opts); !errors.Is(err, ErrSealed) {
+		t.Fatalf("Reopen of a sealed keeper: %v, want vault_sealed", err)
+	}
+	if policy.KindOf(ErrSealed) != policy.KindUnavailable || ErrSealed.RetryAfter <= 0 {
+		t.Fatalf("ErrSealed = %+v: want unavailable with a Retry-After", ErrSealed)
+	}
+	// Sealing ended the session.
+	v3, _, err := Unseal(ctx, dir, []byte(testPass), LoginSource{Address: "192.0.2.1"}, opts)
+	if err != nil {
+		t.Fatalf("Unseal: %v", err)
+	}
+	defer v3.Close()
+	if err := v3.Authenticate(res.Token); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("a session from before sealing: %v, want invalid_token", err)
+	}
+}
+
+// A keeper held for one vault opens no other: a database swapped under the
+// host is refused, not served with the wrong key.
+func TestReopenRefusesAnotherVault(t *testing.T) {
+	ctx := t.Context()
+	root := t.TempDir()
+	k := NewKeeper(Options{})
+	a, err := Create(ctx, filepath.Join(root, "a"), []byte(testPass), Options{Keeper: k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	b, err := Create(ctx, filepath.Join(root, "b"), []byte(testPass), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	_, err = Reopen(ctx, filepath.Join(root, "b"), Options{Keeper: k})
+	if policy.CodeOf(err) != "vault_replaced" {
+		t.Fatalf("Reopen of another vault with a held key: %v, want vault_replaced", err)
+	}
+}
+
+// Unsealing is throttled like a login, and failures while sealed reach the
+// audit log once the owner unseals.
+func TestUnsealThrottlesAndAuditsFailures(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "vault")
+	c := newClock()
+	k := NewKeeper(Options{Now: c.Now})
+	opts := Options{Now: c.Now, Keeper: k}
+	v, err := Create(ctx, dir, []byte(testPass), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	k.Seal()
+	src := LoginSource{Address: "198.51.100.7"}
+	for i := 0; i < freeFailures; i++ {
+		if _, _, err := Unseal(ctx, dir, []byte("wrong passphrase"), src, opts); !errors.Is(err, ErrWrongPassphrase) {
+			t.Fatalf("attempt %d: %v, want invalid_passphrase", i, err)
+		}
+	}
+	// The next failure sets a backoff; the attempt after it is throttled
+	// before Argon2id runs.
+	Unseal(ctx, dir, []byte("wrong passphrase"), src, opts)
+	if _, _, err := Unseal(ctx, dir, []byte(testPass), src, opts); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("after %d failures: %v, want slow_down", freeFailures+1, err)
+	}
+	if !k.Sealed() {
+		t.Fatal("failed unseals unsealed the keeper")
+	}
+	c.Add(maxBackoff)
+	v2, res, err := Unseal(ctx, dir, []byte(testPass), src, opts)
+	if err != nil {
+		t.Fatalf("Unseal after the backoff: %v", err)
+	}
+	defer v2.Close()
+	if err := v2.Authenticate(res.Token); err != nil || res.Device == "" {
+		t.Fatalf("unseal did not log the owner in: %v (device %q)", err, res.Device)
+	}
+	page, err := v2.ListAudit(ctx, 10, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, e := range page.Entries {
+		if e.Event == EvLoginFailed && strings.Contains(e.Reason, "4 wrong passphrase(s) while the vault was sealed") {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("the failures while sealed are not in the audit log: %+v", page.Entries)
+	}
+}
+
+// A quota refuses the write that would cross it, and the write changes
+// nothing; each bound names itself.
+func TestQuotaRefusesAndChangesNothing(t *testing.T) {
+	ctx := t.Context()
+	for _, tc := range []struct {
+		name  string
+		quota Quota
+		fill  func(v *Vault) error
+		want  string
+	}{
+		{"records", Quota{Records: 2}, func(v *Vault) error {
+			_, err := v.CreateRecord(ctx, "notes", []byte(`{"n":1}`))
+			return err
+		}, "2 records"},
+		{"documents", Quota{Documents: 1}, func(v *Vault) error {
+			_, err := v.AddDocument(ctx, strings.NewReader("a letter"), DocumentInput{Title: "letter", FileName: "letter.txt"})
+			return err
+		}, "1 documents"},
+		{"bytes", Quota{Bytes: 600 << 10}, func(v *Vault) error {
+			_, err := v.AddDocument(ctx, bytes.NewReader(bytes.Repeat([]byte("x"), 300<<10)), DocumentInput{Title: "scan", FileName: "scan.bin"})
+			return err
+		}, "KiB"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "vault")
+			v, err := Create(ctx, dir, []byte(testPass), Options{Quota: tc.quota})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer v.Close()
+			var last error
+			for i := 0; i < 20 && last == nil; i++ {
+				last = tc.fill(v)
+			}
+			if !errors.Is(last, ErrQuota) || !strings.Contains(policy.MessageOf(last), tc.want) {
+				t.Fatalf("filling the vault: %v, want quota_exceeded naming %q", last, tc.want)
+			}
+			cols, _ := v.ListCollections(ctx)
+			before, _ := dbBytes(ctx, v.db.r)
+			var n int64
+			v.db.r.QueryRowContext(ctx, `SELECT count(*) FROM records`).Scan(&n)
+			if err := tc.fill(v); !errors.Is(err, ErrQuota) {
+				t.Fatalf("again: %v", err)
+			}
+			var n2 int64
+			v.db.r.QueryRowContext(ctx, `SELECT count(*) FROM records`).Scan(&n2)
+			cols2, _ := v.ListCollections(ctx)
+			after, _ := dbBytes(ctx, v.db.r)
+			if n2 != n || len(cols2) != len(cols) || after > before+64<<10 {
+				t.Fatalf("a refused write changed the vault: records %d -> %d, bytes %d -> %d", n, n2, before, after)
+			}
+		})
+	}
+}
