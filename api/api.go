@@ -67,6 +67,12 @@ type server struct {
 
 // New returns the HTTP handler for a vault.
 func New(svc vault.Service, cfg Config) http.Handler {
+	cfg.defaults()
+	s, inner := newVaultHandler(svc, cfg)
+	return s.outer(cfg, inner)
+}
+
+func (cfg *Config) defaults() {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -76,10 +82,22 @@ func New(svc vault.Service, cfg Config) http.Handler {
 	if cfg.RatePerAddress == 0 {
 		cfg.RatePerAddress = 300
 	}
-	s := &server{svc: svc, log: cfg.Logger.With("component", "api"), maxBody: cfg.MaxBody, pages: loadTemplates(), metrics: cfg.Metrics}
+}
+
+// newVaultHandler is one vault's routes behind its host check and its
+// per-address limit: what a host serving many vaults puts behind its own
+// outer layers (hosting.go).
+func newVaultHandler(svc vault.Service, cfg Config) (*server, http.Handler) {
+	s := &server{svc: svc, log: cfg.Logger.With("component", "api"), maxBody: cfg.MaxBody, pages: templates(), metrics: cfg.Metrics}
 	r := s.routes(cfg)
 	limit := policy.NewLimiter(cfg.RatePerAddress, int(2*cfg.RatePerAddress))
-	return s.recover(forwarded(cfg.TrustedProxies, s.logRequests(securityHeaders(s.checkHost(cfg.Hosts, limitAddresses(limit, s.log, r))))))
+	return s, s.checkHost(cfg.Hosts, limitAddresses(limit, s.log, r))
+}
+
+// outer is what every request meets first: recovery, the proxy's
+// forwarded headers, the access log and metrics, the security headers.
+func (s *server) outer(cfg Config, next http.Handler) http.Handler {
+	return s.recover(forwarded(cfg.TrustedProxies, s.logRequests(securityHeaders(next))))
 }
 
 // routes is the router: every endpoint, named (the names are the

@@ -7,6 +7,7 @@ import (
 	"math"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/pdvault/pdvault/policy"
 )
@@ -69,7 +70,7 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		log.Error("request failed", "method", r.Method, "route", routeName(r), "code", pe.Code, "err", err)
 	}
 	if pe.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(pe.RetryAfter.Seconds()))))
+		w.Header().Set("Retry-After", retryAfter(pe.RetryAfter))
 	}
 	// Handlers for DPoP-protected resources set their own challenge first.
 	if pe.Kind == policy.KindUnauthenticated && w.Header().Get("WWW-Authenticate") == "" {
@@ -97,7 +98,7 @@ func writeTokenError(w http.ResponseWriter, r *http.Request, log *slog.Logger, e
 		var pe *policy.Error
 		errors.As(err, &pe)
 		if pe.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(pe.RetryAfter.Seconds()))))
+			w.Header().Set("Retry-After", retryAfter(pe.RetryAfter))
 		}
 		noteError(r, pe.Code)
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: pe.Code, Description: pe.Msg, Reasons: pe.Reasons})
@@ -140,3 +141,6 @@ var (
 	errBadSeq         = policy.E(policy.KindInvalid, "invalid_request", "seq must be the number of an audit entry")
 	errBadFrom        = policy.E(policy.KindInvalid, "invalid_request", "from must be a tree size: a whole number from 1 to the log's size")
 )
+
+// retryAfter is a Retry-After value: whole seconds, rounded up.
+func retryAfter(d time.Duration) string { return strconv.Itoa(int(math.Ceil(d.Seconds()))) }

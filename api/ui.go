@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -58,6 +59,9 @@ type pageData struct {
 	Data    any
 	Scripts bool // the page loads its own script (uiScriptCSP)
 }
+
+// templates are parsed once per process: a host opens many vaults.
+var templates = sync.OnceValue(loadTemplates)
 
 func loadTemplates() map[string]*template.Template {
 	funcs := template.FuncMap{
@@ -129,9 +133,14 @@ func humanDuration(d time.Duration) string {
 	return unit(int64(d/time.Second), "second")
 }
 
-func (s *server) uiRoutes(r *mux.Router) {
+// staticFiles serves the UI's style sheet and scripts under /ui/static/.
+func staticFiles() http.Handler {
 	static, _ := fs.Sub(uiFiles, "ui/static")
-	r.PathPrefix("/ui/static/").Handler(http.StripPrefix("/ui/static/", http.FileServerFS(static))).Methods(http.MethodGet).Name("ui.static")
+	return http.StripPrefix("/ui/static/", http.FileServerFS(static))
+}
+
+func (s *server) uiRoutes(r *mux.Router) {
+	r.PathPrefix("/ui/static/").Handler(staticFiles()).Methods(http.MethodGet).Name("ui.static")
 	r.Handle("/", http.RedirectHandler("/ui/", http.StatusSeeOther)).Methods(http.MethodGet).Name("ui.root")
 	r.HandleFunc("/ui/login", s.uiLoginForm).Methods(http.MethodGet).Name("ui.login")
 	r.HandleFunc("/ui/login", s.uiLogin).Methods(http.MethodPost).Name("ui.login.post")

@@ -133,6 +133,12 @@ func ValidName(name string) error {
 	return nil
 }
 
+// Logger is the host's logger.
+func (h *Host) Logger() *slog.Logger { return h.log }
+
+// Issuer is the public base URL of the named vault.
+func (h *Host) Issuer(name string) string { return h.opts.IssuerFor(name) }
+
 func (h *Host) dir(name string) string { return filepath.Join(h.opts.Root, "vaults", name) }
 
 // Exists reports whether a vault by that name lives on this host.

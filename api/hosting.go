@@ -1,0 +1,275 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/mux"
+
+	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault"
+	"github.com/pdvault/pdvault/vault/host"
+)
+
+// A host serving many vaults (docs/operations.md, "Hosting pdvault for
+// many people") answers for <name>.<domain>, one origin per vault: the
+// browser's same-origin policy is then the wall between two people's
+// pages, cookies and storage, which path prefixes under one origin would
+// not give. The apex domain serves sign-up. Each vault's requests meet its
+// own handler — its issuer, JWKS, discovery and DPoP htu are its own — once
+// the host has opened it; a sealed vault answers only its owner's unlock.
+
+// HostConfig configures the HTTP face of a host.
+type HostConfig struct {
+	Config        // for every vault's handler, and the outer layers
+	Domain string // vaults are <name>.<Domain>; the apex serves sign-up
+	// Signup is who may create a vault over HTTP: "invite" (default; a
+	// code from `pdvault host invite`), "open", or "closed" (the
+	// operator's CLI only).
+	Signup string
+	// SignupsPerHour bounds sign-ups per client address (open or by
+	// invitation); default 3.
+	SignupsPerHour float64
+}
+
+// VaultHandler returns what a host attaches to each vault it opens: the
+// vault's own API and UI behind its host check (host.Options.Attach).
+func VaultHandler(cfg Config) func(name string, v *vault.Vault) any {
+	cfg.defaults()
+	cfg.Hosts = nil // a hosted vault answers to its issuer's host only
+	return func(_ string, v *vault.Vault) any {
+		_, h := newVaultHandler(v, cfg)
+		return h
+	}
+}
+
+type hosting struct {
+	h      *host.Host
+	cfg    HostConfig
+	s      *server // the host's own pages and errors
+	apex   http.Handler
+	signup *policy.Limiter
+	logins *policy.Limiter // passphrase attempts per address, all vaults together
+}
+
+// NewHost returns the HTTP handler of a host. Its vaults' handlers come
+// from the host's Attach, which must be VaultHandler.
+func NewHost(h *host.Host, cfg HostConfig) http.Handler {
+	cfg.Config.defaults()
+	cfg.Domain = strings.ToLower(strings.TrimSuffix(cfg.Domain, "."))
+	if cfg.Signup == "" {
+		cfg.Signup = "invite"
+	}
+	if cfg.SignupsPerHour <= 0 {
+		cfg.SignupsPerHour = 3
+	}
+	s := &server{log: cfg.Logger.With("component", "host"), maxBody: cfg.MaxBody, pages: templates(), metrics: cfg.Metrics}
+	hs := &hosting{h: h, cfg: cfg, s: s, signup: policy.NewLimiter(cfg.SignupsPerHour/3600, int(max(cfg.SignupsPerHour, 1))),
+		logins: policy.NewLimiter(loginsPerMinute/60.0, loginsPerMinute)}
+	hs.apex = hs.apexRoutes()
+	limit := policy.NewLimiter(cfg.RatePerAddress, int(2*cfg.RatePerAddress))
+	return s.outer(cfg.Config, limitAddresses(limit, s.log, http.HandlerFunc(hs.route)))
+}
+
+// vaultName is the vault a Host header names, or "" for the apex; ok is
+// false for a host this server does not serve.
+func (hs *hosting) vaultName(hostHeader string) (name string, ok bool) {
+	hn := strings.ToLower(hostHeader)
+	if h, _, err := net.SplitHostPort(hn); err == nil {
+		hn = h
+	}
+	hn = strings.TrimSuffix(hn, ".")
+	if hn == hs.cfg.Domain {
+		return "", true
+	}
+	name, found := strings.CutSuffix(hn, "."+hs.cfg.Domain)
+	if !found || name == "" || strings.Contains(name, ".") {
+		return "", false
+	}
+	return name, true
+}
+
+func (hs *hosting) route(w http.ResponseWriter, r *http.Request) {
+	name, ok := hs.vaultName(r.Host)
+	if !ok {
+		writeError(w, r, hs.s.log, policy.E(policy.KindMisdirected, "misdirected_request", "this host serves "+hs.cfg.Domain+" and its vaults, not "+r.Host))
+		return
+	}
+	if name == "" {
+		hs.apex.ServeHTTP(w, r)
+		return
+	}
+	// Each vault throttles wrong passphrases by source; one source trying
+	// passphrases at many vaults is bounded here, because every attempt
+	// costs an Argon2id derivation (64 MiB, tens of ms) of the host's.
+	if r.Method == http.MethodPost && (r.URL.Path == "/v1/owner/session" || r.URL.Path == "/ui/login") {
+		if ok, wait := hs.logins.Allow(sourceAddress(r), time.Now()); !ok {
+			writeError(w, r, hs.s.log, vault.ErrThrottled.WithRetryAfter(wait))
+			return
+		}
+	}
+	hd, err := hs.h.Acquire(r.Context(), name)
+	switch {
+	case err == nil:
+		defer hd.Release()
+		hd.Attached.(http.Handler).ServeHTTP(w, r)
+	case errors.Is(err, vault.ErrSealed):
+		hs.sealed(name).ServeHTTP(w, r)
+	default:
+		writeError(w, r, hs.s.log, err)
+	}
+}
+
+// loginsPerMinute bounds passphrase attempts per client address across all
+// the host's vaults.
+const loginsPerMinute = 20
+
+// sealedService is what a sealed vault can do: name its issuer and be
+// unlocked by its owner. The sealed router reaches no other method (the
+// embedded Service is nil); TestSealedVaultAnswersEveryRoute walks every
+// route of the API against it.
+type sealedService struct {
+	vault.Service
+	issuer string
+	unseal func(ctx context.Context, passphrase []byte, src vault.LoginSource) (vault.LoginResult, error)
+}
+
+func (s sealedService) Issuer() string { return s.issuer }
+func (s sealedService) Login(ctx context.Context, passphrase []byte, src vault.LoginSource) (vault.LoginResult, error) {
+	return s.unseal(ctx, passphrase, src)
+}
+func (s sealedService) Ready(context.Context) error { return vault.ErrSealed }
+
+// sealed is the handler of a sealed vault: the owner's login (API and UI)
+// unseals it; health answers; everything else is 503 vault_sealed with a
+// Retry-After, and the UI's pages lead to the unlock form.
+func (hs *hosting) sealed(name string) http.Handler {
+	svc := sealedService{issuer: hs.h.Issuer(name), unseal: func(ctx context.Context, p []byte, src vault.LoginSource) (vault.LoginResult, error) {
+		return hs.h.Unseal(ctx, name, p, src)
+	}}
+	s := &server{svc: svc, log: hs.s.log, maxBody: hs.s.maxBody, pages: hs.s.pages}
+	r := mux.NewRouter()
+	r.HandleFunc("/v1/owner/session", s.login).Methods(http.MethodPost).Name("owner.login")
+	r.HandleFunc("/ui/login", s.uiLoginForm).Methods(http.MethodGet).Name("ui.login")
+	r.HandleFunc("/ui/login", s.uiLogin).Methods(http.MethodPost).Name("ui.login.post")
+	r.PathPrefix("/ui/static/").Handler(staticFiles()).Methods(http.MethodGet).Name("ui.static")
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}).Methods(http.MethodGet).Name("healthz")
+	r.PathPrefix("/").HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.Method == http.MethodGet && (req.URL.Path == "/" || strings.HasPrefix(req.URL.Path, "/ui/")) {
+			http.Redirect(w, req, "/ui/login", http.StatusSeeOther)
+			return
+		}
+		writeError(w, req, s.log, vault.ErrSealed)
+	}).Name("sealed")
+	r.Use(nameRoute)
+	return s.checkHost(nil, r)
+}
+
+// Sign-up on the apex domain.
+
+type signupRequest struct {
+	Name       string `json:"name"`
+	Passphrase string `json:"passphrase"`
+	Invite     string `json:"invite,omitempty"`
+}
+
+type signupResponse struct {
+	Name      string `json:"name"`
+	Issuer    string `json:"issuer"` // the vault's URL
+	Token     string `json:"access_token"`
+	TokenType string `json:"token_type"`
+	ExpiresIn int64  `json:"expires_in"`
+}
+
+var errSignupClosed = policy.E(policy.KindForbidden, "signup_closed", "this host does not take sign-ups over the web; ask its operator")
+
+func (hs *hosting) apexRoutes() http.Handler {
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, hs.s.log, errNotFound) })
+	r.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}).Methods(http.MethodGet).Name("host.healthz")
+	r.HandleFunc("/v1/host/vaults", hs.signupJSON).Methods(http.MethodPost).Name("host.signup")
+	r.HandleFunc("/", hs.signupForm).Methods(http.MethodGet).Name("host.signup.form")
+	r.HandleFunc("/signup", hs.signupPost).Methods(http.MethodPost).Name("host.signup.post")
+	r.PathPrefix("/ui/static/").Handler(staticFiles()).Methods(http.MethodGet).Name("ui.static")
+	r.Use(nameRoute)
+	return r
+}
+
+// createVault runs a sign-up under the host's rules.
+func (hs *hosting) createVault(r *http.Request, req signupRequest) (*host.Handle, error) {
+	if hs.cfg.Signup == "closed" {
+		return nil, errSignupClosed
+	}
+	if ok, wait := hs.signup.Allow(sourceAddress(r), time.Now()); !ok {
+		return nil, policy.ErrRateLimited.WithRetryAfter(wait)
+	}
+	if len(req.Passphrase) > maxPassphrase {
+		return nil, vault.ErrWeakPassphrase
+	}
+	return hs.h.SignUp(r.Context(), req.Name, []byte(req.Passphrase), req.Invite, hs.cfg.Signup != "open")
+}
+
+func (hs *hosting) signupJSON(w http.ResponseWriter, r *http.Request) {
+	var req signupRequest
+	if err := hs.s.decodeJSON(w, r, &req); err != nil {
+		writeError(w, r, hs.s.log, err)
+		return
+	}
+	hd, err := hs.createVault(r, req)
+	if err != nil {
+		writeError(w, r, hs.s.log, err)
+		return
+	}
+	defer hd.Release()
+	sess := hd.Vault.NewSession()
+	writeJSON(w, http.StatusCreated, signupResponse{Name: req.Name, Issuer: hd.Vault.Issuer(), Token: sess.Token, TokenType: "Bearer", ExpiresIn: int64(sess.ExpiresIn.Seconds())})
+}
+
+type signupPage struct {
+	Domain, Name string
+	Invite       bool
+	Created      string // the new vault's URL
+}
+
+func (hs *hosting) signupForm(w http.ResponseWriter, r *http.Request) {
+	hs.s.render(w, r, http.StatusOK, "signup", "", pageData{Title: "Create your vault", Data: signupPage{Domain: hs.cfg.Domain, Invite: hs.cfg.Signup == "invite"}})
+}
+
+func (hs *hosting) signupPost(w http.ResponseWriter, r *http.Request) {
+	d := signupPage{Domain: hs.cfg.Domain, Invite: hs.cfg.Signup == "invite"}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil || !sameOrigin(r) {
+		hs.s.render(w, r, http.StatusBadRequest, "signup", "", pageData{Title: "Create your vault", Error: "The form could not be read; try again.", Data: d})
+		return
+	}
+	req := signupRequest{Name: strings.TrimSpace(r.PostFormValue("name")), Passphrase: r.PostFormValue("passphrase"), Invite: strings.TrimSpace(r.PostFormValue("invite"))}
+	d.Name = req.Name
+	if req.Passphrase != r.PostFormValue("repeat") {
+		hs.s.render(w, r, http.StatusBadRequest, "signup", "", pageData{Title: "Create your vault", Error: "The two passphrases differ.", Data: d})
+		return
+	}
+	hd, err := hs.createVault(r, req)
+	if err != nil {
+		pe := &policy.Error{Kind: policy.KindInternal, Msg: "The vault could not be created; try again later."}
+		errors.As(err, &pe)
+		if pe.Kind == policy.KindInternal {
+			hs.s.log.Error("sign-up", "err", err)
+		}
+		if pe.RetryAfter > 0 {
+			w.Header().Set("Retry-After", retryAfter(pe.RetryAfter))
+		}
+		hs.s.render(w, r, statusOf(pe.Kind), "signup", "", pageData{Title: "Create your vault", Error: pe.Msg, Reasons: pe.Reasons, Data: d})
+		return
+	}
+	d.Created = hd.Vault.Issuer()
+	hd.Release()
+	hs.s.render(w, r, http.StatusCreated, "signup", "", pageData{Title: "Your vault is ready", Data: d})
+}
