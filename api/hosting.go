@@ -112,6 +112,10 @@ func (hs *hosting) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if r.Method == http.MethodDelete && r.URL.Path == "/v1/owner/vault" {
+		hs.erase(w, r, name)
+		return
+	}
 	hd, err := hs.h.Acquire(r.Context(), name)
 	switch {
 	case err == nil:
@@ -272,4 +276,52 @@ func (hs *hosting) signupPost(w http.ResponseWriter, r *http.Request) {
 	d.Created = hd.Vault.Issuer()
 	hd.Release()
 	hs.s.render(w, r, http.StatusCreated, "signup", "", pageData{Title: "Your vault is ready", Data: d})
+}
+
+type eraseRequest struct {
+	Passphrase string `json:"passphrase"`
+}
+
+type eraseResponse struct {
+	Deleted string `json:"deleted"`
+}
+
+// erase is the owner leaving: DELETE /v1/owner/vault with the owner's
+// token and, again, the passphrase (a stolen session alone must not erase
+// a life's records). The vault's directory goes; what lies outside it
+// (replicas, the operator's backups) is the operator's to erase.
+func (hs *hosting) erase(w http.ResponseWriter, r *http.Request, name string) {
+	hd, err := hs.h.Acquire(r.Context(), name)
+	if err != nil {
+		writeError(w, r, hs.s.log, err)
+		return
+	}
+	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if err := hd.Vault.Authenticate(token); err != nil {
+		hd.Release()
+		writeError(w, r, hs.s.log, err)
+		return
+	}
+	var req eraseRequest
+	if err := hs.s.decodeJSON(w, r, &req); err != nil {
+		hd.Release()
+		writeError(w, r, hs.s.log, err)
+		return
+	}
+	if req.Passphrase == "" || len(req.Passphrase) > maxPassphrase {
+		hd.Release()
+		writeError(w, r, hs.s.log, vault.ErrWrongPassphrase)
+		return
+	}
+	_, err = hd.Vault.Login(r.Context(), []byte(req.Passphrase), vault.LoginSource{Address: sourceAddress(r)})
+	hd.Release()
+	if err != nil {
+		writeError(w, r, hs.s.log, err)
+		return
+	}
+	if err := hs.h.Delete(name); err != nil {
+		writeError(w, r, hs.s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, eraseResponse{Deleted: name})
 }

@@ -422,3 +422,41 @@ func TestHostBoundsLoginsAcrossVaults(t *testing.T) {
 		t.Fatalf("none of %d attempts from one address throttled", loginsPerMinute+5)
 	}
 }
+
+// The owner leaves: with the token and the passphrase again, the vault's
+// files go and the name is free; a token alone, or another vault's token,
+// erases nothing.
+func TestOwnerErasesVault(t *testing.T) {
+	he := newHostEnv(t, HostConfig{Signup: "open"})
+	alice, bob := he.signup("alice"), he.signup("bob")
+	body := func(p string) io.Reader { return strings.NewReader(fmt.Sprintf(`{"passphrase":%q}`, p)) }
+	for _, c := range []struct {
+		token, pass, code string
+		status            int
+	}{
+		{"", testPass, "invalid_token", 401},
+		{bob, testPass, "invalid_token", 401},
+		{alice, "not the passphrase", "invalid_passphrase", 401},
+	} {
+		r := he.do("alice", "DELETE", "/v1/owner/vault", c.token, body(c.pass))
+		if r.status != c.status || r.errCode(t) != c.code {
+			t.Fatalf("erase with %q/%q: %d %s", c.token, c.pass, r.status, r.body)
+		}
+	}
+	if !he.h.Exists("alice") {
+		t.Fatal("a refused erase erased")
+	}
+	r := he.do("alice", "DELETE", "/v1/owner/vault", alice, body(testPass))
+	if r.status != 200 {
+		t.Fatalf("erase: %d %s", r.status, r.body)
+	}
+	if he.h.Exists("alice") {
+		t.Fatal("the vault is still there")
+	}
+	if r := he.do("alice", "GET", "/v1/terms", "", nil); r.status != 404 || r.errCode(t) != "no_such_vault" {
+		t.Fatalf("after erase: %d %s", r.status, r.body)
+	}
+	if r := he.do("bob", "GET", "/v1/owner/records/profile", bob, nil); r.status != 200 {
+		t.Fatalf("bob after alice left: %d %s", r.status, r.body)
+	}
+}

@@ -83,6 +83,9 @@ Run a vault:
   export       write an encrypted, integrity-protected backup file
   import       restore a backup into a new vault directory
 
+Host vaults for many people:
+  host         serve | invite | create | list | delete: one process, one SQLite file per vault
+
 Talk to a running vault:
   login        exchange the passphrase for an owner token
   record       put | get | list | delete records
@@ -112,6 +115,7 @@ Other:
 Environment:
   PDVAULT_DIR          vault directory (default ~/.local/share/pdvault)
   PDVAULT_CONFIG       serve's config file (TOML; docs/operations.md)
+  PDVAULT_HOST_ROOT    a host's directory (default: PDVAULT_DIR + "-host")
   PDVAULT_PASSPHRASE   passphrase, for scripts (prefer --passphrase-file)
   PDVAULT_ADDR         address of a running vault (default http://127.0.0.1:8700)
   PDVAULT_TOKEN        owner token for a running vault
@@ -127,6 +131,7 @@ func (a *app) run(ctx context.Context, args []string) int {
 	cmds := map[string]command{
 		"init":          a.cmdInit,
 		"serve":         a.cmdServe,
+		"host":          a.cmdHost,
 		"config":        a.cmdConfig,
 		"passphrase":    a.cmdPassphrase,
 		"export":        a.cmdExport,

@@ -90,18 +90,24 @@ func (s *syncBuffer) String() string {
 // and a function that stops it (as Ctrl-C would) and returns its result.
 func (c *cli) serve(args ...string) (url string, stop func() result) {
 	c.t.Helper()
+	return c.start(append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+}
+
+// start runs a serving command until stop.
+func (c *cli) start(args ...string) (url string, stop func() result) {
+	c.t.Helper()
 	ctx, cancel := context.WithCancel(c.t.Context())
 	var out, errb syncBuffer
 	a := c.app(&out, &errb)
 	urlc := make(chan string, 1)
 	a.listening = func(u string) { urlc <- u }
 	done := make(chan int, 1)
-	go func() { done <- a.run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)) }()
+	go func() { done <- a.run(ctx, args) }()
 	select {
 	case url = <-urlc:
 	case code := <-done:
 		cancel()
-		c.t.Fatalf("serve exited with %d: %s", code, errb.String())
+		c.t.Fatalf("%s exited with %d: %s", args[0], code, errb.String())
 	case <-time.After(30 * time.Second):
 		c.t.Fatal("serve did not start")
 	}

@@ -1,0 +1,405 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pdvault/pdvault/api"
+	"github.com/pdvault/pdvault/vault"
+	"github.com/pdvault/pdvault/vault/host"
+)
+
+const hostUsage = `Usage:
+  pdvault host serve --domain NAME [--root DIR] [--addr HOST:PORT] [--public-url URL] ...
+                     serve every vault under DIR, each at https://<name>.NAME
+  pdvault host invite [--root DIR] [--expires 168h]
+                     make a single-use sign-up code (shown once)
+  pdvault host create NAME [--root DIR] [--passphrase-file FILE]
+                     create a vault for a person, who types its passphrase
+  pdvault host list [--root DIR] [--format text|json]
+                     the vaults: name, size on disk, last change (never their content)
+  pdvault host delete NAME [--root DIR] --yes
+                     erase a vault's directory (the host must be stopped)
+
+A host keeps one directory and one SQLite file per vault under DIR/vaults/,
+each with its own keys. It never stores a passphrase: after a restart every
+vault is sealed (organizations hear 503 vault_sealed) until its owner logs
+in. See docs/operations.md, "Hosting pdvault for many people".
+`
+
+func (a *app) cmdHost(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(a.stdout, hostUsage)
+		if len(args) == 0 {
+			return usageError{"host needs a subcommand", `run "pdvault host -h"`}
+		}
+		return flagHelp
+	}
+	switch args[0] {
+	case "serve":
+		return a.hostServe(ctx, args[1:])
+	case "invite":
+		return a.hostInvite(args[1:])
+	case "create":
+		return a.hostCreate(ctx, args[1:])
+	case "list":
+		return a.hostList(args[1:])
+	case "delete":
+		return a.hostDelete(args[1:])
+	}
+	return usageError{fmt.Sprintf("unknown host subcommand %q", args[0]), `run "pdvault host -h"`}
+}
+
+func (a *app) defaultHostRoot() string {
+	if d := a.getenv("PDVAULT_HOST_ROOT"); d != "" {
+		return d
+	}
+	return a.defaultDir() + "-host"
+}
+
+// hostLock is held by a serving host: commands that remove or replace a
+// vault's files refuse while it runs (it may have the database open).
+func hostLock(root string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(root, "host.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, errHostRunning
+	}
+	return f, nil
+}
+
+var errHostRunning = errors.New("a host is serving this directory")
+
+type hostSettings struct {
+	root, domain, addr, publicURL, signup string
+	certFile, keyFile, trustedProxies     string
+	maxOpen                               int
+	idle                                  time.Duration
+	quota                                 vault.Quota
+	rateAddr, rateOrg                     float64
+	allowLoopback                         bool
+	logLevel, logFormat                   string
+}
+
+func (a *app) hostServe(ctx context.Context, args []string) error {
+	var s hostSettings
+	fs := a.flags("host serve", "host serve --domain NAME [--root DIR] [--addr HOST:PORT] [--public-url URL] [--signup invite|open|closed]")
+	fs.StringVar(&s.root, "root", a.defaultHostRoot(), "the host's directory: vaults/<name>/ and invites/ (env PDVAULT_HOST_ROOT)")
+	fs.StringVar(&s.domain, "domain", "", "vaults are served as <name>.DOMAIN; DOMAIN itself serves sign-up (required)")
+	fs.StringVar(&s.addr, "addr", DefaultAddr, "address to listen on")
+	fs.StringVar(&s.publicURL, "public-url", "", "how clients reach the apex, e.g. https://vaults.example.org (default http://DOMAIN:PORT); vaults' issuers take its scheme and port")
+	fs.StringVar(&s.signup, "signup", "invite", "who may create a vault over the web: invite (a code from \"pdvault host invite\"), open, or closed")
+	fs.StringVar(&s.certFile, "tls-cert", "", "serve HTTPS with this PEM certificate chain (a wildcard for *.DOMAIN and DOMAIN)")
+	fs.StringVar(&s.keyFile, "tls-key", "", "the PEM private key of --tls-cert")
+	fs.StringVar(&s.trustedProxies, "trusted-proxy", "", "comma-separated addresses or CIDRs of reverse proxies whose Forwarded / X-Forwarded-* headers are believed")
+	fs.IntVar(&s.maxOpen, "max-open", 1000, "vaults open at once (each holds a few file descriptors and its caches); the least recently used close first")
+	fs.DurationVar(&s.idle, "idle", 10*time.Minute, "close a vault unused this long (it reopens without its passphrase)")
+	fs.Int64Var(&s.quota.Bytes, "quota-bytes", 1<<30, "bytes each vault may hold, documents included; 0 for no limit")
+	fs.Int64Var(&s.quota.Records, "quota-records", 1_000_000, "records each vault may hold; 0 for no limit")
+	fs.Int64Var(&s.quota.Documents, "quota-documents", 10_000, "documents each vault may hold; 0 for no limit")
+	fs.Float64Var(&s.rateAddr, "rate-limit-address", 300, "requests per second per client address, per vault and for the host as a whole (burst twice that); 0 for no limit")
+	fs.Float64Var(&s.rateOrg, "rate-limit-org", 200, "requests per second per organization key, per vault (burst twice that); 0 for no limit")
+	fs.BoolVar(&s.allowLoopback, "allow-loopback-http", false, "let notices reach loopback addresses over plain HTTP (local testing only)")
+	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&s.logFormat, "log-format", "text", "text or json")
+	if err := a.parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{"host serve takes no arguments", `run "pdvault host serve -h" for its flags`}
+	}
+	domain := strings.ToLower(strings.TrimSuffix(s.domain, "."))
+	if domain == "" || strings.ContainsAny(domain, "/:@ ") {
+		return usageError{"host serve needs --domain NAME", "e.g. --domain vaults.example.org: vaults are then alice.vaults.example.org, ..."}
+	}
+	switch s.signup {
+	case "invite", "open", "closed":
+	default:
+		return usageError{fmt.Sprintf("--signup %q", s.signup), "choose invite, open or closed"}
+	}
+	if s.quota.Bytes < 0 || s.quota.Records < 0 || s.quota.Documents < 0 || s.maxOpen < 1 {
+		return usageError{"quotas are 0 (none) or more, and --max-open at least 1", ""}
+	}
+	proxies, err := parseProxies(s.trustedProxies)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(a.stderr, s.logLevel, s.logFormat)
+	if err != nil {
+		return err
+	}
+	ts, err := newTLS(tlsOptions{certFile: s.certFile, keyFile: s.keyFile}, s.root)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.root, 0o700); err != nil {
+		return fmt.Errorf("cannot create --root %s: %w", s.root, err)
+	}
+	lock, err := hostLock(s.root)
+	if errors.Is(err, errHostRunning) {
+		return hint(err, "another pdvault host serves "+s.root+"; stop it first")
+	}
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	ln, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		return hint(fmt.Errorf("cannot listen on %s: %w", s.addr, err), "choose another address with --addr HOST:PORT")
+	}
+	scheme, port, err := publicBase(s.publicURL, domain, ts != nil, ln.Addr())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	issuerFor := func(name string) string { return scheme + "://" + name + "." + domain + port }
+	tuneGC()
+
+	opts := vault.Options{Logger: log, AllowLoopbackHTTP: s.allowLoopback, RatePerOrg: noLimitIfZero(s.rateOrg)}
+	courier := api.NewCourier(opts.AllowLoopbackHTTP, outboundTimeout)
+	opts.Courier = courier
+	opts.Notifier = api.NewNotifier(courier, nil, outboundTimeout)
+	cfg := api.Config{Logger: log, RatePerAddress: noLimitIfZero(s.rateAddr), TrustedProxies: proxies}
+	h, err := host.New(host.Options{Root: s.root, Logger: log, Vault: opts, IssuerFor: issuerFor, Quota: s.quota,
+		MaxOpen: s.maxOpen, IdleAfter: s.idle, Attach: api.VaultHandler(cfg),
+		Background: func(ctx context.Context, v *vault.Vault) {
+			go v.RunNotices(ctx, noticeTick)
+			go v.RunReencryption(ctx)
+			v.RunNotifications(ctx, noticeTick, api.GenerateVAPID)
+		}})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	srv := api.NewServer(s.addr, api.NewHost(h, api.HostConfig{Config: cfg, Domain: domain, Signup: s.signup}), log)
+	errc := make(chan error, 1)
+	if ts != nil {
+		srv.TLSConfig = ts.config
+		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { errc <- srv.Serve(ln) }()
+	}
+	apex := scheme + "://" + domain + port
+	fmt.Fprintf(a.stdout, "pdvault host serving %s at %s (vaults at %s)\n", s.root, apex, issuerFor("NAME"))
+	if a.listening != nil {
+		a.listening(apex)
+	}
+	select {
+	case err := <-errc:
+		h.Close(context.Background())
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	srv.Shutdown(sctx)
+	if err := h.Close(sctx); err != nil {
+		log.Warn("vaults still in use at shutdown", "err", err)
+	}
+	fmt.Fprintln(a.stdout, "pdvault host stopped")
+	return nil
+}
+
+// publicBase is the scheme and ":port" (empty for the scheme's default)
+// of the vaults' URLs.
+func publicBase(publicURL, domain string, tls bool, addr net.Addr) (scheme, port string, err error) {
+	if publicURL == "" {
+		scheme = "http"
+		if tls {
+			scheme = "https"
+		}
+		_, p, _ := net.SplitHostPort(addr.String())
+		if (scheme == "http" && p != "80") || (scheme == "https" && p != "443") {
+			port = ":" + p
+		}
+		return scheme, port, nil
+	}
+	u, err := url.Parse(publicURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Hostname() != domain || (u.Path != "" && u.Path != "/") {
+		return "", "", usageError{fmt.Sprintf("--public-url %q", publicURL), "give the apex as clients reach it, e.g. https://" + domain + " (no path)"}
+	}
+	if u.Port() != "" {
+		port = ":" + u.Port()
+	}
+	return u.Scheme, port, nil
+}
+
+// hostOffline opens the host directory for an operator command: its
+// flags, and a host that serves nothing.
+func (a *app) hostOffline(name, synopsis string, args []string) (*host.Host, string, []string, error) {
+	fs := a.flags("host "+name, "host "+synopsis)
+	root := fs.String("root", a.defaultHostRoot(), "the host's directory (env PDVAULT_HOST_ROOT)")
+	extra := map[string]*string{}
+	var yes *bool
+	switch name {
+	case "invite":
+		extra["expires"] = fs.String("expires", "168h", "how long the code is valid")
+	case "create":
+		extra["passphrase-file"] = fs.String("passphrase-file", "", "read the new vault's passphrase from this file instead of prompting")
+	case "list":
+		extra["format"] = fs.String("format", "text", "text or json")
+	case "delete":
+		yes = fs.Bool("yes", false, "confirm: the vault and everything in it is erased from this host")
+	}
+	pos, err := a.interleaved(fs, args)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	if yes != nil && !*yes {
+		return nil, "", nil, usageError{"delete erases a person's vault", "add --yes if you mean it"}
+	}
+	if _, err := os.Stat(*root); err != nil && name != "invite" && name != "create" {
+		return nil, "", nil, hint(fmt.Errorf("no host directory at %s", *root), "give it with --root DIR")
+	}
+	h, err := host.New(host.Options{Root: *root, IssuerFor: func(n string) string { return n }, MaxOpen: 1})
+	if err != nil {
+		return nil, "", nil, err
+	}
+	for k, v := range extra {
+		pos = append(pos, "--"+k+"="+*v)
+	}
+	return h, *root, pos, nil
+}
+
+// flagValue takes --name=value off the end of hostOffline's positionals.
+func flagValue(pos []string, name string) (string, []string) {
+	var out []string
+	val := ""
+	for _, p := range pos {
+		if v, ok := strings.CutPrefix(p, "--"+name+"="); ok {
+			val = v
+			continue
+		}
+		out = append(out, p)
+	}
+	return val, out
+}
+
+func (a *app) hostInvite(args []string) error {
+	h, _, pos, err := a.hostOffline("invite", "invite [--root DIR] [--expires 168h]", args)
+	if err != nil {
+		return err
+	}
+	defer h.Close(context.Background())
+	exp, pos := flagValue(pos, "expires")
+	if len(pos) > 0 {
+		return usageError{"invite takes no arguments", ""}
+	}
+	d, err := time.ParseDuration(exp)
+	if err != nil || d < time.Minute || d > 90*24*time.Hour {
+		return usageError{fmt.Sprintf("--expires %q", exp), "a duration from 1m to 2160h, e.g. 168h"}
+	}
+	code, err := h.Invite(d)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "%s\n", code)
+	fmt.Fprintf(a.stderr, "single-use sign-up code, valid until %s; it is not shown again\n", time.Now().Add(d).UTC().Format("2006-01-02 15:04 UTC"))
+	return nil
+}
+
+func (a *app) hostCreate(ctx context.Context, args []string) error {
+	h, _, pos, err := a.hostOffline("create", "create NAME [--root DIR] [--passphrase-file FILE]", args)
+	if err != nil {
+		return err
+	}
+	defer h.Close(context.Background())
+	pfile, pos := flagValue(pos, "passphrase-file")
+	if len(pos) != 1 {
+		return usageError{"create takes one vault name", "e.g. pdvault host create alice"}
+	}
+	if err := host.ValidName(pos[0]); err != nil {
+		return err
+	}
+	if h.Exists(pos[0]) {
+		return hint(host.ErrNameTaken, "nothing was changed")
+	}
+	pass, err := a.readPassphrase(passphraseSource{file: pfile, envName: "PDVAULT_PASSPHRASE", prompt: "New passphrase for " + pos[0], confirm: true})
+	if err != nil {
+		return err
+	}
+	hd, err := h.Create(ctx, pos[0], pass)
+	if err != nil {
+		return err
+	}
+	hd.Release()
+	fmt.Fprintf(a.stdout, "Created vault %s; it is sealed until its owner logs in on the running host\n", pos[0])
+	return nil
+}
+
+func (a *app) hostList(args []string) error {
+	h, _, pos, err := a.hostOffline("list", "list [--root DIR] [--format text|json]", args)
+	if err != nil {
+		return err
+	}
+	defer h.Close(context.Background())
+	format, pos := flagValue(pos, "format")
+	if len(pos) > 0 {
+		return usageError{"list takes no arguments", ""}
+	}
+	vs, err := h.List()
+	if err != nil {
+		return err
+	}
+	switch format {
+	case "json":
+		if vs == nil {
+			vs = []host.VaultInfo{}
+		}
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(vs)
+	case "text":
+	default:
+		return usageError{fmt.Sprintf("--format %q", format), "choose text or json"}
+	}
+	if len(vs) == 0 {
+		fmt.Fprintln(a.stdout, "no vaults")
+		return nil
+	}
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSIZE\tMODIFIED")
+	for _, v := range vs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, mib(float64(v.Bytes)), v.Modified.Format("2006-01-02 15:04"))
+	}
+	return tw.Flush()
+}
+
+func (a *app) hostDelete(args []string) error {
+	h, root, pos, err := a.hostOffline("delete", "delete NAME [--root DIR] --yes", args)
+	if err != nil {
+		return err
+	}
+	defer h.Close(context.Background())
+	if len(pos) != 1 {
+		return usageError{"delete takes one vault name", "e.g. pdvault host delete alice --yes"}
+	}
+	// A serving host may hold the database open: never pull it away.
+	lock, err := hostLock(root)
+	if errors.Is(err, errHostRunning) {
+		return hint(err, "stop the host first; a vault's owner can delete it while the host runs (DELETE /v1/owner/vault)")
+	}
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	if err := h.Delete(pos[0]); err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "Deleted vault %s from %s; erase its replicas and backups too (docs/operations.md, \"Erasure\")\n", pos[0], root)
+	return nil
+}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// The operator's commands and a serving host: invite, create, list, serve,
+// sign-up over HTTP, a sealed vault after creation, delete refused while the
+// host runs and done once it stops.
+func TestHostCommands(t *testing.T) {
+	c := &cli{t: t, env: map[string]string{}}
+	root := filepath.Join(t.TempDir(), "host")
+	pfile := writeFile(t, "pass", testPass)
+
+	r := c.run("host", "invite", "--root", root, "--expires", "1h")
+	expect(t, r, 0, "single-use")
+	code := strings.TrimSpace(r.stdout)
+	if len(code) != 24 {
+		t.Fatalf("invite printed %q", r.stdout)
+	}
+	expect(t, c.run("host", "invite", "--root", root, "--expires", "10y"), 2, "--expires")
+	expect(t, c.run("host", "create", "Alice", "--root", root, "--passphrase-file", pfile), 1, "3 to 63 lowercase")
+	r = c.run("host", "create", "alice", "--root", root, "--passphrase-file", pfile)
+	expect(t, r, 0, "")
+	expect(t, c.run("host", "create", "alice", "--root", root, "--passphrase-file", pfile), 1, "taken")
+	expect(t, c.run("host", "serve", "--root", root), 2, "--domain")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--signup", "maybe"), 2, "invite, open or closed")
+
+	u, stop := c.start("host", "serve", "--root", root, "--domain", "vaults.test", "--addr", "127.0.0.1:0")
+	pu, _ := url.Parse(u)
+	if pu.Hostname() != "vaults.test" {
+		t.Fatalf("host serves at %s", u)
+	}
+	addr := "127.0.0.1:" + pu.Port()
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}}
+	do := func(method, u, body string) (int, string) {
+		req, _ := http.NewRequest(method, u, strings.NewReader(body))
+		res, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	st, body := do("POST", u+"/v1/host/vaults", fmt.Sprintf(`{"name":"bob","passphrase":%q,"invite":%q}`, testPass, code))
+	if st != 201 {
+		t.Fatalf("sign-up: %d %s", st, body)
+	}
+	var su struct{ Issuer string }
+	json.Unmarshal([]byte(body), &su)
+	if su.Issuer != "http://bob.vaults.test:"+pu.Port() {
+		t.Fatalf("bob's issuer: %s", su.Issuer)
+	}
+	if st, body := do("GET", su.Issuer+"/v1/terms", ""); st != 200 {
+		t.Fatalf("bob's terms: %d %s", st, body)
+	}
+	// Created by the operator's CLI: sealed until alice logs in.
+	if st, body := do("GET", "http://alice.vaults.test:"+pu.Port()+"/v1/terms", ""); st != 503 || !strings.Contains(body, "vault_sealed") {
+		t.Fatalf("alice before her login: %d %s", st, body)
+	}
+	expect(t, c.run("host", "delete", "alice", "--root", root, "--yes"), 1, "stop the host first")
+	expect(t, c.run("host", "delete", "alice", "--root", root), 2, "--yes")
+
+	if res := stop(); res.code != 0 || !strings.Contains(res.stdout, "pdvault host stopped") {
+		t.Fatalf("stop: %+v", res)
+	}
+	expect(t, c.run("host", "delete", "alice", "--root", root, "--yes"), 0, "")
+	r = c.run("host", "list", "--root", root, "--format", "json")
+	var list []struct{ Name string }
+	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list) != 1 || list[0].Name != "bob" {
+		t.Fatalf("list after delete: %s %v", r.stdout, err)
+	}
+	r = c.run("host", "list", "--root", root)
+	if !strings.Contains(r.stdout, "bob") || strings.Contains(r.stdout, "alice") {
+		t.Fatalf("list: %s", r.stdout)
+	}
+}
