@@ -63,6 +63,7 @@ type server struct {
 	metrics *Metrics
 
 	headHeader atomic.Pointer[encodedHead] // the last tree head, as a header value
+	openapi    *openAPIDoc                 // shared by a host's vaults; nil: built from this router
 }
 
 // New returns the HTTP handler for a vault.

@@ -38,14 +38,45 @@ type HostConfig struct {
 
 // VaultHandler returns what a host attaches to each vault it opens: the
 // vault's own API and UI behind its host check (host.Options.Attach).
+//
+// The routes are matched by one router for all vaults: gorilla/mux
+// compiles a regular expression per route, some 600 KiB for the ~130
+// routes, which a router per open vault would hold a thousand times. Each
+// open vault keeps only its handlers by route name; the shared router finds
+// the route and calls the vault's handler of that name.
 func VaultHandler(cfg Config) func(name string, v *vault.Vault) any {
 	cfg.defaults()
 	cfg.Hosts = nil // a hosted vault answers to its issuer's host only
+	proto := &server{log: cfg.Logger.With("component", "api"), maxBody: cfg.MaxBody, pages: templates(), metrics: cfg.Metrics}
+	shared := proto.routes(cfg)
+	doc := &openAPIDoc{r: shared}
+	shared.Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+		name := route.GetName()
+		route.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			r.Context().Value(routeTableKey{}).(routeTable)[name].ServeHTTP(w, r)
+		}))
+		return nil
+	})
 	return func(_ string, v *vault.Vault) any {
-		_, h := newVaultHandler(v, cfg)
-		return h
+		s := &server{svc: v, log: proto.log, maxBody: cfg.MaxBody, pages: proto.pages, metrics: cfg.Metrics, openapi: doc}
+		// The vault's own router is built to collect its handlers, then
+		// dropped.
+		table := routeTable{}
+		s.routes(cfg).Walk(func(route *mux.Route, _ *mux.Router, _ []*mux.Route) error {
+			table[route.GetName()] = route.GetHandler()
+			return nil
+		})
+		limit := policy.NewLimiter(cfg.RatePerAddress, int(2*cfg.RatePerAddress))
+		return s.checkHost(nil, limitAddresses(limit, s.log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			shared.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeTableKey{}, table)))
+		})))
 	}
 }
+
+// routeTable is an open vault's handlers by route name.
+type routeTable map[string]http.Handler
+
+type routeTableKey struct{}
 
 type hosting struct {
 	h      *host.Host

@@ -196,6 +196,14 @@ func TestHostIsolation(t *testing.T) {
 	if md.Issuer != he.url("bob") || md.TokenEndpoint != he.url("bob")+"/v1/token" {
 		t.Fatalf("bob's metadata: %+v", md)
 	}
+	// So is the OpenAPI document's server (one document, built once).
+	for _, n := range []string{"alice", "bob"} {
+		var doc struct{ Servers []struct{ URL string } }
+		he.do(n, "GET", "/openapi.json", "", nil).json(t, &doc)
+		if len(doc.Servers) != 1 || doc.Servers[0].URL != he.url(n) {
+			t.Fatalf("%s's OpenAPI servers: %+v", n, doc.Servers)
+		}
+	}
 
 	k, _ := client.GenerateKey("ES256")
 	atAlice, atBob := he.org("alice", k), he.org("bob", k)

@@ -176,21 +176,34 @@ var operations = map[string]opSpec{
 	"owner.relationships.reaccept": {summary: "Ask the organization to accept the current terms", tag: "owner", auth: "owner", ok: http.StatusAccepted, res: vault.Notice{}},
 }
 
+// openAPIDoc is the document built from a router on first use (the router
+// is complete by then). A host's vaults share one (hosting.go).
+type openAPIDoc struct {
+	r    *mux.Router
+	once sync.Once
+	doc  *openapi3.T
+	err  error
+}
+
+func (d *openAPIDoc) get() (*openapi3.T, error) {
+	d.once.Do(func() { d.doc, d.err = buildOpenAPI(d.r) })
+	return d.doc, d.err
+}
+
 // openAPIHandler serves the document, with the vault's issuer as its
-// server. It is built on first use (the router is complete by then).
+// server.
 func (s *server) openAPIHandler(r *mux.Router) http.HandlerFunc {
 	type cached struct {
 		issuer string
 		body   []byte
 	}
-	var (
-		once  sync.Once
-		doc   *openapi3.T
-		err   error
-		cache atomic.Pointer[cached]
-	)
+	src := s.openapi
+	if src == nil {
+		src = &openAPIDoc{r: r}
+	}
+	var cache atomic.Pointer[cached]
 	return func(w http.ResponseWriter, req *http.Request) {
-		once.Do(func() { doc, err = buildOpenAPI(r) })
+		doc, err := src.get()
 		if err != nil {
 			writeError(w, req, s.log, policy.Internal("openapi", err))
 			return

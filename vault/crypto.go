@@ -36,13 +36,11 @@ type KDFParams struct {
 	Threads uint8  `json:"threads"`
 }
 
-// The floor is RFC 9106's second recommended setting. The caps stop a
-// tampered vault file (or backup) from making unlock use unbounded memory
-// or time: parameters outside [floor, cap] are refused before deriving.
+// The floor is RFC 9106's second recommended setting (kdf_floor.go; a
+// benchmark-only build lowers it). The caps stop a tampered vault file (or
+// backup) from making unlock use unbounded memory or time: parameters
+// outside [floor, cap] are refused before deriving.
 const (
-	minMemoryKiB = 64 * 1024
-	minTime      = 3
-	minThreads   = 4
 	maxMemoryKiB = 1024 * 1024 // 1 GiB
 	maxTime      = 16
 	maxThreads   = 16
