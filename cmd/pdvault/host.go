@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"net"
 	"net/url"
@@ -238,70 +239,44 @@ func publicBase(publicURL, domain string, tls bool, addr net.Addr) (scheme, port
 	return u.Scheme, port, nil
 }
 
-// hostOffline opens the host directory for an operator command: its
-// flags, and a host that serves nothing.
-func (a *app) hostOffline(name, synopsis string, args []string) (*host.Host, string, []string, error) {
+// hostFlags starts an operator command's flags with --root.
+func (a *app) hostFlags(name, synopsis string) (*flag.FlagSet, *string) {
 	fs := a.flags("host "+name, "host "+synopsis)
-	root := fs.String("root", a.defaultHostRoot(), "the host's directory (env PDVAULT_HOST_ROOT)")
-	extra := map[string]*string{}
-	var yes *bool
-	switch name {
-	case "invite":
-		extra["expires"] = fs.String("expires", "168h", "how long the code is valid")
-	case "create":
-		extra["passphrase-file"] = fs.String("passphrase-file", "", "read the new vault's passphrase from this file instead of prompting")
-	case "list":
-		extra["format"] = fs.String("format", "text", "text or json")
-	case "delete":
-		yes = fs.Bool("yes", false, "confirm: the vault and everything in it is erased from this host")
-	}
-	pos, err := a.interleaved(fs, args)
-	if err != nil {
-		return nil, "", nil, err
-	}
-	if yes != nil && !*yes {
-		return nil, "", nil, usageError{"delete erases a person's vault", "add --yes if you mean it"}
-	}
-	if _, err := os.Stat(*root); err != nil && name != "invite" && name != "create" {
-		return nil, "", nil, hint(fmt.Errorf("no host directory at %s", *root), "give it with --root DIR")
-	}
-	h, err := host.New(host.Options{Root: *root, IssuerFor: func(n string) string { return n }, MaxOpen: 1})
-	if err != nil {
-		return nil, "", nil, err
-	}
-	for k, v := range extra {
-		pos = append(pos, "--"+k+"="+*v)
-	}
-	return h, *root, pos, nil
+	return fs, fs.String("root", a.defaultHostRoot(), "the host's directory (env PDVAULT_HOST_ROOT)")
 }
 
-// flagValue takes --name=value off the end of hostOffline's positionals.
-func flagValue(pos []string, name string) (string, []string) {
-	var out []string
-	val := ""
-	for _, p := range pos {
-		if v, ok := strings.CutPrefix(p, "--"+name+"="); ok {
-			val = v
-			continue
-		}
-		out = append(out, p)
+// hostOffline parses an operator command's flags and opens the host
+// directory, serving nothing.
+func (a *app) hostOffline(fs *flag.FlagSet, rootFlag *string, args []string, mustExist bool) (*host.Host, []string, error) {
+	pos, err := a.interleaved(fs, args)
+	if err != nil {
+		return nil, nil, err
 	}
-	return val, out
+	root := *rootFlag
+	if _, err := os.Stat(root); err != nil && mustExist {
+		return nil, nil, hint(fmt.Errorf("no host directory at %s", root), "give it with --root DIR")
+	}
+	h, err := host.New(host.Options{Root: root, IssuerFor: func(n string) string { return n }, MaxOpen: 1})
+	if err != nil {
+		return nil, nil, err
+	}
+	return h, pos, nil
 }
 
 func (a *app) hostInvite(args []string) error {
-	h, _, pos, err := a.hostOffline("invite", "invite [--root DIR] [--expires 168h]", args)
+	fs, root := a.hostFlags("invite", "invite [--root DIR] [--expires 168h]")
+	exp := fs.String("expires", "168h", "how long the code is valid")
+	h, pos, err := a.hostOffline(fs, root, args, false)
 	if err != nil {
 		return err
 	}
 	defer h.Close(context.Background())
-	exp, pos := flagValue(pos, "expires")
 	if len(pos) > 0 {
 		return usageError{"invite takes no arguments", ""}
 	}
-	d, err := time.ParseDuration(exp)
+	d, err := time.ParseDuration(*exp)
 	if err != nil || d < time.Minute || d > 90*24*time.Hour {
-		return usageError{fmt.Sprintf("--expires %q", exp), "a duration from 1m to 2160h, e.g. 168h"}
+		return usageError{fmt.Sprintf("--expires %q", *exp), "a duration from 1m to 2160h, e.g. 168h"}
 	}
 	code, err := h.Invite(d)
 	if err != nil {
@@ -313,12 +288,13 @@ func (a *app) hostInvite(args []string) error {
 }
 
 func (a *app) hostCreate(ctx context.Context, args []string) error {
-	h, _, pos, err := a.hostOffline("create", "create NAME [--root DIR] [--passphrase-file FILE]", args)
+	fs, root := a.hostFlags("create", "create NAME [--root DIR] [--passphrase-file FILE]")
+	pfile := fs.String("passphrase-file", "", "read the new vault's passphrase from this file instead of prompting")
+	h, pos, err := a.hostOffline(fs, root, args, false)
 	if err != nil {
 		return err
 	}
 	defer h.Close(context.Background())
-	pfile, pos := flagValue(pos, "passphrase-file")
 	if len(pos) != 1 {
 		return usageError{"create takes one vault name", "e.g. pdvault host create alice"}
 	}
@@ -328,7 +304,7 @@ func (a *app) hostCreate(ctx context.Context, args []string) error {
 	if h.Exists(pos[0]) {
 		return hint(host.ErrNameTaken, "nothing was changed")
 	}
-	pass, err := a.readPassphrase(passphraseSource{file: pfile, envName: "PDVAULT_PASSPHRASE", prompt: "New passphrase for " + pos[0], confirm: true})
+	pass, err := a.readPassphrase(passphraseSource{file: *pfile, envName: "PDVAULT_PASSPHRASE", prompt: "New passphrase for " + pos[0], confirm: true})
 	if err != nil {
 		return err
 	}
@@ -342,12 +318,13 @@ func (a *app) hostCreate(ctx context.Context, args []string) error {
 }
 
 func (a *app) hostList(args []string) error {
-	h, _, pos, err := a.hostOffline("list", "list [--root DIR] [--format text|json]", args)
+	fs, root := a.hostFlags("list", "list [--root DIR] [--format text|json]")
+	format := fs.String("format", "text", "text or json")
+	h, pos, err := a.hostOffline(fs, root, args, true)
 	if err != nil {
 		return err
 	}
 	defer h.Close(context.Background())
-	format, pos := flagValue(pos, "format")
 	if len(pos) > 0 {
 		return usageError{"list takes no arguments", ""}
 	}
@@ -355,7 +332,7 @@ func (a *app) hostList(args []string) error {
 	if err != nil {
 		return err
 	}
-	switch format {
+	switch *format {
 	case "json":
 		if vs == nil {
 			vs = []host.VaultInfo{}
@@ -365,7 +342,7 @@ func (a *app) hostList(args []string) error {
 		return enc.Encode(vs)
 	case "text":
 	default:
-		return usageError{fmt.Sprintf("--format %q", format), "choose text or json"}
+		return usageError{fmt.Sprintf("--format %q", *format), "choose text or json"}
 	}
 	if len(vs) == 0 {
 		fmt.Fprintln(a.stdout, "no vaults")
@@ -380,11 +357,17 @@ func (a *app) hostList(args []string) error {
 }
 
 func (a *app) hostDelete(args []string) error {
-	h, root, pos, err := a.hostOffline("delete", "delete NAME [--root DIR] --yes", args)
+	fs, rootFlag := a.hostFlags("delete", "delete NAME [--root DIR] --yes")
+	yes := fs.Bool("yes", false, "confirm: the vault and everything in it is erased from this host")
+	h, pos, err := a.hostOffline(fs, rootFlag, args, true)
 	if err != nil {
 		return err
 	}
+	root := *rootFlag
 	defer h.Close(context.Background())
+	if !*yes {
+		return usageError{"delete erases a person's vault", "add --yes if you mean it"}
+	}
 	if len(pos) != 1 {
 		return usageError{"delete takes one vault name", "e.g. pdvault host delete alice --yes"}
 	}
