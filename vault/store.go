@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -28,8 +29,11 @@ func registerDriver() {
 			ConnectHook: func(c *sqlite3.SQLiteConn) error {
 				// Sorts and temporary indexes stay in memory so that no
 				// intermediate result is spilled to a temp file.
-				_, err := c.Exec("PRAGMA temp_store = MEMORY", nil)
-				return err
+				if _, err := c.Exec("PRAGMA temp_store = MEMORY", nil); err != nil {
+					return err
+				}
+				installFence(c)
+				return nil
 			},
 		})
 	})
@@ -39,8 +43,9 @@ func registerDriver() {
 // connection, so writers queue in Go instead of meeting SQLITE_BUSY; reads
 // use a pool of read-only connections that WAL lets run beside the writer.
 type store struct {
-	w *sql.DB
-	r *sql.DB
+	w    *sql.DB
+	r    *sql.DB
+	path string
 }
 
 // dsn builds the connection string. WAL lets readers run beside the writer;
@@ -80,9 +85,17 @@ func dsnFor(path string, mode connMode) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
-// openStore opens (and with create, first creates) the database at path.
-func openStore(path string, create bool) (*store, error) {
+// openStore opens (and with create, first creates) the database at path;
+// a non-nil fence guards every commit to it until the store is closed.
+func openStore(path string, create bool, fence Fence) (*store, error) {
 	registerDriver()
+	if fence != nil {
+		abs, err := filepath.Abs(path)
+		if err != nil {
+			return nil, err
+		}
+		path = abs // SQLite names the file by its absolute path
+	}
 	if create {
 		// Create the file ourselves so it is private from the first byte;
 		// SQLite gives its -wal and -shm files the same mode.
@@ -97,8 +110,10 @@ func openStore(path string, create bool) (*store, error) {
 	} else if _, err := os.Stat(path); err != nil {
 		return nil, err
 	}
+	setFence(path, fence)
 	w, err := sql.Open(driverName, dsn(path, true))
 	if err != nil {
+		dropFence(path)
 		return nil, err
 	}
 	w.SetMaxOpenConns(1)
@@ -107,17 +122,19 @@ func openStore(path string, create bool) (*store, error) {
 	// Open the writer first so WAL mode is set before a reader looks.
 	if err := w.Ping(); err != nil {
 		w.Close()
+		dropFence(path)
 		return nil, err
 	}
 	r, err := sql.Open(driverName, dsn(path, false))
 	if err != nil {
 		w.Close()
+		dropFence(path)
 		return nil, err
 	}
 	n := max(4, runtime.GOMAXPROCS(0)*2)
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	return &store{w: w, r: r}, nil
+	return &store{w: w, r: r, path: path}, nil
 }
 
 // pageSize is the page size of new vaults: a document chunk (64 KiB) then
@@ -137,7 +154,9 @@ func setPageSize(path string) error {
 }
 
 func (s *store) close() error {
-	return errors.Join(s.r.Close(), s.w.Close())
+	err := errors.Join(s.r.Close(), s.w.Close())
+	dropFence(s.path)
+	return err
 }
 
 // tx runs fn in one write transaction (BEGIN IMMEDIATE) and commits it,
@@ -167,6 +186,9 @@ func storageError(op string, err error) error {
 	}
 	var se sqlite3.Error
 	if errors.As(err, &se) {
+		if se.ExtendedCode == sqlite3.ErrConstraintCommitHook {
+			return ErrNotHeld.WithCause(fmt.Errorf("%s: %w", op, err))
+		}
 		switch se.Code {
 		case sqlite3.ErrFull:
 			return policy.Wrap(policy.KindNoSpace, "insufficient_storage", "the vault's disk is full; nothing was written", fmt.Errorf("%s: %w", op, err))

@@ -92,6 +92,9 @@ type Options struct {
 	Keeper *Keeper
 	// Quota bounds what the vault may hold (quota.go); zero: no bounds.
 	Quota Quota
+	// Fence, when set, must allow every commit (fence.go): a host holding
+	// the vault under a lease passes the lease here.
+	Fence Fence
 }
 
 func (o *Options) defaults() {
@@ -277,7 +280,7 @@ func Create(ctx context.Context, dir string, passphrase []byte, opts Options) (*
 		return nil, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot create the vault directory "+dir+": "+osReason(err), err)
 	}
 	path := filepath.Join(dir, DBFile)
-	db, err := openStore(path, true)
+	db, err := openStore(path, true, opts.Fence)
 	if errors.Is(err, fs.ErrExist) {
 		return nil, ErrVaultExists
 	}
@@ -380,7 +383,7 @@ func initialize(ctx context.Context, db *store, dir string, passphrase []byte, k
 // migrated only after the passphrase is proven.
 func Open(ctx context.Context, dir string, passphrase []byte, opts Options) (*Vault, error) {
 	opts.defaults()
-	db, err := openExisting(dir)
+	db, err := openExisting(dir, opts.Fence)
 	if err != nil {
 		return nil, err
 	}

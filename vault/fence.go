@@ -1,0 +1,57 @@
+package vault
+
+import (
+	"sync"
+	"time"
+
+	"github.com/mattn/go-sqlite3"
+
+	"github.com/pdvault/pdvault/policy"
+)
+
+// A host that serves vaults from replicated storage (docs/operations.md,
+// "Beyond one host") may write a vault only while it holds the vault's
+// lease: two hosts must never both accept writes for one vault. The lease
+// reaches the database as a Fence, checked by SQLite's commit hook on every
+// commit of every connection to the file, so no write path of the vault can
+// forget it: a commit the fence refuses becomes a rollback.
+
+// Fence says whether this process may still write a vault's database: nil
+// while it may, an error (ErrNotHeld) once it may not.
+type Fence func() error
+
+// ErrNotHeld is what a write gets once its host has lost the vault's lease
+// (or is handing the vault to another host): nothing was written.
+var ErrNotHeld = func() *policy.Error {
+	e := policy.E(policy.KindUnavailable, "vault_not_held", "this host no longer holds the vault; nothing was written; try again")
+	e.RetryAfter = time.Second
+	return e
+}()
+
+// fences maps a database path to its fence; the connect hook installs it on
+// every connection SQLite opens to that path.
+var fences sync.Map // string → Fence
+
+func setFence(path string, f Fence) {
+	if f != nil {
+		fences.Store(path, f)
+	}
+}
+
+func dropFence(path string) { fences.Delete(path) }
+
+// installFence is called for every new connection (the driver's connect
+// hook): a fenced file's connections refuse to commit once the fence says so.
+func installFence(c *sqlite3.SQLiteConn) {
+	f, ok := fences.Load(c.GetFilename("main"))
+	if !ok {
+		return
+	}
+	fence := f.(Fence)
+	c.RegisterCommitHook(func() int {
+		if fence() != nil {
+			return 1 // SQLITE_CONSTRAINT_COMMITHOOK: the commit is rolled back
+		}
+		return 0
+	})
+}
