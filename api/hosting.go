@@ -350,7 +350,7 @@ func (hs *hosting) erase(w http.ResponseWriter, r *http.Request, name string) {
 		writeError(w, r, hs.s.log, err)
 		return
 	}
-	if err := hs.h.Delete(name); err != nil {
+	if err := hs.h.Delete(r.Context(), name); err != nil {
 		writeError(w, r, hs.s.log, err)
 		return
 	}

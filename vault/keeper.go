@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -85,6 +86,37 @@ func (k *Keeper) key() (string, []byte) {
 		return "", nil
 	}
 	return k.vaultID, append([]byte(nil), k.master...)
+}
+
+// Handover is the keeper's unsealed state for another host of the same
+// operator to take up (host.Claim): the vault id and master key, in the
+// clear — the caller seals it. Nil when sealed.
+func (k *Keeper) Handover() []byte {
+	id, master := k.key()
+	if master == nil {
+		return nil
+	}
+	defer crypt.Wipe(master)
+	b, _ := json.Marshal(handover{VaultID: id, Master: master})
+	return b
+}
+
+type handover struct {
+	VaultID string `json:"vault_id"`
+	Master  []byte `json:"master"`
+}
+
+// TakeHandover unseals the keeper with what Handover gave on another host.
+// Reopen still checks the key against the database's vault id and wrapped
+// key check, so a wrong or stale handover opens nothing.
+func (k *Keeper) TakeHandover(b []byte) error {
+	var h handover
+	if err := json.Unmarshal(b, &h); err != nil || h.VaultID == "" || len(h.Master) != crypt.KeySize {
+		return policy.E(policy.KindInvalid, "invalid_handover", "the handed-over vault state is malformed")
+	}
+	k.hold(h.VaultID, h.Master)
+	crypt.Wipe(h.Master)
+	return nil
 }
 
 // Reopen opens an unsealed vault with the master key its keeper holds: no

@@ -19,14 +19,16 @@ func TestLayering(t *testing.T) {
 	}
 	// The vault does not speak HTTP: none of its packages imports
 	// net/http. (It is linked all the same: ofxgo, whose parser the OFX
-	// importer uses, also holds an OFX client.)
+	// importer uses, also holds an OFX client.) One exception, named here:
+	// vault/host/replica is the vault's storage when hosts share vaults,
+	// and object storage is spoken over HTTP (the S3 SDK).
 	out, err := exec.Command("go", "list", "-f", `{{.ImportPath}}: {{join .Imports " "}}`, "../vault/...").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		pkg, imports, _ := strings.Cut(line, ": ")
-		if slices.Contains(strings.Fields(imports), "net/http") {
+		if slices.Contains(strings.Fields(imports), "net/http") && pkg != mod+"vault/host/replica" {
 			t.Errorf("%s imports net/http", pkg)
 		}
 	}

@@ -56,7 +56,7 @@ func (a *app) cmdHost(ctx context.Context, args []string) error {
 	case "list":
 		return a.hostList(args[1:])
 	case "delete":
-		return a.hostDelete(args[1:])
+		return a.hostDelete(ctx, args[1:])
 	}
 	return usageError{fmt.Sprintf("unknown host subcommand %q", args[0]), `run "pdvault host -h"`}
 }
@@ -356,7 +356,7 @@ func (a *app) hostList(args []string) error {
 	return tw.Flush()
 }
 
-func (a *app) hostDelete(args []string) error {
+func (a *app) hostDelete(ctx context.Context, args []string) error {
 	fs, rootFlag := a.hostFlags("delete", "delete NAME [--root DIR] --yes")
 	yes := fs.Bool("yes", false, "confirm: the vault and everything in it is erased from this host")
 	h, pos, err := a.hostOffline(fs, rootFlag, args, true)
@@ -380,7 +380,7 @@ func (a *app) hostDelete(args []string) error {
 		return err
 	}
 	defer lock.Close()
-	if err := h.Delete(pos[0]); err != nil {
+	if err := h.Delete(ctx, pos[0]); err != nil {
 		return err
 	}
 	fmt.Fprintf(a.stdout, "Deleted vault %s from %s; erase its replicas and backups too (docs/operations.md, \"Erasure\")\n", pos[0], root)

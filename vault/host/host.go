@@ -58,6 +58,9 @@ type Options struct {
 	// Background, if set, runs beside each open vault until ctx ends, which
 	// happens before the vault is closed (notice delivery, notifications).
 	Background func(ctx context.Context, v *vault.Vault)
+	// Placement, if set, shares vaults with other hosts through replicated
+	// storage (placement.go): a vault is served only under its lease.
+	Placement Placement
 }
 
 // Host is a set of vaults under one directory. Safe for concurrent use.
@@ -88,6 +91,8 @@ type entry struct {
 	lastUsed time.Time
 	cancel   context.CancelFunc // ends the vault's background work
 	bgDone   chan struct{}
+	claim    Claim // this host's lease on the vault, while it holds one
+	leaving  bool  // being released to another host: no new uses
 }
 
 // New returns a host over opts.Root, creating its directories if needed.
@@ -158,7 +163,7 @@ func (h *Host) entryFor(name string) (*entry, error) {
 	if e, ok := h.entries[name]; ok {
 		return e, nil
 	}
-	if !h.Exists(name) {
+	if !h.Exists(name) && h.opts.Placement == nil {
 		return nil, ErrNoSuchVault
 	}
 	e := &entry{name: name, dir: h.dir(name), keeper: vault.NewKeeper(h.opts.Vault)}
@@ -172,6 +177,9 @@ func (h *Host) vaultOptions(e *entry) vault.Options {
 	o.Keeper = e.keeper
 	o.Quota = h.opts.Quota
 	o.Logger = h.opts.Logger.With("vault", e.name)
+	if e.claim != nil {
+		o.Fence = e.claim.Fence
+	}
 	return o
 }
 
@@ -241,6 +249,23 @@ func (h *Host) acquire(ctx context.Context, name string, open func(*entry) (*vau
 			h.mu.Unlock()
 			return nil, err
 		}
+		if e.leaving {
+			h.mu.Unlock()
+			return nil, ErrElsewhere
+		}
+		if e.v != nil && e.claim != nil && e.claim.Fence() != nil {
+			// The lease lapsed or was taken: close the vault, then claim
+			// it again (or hear where it went).
+			if e.users > 0 {
+				h.mu.Unlock()
+				return nil, ErrElsewhere
+			}
+			vi := h.detachLocked(e)
+			h.mu.Unlock()
+			h.closeAll([]victim{vi})
+			h.mu.Lock()
+			continue
+		}
 		if e.v != nil {
 			e.users++
 			h.lru.MoveToFront(e.elem)
@@ -266,7 +291,7 @@ func (h *Host) acquire(ctx context.Context, name string, open func(*entry) (*vau
 
 // openEntry opens e (its opening channel is set) and makes room for it.
 func (h *Host) openEntry(ctx context.Context, e *entry, open func(*entry) (*vault.Vault, error)) (*Handle, error) {
-	v, err := open(e)
+	v, err := h.claimAndOpen(ctx, e, open)
 	var attached any
 	if err == nil && h.opts.Attach != nil {
 		attached = h.opts.Attach(e.name, v)
@@ -275,12 +300,18 @@ func (h *Host) openEntry(ctx context.Context, e *entry, open func(*entry) (*vaul
 	close(e.opening)
 	e.opening = nil
 	if err != nil {
+		if errors.Is(err, ErrNoSuchVault) && e.users == 0 && e.keeper.Sealed() {
+			delete(h.entries, e.name) // a stranger's guesses leave nothing behind
+		}
 		h.mu.Unlock()
 		return nil, err
 	}
 	if h.closed {
+		c := e.claim
+		e.claim = nil
 		h.mu.Unlock()
 		v.Close()
+		h.release(c, nil)
 		return nil, ErrClosing
 	}
 	e.v, e.attached, e.users = v, attached, 1
@@ -297,12 +328,55 @@ func (h *Host) openEntry(ctx context.Context, e *entry, open func(*entry) (*vaul
 	return hd, nil
 }
 
+// claimAndOpen opens e, first taking its lease when vaults are shared.
+func (h *Host) claimAndOpen(ctx context.Context, e *entry, open func(*entry) (*vault.Vault, error)) (*vault.Vault, error) {
+	p := h.opts.Placement
+	if p != nil && e.claim == nil {
+		c, err := p.Claim(ctx, e.name, e.dir, false)
+		if err != nil {
+			return nil, err
+		}
+		if b := c.Handover(); b != nil {
+			if err := e.keeper.TakeHandover(b); err != nil {
+				h.log.Warn("a handed-over vault state was refused; the vault stays sealed", "vault", e.name, "err", err)
+			}
+		}
+		e.claim = c
+	}
+	v, err := open(e)
+	if err == nil && e.claim != nil {
+		if err = e.claim.Replicate(filepath.Join(e.dir, vault.DBFile)); err != nil {
+			v.Close()
+			err = policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "cannot replicate the vault", err)
+		}
+	}
+	if err != nil && e.claim != nil {
+		h.release(e.claim, nil)
+		e.claim = nil
+	}
+	return v, err
+}
+
+// release gives a claim up after its vault closed.
+func (h *Host) release(c Claim, handover []byte) {
+	if c == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := c.Release(ctx, handover); err != nil {
+		h.log.Warn("releasing a vault's lease", "err", err)
+	}
+}
+
 // victim is an open vault taken out of the open set, to be closed.
 type victim struct {
-	e      *entry
-	v      *vault.Vault
-	cancel context.CancelFunc
-	done   chan struct{}
+	e        *entry
+	v        *vault.Vault
+	cancel   context.CancelFunc
+	done     chan struct{}
+	claim    Claim
+	handover bool // leave the unsealed state for the next host
 }
 
 // evictLocked takes out of the open set the least recently used vaults
@@ -328,8 +402,8 @@ func (h *Host) evictLocked(max int, idleBefore time.Time) []victim {
 
 func (h *Host) detachLocked(e *entry) victim {
 	h.lru.Remove(e.elem)
-	vi := victim{e: e, v: e.v, cancel: e.cancel, done: e.bgDone}
-	e.elem, e.v, e.attached, e.cancel, e.bgDone = nil, nil, nil, nil, nil
+	vi := victim{e: e, v: e.v, cancel: e.cancel, done: e.bgDone, claim: e.claim}
+	e.elem, e.v, e.attached, e.cancel, e.bgDone, e.claim = nil, nil, nil, nil, nil, nil
 	e.opening = make(chan struct{})
 	return vi
 }
@@ -345,6 +419,11 @@ func (h *Host) closeAll(vs []victim) {
 		if err := vi.v.Close(); err != nil {
 			h.log.Warn("closing an idle vault", "vault", vi.e.name, "err", err)
 		}
+		var handover []byte
+		if vi.handover {
+			handover = vi.e.keeper.Handover()
+		}
+		h.release(vi.claim, handover)
 		h.mu.Lock()
 		close(vi.e.opening)
 		vi.e.opening = nil
@@ -383,6 +462,47 @@ func (h *Host) Open() int {
 	return h.lru.Len()
 }
 
+// Release hands the named vault over to another host: no new use starts,
+// the uses in flight end (up to ctx), the vault closes, its replica is
+// flushed and its lease given up, leaving its unsealed state for the next
+// host when the placement can carry it. A vault not open here has nothing
+// to release.
+func (h *Host) Release(ctx context.Context, name string) error {
+	h.mu.Lock()
+	e, ok := h.entries[name]
+	if !ok || e.elem == nil {
+		h.mu.Unlock()
+		return nil
+	}
+	e.leaving = true
+	for e.users > 0 || e.opening != nil {
+		h.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			h.mu.Lock()
+			e.leaving = false
+			h.mu.Unlock()
+			return policy.Wrap(policy.KindUnavailable, "vault_busy", "the vault's requests did not end in time; it stays here", ctx.Err())
+		case <-time.After(2 * time.Millisecond):
+		}
+		h.mu.Lock()
+	}
+	var victims []victim
+	if e.elem != nil {
+		vi := h.detachLocked(e)
+		vi.handover = true
+		victims = append(victims, vi)
+	}
+	h.mu.Unlock()
+	h.closeAll(victims)
+	e.keeper.Seal()
+	h.mu.Lock()
+	e.leaving = false
+	h.mu.Unlock()
+	h.log.Info("vault released", "vault", name)
+	return nil
+}
+
 // Seal closes a vault and forgets its key: it stays sealed until its owner
 // unlocks it again.
 func (h *Host) Seal(name string) {
@@ -415,6 +535,9 @@ func (h *Host) Close(ctx context.Context) error {
 		victims := h.evictLocked(0, time.Time{})
 		left := h.lru.Len()
 		h.mu.Unlock()
+		for i := range victims {
+			victims[i].handover = true // a host stopping hands its vaults on unsealed
+		}
 		h.closeAll(victims)
 		if left == 0 {
 			break

@@ -233,9 +233,9 @@ func TestDelete(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantCode(t, h.Delete("alice"), "vault_busy")
+	wantCode(t, h.Delete(t.Context(), "alice"), "vault_busy")
 	hd.Release()
-	if err := h.Delete("alice"); err != nil {
+	if err := h.Delete(t.Context(), "alice"); err != nil {
 		t.Fatal(err)
 	}
 	des, _ := os.ReadDir(filepath.Join(root, "vaults"))
@@ -245,5 +245,5 @@ func TestDelete(t *testing.T) {
 	if _, err := h.Acquire(ctx, "alice"); !errors.Is(err, ErrNoSuchVault) {
 		t.Fatalf("Acquire after delete: %v", err)
 	}
-	wantCode(t, h.Delete("alice"), "no_such_vault")
+	wantCode(t, h.Delete(t.Context(), "alice"), "no_such_vault")
 }

@@ -46,10 +46,27 @@ func (h *Host) Create(ctx context.Context, name string, passphrase []byte) (*Han
 		}
 		return nil, policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "cannot create the vault's directory", err)
 	}
-	res, err := h.acquireNew(ctx, name, func(e *entry) (*vault.Vault, error) {
+	var claim Claim
+	if p := h.opts.Placement; p != nil {
+		// The name must be free on every host, not only here.
+		c, err := p.Claim(ctx, name, dir, true)
+		if err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
+		claim = c
+	}
+	res, err := h.acquireNew(ctx, name, claim, func(e *entry) (*vault.Vault, error) {
 		return vault.Create(ctx, dir, passphrase, h.vaultOptions(e))
 	})
 	if err != nil {
+		if claim != nil {
+			ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			if err := claim.Erase(ectx); err != nil {
+				h.log.Warn("a failed sign-up's lease was not erased; the name stays taken", "vault", name, "err", err)
+			}
+			cancel()
+		}
 		os.RemoveAll(dir) // nothing of a failed sign-up stays, the name is free again
 		return nil, err
 	}
@@ -58,13 +75,13 @@ func (h *Host) Create(ctx context.Context, name string, passphrase []byte) (*Han
 }
 
 // acquireNew registers the entry of a vault being created and opens it.
-func (h *Host) acquireNew(ctx context.Context, name string, open func(*entry) (*vault.Vault, error)) (*Handle, error) {
+func (h *Host) acquireNew(ctx context.Context, name string, claim Claim, open func(*entry) (*vault.Vault, error)) (*Handle, error) {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
 		return nil, ErrClosing
 	}
-	e := &entry{name: name, dir: h.dir(name), keeper: vault.NewKeeper(h.opts.Vault), opening: make(chan struct{})}
+	e := &entry{name: name, dir: h.dir(name), keeper: vault.NewKeeper(h.opts.Vault), opening: make(chan struct{}), claim: claim}
 	h.entries[name] = e
 	h.mu.Unlock()
 	hd, err := h.openEntry(ctx, e, open)
@@ -80,20 +97,25 @@ func (h *Host) acquireNew(ctx context.Context, name string, open func(*entry) (*
 // Delete erases a vault from the host: closes it, forgets its key and
 // removes its directory. Replicas and backups outside the directory are
 // the operator's to erase (docs/operations.md, "Erasure").
-func (h *Host) Delete(name string) error {
-	if err := ValidName(name); err != nil || !h.Exists(name) {
+func (h *Host) Delete(ctx context.Context, name string) error {
+	if err := ValidName(name); err != nil || (!h.Exists(name) && h.opts.Placement == nil) {
 		return ErrNoSuchVault
 	}
 	h.mu.Lock()
 	e, ok := h.entries[name]
 	var victims []victim
+	var claim Claim
 	if ok {
-		if e.users > 0 {
+		if e.users > 0 || e.opening != nil || e.leaving {
 			h.mu.Unlock()
 			return policy.E(policy.KindConflict, "vault_busy", "the vault is in use; try again in a moment")
 		}
 		if e.elem != nil {
-			victims = []victim{h.detachLocked(e)}
+			claim = e.claim
+			e.claim = nil
+			vi := h.detachLocked(e)
+			vi.claim = nil // kept: the replica is erased under the lease
+			victims = []victim{vi}
 		}
 		delete(h.entries, name)
 	}
@@ -101,6 +123,20 @@ func (h *Host) Delete(name string) error {
 	h.closeAll(victims)
 	if ok {
 		e.keeper.Seal()
+	}
+	if p := h.opts.Placement; p != nil {
+		// Erase the replica and the lease too, holding the lease while
+		// doing so: no other host may be serving the vault.
+		if claim == nil {
+			c, err := p.Claim(ctx, name, h.dir(name), false)
+			if err != nil {
+				return err
+			}
+			claim = c
+		}
+		if err := claim.Erase(ctx); err != nil {
+			return policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "cannot erase the vault's replica", err)
+		}
 	}
 	// Rename first: a half-removed directory must never look like a vault.
 	gone := filepath.Join(h.opts.Root, "vaults", "."+name+".deleted-"+strconv.FormatInt(time.Now().UnixNano(), 36))

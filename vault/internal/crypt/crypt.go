@@ -54,6 +54,9 @@ const (
 	// NotifyAAD binds each to the vault and its row.
 	NotifyKey Label = "pdvault.org/v2/notify-key"
 	NotifyAAD Label = "pdvault.org/v2/notify-row"
+	// HandoverAAD binds a vault's unsealed state, handed from one host to
+	// the next, to the vault's name, the lease epoch and an expiry.
+	HandoverAAD Label = "pdvault.org/v2/host-handover"
 )
 
 // Legacy labels: derived as HKDF(info = label || uint32 n). Vaults made
@@ -79,7 +82,7 @@ const (
 // read older vaults. Every label in use appears in exactly one list.
 var (
 	Current = []Label{StateMAC, RowAAD, RecordAAD, PairwiseCursor, SigningKeyWrap, SigningKeyAAD, RecordKeyWrap, RecordKeyAAD,
-		ImportMark, DocumentKeyAAD, ExportKey, ExportPayload, ExportHeader}
+		ImportMark, DocumentKeyAAD, ExportKey, ExportPayload, ExportHeader, HandoverAAD}
 	Legacy = []Label{LegacyMasterWrap, LegacyRecordKey, LegacyRecordAAD, LegacyExportKey, LegacyExportAAD,
 		LegacySecretWrap, LegacySigningKey, LegacyAuditMAC, LegacyPairwise, LegacyRecordKeyAAD, LegacyIntentKeyAAD}
 )
