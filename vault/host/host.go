@@ -190,7 +190,12 @@ type Handle struct {
 	h        *Host
 	e        *entry
 	once     sync.Once
+	claim    Claim
 }
+
+// Claim is the lease the vault is served under, or nil on a host that
+// shares no vaults.
+func (hd *Handle) Claim() Claim { return hd.claim }
 
 // Release ends the use; the vault may close once no use is left.
 func (hd *Handle) Release() {
@@ -269,7 +274,7 @@ func (h *Host) acquire(ctx context.Context, name string, open func(*entry) (*vau
 		if e.v != nil {
 			e.users++
 			h.lru.MoveToFront(e.elem)
-			hd := &Handle{Vault: e.v, Attached: e.attached, h: h, e: e}
+			hd := &Handle{Vault: e.v, Attached: e.attached, h: h, e: e, claim: e.claim}
 			h.mu.Unlock()
 			return hd, nil
 		}
@@ -322,7 +327,7 @@ func (h *Host) openEntry(ctx context.Context, e *entry, open func(*entry) (*vaul
 		go func(done chan struct{}) { defer close(done); h.opts.Background(bctx, v) }(e.bgDone)
 	}
 	victims := h.evictLocked(h.opts.MaxOpen, time.Time{})
-	hd := &Handle{Vault: v, Attached: attached, h: h, e: e}
+	hd := &Handle{Vault: v, Attached: attached, h: h, e: e, claim: e.claim}
 	h.mu.Unlock()
 	h.closeAll(victims)
 	return hd, nil

@@ -260,9 +260,20 @@ func (c *claim) Replicate(dbPath string) error {
 	if err := ldb.Open(); err != nil {
 		return err
 	}
+	// The first sync starts the generation at once, not at the monitor's
+	// first tick: a vault released right away still reaches the replica.
+	if err := ldb.Sync(context.Background()); err != nil {
+		ldb.Close()
+		return err
+	}
 	c.mu.Lock()
 	c.ldb = ldb
 	c.mu.Unlock()
+	// Name the new generation in the lease now: a host that restores the
+	// vault after this one dies restores this generation.
+	if err := c.renewOnce(); err != nil {
+		c.log.Warn("lease renewal failed; writes stop when the lease runs out", "err", err)
+	}
 	return nil
 }
 
@@ -371,18 +382,33 @@ type fencedClient struct {
 	fence func() error
 }
 
-func (f *fencedClient) WriteSnapshot(ctx context.Context, generation string, index int, r io.Reader) (litestream.SnapshotInfo, error) {
+func (f *fencedClient) WriteSnapshot(ctx context.Context, generation string, index int, r io.Reader) (_ litestream.SnapshotInfo, err error) {
+	defer unblock(r, &err)
 	if err := f.fence(); err != nil {
 		return litestream.SnapshotInfo{}, err
 	}
 	return f.ReplicaClient.WriteSnapshot(ctx, generation, index, r)
 }
 
-func (f *fencedClient) WriteWALSegment(ctx context.Context, pos litestream.Pos, r io.Reader) (litestream.WALSegmentInfo, error) {
+func (f *fencedClient) WriteWALSegment(ctx context.Context, pos litestream.Pos, r io.Reader) (_ litestream.WALSegmentInfo, err error) {
+	defer unblock(r, &err)
 	if err := f.fence(); err != nil {
 		return litestream.WALSegmentInfo{}, err
 	}
 	return f.ReplicaClient.WriteWALSegment(ctx, pos, r)
+}
+
+// unblock closes the pipe Litestream writes a segment into when the upload
+// failed: Litestream v0.3.13 otherwise blocks forever writing into a pipe
+// nobody reads (a failed upload, such as one cancelled by closing the
+// vault, would hang the close).
+func unblock(r io.Reader, err *error) {
+	if *err == nil {
+		return
+	}
+	if pr, ok := r.(*io.PipeReader); ok {
+		pr.CloseWithError(*err)
+	}
 }
 
 func (f *fencedClient) DeleteGeneration(ctx context.Context, generation string) error {
@@ -525,6 +551,23 @@ type minLevel struct {
 
 func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= m.min && m.Handler.Enabled(ctx, l)
+}
+
+// Handle drops the errors of syncs that a closing vault cancelled: they
+// are how Litestream stops, not failures.
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error {
+	cancelled := false
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "error" && strings.Contains(a.Value.String(), "context canceled") {
+			cancelled = true
+			return false
+		}
+		return true
+	})
+	if cancelled {
+		return nil
+	}
+	return m.Handler.Handle(ctx, r)
 }
 
 func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {

@@ -1,0 +1,282 @@
+package replica
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/benbjohnson/litestream"
+
+	"github.com/pdvault/pdvault/internal/s3test"
+	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault"
+	"github.com/pdvault/pdvault/vault/host"
+)
+
+const pass = "correct horse battery staple"
+
+var testKey = bytes.Repeat([]byte{7}, 32)
+
+func newStore(t *testing.T, srv *s3test.Server, holder string, ttl time.Duration, key []byte) *Store {
+	t.Helper()
+	cfg, err := ParseURL(srv.URL("test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AccessKey, cfg.SecretKey = srv.AccessKey, srv.SecretKey
+	cfg.Holder, cfg.LeaseTTL, cfg.SyncInterval, cfg.HandoverKey = holder, ttl, 100*time.Millisecond, key
+	if testing.Verbose() {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	s, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newHost(t *testing.T, s *Store) *host.Host {
+	t.Helper()
+	h, err := host.New(host.Options{Root: t.TempDir(), Placement: s,
+		IssuerFor: func(n string) string { return "https://" + n + ".vaults.example" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		h.Close(ctx)
+	})
+	return h
+}
+
+func wantCode(t *testing.T, err error, code string) {
+	t.Helper()
+	if policy.CodeOf(err) != code {
+		t.Fatalf("error = %v, want %s", err, code)
+	}
+}
+
+func count(t *testing.T, h *host.Host, name string) int {
+	t.Helper()
+	hd, err := h.Acquire(t.Context(), name)
+	if err != nil {
+		t.Fatalf("Acquire %s: %v", name, err)
+	}
+	defer hd.Release()
+	p, err := hd.Vault.ListRecords(t.Context(), "notes", 500, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(p.Records)
+}
+
+func write(t *testing.T, h *host.Host, name string, n int) {
+	t.Helper()
+	hd, err := h.Acquire(t.Context(), name)
+	if err != nil {
+		t.Fatalf("Acquire %s: %v", name, err)
+	}
+	defer hd.Release()
+	for range n {
+		if _, err := hd.Vault.CreateRecord(t.Context(), "notes", []byte(`{"n":1}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A vault moves between hosts: one host at a time holds it, the other
+// answers vault_elsewhere; after a release the next host restores it from
+// the replica, with everything written, unsealed by the handover.
+func TestMoveBetweenHosts(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := t.Context()
+	a := newHost(t, newStore(t, srv, "host-a", 6*time.Second, testKey))
+	b := newHost(t, newStore(t, srv, "host-b", 6*time.Second, testKey))
+
+	hd, err := a.Create(ctx, "alice", []byte(pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd.Release()
+	write(t, a, "alice", 5)
+
+	// The name is taken on every host, and B may not serve what A holds.
+	_, err = b.Create(ctx, "alice", []byte(pass))
+	wantCode(t, err, "name_taken")
+	_, err = b.Acquire(ctx, "alice")
+	wantCode(t, err, "vault_elsewhere")
+	_, err = b.Acquire(ctx, "nobody")
+	wantCode(t, err, "no_such_vault")
+
+	if err := a.Release(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, b, "alice"); n != 5 {
+		t.Fatalf("B restored %d records, want 5", n)
+	}
+	write(t, b, "alice", 2)
+	// Now A is the stranger.
+	_, err = a.Acquire(ctx, "alice")
+	wantCode(t, err, "vault_elsewhere")
+
+	// And back: A's stale copy is replaced by the replica's.
+	if err := b.Release(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, a, "alice"); n != 7 {
+		t.Fatalf("A has %d records after the move back, want 7", n)
+	}
+}
+
+// Without the hosts' shared key, or with a forged handover, a moved vault
+// arrives sealed: its owner's passphrase opens it.
+func TestHandoverNeedsTheKey(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := t.Context()
+	a := newHost(t, newStore(t, srv, "host-a", 6*time.Second, testKey))
+	b := newHost(t, newStore(t, srv, "host-b", 6*time.Second, bytes.Repeat([]byte{9}, 32)))
+	hd, err := a.Create(ctx, "bob", []byte(pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd.Release()
+	if err := a.Release(ctx, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Acquire(ctx, "bob")
+	wantCode(t, err, "vault_sealed")
+	if _, err := b.Unseal(ctx, "bob", []byte(pass), vault.LoginSource{Address: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, b, "bob"); n != 0 {
+		t.Fatalf("records: %d", n)
+	}
+}
+
+// A host that stops renewing (paused, cut off) stops writing before its
+// lease can run out; once another host took the vault, the stale host
+// writes nothing, locally or to the replica, and learns it lost.
+func TestStaleHostCannotWrite(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := t.Context()
+	sa := newStore(t, srv, "host-a", 3*time.Second, testKey)
+	a := newHost(t, sa)
+	b := newHost(t, newStore(t, srv, "host-b", 3*time.Second, testKey))
+	hd, err := a.Create(ctx, "carol", []byte(pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hd.Release()
+	write(t, a, "carol", 3)
+	// Wait until the three records are in the replica, then freeze A's
+	// renewals as a paused process would.
+	c := claimOf(t, hd)
+	if err := c.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c.once.Do(func() { close(c.stop) })
+	<-c.stopped
+
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err = b.Acquire(ctx, "carol")
+		if err == nil || policy.CodeOf(err) != "vault_elsewhere" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err != nil && policy.CodeOf(err) != "vault_sealed" {
+		t.Fatalf("B could not take the lapsed vault: %v", err)
+	}
+	// A still has the vault open (a handle in use) but may not commit.
+	_, err = hd.Vault.CreateRecord(ctx, "notes", []byte(`{"stale":true}`))
+	wantCode(t, err, "vault_not_held")
+	if err := c.renewOnce(); err == nil {
+		t.Fatal("the stale host renewed a lease another host holds")
+	}
+	// Nor may it ship anything into the replica, and a refused upload
+	// does not leave Litestream's writer blocked on its pipe.
+	fc := &fencedClient{ReplicaClient: sa.litestreamClient("carol"), fence: c.Fence}
+	pr, pw := io.Pipe()
+	_, err = fc.WriteWALSegment(ctx, litestream.Pos{Generation: "0123456789abcdef"}, pr)
+	wantCode(t, err, "vault_not_held")
+	if _, err := pw.Write([]byte("frame")); err == nil {
+		t.Fatal("the pipe of a refused upload is still open")
+	}
+	hd.Release()
+	// B has the three records and A's refused write is nowhere.
+	if _, err := b.Unseal(ctx, "carol", []byte(pass), vault.LoginSource{Address: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, b, "carol"); n != 3 {
+		t.Fatalf("B has %d records, want 3", n)
+	}
+}
+
+// Deleting a vault erases its replica and lease from object storage: the
+// name is free again, on every host.
+func TestDeleteErasesReplica(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := t.Context()
+	s := newStore(t, srv, "host-a", 6*time.Second, testKey)
+	a := newHost(t, s)
+	hd, err := a.Create(ctx, "dave", []byte(pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd.Release()
+	write(t, a, "dave", 2)
+	if err := claimOf(t, hd).Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Remaining(ctx, "dave"); err != nil || n < 2 {
+		t.Fatalf("objects before delete: %d, %v", n, err)
+	}
+	if err := a.Delete(ctx, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Remaining(ctx, "dave"); err != nil || n != 0 {
+		t.Fatalf("objects after delete: %d, %v", n, err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(srv.Root, srv.Bucket, "test"))
+	for _, e := range entries {
+		if e.Name() == "dave" {
+			if rest, _ := os.ReadDir(filepath.Join(srv.Root, srv.Bucket, "test", "dave")); len(rest) > 0 {
+				t.Fatalf("files left in the gateway's directory: %v", rest)
+			}
+		}
+	}
+	b := newHost(t, newStore(t, srv, "host-b", 6*time.Second, testKey))
+	hd, err = b.Create(ctx, "dave", []byte(pass))
+	if err != nil {
+		t.Fatalf("the erased name is not free: %v", err)
+	}
+	hd.Release()
+}
+
+func TestParseURL(t *testing.T) {
+	c, err := ParseURL("s3://bkt/a/b?endpoint=http://127.0.0.1:9000")
+	if err != nil || c.Bucket != "bkt" || c.Prefix != "a/b" || c.Endpoint != "http://127.0.0.1:9000" || !c.PathStyle {
+		t.Fatalf("%+v %v", c, err)
+	}
+	for _, bad := range []string{"http://bkt/x", "s3:///x", "s3://bkt?endpoint=ftp://x", "s3://bkt?colour=red", "s3://bkt?path-style=maybe"} {
+		if _, err := ParseURL(bad); err == nil {
+			t.Errorf("%s accepted", bad)
+		}
+	}
+}
+
+func claimOf(t *testing.T, hd *host.Handle) *claim {
+	t.Helper()
+	c, ok := hd.Claim().(*claim)
+	if !ok {
+		t.Fatalf("the handle has no claim: %T", hd.Claim())
+	}
+	return c
+}
