@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -356,3 +357,31 @@ func (hs *hosting) erase(w http.ResponseWriter, r *http.Request, name string) {
 	}
 	writeJSON(w, http.StatusOK, eraseResponse{Deleted: name})
 }
+
+// HostAdmin is the operator's control of a running host. It is served on
+// a unix socket in the host's directory (mode 0600), never on the network:
+// "pdvault host release NAME" hands a vault over to another host.
+func HostAdmin(h *host.Host, log *slog.Logger) http.Handler {
+	r := mux.NewRouter()
+	r.NotFoundHandler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { writeError(w, r, log, errNotFound) })
+	r.HandleFunc("/v1/host/vaults/{name}/release", func(w http.ResponseWriter, r *http.Request) {
+		name := mux.Vars(r)["name"]
+		if err := host.ValidName(name); err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), releaseWait)
+		defer cancel()
+		released, err := h.Release(ctx, name)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"vault": name, "released": released})
+	}).Methods(http.MethodPost)
+	return r
+}
+
+// releaseWait bounds how long a release waits for a vault's requests in
+// flight and its final flush to the replica.
+const releaseWait = 30 * time.Second

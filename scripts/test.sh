@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every pdvault test, from a fresh machine: installs what the tests
-# need (Chromium, for the web UI tests in a real browser), then vet, the
+# need (Chromium, for the web UI tests in a real browser; HAProxy for the
+# two-host test; the Versity S3 gateway is built by the tests), then vet, the
 # whole suite under the race detector, short fuzz runs and govulncheck.
 # CI (.ci/run) calls exactly this.
 set -euo pipefail
@@ -41,6 +42,16 @@ if ! command -v systemd-analyze >/dev/null 2>&1; then
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq systemd >/dev/null
 fi
+
+# HAProxy, the router of the two-host test (TestTwoHostsBehindHAProxy).
+if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
+  echo "scripts/test.sh: installing HAProxy for the two-host test (apt-get install haproxy)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq haproxy >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
 
 go vet ./...
 go test -race -count=1 ./...

@@ -31,11 +31,22 @@ const hostUsage = `Usage:
                      the vaults: name, size on disk, last change (never their content)
   pdvault host delete NAME [--root DIR] --yes
                      erase a vault's directory (the host must be stopped)
+  pdvault host release NAME [--root DIR]
+                     hand a vault over to another host: the serving host
+                     finishes its requests, flushes its replica and gives
+                     up its lease (needs serve --replica)
 
 A host keeps one directory and one SQLite file per vault under DIR/vaults/,
 each with its own keys. It never stores a passphrase: after a restart every
 vault is sealed (organizations hear 503 vault_sealed) until its owner logs
 in. See docs/operations.md, "Hosting pdvault for many people".
+
+With --replica s3://BUCKET/PREFIX?endpoint=URL, hosts share vaults through
+S3-compatible storage: each open vault is replicated by Litestream and
+served under a lease there, so one host at a time writes it, and a router
+(HAProxy, Caddy) sends each vault's name to its host. Credentials come from
+AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. See docs/operations.md,
+"Beyond one host".
 `
 
 func (a *app) cmdHost(ctx context.Context, args []string) error {
@@ -57,6 +68,8 @@ func (a *app) cmdHost(ctx context.Context, args []string) error {
 		return a.hostList(args[1:])
 	case "delete":
 		return a.hostDelete(ctx, args[1:])
+	case "release":
+		return a.hostRelease(ctx, args[1:])
 	}
 	return usageError{fmt.Sprintf("unknown host subcommand %q", args[0]), `run "pdvault host -h"`}
 }
@@ -93,6 +106,8 @@ type hostSettings struct {
 	rateAddr, rateOrg                     float64
 	allowLoopback                         bool
 	logLevel, logFormat                   string
+	replica, hostID, handoverKeyFile      string
+	leaseTTL, replicaSync                 time.Duration
 }
 
 func (a *app) hostServe(ctx context.Context, args []string) error {
@@ -116,6 +131,11 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 	fs.BoolVar(&s.allowLoopback, "allow-loopback-http", false, "let notices reach loopback addresses over plain HTTP (local testing only)")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&s.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&s.replica, "replica", a.getenv("PDVAULT_REPLICA"), "share vaults with other hosts through S3-compatible storage: s3://BUCKET/PREFIX?endpoint=URL (env PDVAULT_REPLICA; credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+	fs.StringVar(&s.hostID, "host-id", "", "this host's name in the vaults' leases; distinct per host (default: the machine's host name)")
+	fs.DurationVar(&s.leaseTTL, "lease-ttl", 30*time.Second, "how long a vault's lease lasts unrenewed; hosts' clocks must agree within a third of it")
+	fs.DurationVar(&s.replicaSync, "replica-sync", time.Second, "how often new writes are shipped to the replica: what a host that dies can lose")
+	fs.StringVar(&s.handoverKeyFile, "handover-key-file", "", "a 32-byte key (base64) shared by the operator's hosts: a vault moved between them stays unsealed (default: moved vaults arrive sealed)")
 	if err := a.parse(fs, args); err != nil {
 		return err
 	}
@@ -169,13 +189,18 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 	issuerFor := func(name string) string { return scheme + "://" + name + "." + domain + port }
 	tuneGC()
 
+	placement, err := a.placement(s, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	opts := vault.Options{Logger: log, AllowLoopbackHTTP: s.allowLoopback, RatePerOrg: noLimitIfZero(s.rateOrg)}
 	courier := api.NewCourier(opts.AllowLoopbackHTTP, outboundTimeout)
 	opts.Courier = courier
 	opts.Notifier = api.NewNotifier(courier, nil, outboundTimeout)
 	cfg := api.Config{Logger: log, RatePerAddress: noLimitIfZero(s.rateAddr), TrustedProxies: proxies}
 	h, err := host.New(host.Options{Root: s.root, Logger: log, Vault: opts, IssuerFor: issuerFor, Quota: s.quota,
-		MaxOpen: s.maxOpen, IdleAfter: s.idle, Attach: api.VaultHandler(cfg),
+		MaxOpen: s.maxOpen, IdleAfter: s.idle, Attach: api.VaultHandler(cfg), Placement: placement,
 		Background: func(ctx context.Context, v *vault.Vault) {
 			go v.RunNotices(ctx, noticeTick)
 			go v.RunReencryption(ctx)
@@ -187,6 +212,13 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 	}
 	srv := api.NewServer(s.addr, api.NewHost(h, api.HostConfig{Config: cfg, Domain: domain, Signup: s.signup}), log)
 	errc := make(chan error, 1)
+	admin, err := serveAdmin(s.root, api.HostAdmin(h, log), errc)
+	if err != nil {
+		ln.Close()
+		h.Close(context.Background())
+		return err
+	}
+	defer admin.Close()
 	if ts != nil {
 		srv.TLSConfig = ts.config
 		go func() { errc <- srv.ServeTLS(ln, "", "") }()

@@ -471,13 +471,13 @@ func (h *Host) Open() int {
 // the uses in flight end (up to ctx), the vault closes, its replica is
 // flushed and its lease given up, leaving its unsealed state for the next
 // host when the placement can carry it. A vault not open here has nothing
-// to release.
-func (h *Host) Release(ctx context.Context, name string) error {
+// to release (false).
+func (h *Host) Release(ctx context.Context, name string) (bool, error) {
 	h.mu.Lock()
 	e, ok := h.entries[name]
 	if !ok || e.elem == nil {
 		h.mu.Unlock()
-		return nil
+		return false, nil
 	}
 	e.leaving = true
 	for e.users > 0 || e.opening != nil {
@@ -487,7 +487,7 @@ func (h *Host) Release(ctx context.Context, name string) error {
 			h.mu.Lock()
 			e.leaving = false
 			h.mu.Unlock()
-			return policy.Wrap(policy.KindUnavailable, "vault_busy", "the vault's requests did not end in time; it stays here", ctx.Err())
+			return false, policy.Wrap(policy.KindUnavailable, "vault_busy", "the vault's requests did not end in time; it stays here", ctx.Err())
 		case <-time.After(2 * time.Millisecond):
 		}
 		h.mu.Lock()
@@ -505,7 +505,7 @@ func (h *Host) Release(ctx context.Context, name string) error {
 	e.leaving = false
 	h.mu.Unlock()
 	h.log.Info("vault released", "vault", name)
-	return nil
+	return true, nil
 }
 
 // Seal closes a vault and forgets its key: it stays sealed until its owner

@@ -338,7 +338,18 @@ func (c *claim) closeReplication() error {
 		return nil
 	}
 	gen, _ := ldb.CurrentGeneration()
-	err := ldb.Close()
+	// Flush before Close: Litestream v0.3.13's Close syncs after cancelling
+	// its own context, and a sync that needs a checkpoint then fails
+	// ("release read lock: context canceled").
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	err := ldb.Sync(ctx)
+	if err == nil {
+		err = ldb.Replicas[0].Sync(ctx)
+	}
+	cancel()
+	if cerr := ldb.Close(); cerr != nil && err == nil {
+		c.log.Debug("litestream close after a good flush", "err", cerr)
+	}
 	if gen != "" {
 		c.mu.Lock()
 		c.doc.Generation = gen

@@ -114,8 +114,8 @@ func TestMoveBetweenHosts(t *testing.T) {
 	_, err = b.Acquire(ctx, "nobody")
 	wantCode(t, err, "no_such_vault")
 
-	if err := a.Release(ctx, "alice"); err != nil {
-		t.Fatal(err)
+	if ok, err := a.Release(ctx, "alice"); err != nil || !ok {
+		t.Fatal(ok, err)
 	}
 	if n := count(t, b, "alice"); n != 5 {
 		t.Fatalf("B restored %d records, want 5", n)
@@ -126,8 +126,8 @@ func TestMoveBetweenHosts(t *testing.T) {
 	wantCode(t, err, "vault_elsewhere")
 
 	// And back: A's stale copy is replaced by the replica's.
-	if err := b.Release(ctx, "alice"); err != nil {
-		t.Fatal(err)
+	if ok, err := b.Release(ctx, "alice"); err != nil || !ok {
+		t.Fatal(ok, err)
 	}
 	if n := count(t, a, "alice"); n != 7 {
 		t.Fatalf("A has %d records after the move back, want 7", n)
@@ -146,7 +146,7 @@ func TestHandoverNeedsTheKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	hd.Release()
-	if err := a.Release(ctx, "bob"); err != nil {
+	if _, err := a.Release(ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}
 	_, err = b.Acquire(ctx, "bob")

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/pdvault/pdvault/vault/host"
+	"github.com/pdvault/pdvault/vault/host/replica"
+)
+
+// placement is the shared storage of --replica, or nil without it.
+func (a *app) placement(s hostSettings, log *slog.Logger) (host.Placement, error) {
+	if s.replica == "" {
+		if s.hostID != "" || s.handoverKeyFile != "" {
+			return nil, usageError{"--host-id and --handover-key-file need --replica", "give the shared storage with --replica s3://BUCKET/PREFIX?endpoint=URL"}
+		}
+		return nil, nil
+	}
+	cfg, err := replica.ParseURL(s.replica)
+	if err != nil {
+		return nil, usageError{err.Error(), "e.g. --replica 's3://vaults/prod?endpoint=https://s3.example.org'"}
+	}
+	cfg.AccessKey, cfg.SecretKey = a.getenv("AWS_ACCESS_KEY_ID"), a.getenv("AWS_SECRET_ACCESS_KEY")
+	if cfg.Endpoint != "" && (cfg.AccessKey == "" || cfg.SecretKey == "") {
+		return nil, usageError{"--replica needs credentials", "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"}
+	}
+	cfg.Holder, cfg.LeaseTTL, cfg.SyncInterval, cfg.Logger = s.hostID, s.leaseTTL, s.replicaSync, log
+	if s.leaseTTL < 3*time.Second {
+		return nil, usageError{fmt.Sprintf("--lease-ttl %s", s.leaseTTL), "at least 3s (30s is the default)"}
+	}
+	if s.replicaSync <= 0 || s.replicaSync > s.leaseTTL/3 {
+		return nil, usageError{fmt.Sprintf("--replica-sync %s", s.replicaSync), "more than 0 and at most a third of --lease-ttl"}
+	}
+	if s.handoverKeyFile != "" {
+		b, err := os.ReadFile(s.handoverKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--handover-key-file: %w", err)
+		}
+		key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(key) != 32 {
+			return nil, usageError{"--handover-key-file must hold 32 bytes in base64", "make one with: head -c32 /dev/urandom | base64"}
+		}
+		cfg.HandoverKey = key
+	}
+	return replica.New(cfg)
+}
+
+// adminSocket is where a serving host takes the operator's commands.
+func adminSocket(root string) string { return filepath.Join(root, "host.sock") }
+
+// serveAdmin serves the operator's control on a unix socket only the
+// host's user can open.
+func serveAdmin(root string, h http.Handler, errc chan<- error) (io.Closer, error) {
+	sock := adminSocket(root)
+	os.Remove(sock) // left by a host that died: the host lock says none runs
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("cannot listen on %s: %w", sock, err)
+	}
+	if err := os.Chmod(sock, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	return closerFunc(func() error { err := srv.Close(); os.Remove(sock); return err }), nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+func (a *app) hostRelease(ctx context.Context, args []string) error {
+	fs, root := a.hostFlags("release", "release NAME [--root DIR]")
+	pos, err := a.interleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return usageError{"release takes one vault name", "e.g. pdvault host release alice"}
+	}
+	if err := host.ValidName(pos[0]); err != nil {
+		return err
+	}
+	sock := adminSocket(*root)
+	c := &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://host/v1/host/vaults/"+pos[0]+"/release", nil)
+	if err != nil {
+		return err
+	}
+	res, err := c.Do(req)
+	if err != nil {
+		return hint(fmt.Errorf("no host is serving %s", *root), "release talks to a running \"pdvault host serve\" through "+sock)
+	}
+	defer res.Body.Close()
+	var body struct {
+		Released bool   `json:"released"`
+		Error    string `json:"error"`
+		Desc     string `json:"error_description"`
+	}
+	json.NewDecoder(io.LimitReader(res.Body, 1<<16)).Decode(&body)
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("release %s: %s: %s", pos[0], body.Error, body.Desc)
+	}
+	if !body.Released {
+		fmt.Fprintf(a.stdout, "Vault %s is not open on this host: nothing to release\n", pos[0])
+		return nil
+	}
+	fmt.Fprintf(a.stdout, "Released vault %s: its replica is flushed and its lease given up; the next host to serve it restores it\n", pos[0])
+	return nil
+}
