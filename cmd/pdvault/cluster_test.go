@@ -99,18 +99,18 @@ backend host_b
 		name, root string
 		port       int
 		cmd        *exec.Cmd
-		log        *bytes.Buffer
+		log        *lockedWriter
 	}
 	start := func(hpr *hostProc) {
 		t.Helper()
-		hpr.log = &bytes.Buffer{}
+		hpr.log = &lockedWriter{w: &bytes.Buffer{}}
 		hpr.cmd = exec.Command(bin, "host", "serve", "--root", hpr.root, "--domain", "vaults.test",
 			"--addr", fmt.Sprintf("127.0.0.1:%d", hpr.port), "--public-url", fmt.Sprintf("http://vaults.test:%d", hp),
 			"--signup", "open", "--trusted-proxy", "127.0.0.1", "--rate-limit-address", "0", "--rate-limit-org", "0",
 			"--replica", s3.URL("vaults"), "--host-id", hpr.name, "--lease-ttl", "6s", "--replica-sync", "200ms",
 			"--handover-key-file", keyFile, "--log-level", "info")
 		hpr.cmd.Env = append(os.Environ(), s3.Env()...)
-		hpr.cmd.Stdout, hpr.cmd.Stderr = &lockedWriter{w: hpr.log}, &lockedWriter{w: hpr.log}
+		hpr.cmd.Stdout, hpr.cmd.Stderr = hpr.log, hpr.log
 		if err := hpr.cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -385,6 +385,12 @@ func waitListening(t *testing.T, port int) {
 type lockedWriter struct {
 	mu sync.Mutex
 	w  *bytes.Buffer
+}
+
+func (l *lockedWriter) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.String()
 }
 
 func (l *lockedWriter) Write(p []byte) (int, error) {

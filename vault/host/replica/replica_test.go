@@ -272,7 +272,7 @@ func TestParseURL(t *testing.T) {
 	}
 }
 
-func claimOf(t *testing.T, hd *host.Handle) *claim {
+func claimOf(t testing.TB, hd *host.Handle) *claim {
 	t.Helper()
 	c, ok := hd.Claim().(*claim)
 	if !ok {
