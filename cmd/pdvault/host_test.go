@@ -34,6 +34,18 @@ func TestHostCommands(t *testing.T) {
 	expect(t, c.run("host", "create", "alice", "--root", root, "--passphrase-file", pfile), 1, "taken")
 	expect(t, c.run("host", "serve", "--root", root), 2, "--domain")
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--signup", "maybe"), 2, "invite, open or closed")
+	// Sharing vaults: flags that need --replica, a bad location, missing
+	// credentials, a lease too short; release with no host running.
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--host-id", "a"), 2, "need --replica")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "http://bucket/x"), 2, "s3://BUCKET")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "s3://b/p?endpoint=http://127.0.0.1:1"), 2, "AWS_ACCESS_KEY_ID")
+	c.env["AWS_ACCESS_KEY_ID"], c.env["AWS_SECRET_ACCESS_KEY"] = "k", "s"
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "s3://b/p?endpoint=http://127.0.0.1:1", "--lease-ttl", "1s"), 2, "--lease-ttl")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "s3://b/p?endpoint=http://127.0.0.1:1", "--replica-sync", "20s"), 2, "--replica-sync")
+	delete(c.env, "AWS_ACCESS_KEY_ID")
+	delete(c.env, "AWS_SECRET_ACCESS_KEY")
+	expect(t, c.run("host", "release", "alice", "--root", root), 1, "no host is serving")
+	expect(t, c.run("host", "release", "--root", root), 2, "one vault name")
 
 	u, stop := c.start("host", "serve", "--root", root, "--domain", "vaults.test", "--addr", "127.0.0.1:0")
 	pu, _ := url.Parse(u)
