@@ -134,10 +134,7 @@ backend host_b
 	})
 
 	// Everything goes through HAProxy, whatever the name resolves to.
-	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", hp))
-		}}}
+	hc := dialOnly(hp, 30*time.Second)
 	base := fmt.Sprintf("http://alice.vaults.test:%d", hp)
 
 	// Alice signs up (on host A, the map's default) and an organization
@@ -287,11 +284,7 @@ backend host_b
 	// holds the vault. Asked directly, bypassing the router, it must not
 	// serve or write alice.
 	start(b)
-	direct := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", pb))
-		}}}
-	ownerAtB, _ := client.NewOwner(base, owner.Token(), direct)
+	ownerAtB, _ := client.NewOwner(base, owner.Token(), dialOnly(pb, 10*time.Second))
 	_, err = ownerAtB.CreateRecord(ctx, "notes", []byte(`{"n":-1}`))
 	if !client.IsCode(err, "vault_elsewhere") {
 		t.Fatalf("a write at the stale host: %v, want vault_elsewhere", err)
@@ -310,11 +303,7 @@ backend host_b
 		t.Fatalf("unlock on B after A froze: %v", loginErr)
 	}
 	a.cmd.Process.Signal(syscall.SIGCONT)
-	directA := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", pa))
-		}}}
-	orgAtA, _ := client.NewOrg(base, key2, directA)
+	orgAtA, _ := client.NewOrg(base, key2, dialOnly(pa, 10*time.Second))
 	_, err = orgAtA.ReadCollection(ctx, grant.AccessToken, "notes", 10, "")
 	if !client.IsCode(err, "vault_not_held") && !client.IsCode(err, "vault_elsewhere") {
 		t.Fatalf("a read at the woken stale host: %v, want vault_not_held or vault_elsewhere", err)
@@ -326,6 +315,15 @@ backend host_b
 		t.Fatalf("a write at the new holder: %v", err)
 	}
 	reader.stop()
+}
+
+// dialOnly is a client that reaches 127.0.0.1:port whatever the URL's
+// host name (which stays in the Host header).
+func dialOnly(port int, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", port))
+		}}}
 }
 
 func contains(xs []int, x int) bool {
