@@ -93,6 +93,10 @@ type entry struct {
 	bgDone   chan struct{}
 	claim    Claim // this host's lease on the vault, while it holds one
 	leaving  bool  // being released to another host: no new uses
+	// elsewhereUntil: another host held the vault when last asked; until
+	// then requests hear so without asking the object store again (a
+	// stranger's requests must not each cost a round trip).
+	elsewhereUntil time.Time
 }
 
 // New returns a host over opts.Root, creating its directories if needed.
@@ -254,7 +258,7 @@ func (h *Host) acquire(ctx context.Context, name string, open func(*entry) (*vau
 			h.mu.Unlock()
 			return nil, err
 		}
-		if e.leaving {
+		if e.leaving || (e.v == nil && time.Now().Before(e.elsewhereUntil)) {
 			h.mu.Unlock()
 			return nil, ErrElsewhere
 		}
@@ -307,6 +311,9 @@ func (h *Host) openEntry(ctx context.Context, e *entry, open func(*entry) (*vaul
 	if err != nil {
 		if errors.Is(err, ErrNoSuchVault) && e.users == 0 && e.keeper.Sealed() {
 			delete(h.entries, e.name) // a stranger's guesses leave nothing behind
+		}
+		if errors.Is(err, ErrElsewhere) {
+			e.elsewhereUntil = time.Now().Add(elsewhereFor)
 		}
 		h.mu.Unlock()
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,4 +247,40 @@ func TestDelete(t *testing.T) {
 		t.Fatalf("Acquire after delete: %v", err)
 	}
 	wantCode(t, h.Delete(t.Context(), "alice"), "no_such_vault")
+}
+
+// elsewherePlacement says every vault is on another host, counting the
+// questions.
+type elsewherePlacement struct{ asked atomic.Int64 }
+
+func (p *elsewherePlacement) Claim(ctx context.Context, name, dir string, create bool) (Claim, error) {
+	p.asked.Add(1)
+	return nil, ErrElsewhere
+}
+
+// Requests for a vault another host holds do not each cost a lookup in the
+// object store: the answer is remembered for 100 ms.
+func TestElsewhereIsRemembered(t *testing.T) {
+	p := &elsewherePlacement{}
+	h, err := New(Options{Root: t.TempDir(), Placement: p, IssuerFor: func(n string) string { return n }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	start := time.Now()
+	for range 200 {
+		_, err := h.Acquire(t.Context(), "alice")
+		wantCode(t, err, "vault_elsewhere")
+	}
+	// Once per 100 ms at most (a slow machine may take longer than 100 ms
+	// for the 200).
+	if got, most := p.asked.Load(), 1+int64(time.Since(start)/(100*time.Millisecond)); got > most {
+		t.Fatalf("200 requests asked the store %d times, want at most %d", got, most)
+	}
+	before := p.asked.Load()
+	time.Sleep(120 * time.Millisecond)
+	h.Acquire(t.Context(), "alice")
+	if got := p.asked.Load(); got != before+1 {
+		t.Fatalf("after the memory ran out the store was asked %d more times, want 1", got-before)
+	}
 }

@@ -22,6 +22,11 @@ var ErrElsewhere = func() *policy.Error {
 	return e
 }()
 
+// elsewhereFor is how long a host remembers that another host held a
+// vault: at most ten lease lookups a second per name, whoever asks, and at
+// most this much added to a move's window.
+const elsewhereFor = 100 * time.Millisecond
+
 // Placement takes vaults for this host.
 type Placement interface {
 	// Claim takes the named vault for this host: it acquires the vault's
