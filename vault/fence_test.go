@@ -55,3 +55,28 @@ func TestFenceRefusesCommits(t *testing.T) {
 		t.Fatalf("write with the fence open again: %v", err)
 	}
 }
+
+// A vault's page size is chosen at creation: 4 KiB for a host of many
+// small vaults (the default is TestNewVaultPageSize's); other sizes are refused.
+func TestPageSize(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct{ ask, want int }{{4096, 4096}, {8192, 8192}} {
+		dir := t.TempDir()
+		v, err := Create(ctx, dir, []byte(testPass), Options{Now: newClock().Now, PageSize: tc.ask})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got int
+		if err := v.db.r.QueryRowContext(ctx, "PRAGMA page_size").Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		v.Close()
+		if got != tc.want {
+			t.Errorf("PageSize %d: the database has %d-byte pages, want %d", tc.ask, got, tc.want)
+		}
+	}
+	_, err := Create(ctx, t.TempDir(), []byte(testPass), Options{PageSize: 1000})
+	if policy.CodeOf(err) != "invalid_page_size" {
+		t.Fatalf("page size 1000: %v", err)
+	}
+}

@@ -75,7 +75,7 @@ func BenchmarkPlainSQLiteCSV(b *testing.B) {
 	for b.Loop() {
 		b.StopTimer()
 		path := filepath.Join(b.TempDir(), "plain.db")
-		if err := setPageSize(path); err != nil { // the vault's page size too
+		if err := setPageSize(path, defaultPageSize); err != nil { // the vault's page size too
 			b.Fatal(err)
 		}
 		db, err := sql.Open("sqlite3", dsnFor(path, modeWrite))

@@ -85,9 +85,10 @@ func dsnFor(path string, mode connMode) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
-// openStore opens (and with create, first creates) the database at path;
-// a non-nil fence guards every commit to it until the store is closed.
-func openStore(path string, create bool, fence Fence) (*store, error) {
+// openStore opens (and with create, first creates with pageSize bytes a
+// page; 0: the default) the database at path; a non-nil fence guards
+// every commit to it until the store is closed.
+func openStore(path string, create bool, fence Fence, pageSize ...int) (*store, error) {
 	registerDriver()
 	if fence != nil {
 		abs, err := filepath.Abs(path)
@@ -104,7 +105,11 @@ func openStore(path string, create bool, fence Fence) (*store, error) {
 			return nil, err
 		}
 		f.Close()
-		if err := setPageSize(path); err != nil {
+		size := defaultPageSize
+		if len(pageSize) > 0 && pageSize[0] != 0 {
+			size = pageSize[0]
+		}
+		if err := setPageSize(path, size); err != nil {
 			return nil, err
 		}
 	} else if _, err := os.Stat(path); err != nil {
@@ -137,13 +142,26 @@ func openStore(path string, create bool, fence Fence) (*store, error) {
 	return &store{w: w, r: r, path: path}, nil
 }
 
-// pageSize is the page size of new vaults: a document chunk (64 KiB) then
-// spans 5 pages of an overflow chain instead of 17.
-const pageSize = 16384
+// defaultPageSize is the page size of new vaults: a document chunk (64
+// KiB) then spans 5 pages of an overflow chain instead of 17. A host of
+// many small vaults chooses 4 KiB (Options.PageSize): an empty vault is
+// 76 b-trees of at least one page each.
+const defaultPageSize = 16384
+
+// ErrBadPageSize: Options.PageSize is not one SQLite takes that suits a vault.
+var ErrBadPageSize = policy.E(policy.KindInvalid, "invalid_page_size", "a vault's page size is 4096, 8192, 16384, 32768 or 65536 bytes")
+
+func checkPageSize(n int) error {
+	switch n {
+	case 0, 4096, 8192, 16384, 32768, 65536:
+		return nil
+	}
+	return ErrBadPageSize
+}
 
 // setPageSize fixes the page size of a new, empty database file; it can
 // only be set before the first table exists, and not once WAL mode is on.
-func setPageSize(path string) error {
+func setPageSize(path string, pageSize int) error {
 	db, err := sql.Open(driverName, "file:"+path+"?_journal_mode=DELETE")
 	if err != nil {
 		return err

@@ -95,6 +95,9 @@ type Options struct {
 	// Fence, when set, must allow every commit (fence.go): a host holding
 	// the vault under a lease passes the lease here.
 	Fence Fence
+	// PageSize is the SQLite page size Create gives a new vault (store.go);
+	// 0: 16 KiB. Existing vaults keep theirs.
+	PageSize int
 }
 
 func (o *Options) defaults() {
@@ -276,11 +279,14 @@ func Create(ctx context.Context, dir string, passphrase []byte, opts Options) (*
 	if err := kdf.check(); err != nil {
 		return nil, ErrBadKDFParams.WithCause(err)
 	}
+	if err := checkPageSize(opts.PageSize); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot create the vault directory "+dir+": "+osReason(err), err)
 	}
 	path := filepath.Join(dir, DBFile)
-	db, err := openStore(path, true, opts.Fence)
+	db, err := openStore(path, true, opts.Fence, opts.PageSize)
 	if errors.Is(err, fs.ErrExist) {
 		return nil, ErrVaultExists
 	}

@@ -779,7 +779,7 @@ func TestLoginRacingAPassphraseChange(t *testing.T) {
 func TestNewVaultPageSize(t *testing.T) {
 	v, _, _ := newTestVault(t)
 	var ps int
-	if err := v.db.r.QueryRow(`PRAGMA page_size`).Scan(&ps); err != nil || ps != pageSize || pageSize != 16384 {
+	if err := v.db.r.QueryRow(`PRAGMA page_size`).Scan(&ps); err != nil || ps != defaultPageSize || defaultPageSize != 16384 {
 		t.Fatalf("page size %d (%v)", ps, err)
 	}
 }

@@ -34,6 +34,7 @@ func TestHostCommands(t *testing.T) {
 	expect(t, c.run("host", "create", "alice", "--root", root, "--passphrase-file", pfile), 1, "taken")
 	expect(t, c.run("host", "serve", "--root", root), 2, "--domain")
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--signup", "maybe"), 2, "invite, open or closed")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--page-size", "1000"), 2, "--page-size")
 	// Sharing vaults: flags that need --replica, a bad location, missing
 	// credentials, a lease too short; release with no host running.
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--host-id", "a"), 2, "need --replica")

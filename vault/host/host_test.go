@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -282,5 +283,29 @@ func TestElsewhereIsRemembered(t *testing.T) {
 	h.Acquire(t.Context(), "alice")
 	if got := p.asked.Load(); got != before+1 {
 		t.Fatalf("after the memory ran out the store was asked %d more times, want 1", got-before)
+	}
+}
+
+// A host's vaults are made with 4 KiB pages (many small vaults stay
+// small), read from the database file's header (offset 16, big-endian).
+func TestHostedVaultsUseSmallPages(t *testing.T) {
+	root := t.TempDir()
+	h, _ := newHost(t, root, 2)
+	hd, err := h.Create(t.Context(), "alice", []byte(pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd.Release()
+	f, err := os.Open(filepath.Join(root, "vaults", "alice", vault.DBFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	hdr := make([]byte, 18)
+	if _, err := io.ReadFull(f, hdr); err != nil {
+		t.Fatal(err)
+	}
+	if got := int(hdr[16])<<8 | int(hdr[17]); got != 4096 {
+		t.Fatalf("page size %d, want 4096", got)
 	}
 }
