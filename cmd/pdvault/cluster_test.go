@@ -80,6 +80,7 @@ backend host_b
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { hap.Process.Kill(); hap.Wait() })
+	waitListening(t, hp)
 	route := func(backend string) {
 		t.Helper()
 		c, err := net.Dial("unix", sock)

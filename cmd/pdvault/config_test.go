@@ -80,8 +80,17 @@ url = "https://ntfy.example/a-long-topic"
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if _, body := getStatus(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port)); !strings.Contains(body, "pdvault_backup_last_ok 1") {
-		t.Fatalf("metrics do not show the backup: %.2000s", body)
+	// The file is in place a moment before the backup is verified and
+	// counted: wait for the count.
+	for {
+		_, body := getStatus(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+		if strings.Contains(body, "pdvault_backup_last_ok 1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("metrics do not show the backup: %.2000s", body)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if r := stop(); r.code != 0 || !strings.Contains(r.stderr, "notification channels from the config file") || !strings.Contains(r.stderr, "added=1") {
 		t.Fatalf("serve: %+v", r)
