@@ -321,9 +321,15 @@ backend host_b
 // dialOnly is a client that reaches 127.0.0.1:port whatever the URL's
 // host name (which stays in the Host header).
 func dialOnly(port int, timeout time.Duration) *http.Client {
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+	c := dialOnlyAddr(fmt.Sprintf("127.0.0.1:%d", port))
+	c.Timeout = timeout
+	return c
+}
+
+func dialOnlyAddr(addr string) *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, fmt.Sprintf("127.0.0.1:%d", port))
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
 		}}}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -132,10 +133,7 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 	fs.BoolVar(&s.allowLoopback, "allow-loopback-http", false, "let notices reach loopback addresses over plain HTTP (local testing only)")
 	fs.StringVar(&s.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&s.logFormat, "log-format", "text", "text or json")
-	fs.StringVar(&s.replica, "replica", a.getenv("PDVAULT_REPLICA"), "share vaults with other hosts through S3-compatible storage: s3://BUCKET/PREFIX?endpoint=URL (env PDVAULT_REPLICA; credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
-	fs.StringVar(&s.hostID, "host-id", "", "this host's name in the vaults' leases; distinct per host (default: the machine's host name)")
-	fs.DurationVar(&s.leaseTTL, "lease-ttl", 30*time.Second, "how long a vault's lease lasts unrenewed; hosts' clocks must agree within a third of it")
-	fs.DurationVar(&s.replicaSync, "replica-sync", time.Second, "how often new writes are shipped to the replica: what a host that dies can lose")
+	a.replicaFlags(fs, &s)
 	fs.IntVar(&s.pageSize, "page-size", 4096, "SQLite page size of vaults created from now on: 4096 keeps many small vaults small; 16384 adds documents faster")
 	fs.StringVar(&s.handoverKeyFile, "handover-key-file", "", "a 32-byte key (base64) shared by the operator's hosts: a vault moved between them stays unsealed (default: moved vaults arrive sealed)")
 	if err := a.parse(fs, args); err != nil {
@@ -396,11 +394,24 @@ func (a *app) hostList(args []string) error {
 }
 
 func (a *app) hostDelete(ctx context.Context, args []string) error {
-	fs, rootFlag := a.hostFlags("delete", "delete NAME [--root DIR] --yes")
-	yes := fs.Bool("yes", false, "confirm: the vault and everything in it is erased from this host")
+	fs, rootFlag := a.hostFlags("delete", "delete NAME [--root DIR] [--replica s3://...] --yes")
+	yes := fs.Bool("yes", false, "confirm: the vault and everything in it is erased from this host (and, with --replica, from the shared storage)")
+	var s hostSettings
+	a.replicaFlags(fs, &s)
 	h, pos, err := a.hostOffline(fs, rootFlag, args, true)
 	if err != nil {
 		return err
+	}
+	if s.replica != "" {
+		// Erase the replica too: the same host, now with its placement.
+		h.Close(context.Background())
+		p, err := a.placement(s, slog.New(slog.DiscardHandler))
+		if err != nil {
+			return err
+		}
+		if h, err = host.New(host.Options{Root: *rootFlag, IssuerFor: func(n string) string { return n }, MaxOpen: 1, Placement: p}); err != nil {
+			return err
+		}
 	}
 	root := *rootFlag
 	defer h.Close(context.Background())
@@ -421,6 +432,10 @@ func (a *app) hostDelete(ctx context.Context, args []string) error {
 	defer lock.Close()
 	if err := h.Delete(ctx, pos[0]); err != nil {
 		return err
+	}
+	if s.replica != "" {
+		fmt.Fprintf(a.stdout, "Deleted vault %s from %s and from %s; erase its backups too (docs/operations.md, \"Erasure\")\n", pos[0], root, s.replica)
+		return nil
 	}
 	fmt.Fprintf(a.stdout, "Deleted vault %s from %s; erase its replicas and backups too (docs/operations.md, \"Erasure\")\n", pos[0], root)
 	return nil

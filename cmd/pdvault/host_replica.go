@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +19,14 @@ import (
 	"github.com/pdvault/pdvault/vault/host"
 	"github.com/pdvault/pdvault/vault/host/replica"
 )
+
+// replicaFlags are the flags of hosts sharing vaults (serve, delete).
+func (a *app) replicaFlags(fs *flag.FlagSet, s *hostSettings) {
+	fs.StringVar(&s.replica, "replica", a.getenv("PDVAULT_REPLICA"), "share vaults with other hosts through S3-compatible storage: s3://BUCKET/PREFIX?endpoint=URL (env PDVAULT_REPLICA; credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+	fs.StringVar(&s.hostID, "host-id", "", "this host's name in the vaults' leases; distinct per host (default: the machine's host name)")
+	fs.DurationVar(&s.leaseTTL, "lease-ttl", 30*time.Second, "how long a vault's lease lasts unrenewed; hosts' clocks must agree within a third of it")
+	fs.DurationVar(&s.replicaSync, "replica-sync", time.Second, "how often new writes are shipped to the replica: what a host that dies can lose")
+}
 
 // placement is the shared storage of --replica, or nil without it.
 func (a *app) placement(s hostSettings, log *slog.Logger) (host.Placement, error) {

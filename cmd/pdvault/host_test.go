@@ -8,9 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/pdvault/pdvault/internal/s3test"
 )
 
 // The operator's commands and a serving host: invite, create, list, serve,
@@ -98,5 +101,40 @@ func TestHostCommands(t *testing.T) {
 	r = c.run("host", "list", "--root", root)
 	if !strings.Contains(r.stdout, "bob") || strings.Contains(r.stdout, "alice") {
 		t.Fatalf("list: %s", r.stdout)
+	}
+}
+
+// host delete --replica erases the vault from the shared storage too.
+func TestHostDeleteErasesReplica(t *testing.T) {
+	s3 := s3test.Start(t)
+	c := &cli{t: t, env: map[string]string{"AWS_ACCESS_KEY_ID": s3.AccessKey, "AWS_SECRET_ACCESS_KEY": s3.SecretKey}}
+	root := filepath.Join(t.TempDir(), "host")
+	pfile := writeFile(t, "pass", testPass)
+	expect(t, c.run("host", "create", "alice", "--root", root, "--passphrase-file", pfile), 0, "")
+	// A host sharing vaults takes alice on (its lease appears), then stops.
+	u, stop := c.start("host", "serve", "--root", root, "--domain", "vaults.test", "--addr", "127.0.0.1:0", "--replica", s3.URL("p"), "--host-id", "a")
+	pu, _ := url.Parse(u)
+	res, err := dialOnlyAddr("127.0.0.1:"+pu.Port()).Get("http://alice.vaults.test:" + pu.Port() + "/v1/terms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable { // sealed: it was created offline
+		t.Fatalf("alice's terms: %d", res.StatusCode)
+	}
+	stop()
+	if _, err := os.Stat(filepath.Join(s3.Root, s3.Bucket, "p", "alice", "lease.json")); err != nil {
+		t.Fatalf("no lease in the bucket after serving alice: %v", err)
+	}
+	r := c.run("host", "delete", "alice", "--root", root, "--replica", s3.URL("p"), "--host-id", "a", "--yes")
+	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "and from s3://") {
+		t.Fatalf("delete said %q", r.stdout)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s3.Root, s3.Bucket, "p", "alice")); len(ents) != 0 {
+		t.Fatalf("left in the bucket: %v", ents)
+	}
+	if _, err := os.Stat(filepath.Join(root, "vaults", "alice")); !os.IsNotExist(err) {
+		t.Fatalf("the vault's directory: %v", err)
 	}
 }
