@@ -114,7 +114,7 @@ func TestHostDeleteErasesReplica(t *testing.T) {
 	// A host sharing vaults takes alice on (its lease appears), then stops.
 	u, stop := c.start("host", "serve", "--root", root, "--domain", "vaults.test", "--addr", "127.0.0.1:0", "--replica", s3.URL("p"), "--host-id", "a")
 	pu, _ := url.Parse(u)
-	res, err := dialOnlyAddr("127.0.0.1:"+pu.Port()).Get("http://alice.vaults.test:" + pu.Port() + "/v1/terms")
+	res, err := dialOnlyAddr("127.0.0.1:" + pu.Port()).Get("http://alice.vaults.test:" + pu.Port() + "/v1/terms")
 	if err != nil {
 		t.Fatal(err)
 	}
