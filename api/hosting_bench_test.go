@@ -157,13 +157,18 @@ func BenchmarkHostScale(b *testing.B) {
 }
 
 // BenchmarkHostReads compares grant-authorized reads at one vault with the
-// same reads spread over many vaults, in one run over real HTTP.
+// same reads spread over many vaults, in one run over real HTTP, with
+// PDVAULT_BENCH_CLIENTS concurrent clients (default 4).
 func BenchmarkHostReads(b *testing.B) {
 	n := benchVaults(b, 200)
 	dur := 10 * time.Second
 	if s := os.Getenv("PDVAULT_BENCH_SECONDS"); s != "" {
 		d, _ := strconv.Atoi(s)
 		dur = time.Duration(d) * time.Second
+	}
+	clients := 4
+	if s := os.Getenv("PDVAULT_BENCH_CLIENTS"); s != "" {
+		clients, _ = strconv.Atoi(s)
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -180,7 +185,7 @@ func BenchmarkHostReads(b *testing.B) {
 	srv := &http.Server{Handler: NewHost(h, HostConfig{Config: Config{RatePerAddress: -1}, Domain: "vaults.test"})}
 	go srv.Serve(ln)
 	defer srv.Close()
-	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 4, MaxConnsPerHost: 4,
+	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients,
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, network, ln.Addr().String())
 		}}}
@@ -235,7 +240,7 @@ func BenchmarkHostReads(b *testing.B) {
 		var count atomic.Int64
 		stop := time.Now().Add(dur)
 		var wg sync.WaitGroup
-		for range 4 {
+		for range clients {
 			wg.Go(func() {
 				for time.Now().Before(stop) {
 					t := pick()
@@ -262,7 +267,7 @@ func BenchmarkHostReads(b *testing.B) {
 	one := run(func() target { return targets[0] })
 	spread := run(func() target { return targets[rand.IntN(n)] })
 	one2 := run(func() target { return targets[0] })
-	b.Logf("reads/s: one vault %.0f, spread over %d vaults %.0f, one vault again %.0f: spread/one = %.2f (open %d, fds %d)",
-		one, n, spread, one2, spread/((one+one2)/2), h.Open(), openFDs())
+	b.Logf("%d clients, reads/s: one vault %.0f, spread over %d vaults %.0f, one vault again %.0f: spread/one = %.2f (open %d, fds %d)",
+		clients, one, n, spread, one2, spread/((one+one2)/2), h.Open(), openFDs())
 	b.ReportMetric(spread/((one+one2)/2), "spread/one")
 }
