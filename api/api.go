@@ -210,6 +210,7 @@ func (s *server) routes(cfg Config) *mux.Router {
 	o.Handle("/relationships/{id}", s.ownerAuth(s.getRelationship)).Methods(http.MethodGet).Name("owner.relationships.get")
 	o.Handle("/relationships/{id}/verify", s.ownerAuth(s.checkVerification)).Methods(http.MethodPost).Name("owner.relationships.verify")
 	o.Handle("/relationships/{id}/reaccept", s.ownerAuth(s.reaccept)).Methods(http.MethodPost).Name("owner.relationships.reaccept")
+	o.Handle("/move", s.ownerAuth(s.announceMove)).Methods(http.MethodPost).Name("owner.move")
 
 	s.uiRoutes(r)
 	r.Use(nameRoute)

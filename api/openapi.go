@@ -170,6 +170,7 @@ var operations = map[string]opSpec{
 	"owner.notifications.vapid":    {summary: "The vault's VAPID public key, for a browser's Web Push subscription", tag: "owner", auth: "owner", res: obj(map[string]*openapi3.Schema{"public_key": str}, "public_key")},
 	"owner.keys":                   {summary: "Key status", tag: "owner", auth: "owner", res: vault.KeyStatus{}},
 	"owner.keys.rotate":            {summary: "Rotate the signing and/or record keys", tag: "owner", auth: "owner", req: rotateRequest{}, res: vault.RotationResult{}},
+	"owner.move":                   {summary: "Tell every organization the vault's new address (a signed vault.moved notice each)", tag: "owner", auth: "owner", ok: http.StatusAccepted, req: moveRequest{}, res: vault.MoveResult{}},
 	"owner.relationships.list":     {summary: "Relationships with organizations", tag: "owner", auth: "owner", query: []string{"limit", "cursor"}, res: vault.RelationshipPage{}},
 	"owner.relationships.get":      {summary: "One relationship", tag: "owner", auth: "owner", res: vault.Relationship{}},
 	"owner.relationships.verify":   {summary: "Check the organization's domain now", tag: "owner", auth: "owner", res: vault.Relationship{}},

@@ -237,6 +237,25 @@ func (s *server) reaccept(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusAccepted, n)
 }
 
+type moveRequest struct {
+	Location string `json:"location"`
+}
+
+// announceMove tells every organization the vault's new address.
+func (s *server) announceMove(w http.ResponseWriter, r *http.Request) {
+	var req moveRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	res, err := s.svc.AnnounceMove(r.Context(), req.Location)
+	if err != nil {
+		writeError(w, r, s.log, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, res)
+}
+
 type rotateRequest struct {
 	Signing bool `json:"signing"`
 	Records bool `json:"records"`

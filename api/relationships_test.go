@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"encoding/json"
 	"errors"
 	"io"
@@ -513,4 +514,53 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// An owner moving the vault to another server tells every organization:
+// a signed vault.moved notice at each callback, naming the new address;
+// organizations without a callback are listed; bad addresses are refused
+// and change nothing.
+func TestAnnounceMove(t *testing.T) {
+	e := loopbackEnv(t, time.Second)
+	ctx := t.Context()
+	site := newOrgSite(t)
+	o := e.org("EdDSA")
+	e.grantFor(o, siteRequest(site), vault.Approval{})
+	o2 := e.org("EdDSA")
+	o2.Request(ctx, askProfile("name")) // no callback
+	for _, bad := range []string{"", "http://vault.example.org", "https://alice.example.org/vault", "https://a.example?x=1", e.srv.URL, "ftp://x"} {
+		r := e.do("POST", "/v1/owner/move", e.token, strings.NewReader(fmt.Sprintf(`{"location":%q}`, bad)))
+		if r.status != 400 || r.errCode(t) != "invalid_location" {
+			t.Fatalf("location %q: %d %s", bad, r.status, r.body)
+		}
+	}
+	if n, _ := e.v.DeliverNotices(ctx); n != 0 {
+		t.Fatalf("a refused move queued %d notices", n)
+	}
+	if r := e.do("POST", "/v1/owner/move", "", strings.NewReader(`{"location":"https://alice.example.org"}`)); r.status != 401 {
+		t.Fatalf("move without the owner: %d", r.status)
+	}
+	r := e.do("POST", "/v1/owner/move", e.token, strings.NewReader(`{"location":"https://alice.example.org/"}`))
+	if r.status != 202 {
+		t.Fatalf("move: %d %s", r.status, r.body)
+	}
+	var res vault.MoveResult
+	r.json(t, &res)
+	if res.Location != "https://alice.example.org" || len(res.Notices) != 1 || len(res.NoCallback) != 1 || res.NoCallback[0] != o2.Key().Thumbprint() {
+		t.Fatalf("move result %+v", res)
+	}
+	if n, err := e.v.DeliverNotices(ctx); n != 1 || err != nil {
+		t.Fatalf("deliver: %d %v", n, err)
+	}
+	jwks, _ := o.JWKS(ctx)
+	site.mu.Lock()
+	notice, err := client.VerifyNotice(site.notices[0], jwks, e.srv.URL, o.Key().Thumbprint())
+	site.mu.Unlock()
+	if err != nil || notice.Event != "vault.moved" || notice.Location != "https://alice.example.org" {
+		t.Fatalf("notice %+v %v", notice, err)
+	}
+	page, err := e.v.ListAudit(ctx, 5, "")
+	if err != nil || page.Entries[1].Event != "vault.moved" || page.Entries[0].Event != "notice.delivered" {
+		t.Fatalf("audit: %+v %v", page.Entries, err)
+	}
 }

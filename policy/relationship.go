@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"regexp"
 	"time"
 )
@@ -22,6 +23,9 @@ const (
 const (
 	NoticeGrantRevoked = "grant.revoked"
 	NoticeTermsChanged = "terms.changed"
+	// NoticeVaultMoved: the vault now lives at Location (its owner moved
+	// it to another server); the organization asks there from now on.
+	NoticeVaultMoved = "vault.moved"
 )
 
 // NoticeClaims are what the vault tells an organization at its callback.
@@ -36,6 +40,8 @@ type NoticeClaims struct {
 	// DeletionDeadline is when the organization's deletion receipt is due.
 	DeletionDeadline int64  `json:"deletion_deadline,omitempty"`
 	TermsHash        string `json:"terms_hash,omitempty"`
+	// Location is the vault's new issuer URL (vault.moved).
+	Location string `json:"location,omitempty"`
 	// AuditTreeHead is a recent signed head of the vault's audit log (a
 	// C2SP checkpoint), for the organization to keep as a witness.
 	AuditTreeHead string `json:"audit_tree_head,omitempty"`
@@ -54,7 +60,8 @@ func VerifyNotice(tok string, key func(kid string) (ed25519.PublicKey, bool), is
 		return nil, err
 	}
 	var c NoticeClaims
-	if json.Unmarshal(payload, &c) != nil || c.Event == "" || c.ID == "" || c.IssuedAt == 0 || c.Issuer == "" || c.Audience == "" || c.Subject == "" {
+	if json.Unmarshal(payload, &c) != nil || c.Event == "" || c.ID == "" || c.IssuedAt == 0 || c.Issuer == "" || c.Audience == "" || c.Subject == "" ||
+		(c.Event == NoticeVaultMoved && !ValidLocation(c.Location)) {
 		return nil, ErrGrantClaims
 	}
 	if c.Issuer != issuer {
@@ -187,4 +194,15 @@ func DeletionState(end time.Time, retention time.Duration, receipt bool, now tim
 		return DeletionOverdue, deadline
 	}
 	return DeletionDue, deadline
+}
+
+// ValidLocation checks a vault's new address for a vault.moved notice: an
+// absolute https URL (http only for loopback), no query or fragment, no
+// path beyond "/" — an issuer.
+func ValidLocation(s string) bool {
+	if !validURL(s, false) {
+		return false
+	}
+	u, _ := url.Parse(s)
+	return u.Path == "" || u.Path == "/"
 }

@@ -370,3 +370,24 @@ func TestProofES256(t *testing.T) {
 		t.Fatalf("cached ES256 with a bad signature: %v", err)
 	}
 }
+
+// A vault.moved notice must name where the vault went, as an issuer URL.
+func TestMovedNoticeNeedsLocation(t *testing.T) {
+	s := newTestSigner(t)
+	base := NoticeClaims{Issuer: "https://vault.example", Audience: "org", Subject: "pairwise", ID: "n1", IssuedAt: 1, Event: NoticeVaultMoved}
+	for loc, ok := range map[string]bool{"": false, "https://new.example": true, "https://new.example/x": false, "http://new.example": false} {
+		c := base
+		c.Location = loc
+		tok, err := SignNotice(s, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := VerifyNotice(tok, s.key, "https://vault.example", "org")
+		if ok != (err == nil) {
+			t.Errorf("location %q: %v", loc, err)
+		}
+		if ok && got.Location != loc {
+			t.Errorf("location %q read back as %q", loc, got.Location)
+		}
+	}
+}

@@ -65,6 +65,7 @@ const (
 	EvKeyLinked          = "relationship.key_linked"
 	EvDomainVerification = "relationship.domain_verification"
 	EvReacceptAsked      = "relationship.reaccept_asked"
+	EvVaultMoved         = "vault.moved"
 	EvIntentPublished    = "intent.published"
 	EvIntentClosed       = "intent.closed"
 	EvOfferReceived      = "offer.received"

@@ -7,6 +7,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/url"
 	"regexp"
 	"slices"
@@ -27,6 +28,7 @@ var (
 	ErrKeyInUse             = policy.E(policy.KindConflict, "key_in_use", "the new key already belongs to a relationship")
 	ErrKeyLinkMismatch      = policy.E(policy.KindInvalid, "invalid_key_link", "the DPoP proof must come from the new key the statement names")
 	ErrNoCallback           = policy.E(policy.KindConflict, "no_callback", "the organization gave no callback URL to notify")
+	ErrBadLocation          = policy.E(policy.KindInvalid, "invalid_location", "the new location is the vault's new address: an https URL with no path, query or fragment, other than its current one")
 	ErrVerificationFailed   = policy.E(policy.KindUnprocessable, "verification_failed", "the domain could not be verified")
 	ErrNoChallenge          = policy.E(policy.KindConflict, "no_challenge", "there is no open domain challenge; start one first")
 	ErrGrantActive          = policy.E(policy.KindConflict, "grant_active", "the grant has not ended; a deletion receipt is for an ended grant (release it with /v1/revoke)")
@@ -739,4 +741,71 @@ func (v *Vault) AskReaccept(ctx context.Context, relID string) (Notice, error) {
 		return v.appendAudit(ctx, tx, AuditEntry{Event: EvReacceptAsked, Actor: "owner", ClientID: clientID, Reason: "terms " + v.CurrentTerms().Hash})
 	})
 	return n, err
+}
+
+// MoveResult is what AnnounceMove did.
+type MoveResult struct {
+	Location   string   `json:"location"`
+	Notices    []Notice `json:"notices"`          // one per organization with a callback
+	NoCallback []string `json:"without_callback"` // relationships with no callback to notify
+}
+
+// AnnounceMove tells every organization the vault has a relationship with
+// that it now lives at location (its owner moved it to another server): a
+// vault.moved notice, signed with the vault's key like every notice,
+// queued to each organization's latest callback. The vault's export
+// carries its signing keys, so the vault at location publishes the key
+// that signed the notice: an organization can check that the new address
+// speaks for the same vault before it asks there.
+func (v *Vault) AnnounceMove(ctx context.Context, location string) (MoveResult, error) {
+	location = strings.TrimSuffix(location, "/")
+	if !policy.ValidLocation(location) || location == strings.TrimSuffix(v.Issuer(), "/") {
+		return MoveResult{}, ErrBadLocation
+	}
+	res := MoveResult{Location: location, Notices: []Notice{}, NoCallback: []string{}}
+	err := v.db.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT id FROM relationships ORDER BY first_seen`)
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, relID := range ids {
+			_, clients, err := v.relationshipKeys(ctx, tx, relID)
+			if err != nil {
+				return err
+			}
+			reqs, err := v.loadRequests(ctx, tx, `client_id IN `+inList(len(clients))+` AND callback_uri != '' ORDER BY created DESC LIMIT 1`, clients...)
+			if err != nil {
+				return err
+			}
+			if len(reqs) == 0 {
+				res.NoCallback = append(res.NoCallback, relID)
+				continue
+			}
+			n, err := v.queueNotice(ctx, tx, relID, reqs[0].ClientID, reqs[0].CallbackURI, policy.NoticeClaims{Event: policy.NoticeVaultMoved, Location: location})
+			if err != nil {
+				return err
+			}
+			res.Notices = append(res.Notices, n)
+		}
+		return v.appendAudit(ctx, tx, AuditEntry{Event: EvVaultMoved, Actor: "owner", Outcome: OutcomeAllowed,
+			Reason: fmt.Sprintf("moved to %s; %d organizations notified, %d without a callback", location, len(res.Notices), len(res.NoCallback))})
+	})
+	if err != nil {
+		return MoveResult{}, err
+	}
+	v.wakeNotices()
+	return res, nil
 }

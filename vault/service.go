@@ -63,6 +63,7 @@ type OwnerService interface {
 	GetRelationship(ctx context.Context, id string) (Relationship, error)
 	CheckVerification(ctx context.Context, relID string) (Relationship, error)
 	AskReaccept(ctx context.Context, relID string) (Notice, error)
+	AnnounceMove(ctx context.Context, location string) (MoveResult, error)
 	PublishIntent(ctx context.Context, in policy.IntentInput) (OwnerIntent, error)
 	OwnerIntents(ctx context.Context) ([]OwnerIntent, error)
 	OwnerIntent(ctx context.Context, id string) (OwnerIntent, error)
