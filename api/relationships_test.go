@@ -476,13 +476,7 @@ func TestTermsChangeAndReaccept(t *testing.T) {
 	if r.status != 202 {
 		t.Fatalf("reaccept: %d %s", r.status, r.body)
 	}
-	if n, err := e.v.DeliverNotices(ctx); n != 1 || err != nil {
-		t.Fatalf("deliver: %d %v", n, err)
-	}
-	jwks, _ := o.JWKS(ctx)
-	site.mu.Lock()
-	notice, err := client.VerifyNotice(site.notices[0], jwks, e.srv.URL, o.Key().Thumbprint())
-	site.mu.Unlock()
+	notice, err := e.deliverOne(site, o)
 	if err != nil || notice.Event != "terms.changed" || notice.TermsHash != e.v.CurrentTerms().Hash {
 		t.Fatalf("notice %+v %v", notice, err)
 	}
@@ -502,6 +496,20 @@ func TestTermsChangeAndReaccept(t *testing.T) {
 	if r := e.do("GET", "/v1/owner/relationships/nope", e.token, nil); r.status != 404 {
 		t.Fatalf("unknown relationship: %d", r.status)
 	}
+}
+
+// deliverOne delivers the one queued notice to site and verifies it as
+// organization o would.
+func (e *testEnv) deliverOne(site *orgSite, o *client.Org) (*client.Notice, error) {
+	e.t.Helper()
+	ctx := e.t.Context()
+	if n, err := e.v.DeliverNotices(ctx); n != 1 || err != nil {
+		e.t.Fatalf("deliver: %d %v", n, err)
+	}
+	jwks, _ := o.JWKS(ctx)
+	site.mu.Lock()
+	defer site.mu.Unlock()
+	return client.VerifyNotice(site.notices[0], jwks, e.srv.URL, o.Key().Thumbprint())
 }
 
 func contextWithCancel(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -549,13 +557,7 @@ func TestAnnounceMove(t *testing.T) {
 	if res.Location != "https://alice.example.org" || len(res.Notices) != 1 || len(res.NoCallback) != 1 || res.NoCallback[0] != o2.Key().Thumbprint() {
 		t.Fatalf("move result %+v", res)
 	}
-	if n, err := e.v.DeliverNotices(ctx); n != 1 || err != nil {
-		t.Fatalf("deliver: %d %v", n, err)
-	}
-	jwks, _ := o.JWKS(ctx)
-	site.mu.Lock()
-	notice, err := client.VerifyNotice(site.notices[0], jwks, e.srv.URL, o.Key().Thumbprint())
-	site.mu.Unlock()
+	notice, err := e.deliverOne(site, o)
 	if err != nil || notice.Event != "vault.moved" || notice.Location != "https://alice.example.org" {
 		t.Fatalf("notice %+v %v", notice, err)
 	}
