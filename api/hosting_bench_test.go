@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -265,9 +266,29 @@ func BenchmarkHostReads(b *testing.B) {
 	}
 	b.Logf("first read at each of %d vaults (one client): %.0f/s", n, float64(n)/time.Since(t0).Seconds())
 	one := run(func() target { return targets[0] })
+	stopProfile := profileIf(b, "PDVAULT_BENCH_PROFILE_SPREAD")
 	spread := run(func() target { return targets[rand.IntN(n)] })
+	stopProfile()
 	one2 := run(func() target { return targets[0] })
 	b.Logf("%d clients, reads/s: one vault %.0f, spread over %d vaults %.0f, one vault again %.0f: spread/one = %.2f (open %d, fds %d)",
 		clients, one, n, spread, one2, spread/((one+one2)/2), h.Open(), openFDs())
 	b.ReportMetric(spread/((one+one2)/2), "spread/one")
+}
+
+// profileIf writes a CPU profile of what runs until the returned function
+// is called to the file named by env, if set: to see where one phase of a
+// benchmark spends its time, without the setup in the profile.
+func profileIf(b *testing.B, env string) func() {
+	path := os.Getenv(env)
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		b.Fatal(err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
