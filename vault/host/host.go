@@ -321,6 +321,9 @@ func (h *Host) openEntry(ctx context.Context, e *entry, open func(*entry) (*vaul
 		if errors.Is(err, ErrElsewhere) {
 			e.elsewhereUntil = time.Now().Add(elsewhereFor)
 		}
+		if e.claim != nil {
+			e.lastUsed = h.opts.Vault.Now() // a sealed vault's kept claim lives while asked for
+		}
 		h.mu.Unlock()
 		return nil, err
 	}
@@ -349,6 +352,11 @@ func (h *Host) openEntry(ctx context.Context, e *entry, open func(*entry) (*vaul
 // claimAndOpen opens e, first taking its lease when vaults are shared.
 func (h *Host) claimAndOpen(ctx context.Context, e *entry, open func(*entry) (*vault.Vault, error)) (*vault.Vault, error) {
 	p := h.opts.Placement
+	if e.claim != nil && e.claim.Fence() != nil {
+		// Kept while the vault was sealed, and lapsed since.
+		h.release(e.claim, nil)
+		e.claim = nil
+	}
 	if p != nil && e.claim == nil {
 		c, err := p.Claim(ctx, e.name, e.dir, false)
 		if err != nil {
@@ -368,11 +376,28 @@ func (h *Host) claimAndOpen(ctx context.Context, e *entry, open func(*entry) (*v
 			err = policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "cannot replicate the vault", err)
 		}
 	}
-	if err != nil && e.claim != nil {
+	if err != nil && e.claim != nil && !errors.Is(err, vault.ErrSealed) {
 		h.release(e.claim, nil)
 		e.claim = nil
 	}
+	// A sealed vault keeps its claim: the owner's unlock will come here,
+	// and until then each request costs no lease traffic. The claim goes
+	// with the idle reaping, a release or the host's end (takeSealedLocked).
 	return v, err
+}
+
+// takeSealedLocked takes the claims kept by sealed vaults (not open, not
+// opening) last tried before idleBefore (zero: all), for the caller to
+// release without h.mu.
+func (h *Host) takeSealedLocked(idleBefore time.Time) []Claim {
+	var out []Claim
+	for _, e := range h.entries {
+		if e.claim != nil && e.v == nil && e.opening == nil && (idleBefore.IsZero() || e.lastUsed.Before(idleBefore)) {
+			out = append(out, e.claim)
+			e.claim = nil
+		}
+	}
+	return out
 }
 
 // release gives a claim up after its vault closed.
@@ -468,8 +493,12 @@ func (h *Host) reap() {
 func (h *Host) CloseIdle(t time.Time) int {
 	h.mu.Lock()
 	victims := h.evictLocked(h.lru.Len(), t)
+	sealed := h.takeSealedLocked(t)
 	h.mu.Unlock()
 	h.closeAll(victims)
+	for _, c := range sealed {
+		h.release(c, nil)
+	}
 	return len(victims)
 }
 
@@ -488,6 +517,15 @@ func (h *Host) Open() int {
 func (h *Host) Release(ctx context.Context, name string) (bool, error) {
 	h.mu.Lock()
 	e, ok := h.entries[name]
+	if ok && e.elem == nil && e.opening == nil && e.claim != nil {
+		// Held sealed: nothing to flush or hand over.
+		c := e.claim
+		e.claim = nil
+		h.mu.Unlock()
+		h.release(c, nil)
+		h.log.Info("vault released", "vault", name, "sealed", true)
+		return true, nil
+	}
 	if !ok || e.elem == nil {
 		h.mu.Unlock()
 		return false, nil
@@ -570,7 +608,11 @@ func (h *Host) Close(ctx context.Context) error {
 	for _, e := range h.entries {
 		e.keeper.Seal()
 	}
+	sealed := h.takeSealedLocked(time.Time{})
 	h.mu.Unlock()
+	for _, c := range sealed {
+		h.release(c, nil)
+	}
 	return nil
 }
 

@@ -116,6 +116,8 @@ func (h *Host) Delete(ctx context.Context, name string) error {
 			vi := h.detachLocked(e)
 			vi.claim = nil // kept: the replica is erased under the lease
 			victims = []victim{vi}
+		} else if e.claim != nil {
+			claim, e.claim = e.claim, nil // held while sealed
 		}
 		delete(h.entries, name)
 	}

@@ -171,6 +171,67 @@ func TestHandoverNeedsTheKey(t *testing.T) {
 	}
 }
 
+// A vault that arrives sealed stays claimed by the host that restored it:
+// asking again costs no lease traffic (the epoch stays), no other host
+// takes it from under its owner's unlock, and a release or the host's end
+// gives the claim up.
+func TestSealedVaultKeepsItsClaim(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := t.Context()
+	sb := newStore(t, srv, "host-b", 6*time.Second, nil) // no key: vaults arrive sealed
+	a := newHost(t, newStore(t, srv, "host-a", 6*time.Second, testKey))
+	b := newHost(t, sb)
+	hd, err := a.Create(ctx, "dora", []byte(pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd.Release()
+	if _, err := a.Release(ctx, "dora"); err != nil {
+		t.Fatal(err)
+	}
+	_, err = acquire(t, b, "dora")
+	wantCode(t, err, "vault_sealed")
+	first, _, err := sb.readLease(ctx, "dora")
+	if err != nil || first.Holder != "host-b" || first.Released {
+		t.Fatalf("lease after the sealed arrival: %+v, %v", first, err)
+	}
+	for range 5 {
+		_, err = b.Acquire(ctx, "dora")
+		wantCode(t, err, "vault_sealed")
+	}
+	again, _, err := sb.readLease(ctx, "dora")
+	if err != nil || again.Epoch != first.Epoch || again.Holder != "host-b" || again.Released {
+		t.Fatalf("lease after asking again: %+v (first %+v), %v", again, first, err)
+	}
+	_, err = a.Acquire(ctx, "dora")
+	wantCode(t, err, "vault_elsewhere")
+
+	// The owner unlocks where the vault is held, under the same claim.
+	if _, err := b.Unseal(ctx, "dora", []byte(pass), vault.LoginSource{Address: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	if l, _, _ := sb.readLease(ctx, "dora"); l.Epoch != first.Epoch {
+		t.Fatalf("unlocking took a new lease: epoch %d, was %d", l.Epoch, first.Epoch)
+	}
+	// Sealed again, a release gives the kept claim up.
+	b.Seal("dora")
+	_, err = b.Acquire(ctx, "dora")
+	wantCode(t, err, "vault_sealed")
+	if ok, err := b.Release(ctx, "dora"); err != nil || !ok {
+		t.Fatalf("releasing a sealed vault: %v %v", ok, err)
+	}
+	if l, _, _ := sb.readLease(ctx, "dora"); !l.Released {
+		t.Fatalf("lease after the release: %+v", l)
+	}
+	_, err = acquire(t, a, "dora")
+	wantCode(t, err, "vault_sealed") // at A now, sealed: B handed over nothing
+	// Unasked for as long as the host keeps idle vaults, the claim goes.
+	a.CloseIdle(time.Now().Add(time.Hour))
+	if l, _, _ := sb.readLease(ctx, "dora"); l.Holder != "host-a" || !l.Released {
+		t.Fatalf("lease after A reaped its idle sealed vault: %+v", l)
+	}
+}
+
 // A host that stops renewing (paused, cut off) stops writing before its
 // lease can run out; once another host took the vault, the stale host
 // writes nothing, locally or to the replica, and learns it lost.
