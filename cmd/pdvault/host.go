@@ -283,8 +283,9 @@ func (a *app) hostFlags(name, synopsis string) (*flag.FlagSet, *string) {
 }
 
 // hostOffline parses an operator command's flags and opens the host
-// directory, serving nothing.
-func (a *app) hostOffline(fs *flag.FlagSet, rootFlag *string, args []string, mustExist bool) (*host.Host, []string, error) {
+// directory, serving nothing; with rs (the replica flags, set) the vaults
+// are claimed in the shared storage as a serving host would.
+func (a *app) hostOffline(fs *flag.FlagSet, rootFlag *string, args []string, mustExist bool, rs ...*hostSettings) (*host.Host, []string, error) {
 	pos, err := a.interleaved(fs, args)
 	if err != nil {
 		return nil, nil, err
@@ -293,7 +294,13 @@ func (a *app) hostOffline(fs *flag.FlagSet, rootFlag *string, args []string, mus
 	if _, err := os.Stat(root); err != nil && mustExist {
 		return nil, nil, hint(fmt.Errorf("no host directory at %s", root), "give it with --root DIR")
 	}
-	h, err := host.New(host.Options{Root: root, IssuerFor: func(n string) string { return n }, MaxOpen: 1})
+	var p host.Placement
+	if len(rs) > 0 {
+		if p, err = a.placement(*rs[0], slog.New(slog.DiscardHandler)); err != nil {
+			return nil, nil, err
+		}
+	}
+	h, err := host.New(host.Options{Root: root, IssuerFor: func(n string) string { return n }, MaxOpen: 1, Placement: p})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -325,9 +332,11 @@ func (a *app) hostInvite(args []string) error {
 }
 
 func (a *app) hostCreate(ctx context.Context, args []string) error {
-	fs, root := a.hostFlags("create", "create NAME [--root DIR] [--passphrase-file FILE]")
+	fs, root := a.hostFlags("create", "create NAME [--root DIR] [--passphrase-file FILE] [--replica s3://...]")
 	pfile := fs.String("passphrase-file", "", "read the new vault's passphrase from this file instead of prompting")
-	h, pos, err := a.hostOffline(fs, root, args, false)
+	var s hostSettings
+	a.replicaFlags(fs, &s)
+	h, pos, err := a.hostOffline(fs, root, args, false, &s)
 	if err != nil {
 		return err
 	}
@@ -350,6 +359,15 @@ func (a *app) hostCreate(ctx context.Context, args []string) error {
 		return err
 	}
 	hd.Release()
+	if s.replica != "" {
+		// Close now, not deferred: the vault's first replica is flushed and
+		// its lease released before this says it is done.
+		if err := h.Close(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(a.stdout, "Created vault %s in %s; any host sharing it can serve it, sealed until its owner logs in\n", pos[0], s.replica)
+		return nil
+	}
 	fmt.Fprintf(a.stdout, "Created vault %s; it is sealed until its owner logs in on the running host\n", pos[0])
 	return nil
 }
@@ -398,20 +416,9 @@ func (a *app) hostDelete(ctx context.Context, args []string) error {
 	yes := fs.Bool("yes", false, "confirm: the vault and everything in it is erased from this host (and, with --replica, from the shared storage)")
 	var s hostSettings
 	a.replicaFlags(fs, &s)
-	h, pos, err := a.hostOffline(fs, rootFlag, args, true)
+	h, pos, err := a.hostOffline(fs, rootFlag, args, true, &s)
 	if err != nil {
 		return err
-	}
-	if s.replica != "" {
-		// Erase the replica too: the same host, now with its placement.
-		h.Close(context.Background())
-		p, err := a.placement(s, slog.New(slog.DiscardHandler))
-		if err != nil {
-			return err
-		}
-		if h, err = host.New(host.Options{Root: *rootFlag, IssuerFor: func(n string) string { return n }, MaxOpen: 1, Placement: p}); err != nil {
-			return err
-		}
 	}
 	root := *rootFlag
 	defer h.Close(context.Background())

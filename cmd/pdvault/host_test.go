@@ -138,3 +138,50 @@ func TestHostDeleteErasesReplica(t *testing.T) {
 		t.Fatalf("the vault's directory: %v", err)
 	}
 }
+
+// A vault created offline with --replica is claimed in the shared storage
+// as a serving host would: its name is taken on every host, and another
+// host restores it from the replica.
+func TestHostCreateWithReplica(t *testing.T) {
+	s3 := s3test.Start(t)
+	c := &cli{t: t, env: map[string]string{"AWS_ACCESS_KEY_ID": s3.AccessKey, "AWS_SECRET_ACCESS_KEY": s3.SecretKey}}
+	rootA, rootB := filepath.Join(t.TempDir(), "a"), filepath.Join(t.TempDir(), "b")
+	pfile := writeFile(t, "pass", testPass)
+	r := c.run("host", "create", "bob", "--root", rootA, "--passphrase-file", pfile, "--replica", s3.URL("p"), "--host-id", "a")
+	expect(t, r, 0, "")
+	if !strings.Contains(r.stdout, "in s3://") {
+		t.Fatalf("create said %q", r.stdout)
+	}
+	b, err := os.ReadFile(filepath.Join(s3.Root, s3.Bucket, "p", "bob", "lease.json"))
+	if err != nil {
+		t.Fatalf("no lease after create --replica: %v", err)
+	}
+	var lease struct {
+		Holder     string `json:"holder"`
+		Released   bool   `json:"released"`
+		Generation string `json:"generation"`
+	}
+	if err := json.Unmarshal(b, &lease); err != nil || lease.Holder != "a" || !lease.Released || lease.Generation == "" {
+		t.Fatalf("lease after create --replica: %s (%v)", b, err)
+	}
+	// The name is taken for every host sharing the storage.
+	r = c.run("host", "create", "bob", "--root", rootB, "--passphrase-file", pfile, "--replica", s3.URL("p"), "--host-id", "b")
+	expect(t, r, 1, "that name is taken")
+	// Host B restores bob from the replica: sealed, then opened by its owner.
+	u, stop := c.start("host", "serve", "--root", rootB, "--domain", "vaults.test", "--addr", "127.0.0.1:0", "--replica", s3.URL("p"), "--host-id", "b")
+	defer stop()
+	pu, _ := url.Parse(u)
+	hc := dialOnlyAddr("127.0.0.1:" + pu.Port())
+	res, err := hc.Get("http://bob.vaults.test:" + pu.Port() + "/v1/terms")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "vault_sealed") {
+		t.Fatalf("bob on host B: %d %s", res.StatusCode, body)
+	}
+	if _, err := os.Stat(filepath.Join(rootB, "vaults", "bob", "vault.db")); err != nil {
+		t.Fatalf("host B did not restore bob: %v", err)
+	}
+}
