@@ -264,6 +264,7 @@ func (c *claim) Replicate(dbPath string) error {
 	// first tick: a vault released right away still reaches the replica.
 	if err := ldb.Sync(context.Background()); err != nil {
 		ldb.Close()
+		forgetMetrics(dbPath)
 		return err
 	}
 	c.mu.Lock()
@@ -350,6 +351,7 @@ func (c *claim) closeReplication() error {
 	if cerr := ldb.Close(); cerr != nil && err == nil {
 		c.log.Debug("litestream close after a good flush", "err", cerr)
 	}
+	forgetMetrics(ldb.Path())
 	if gen != "" {
 		c.mu.Lock()
 		c.doc.Generation = gen
