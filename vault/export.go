@@ -398,7 +398,7 @@ func Import(ctx context.Context, r io.Reader, dir string, passphrase []byte, opt
 	}
 	tmp := path + ".importing"
 	removeDB(tmp)
-	db, err := openStore(tmp, true, nil)
+	db, err := openStore(tmp, true, storeOptions{})
 	if err != nil {
 		return st, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot create the vault database", err)
 	}

@@ -2,9 +2,14 @@ package vault
 
 import (
 	"context"
+	"database/sql"
 	"errors"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/pdvault/pdvault/policy"
 )
@@ -78,5 +83,57 @@ func TestPageSize(t *testing.T) {
 	_, err := Create(ctx, t.TempDir(), []byte(testPass), Options{PageSize: 1000})
 	if policy.CodeOf(err) != "invalid_page_size" {
 		t.Fatalf("page size 1000: %v", err)
+	}
+}
+
+// vaultFiles counts this process's descriptors open on files in dir.
+func vaultFiles(t *testing.T, dir string) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("counting descriptors needs /proc: %v", err)
+	}
+	n := 0
+	for _, e := range ents {
+		if p, err := os.Readlink(filepath.Join("/proc/self/fd", e.Name())); err == nil && strings.HasPrefix(p, dir+string(filepath.Separator)) {
+			n++
+		}
+	}
+	return n
+}
+
+// An open vault holds at most FilesPerVault(MaxReaders) descriptors: the
+// bound a host sizes --max-open by. Every reader is made to open here.
+func TestFilesPerVaultBound(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "vault")
+	v, err := Create(t.Context(), dir, []byte(testPass), Options{MaxReaders: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	var txs []*sql.Tx
+	for range 2 {
+		tx, err := v.db.r.BeginTx(t.Context(), &sql.TxOptions{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var n int
+		if err := tx.QueryRow(`SELECT count(*) FROM records`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		txs = append(txs, tx)
+	}
+	// A third reader waits: the pool is bounded, not only its idle part.
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := v.db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a third read connection: %v, want to wait", err)
+	}
+	got, bound := vaultFiles(t, dir), FilesPerVault(2)
+	if got > bound || got < bound-2 {
+		t.Fatalf("%d descriptors open on the vault's files, bound %d", got, bound)
+	}
+	for _, tx := range txs {
+		tx.Rollback()
 	}
 }

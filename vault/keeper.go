@@ -131,7 +131,7 @@ func Reopen(ctx context.Context, dir string, opts Options) (*Vault, error) {
 	if master == nil {
 		return nil, ErrSealed
 	}
-	db, err := openExisting(dir, opts.Fence)
+	db, err := openExisting(dir, opts)
 	if err != nil {
 		crypt.Wipe(master)
 		return nil, err
@@ -162,7 +162,7 @@ func Unseal(ctx context.Context, dir string, passphrase []byte, src LoginSource,
 	if k == nil {
 		return nil, LoginResult{}, policy.Internal("unseal", fmt.Errorf("no keeper"))
 	}
-	db, err := openExisting(dir, opts.Fence)
+	db, err := openExisting(dir, opts)
 	if err != nil {
 		return nil, LoginResult{}, err
 	}
@@ -216,12 +216,12 @@ func Unseal(ctx context.Context, dir string, passphrase []byte, src LoginSource,
 }
 
 // openExisting opens the database of the vault in dir, which must exist.
-func openExisting(dir string, fence Fence) (*store, error) {
+func openExisting(dir string, opts Options) (*store, error) {
 	path := filepath.Join(dir, DBFile)
 	if _, err := os.Stat(path); err != nil {
 		return nil, ErrNoVault
 	}
-	db, err := openStore(path, false, fence)
+	db, err := openStore(path, false, opts.store())
 	if err != nil {
 		return nil, policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "cannot open the vault database", err)
 	}

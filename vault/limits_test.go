@@ -263,7 +263,7 @@ func TestReplayAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	v2.Close()
-	db, err := openStore(filepath.Join(dir, DBFile), false, nil)
+	db, err := openStore(filepath.Join(dir, DBFile), false, storeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -593,7 +593,7 @@ func TestSavedReplayEntriesAuthenticated(t *testing.T) {
 		t.Fatal(err)
 	}
 	v.Close()
-	db, err := openStore(filepath.Join(dir, DBFile), false, nil)
+	db, err := openStore(filepath.Join(dir, DBFile), false, storeOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

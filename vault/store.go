@@ -48,6 +48,13 @@ type store struct {
 	path string
 }
 
+// storeOptions are how a vault's database is opened.
+type storeOptions struct {
+	fence    Fence // non-nil: guards every commit (fence.go)
+	pageSize int   // a new database's page size; 0: the default
+	readers  int   // read connections at most; 0: the default
+}
+
 // dsn builds the connection string. WAL lets readers run beside the writer;
 // synchronous=FULL makes every commit durable on power loss, not just on a
 // crash of the process; secure_delete overwrites freed pages.
@@ -85,11 +92,10 @@ func dsnFor(path string, mode connMode) string {
 	return "file:" + (&url.URL{Path: path}).EscapedPath() + "?" + q.Encode()
 }
 
-// openStore opens (and with create, first creates with pageSize bytes a
-// page; 0: the default) the database at path; a non-nil fence guards
-// every commit to it until the store is closed.
-func openStore(path string, create bool, fence Fence, pageSize ...int) (*store, error) {
+// openStore opens (and with create, first creates) the database at path.
+func openStore(path string, create bool, o storeOptions) (*store, error) {
 	registerDriver()
+	fence := o.fence
 	if fence != nil {
 		abs, err := filepath.Abs(path)
 		if err != nil {
@@ -106,8 +112,8 @@ func openStore(path string, create bool, fence Fence, pageSize ...int) (*store, 
 		}
 		f.Close()
 		size := defaultPageSize
-		if len(pageSize) > 0 && pageSize[0] != 0 {
-			size = pageSize[0]
+		if o.pageSize != 0 {
+			size = o.pageSize
 		}
 		if err := setPageSize(path, size); err != nil {
 			return nil, err
@@ -136,10 +142,27 @@ func openStore(path string, create bool, fence Fence, pageSize ...int) (*store, 
 		dropFence(path)
 		return nil, err
 	}
-	n := max(4, runtime.GOMAXPROCS(0)*2)
+	n := o.readers
+	if n <= 0 {
+		n = DefaultReaders()
+	}
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
 	return &store{w: w, r: r, path: path}, nil
+}
+
+// DefaultReaders is how many read connections a vault opens at most,
+// unless Options.MaxReaders says otherwise.
+func DefaultReaders() int { return max(4, runtime.GOMAXPROCS(0)*2) }
+
+// FilesPerVault is how many file descriptors an open vault holds at most
+// with readers read connections: the database and its WAL for each
+// connection and the writer, and the shared-memory index once.
+func FilesPerVault(readers int) int {
+	if readers <= 0 {
+		readers = DefaultReaders()
+	}
+	return 2*(readers+1) + 1
 }
 
 // defaultPageSize is the page size of new vaults: a document chunk (64

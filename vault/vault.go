@@ -98,6 +98,14 @@ type Options struct {
 	// PageSize is the SQLite page size Create gives a new vault (store.go);
 	// 0: 16 KiB. Existing vaults keep theirs.
 	PageSize int
+	// MaxReaders bounds the vault's read connections, each two file
+	// descriptors (FilesPerVault); 0: DefaultReaders. A host of many
+	// vaults keeps it small.
+	MaxReaders int
+}
+
+func (o Options) store() storeOptions {
+	return storeOptions{fence: o.Fence, pageSize: o.PageSize, readers: o.MaxReaders}
 }
 
 func (o *Options) defaults() {
@@ -286,7 +294,7 @@ func Create(ctx context.Context, dir string, passphrase []byte, opts Options) (*
 		return nil, policy.Wrap(policy.KindInvalid, "invalid_directory", "cannot create the vault directory "+dir+": "+osReason(err), err)
 	}
 	path := filepath.Join(dir, DBFile)
-	db, err := openStore(path, true, opts.Fence, opts.PageSize)
+	db, err := openStore(path, true, opts.store())
 	if errors.Is(err, fs.ErrExist) {
 		return nil, ErrVaultExists
 	}
@@ -389,7 +397,7 @@ func initialize(ctx context.Context, db *store, dir string, passphrase []byte, k
 // migrated only after the passphrase is proven.
 func Open(ctx context.Context, dir string, passphrase []byte, opts Options) (*Vault, error) {
 	opts.defaults()
-	db, err := openExisting(dir, opts.Fence)
+	db, err := openExisting(dir, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -199,6 +199,7 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 		ln.Close()
 		return err
 	}
+	s.maxOpen = fitOpen(log, s.maxOpen, fileLimit())
 	opts := vault.Options{Logger: log, AllowLoopbackHTTP: s.allowLoopback, RatePerOrg: noLimitIfZero(s.rateOrg), PageSize: s.pageSize}
 	courier := api.NewCourier(opts.AllowLoopbackHTTP, outboundTimeout)
 	opts.Courier = courier
@@ -446,4 +447,32 @@ func (a *app) hostDelete(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(a.stdout, "Deleted vault %s from %s; erase its replicas and backups too (docs/operations.md, \"Erasure\")\n", pos[0], root)
 	return nil
+}
+
+// fileLimit is the process's limit of open files (Go raises the soft
+// limit to the hard one at start); 0 when unknown.
+func fileLimit() int {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil || rl.Cur > 1<<30 {
+		return 0
+	}
+	return int(rl.Cur)
+}
+
+// fitOpen bounds --max-open by the descriptors there are: open vaults may
+// use three quarters of them, the rest is for connections and the host's
+// own files. Opening vaults past the limit would fail every request, not
+// just the new vault's: a stranger asking for many names must not get there.
+func fitOpen(log *slog.Logger, maxOpen, limit int) int {
+	if limit <= 0 {
+		return maxOpen
+	}
+	per := vault.FilesPerVault(host.ReadersPerVault)
+	fit := max(1, (limit-max(256, limit/4))/per)
+	if maxOpen > fit {
+		log.Warn("fewer vaults open at once than --max-open: the file descriptor limit is too low; raise it (LimitNOFILE= in the systemd unit, ulimit -n)",
+			"max_open", maxOpen, "serving", fit, "nofile", limit, "per_vault", per)
+		return fit
+	}
+	return maxOpen
 }

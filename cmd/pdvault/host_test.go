@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -14,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/pdvault/pdvault/internal/s3test"
+	"github.com/pdvault/pdvault/vault"
+	"github.com/pdvault/pdvault/vault/host"
 )
 
 // The operator's commands and a serving host: invite, create, list, serve,
@@ -183,5 +186,24 @@ func TestHostCreateWithReplica(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(rootB, "vaults", "bob", "vault.db")); err != nil {
 		t.Fatalf("host B did not restore bob: %v", err)
+	}
+}
+
+// --max-open is bounded by the descriptors there are: a quarter (at least
+// 256) stays for connections, the rest at FilesPerVault each.
+func TestFitOpen(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	per := vault.FilesPerVault(host.ReadersPerVault)
+	for _, c := range []struct{ maxOpen, limit, want int }{
+		{1000, 0, 1000},                   // unknown limit: as asked
+		{1000, 20000, 1000},               // fits
+		{1000, 4096, (4096 - 1024) / per}, // does not: what fits
+		{1000, 1024, (1024 - 256) / per},  // the reserve is at least 256
+		{1000, 200, 1},                    // never below one
+		{10000, 1 << 20, 10000},           // a large limit
+	} {
+		if got := fitOpen(log, c.maxOpen, c.limit); got != c.want {
+			t.Errorf("fitOpen(%d, %d) = %d, want %d", c.maxOpen, c.limit, got, c.want)
+		}
 	}
 }

@@ -63,6 +63,10 @@ type Options struct {
 	Placement Placement
 }
 
+// ReadersPerVault is a hosted vault's read connections, unless
+// Options.Vault.MaxReaders says otherwise.
+const ReadersPerVault = 2
+
 // Host is a set of vaults under one directory. Safe for concurrent use.
 type Host struct {
 	opts Options
@@ -115,6 +119,12 @@ func New(opts Options) (*Host, error) {
 	}
 	if opts.Vault.Now == nil {
 		opts.Vault.Now = time.Now
+	}
+	if opts.Vault.MaxReaders == 0 {
+		// Two read connections per vault: a hosted vault has few
+		// concurrent readers, and each connection is two descriptors
+		// (vault.FilesPerVault) times MaxOpen.
+		opts.Vault.MaxReaders = ReadersPerVault
 	}
 	if opts.Vault.PageSize == 0 {
 		// Small pages for many small vaults: an empty vault is ~300 KiB
