@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"text/tabwriter"
 	"time"
@@ -98,9 +99,14 @@ func hostLock(root string) (*os.File, error) {
 
 var errHostRunning = errors.New("a host is serving this directory")
 
+// errNotAVault: a TLS handshake named a host name that is no vault here.
+var errNotAVault = errors.New("no vault by that name on this host")
+
 type hostSettings struct {
 	root, domain, addr, publicURL, signup string
 	certFile, keyFile, trustedProxies     string
+	acme                                  bool
+	acmeDir, acmeEmail, acmeRoots         string
 	maxOpen                               int
 	idle                                  time.Duration
 	quota                                 vault.Quota
@@ -120,6 +126,10 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 	fs.StringVar(&s.addr, "addr", DefaultAddr, "address to listen on")
 	fs.StringVar(&s.publicURL, "public-url", "", "how clients reach the apex, e.g. https://vaults.example.org (default http://DOMAIN:PORT); vaults' issuers take its scheme and port")
 	fs.StringVar(&s.signup, "signup", "invite", "who may create a vault over the web: invite (a code from \"pdvault host invite\"), open, or closed")
+	fs.BoolVar(&s.acme, "acme", false, "serve HTTPS with a certificate per vault (NAME.DOMAIN) and for DOMAIN, obtained and renewed by ACME (TLS-ALPN-01 on --addr; Let's Encrypt unless --acme-directory); implies agreeing to the CA's terms")
+	fs.StringVar(&s.acmeDir, "acme-directory", "", "ACME directory URL of another CA (staging, a private CA)")
+	fs.StringVar(&s.acmeEmail, "acme-email", "", "contact address given to the ACME CA (expiry warnings)")
+	fs.StringVar(&s.acmeRoots, "acme-ca-roots", "", "PEM file of roots to trust for the ACME directory itself (a private CA)")
 	fs.StringVar(&s.certFile, "tls-cert", "", "serve HTTPS with this PEM certificate chain (a wildcard for *.DOMAIN and DOMAIN)")
 	fs.StringVar(&s.keyFile, "tls-key", "", "the PEM private key of --tls-cert")
 	fs.StringVar(&s.trustedProxies, "trusted-proxy", "", "comma-separated addresses or CIDRs of reverse proxies whose Forwarded / X-Forwarded-* headers are believed")
@@ -167,7 +177,29 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	ts, err := newTLS(tlsOptions{certFile: s.certFile, keyFile: s.keyFile}, s.root)
+	to := tlsOptions{certFile: s.certFile, keyFile: s.keyFile}
+	var served atomic.Pointer[host.Host] // set once the host is up
+	if s.acme {
+		// Certificates only for the apex and names that are vaults: an
+		// invented name must not spend the CA's rate limits (or ours).
+		to.domain, to.acmeDir, to.acmeEmail, to.acmeRoots = domain, s.acmeDir, s.acmeEmail, s.acmeRoots
+		to.policy = func(ctx context.Context, name string) error {
+			if name == domain {
+				return nil
+			}
+			label, ok := strings.CutSuffix(name, "."+domain)
+			if h := served.Load(); ok && h != nil && h.Knows(ctx, label) {
+				return nil
+			}
+			return errNotAVault
+		}
+		if s.certFile != "" || s.keyFile != "" {
+			return usageError{"--acme and --tls-cert/--tls-key exclude each other", "--acme obtains certificates; --tls-cert uses yours"}
+		}
+	} else if s.acmeDir != "" || s.acmeEmail != "" || s.acmeRoots != "" {
+		return usageError{"--acme-* flags need --acme", ""}
+	}
+	ts, err := newTLS(to, s.root)
 	if err != nil {
 		return err
 	}
@@ -215,6 +247,12 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	served.Store(h)
+	if ts != nil && ts.start != nil {
+		bctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		ts.start(bctx, log) // the apex's first certificate; reloads of --tls-cert
 	}
 	srv := api.NewServer(s.addr, api.NewHost(h, api.HostConfig{Config: cfg, Domain: domain, Signup: s.signup}), log)
 	errc := make(chan error, 1)

@@ -41,6 +41,8 @@ func TestHostCommands(t *testing.T) {
 	expect(t, c.run("host", "serve", "--root", root), 2, "--domain")
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--signup", "maybe"), 2, "invite, open or closed")
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--page-size", "1000"), 2, "--page-size")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--acme-email", "a@b.test"), 2, "--acme-* flags need --acme")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--acme", "--tls-cert", "c.pem", "--tls-key", "k.pem"), 2, "--acme and --tls-cert")
 	// Sharing vaults: flags that need --replica, a bad location, missing
 	// credentials, a lease too short; release with no host running.
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--host-id", "a"), 2, "need --replica")

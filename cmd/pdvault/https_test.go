@@ -469,3 +469,69 @@ func TestServeIssuerChecks(t *testing.T) {
 		t.Fatalf("no warning: %s", r.stderr)
 	}
 }
+
+// host serve --acme against a real ACME CA: the apex and each vault get a
+// certificate of their own by TLS-ALPN-01, and an invented name gets none
+// (no request to the CA: nothing in the cache).
+func TestHostACME(t *testing.T) {
+	const domain = "vaults.pdvault.test"
+	tlsPort := freePort(t)
+	ca := startPebble(t, tlsPort, freePort(t), time.Hour)
+	c := &cli{t: t, env: map[string]string{}}
+	root := filepath.Join(t.TempDir(), "host")
+	expect(t, c.run("host", "create", "alice", "--root", root, "--passphrase-file", writeFile(t, "pass", testPass)), 0, "")
+	apex, stop := c.start("host", "serve", "--root", root, "--domain", domain, "--acme", "--addr", fmt.Sprintf("127.0.0.1:%d", tlsPort),
+		"--acme-directory", ca.dir, "--acme-ca-roots", ca.roots)
+	defer stop()
+	if want := fmt.Sprintf("https://%s:%d", domain, tlsPort); apex != want {
+		t.Fatalf("apex %s, want %s", apex, want)
+	}
+	names := make(chan []string, 100)
+	hc := httpsClient(ca, func(c *x509.Certificate) {
+		select {
+		case names <- c.DNSNames:
+		default:
+		}
+	})
+	get := func(url string) (int, error) {
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			res, err := hc.Get(url)
+			if err == nil {
+				res.Body.Close()
+				return res.StatusCode, nil
+			}
+			if time.Now().After(deadline) {
+				return 0, err
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	if code, err := get(apex + "/healthz"); err != nil || code != http.StatusOK {
+		t.Fatalf("apex over HTTPS: %d %v\n%s", code, err, stop().stderr)
+	}
+	if n := <-names; len(n) != 1 || n[0] != domain {
+		t.Fatalf("apex certificate for %v", n)
+	}
+	alice := fmt.Sprintf("https://alice.%s:%d", domain, tlsPort)
+	code, err := get(alice + "/v1/terms")
+	if err != nil || code != http.StatusServiceUnavailable { // sealed: created offline
+		t.Fatalf("alice over HTTPS: %d %v", code, err)
+	}
+	if n := <-names; len(n) != 1 || n[0] != "alice."+domain {
+		t.Fatalf("alice's certificate for %v", n)
+	}
+	// No vault, no certificate: the handshake fails at once.
+	if _, err := hc.Get(fmt.Sprintf("https://nobody.%s:%d/v1/terms", domain, tlsPort)); err == nil {
+		t.Fatal("a certificate was served for a name that is no vault")
+	}
+	ents, _ := os.ReadDir(filepath.Join(root, "acme"))
+	for _, e := range ents {
+		if strings.Contains(e.Name(), "nobody") {
+			t.Fatalf("a certificate was requested for a name that is no vault: %s", e.Name())
+		}
+	}
+	if len(ents) < 3 { // the account key, the apex's and alice's certificates
+		t.Fatalf("acme cache: %v", ents)
+	}
+}

@@ -37,6 +37,9 @@ type tlsOptions struct {
 	certFile, keyFile                     string
 	httpAddr                              string
 	trustedProxies                        string
+	// policy, if set, says which names certificates are obtained for
+	// (a host: the apex and its vaults); default: domain alone.
+	policy autocert.HostPolicy
 }
 
 // tlsSetup is what serve needs to speak HTTPS.
@@ -100,7 +103,7 @@ func newACME(o tlsOptions, dir string) (*tlsSetup, error) {
 		// Using --domain is agreeing to the CA's terms (docs/operations.md).
 		Prompt:     autocert.AcceptTOS,
 		Cache:      autocert.DirCache(filepath.Join(dir, "acme")), // 0700 directory, 0600 files
-		HostPolicy: autocert.HostWhitelist(domain),
+		HostPolicy: cmpOr(o.policy, autocert.HostWhitelist(domain)),
 		Email:      o.acmeEmail,
 		Client:     client,
 	}
@@ -298,4 +301,12 @@ func checkIssuer(issuer string, t *tlsSetup, proxies []netip.Prefix, issuerGiven
 		return fmt.Sprintf("the issuer is %s, but this server speaks plain HTTP on %s and trusts no proxy: give the TLS proxy's address in --trusted-proxy, so that a request reaching the vault under another scheme or host is refused with a message naming the issuer", issuer, listen), nil
 	}
 	return "", nil
+}
+
+// cmpOr is p unless nil, else def (cmp.Or needs comparable types).
+func cmpOr(p, def autocert.HostPolicy) autocert.HostPolicy {
+	if p != nil {
+		return p
+	}
+	return def
 }

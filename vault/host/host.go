@@ -72,6 +72,8 @@ type Host struct {
 	opts Options
 	log  *slog.Logger
 
+	lookups *policy.Limiter // of the shared storage, by Knows
+
 	mu      sync.Mutex
 	entries map[string]*entry
 	lru     list.List // open entries, most recently used first
@@ -138,7 +140,7 @@ func New(opts Options) (*Host, error) {
 		}
 	}
 	h := &Host{opts: opts, log: opts.Logger.With("component", "host"), entries: map[string]*entry{},
-		stop: make(chan struct{}), done: make(chan struct{})}
+		stop: make(chan struct{}), done: make(chan struct{}), lookups: policy.NewLimiter(lookupRate, lookupRate)}
 	go h.reap()
 	return h, nil
 }
@@ -173,6 +175,28 @@ func (h *Host) Exists(name string) bool {
 	}
 	_, err := os.Stat(filepath.Join(h.dir(name), vault.DBFile))
 	return err == nil
+}
+
+// Knows says whether the host can serve the named vault: it is in the
+// host's directory or, with a placement, in the shared storage (looked up
+// at most lookupRate times a second in all). What a TLS certificate may
+// be requested for: only names that are vaults.
+func (h *Host) Knows(ctx context.Context, name string) bool {
+	if h.Exists(name) {
+		return true
+	}
+	p := h.opts.Placement
+	if p == nil || ValidName(name) != nil {
+		return false
+	}
+	if ok, _ := h.lookups.Allow("", time.Now()); !ok {
+		return false
+	}
+	ok, err := p.Exists(ctx, name)
+	if err != nil {
+		h.log.Warn("cannot look a vault up in the shared storage", "err", err)
+	}
+	return ok
 }
 
 // entryFor returns the entry of an existing vault; h.mu is held.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -257,6 +258,35 @@ type elsewherePlacement struct{ asked atomic.Int64 }
 func (p *elsewherePlacement) Claim(ctx context.Context, name, dir string, create bool) (Claim, error) {
 	p.asked.Add(1)
 	return nil, ErrElsewhere
+}
+
+// Exists: every name with an "x" is a vault elsewhere.
+func (p *elsewherePlacement) Exists(ctx context.Context, name string) (bool, error) {
+	p.asked.Add(1)
+	return strings.Contains(name, "x"), nil
+}
+
+// Knows is what a TLS certificate may be asked for: a vault here, or one
+// in the shared storage, looked up at most lookupRate times a second
+// whoever asks (a flood of invented names costs that, not a lookup each).
+func TestKnows(t *testing.T) {
+	p := &elsewherePlacement{}
+	h, err := New(Options{Root: t.TempDir(), Placement: p, IssuerFor: func(n string) string { return n }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close(context.Background())
+	if !h.Knows(t.Context(), "xavier") || h.Knows(t.Context(), "alice") || h.Knows(t.Context(), "Not-A-Name") {
+		t.Fatal("Knows disagrees with the placement")
+	}
+	p.asked.Store(0)
+	start := time.Now()
+	for i := range 500 {
+		h.Knows(t.Context(), fmt.Sprintf("guess%d", i))
+	}
+	if got, most := p.asked.Load(), int64(lookupRate+float64(lookupRate)*time.Since(start).Seconds())+1; got > most {
+		t.Fatalf("500 invented names cost %d lookups, want at most %d", got, most)
+	}
 }
 
 // Requests for a vault another host holds do not each cost a lookup in the

@@ -34,7 +34,15 @@ type Placement interface {
 	// create, the vault must not exist yet, here or anywhere. Errors:
 	// ErrNoSuchVault, ErrNameTaken, ErrElsewhere.
 	Claim(ctx context.Context, name, dir string, create bool) (Claim, error)
+	// Exists says whether the named vault is in the shared storage,
+	// without claiming it.
+	Exists(ctx context.Context, name string) (bool, error)
 }
+
+// lookupRate bounds the shared-storage lookups Knows makes for names not
+// on this host: a stranger's TLS handshakes with invented names cost the
+// host at most this many round trips a second.
+const lookupRate = 20
 
 // Claim is this host's hold on one vault.
 type Claim interface {

@@ -99,6 +99,16 @@ func (s *Store) Claim(ctx context.Context, name, dir string, create bool) (host.
 	return c, nil
 }
 
+// Exists says whether the named vault has a lease in the bucket: it was
+// created, on some host, and not erased.
+func (s *Store) Exists(ctx context.Context, name string) (bool, error) {
+	d, _, err := s.readLease(ctx, name)
+	if err != nil {
+		return false, err
+	}
+	return d != nil, nil
+}
+
 func (s *Store) unavailable(what string, err error) error {
 	s.log.Warn("object storage", "op", what, "err", err)
 	return policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "the host cannot reach its replica storage; try again", err)
