@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -564,5 +566,57 @@ func TestAnnounceMove(t *testing.T) {
 	page, err := e.v.ListAudit(ctx, 5, "")
 	if err != nil || page.Entries[1].Event != "vault.moved" || page.Entries[0].Event != "notice.delivered" {
 		t.Fatalf("audit: %+v %v", page.Entries, err)
+	}
+}
+
+// After the owner leaves for another address (export, import there), an
+// organization that follows the moved notice reads at the new address with
+// the grant it holds: the vault recorded the old issuer as its own. The
+// new vault still decides: a revocation there ends the old grant.
+func TestGrantFollowsTheVault(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	o := e.org("EdDSA")
+	e.record("profile", `{"name":"Ada","email":"ada@example.org"}`)
+	tok := e.grantFor(o, askProfile("name"), vault.Approval{})
+	if _, err := o.ReadCollection(ctx, tok.AccessToken, "profile", 10, ""); err != nil {
+		t.Fatal(err)
+	}
+	var exp bytes.Buffer
+	if _, err := e.v.Export(ctx, &exp); err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(t.TempDir(), "moved")
+	if _, err := vault.Import(ctx, &exp, dir, []byte(testPass), vault.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	v2, err := vault.Open(ctx, dir, []byte(testPass), vault.Options{RatePerOrg: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	e2 := newEnvFor(t, v2)
+	if e2.srv.URL == e.srv.URL {
+		t.Fatal("the new address is the old one")
+	}
+	moved, err := client.NewOrg(e2.srv.URL, o.Key(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := moved.ReadCollection(ctx, tok.AccessToken, "profile", 10, "")
+	if err != nil || len(page.Records) != 1 || string(page.Records[0].Data["name"]) != `"Ada"` {
+		t.Fatalf("read at the new address with the old grant: %+v %v", page, err)
+	}
+	if _, err := e2.v.Revoke(ctx, tok.GrantID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := moved.ReadCollection(ctx, tok.AccessToken, "profile", 10, ""); err == nil || !strings.Contains(err.Error(), "invalid_token") {
+		t.Fatalf("read after revocation at the new address: %v", err)
+	}
+	// A vault that never was this one does not take the grant.
+	e3 := newEnv(t)
+	stranger, _ := client.NewOrg(e3.srv.URL, o.Key(), nil)
+	if _, err := stranger.ReadCollection(ctx, tok.AccessToken, "profile", 10, ""); err == nil || !strings.Contains(err.Error(), "invalid_token") {
+		t.Fatalf("another vault took the grant: %v", err)
 	}
 }

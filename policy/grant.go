@@ -60,6 +60,10 @@ type GrantCheck struct {
 	// vault itself holds can verify: nothing in the token chooses a key
 	// beyond naming one of ours.
 	Key func(kid string) (ed25519.PublicKey, bool)
+	// Former, if set, says whether an issuer other than Issuer is one the
+	// vault itself issued grants under before it moved; such a grant must
+	// name it as its audience too.
+	Former func(iss string) bool
 }
 
 // VerifyGrant checks a grant's form, signature and every time and identity
@@ -79,11 +83,17 @@ func VerifyGrant(tok string, chk GrantCheck) (*GrantClaims, error) {
 		len(c.AuthorizationDetails) == 0 || c.TermsHash == "" {
 		return nil, ErrGrantClaims
 	}
-	if c.Issuer != chk.Issuer {
+	switch {
+	case c.Issuer == chk.Issuer:
+		if c.Audience != chk.Audience {
+			return nil, ErrGrantAudience
+		}
+	case chk.Former != nil && chk.Former(c.Issuer):
+		if c.Audience != c.Issuer {
+			return nil, ErrGrantAudience
+		}
+	default:
 		return nil, ErrGrantIssuer
-	}
-	if c.Audience != chk.Audience {
-		return nil, ErrGrantAudience
 	}
 	if err := checkTimes(chk.Now, chk.Skew, c.IssuedAt, c.NotBefore, c.Expiry); err != nil {
 		return nil, err

@@ -73,7 +73,8 @@ func (v *Vault) verifyGrant(tok string) (*policy.GrantClaims, error) {
 		}
 		return c, nil
 	}
-	c, err := policy.VerifyGrant(tok, policy.GrantCheck{Issuer: v.Issuer(), Audience: v.Issuer(), Now: now, Skew: policy.ClockSkew, Key: v.publicKey})
+	c, err := policy.VerifyGrant(tok, policy.GrantCheck{Issuer: v.Issuer(), Audience: v.Issuer(), Now: now, Skew: policy.ClockSkew, Key: v.publicKey,
+		Former: func(iss string) bool { return v.formerIssuer(context.Background(), iss) }})
 	if err != nil {
 		return nil, err
 	}

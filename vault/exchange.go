@@ -733,6 +733,9 @@ func (v *Vault) mintGrant(ctx context.Context, tx *sql.Tx, r requestRow) (string
 	if prior > 0 {
 		return "", g, ErrTampered.WithCause(errors.New("request " + r.ID + " is approved but already has a grant"))
 	}
+	if err := v.recordIssuer(ctx, tx, g.Issuer, g.IssuedAt); err != nil {
+		return "", g, err
+	}
 	dj, _ := json.Marshal(g.AuthorizationDetails)
 	if err := v.st.insert(ctx, tx, tGrants, g.ID, `INSERT INTO grants (id, request_id, client_id, client_name, subject, details, purpose, terms_hash, kid, issued, expires, retention)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,

@@ -544,7 +544,7 @@ func TestMigrationBuildsRelationships(t *testing.T) {
 		`ALTER TABLE meta DROP COLUMN mac`, `ALTER TABLE signing_keys DROP COLUMN mac`, `ALTER TABLE terms DROP COLUMN mac`,
 		`ALTER TABLE requests DROP COLUMN mac`, `ALTER TABLE grants DROP COLUMN mac`,
 		`DROP TABLE audit_tree`, `DROP TABLE audit_heads`, `DROP TABLE audit_head`, `DROP TABLE devices`,
-		`DROP TABLE relationship_stats`, `DROP TABLE replay_seen`, `DROP TABLE shutdown`, `DROP TABLE unreadable_records`, `DROP TABLE import_items`, `DROP TABLE documents`, `DROP TABLE document_chunks`, `DROP TABLE document_uploads`, `DROP TABLE agreements`, `DROP TABLE notify_channels`, `DROP TABLE notify_outbox`, `DROP INDEX requests_by_status_created`, `DROP INDEX requests_by_created_id`, `DROP INDEX IF EXISTS record_keys_by_created`, `DROP INDEX requests_by_status`, `DROP INDEX requests_by_client`, `DROP INDEX grants_by_issued`,
+		`DROP TABLE relationship_stats`, `DROP TABLE replay_seen`, `DROP TABLE shutdown`, `DROP TABLE unreadable_records`, `DROP TABLE import_items`, `DROP TABLE documents`, `DROP TABLE document_chunks`, `DROP TABLE document_uploads`, `DROP TABLE agreements`, `DROP TABLE notify_channels`, `DROP TABLE notify_outbox`, `DROP TABLE issuers`, `DROP INDEX requests_by_status_created`, `DROP INDEX requests_by_created_id`, `DROP INDEX IF EXISTS record_keys_by_created`, `DROP INDEX requests_by_status`, `DROP INDEX requests_by_client`, `DROP INDEX grants_by_issued`,
 		`CREATE TABLE audit_head (id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, hash BLOB NOT NULL, mac BLOB NOT NULL)`,
 		`CREATE TABLE audit_checkpoints (size INTEGER PRIMARY KEY, hash BLOB NOT NULL, signed TEXT NOT NULL, created INTEGER NOT NULL)`,
 		`PRAGMA user_version = 2`,

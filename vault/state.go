@@ -63,10 +63,11 @@ var (
 	tOffers   = newTable("offers", "id", "id", "intent_id", "client_id", "jwk", "client_name", "client_uri", "signed", "body", "jti", "status", "received")
 	tRecKeys  = newTable("record_keys", "id", "id", "sealed", "created")
 	tRelStats = newTable("relationship_stats", "relationship_id", "relationship_id", "reads", "last_read")
+	tIssuers  = newTable("issuers", "url", "url", "first_used")
 )
 
 // authTables is every authenticated table, for migration and verification.
-var authTables = []*table{tMeta, tSigningKeys, tTerms, tRequests, tGrants, tRelationships, tRelKeys, tNotices, tReceipts, tIntents, tOffers, tRecKeys, tAuditHead, tDevices, tRelStats, tShutdown, tDocuments, tAgreements}
+var authTables = []*table{tMeta, tSigningKeys, tTerms, tRequests, tGrants, tRelationships, tRelKeys, tNotices, tReceipts, tIntents, tOffers, tRecKeys, tAuditHead, tDevices, tRelStats, tShutdown, tDocuments, tAgreements, tIssuers}
 
 // row is one authenticated row whose MAC has been checked.
 type row struct {

@@ -608,6 +608,14 @@ var migrations = []string{
 	);
 	CREATE INDEX notify_outbox_due ON notify_outbox (status, next_attempt);
 	CREATE INDEX notify_outbox_channel ON notify_outbox (channel_id, status);`,
+
+	// 19: every issuer URL the vault has signed grants under (issuers.go),
+	// so that grants keep working after the vault moves. Authenticated.
+	`CREATE TABLE issuers (
+		url        TEXT    PRIMARY KEY,
+		first_used INTEGER NOT NULL,
+		mac        BLOB
+	);`,
 }
 
 // schemaStats is the first schema with relationship_stats; schemaReplay

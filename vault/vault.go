@@ -170,6 +170,7 @@ type Vault struct {
 	sessions *sessions
 
 	issuer    atomic.Pointer[string]
+	issuers   issuerSet // every issuer grants were signed under (issuers.go)
 	keys      *keyring
 	headCache atomic.Pointer[policy.TreeHead]
 	recent    atomic.Pointer[recentHead]
