@@ -65,7 +65,7 @@ func (a *app) cmdAudit(ctx context.Context, args []string) error {
 		}
 		return nil
 	case "verify":
-		if _, err := a.parseInterspersed(fs, oc.args); err != nil {
+		if _, err := a.interleaved(fs, oc.args); err != nil {
 			return err
 		}
 		var rep client.AuditReport

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/pdvault/pdvault/api/client"
 )
@@ -48,19 +49,47 @@ func (a *app) cmdDocs(ctx context.Context, args []string) error {
 }
 
 // interleaved parses flags that may come before, between or after the
-// positional arguments.
+// positional arguments, and returns the positional ones in order. An
+// argument that looks like a flag but names none and is as long as an id
+// (a relationship's id is a base64url thumbprint, and 1 in 64 begins with
+// "-") is positional: "relationships show -DT99..." must not fail as an
+// unknown flag. "--" ends the flags.
 func (a *app) interleaved(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := a.parse(fs, args); err != nil {
-			return nil, err
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		t := args[i]
+		if t == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
 		}
-		if fs.NArg() == 0 {
-			return pos, nil
+		if len(t) < 2 || t[0] != '-' {
+			pos = append(pos, t)
+			continue
 		}
-		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+		name, _, hasValue := strings.Cut(strings.TrimLeft(t, "-"), "=")
+		f := fs.Lookup(name)
+		if f == nil && len(name) >= minIDLen && name != "help" {
+			pos = append(pos, t)
+			continue
+		}
+		flags = append(flags, t)
+		if f == nil || hasValue {
+			continue // an unknown flag is the parser's to refuse
+		}
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); !(ok && b.IsBoolFlag()) && i+1 < len(args) {
+			i++
+			flags = append(flags, args[i]) // the flag's value, whatever it looks like
+		}
 	}
+	if err := a.parse(fs, flags); err != nil {
+		return nil, err
+	}
+	return append(pos, fs.Args()...), nil
 }
+
+// minIDLen is the shortest id the vault hands out (16 random bytes in
+// base64url); no flag name is that long.
+const minIDLen = 20
 
 func (a *app) docsAdd(ctx context.Context, args []string) error {
 	fs := a.flags("docs add", "docs add FILE... [--title T] [--kind K] [--date YYYY-MM-DD] [--counterparty C] [--type MEDIA/TYPE]")

@@ -60,7 +60,7 @@ func (a *app) more(next, cmd string) {
 }
 
 func (oc *ownerCmd) start() ([]string, *client.Owner, error) {
-	pos, err := oc.a.parseInterspersed(oc.fs, oc.args)
+	pos, err := oc.a.interleaved(oc.fs, oc.args)
 	if err != nil {
 		return nil, nil, err
 	}

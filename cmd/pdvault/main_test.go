@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -471,5 +472,40 @@ func TestServeMetricsAddr(t *testing.T) {
 	stop()
 	if r := c.run("serve", "--dir", dir, "--addr", "127.0.0.1:0", "--metrics-token-file", "/nonexistent"); r.code == 0 || !strings.Contains(r.stderr, "--metrics-token-file") {
 		t.Fatalf("missing token file: %+v", r)
+	}
+}
+
+// Flags go anywhere among the positional arguments; an id that begins
+// with "-" is positional, a flag's value is the flag's whatever it looks
+// like, "--" ends the flags, and a short unknown flag is still refused.
+func TestInterleaved(t *testing.T) {
+	a := &app{stdout: io.Discard, stderr: io.Discard}
+	id := "-DT99xkq3V0aYp1mWc2nB8rTgH5sLzE6uJdQoKfRiA"
+	for _, c := range []struct {
+		args  []string
+		pos   []string
+		title string
+		json  bool
+		err   string
+	}{
+		{args: []string{"show", id, "--json"}, pos: []string{"show", id}, json: true},
+		{args: []string{"--json", id}, pos: []string{id}, json: true},
+		{args: []string{"--title", "-a-title-that-starts-with-a-dash", "f"}, pos: []string{"f"}, title: "-a-title-that-starts-with-a-dash"},
+		{args: []string{"--title=x", "a", "--", "--json"}, pos: []string{"a", "--json"}, title: "x"},
+		{args: []string{"a", "--jsn"}, err: "flag provided but not defined: -jsn"},
+	} {
+		fs := a.flags("test", "test")
+		title := fs.String("title", "", "")
+		js := fs.Bool("json", false, "")
+		pos, err := a.interleaved(fs, c.args)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: error %v, want %q", c.args, err, c.err)
+			}
+			continue
+		}
+		if err != nil || !slices.Equal(pos, c.pos) || *title != c.title || *js != c.json {
+			t.Errorf("%q: pos %q title %q json %v err %v; want %q %q %v", c.args, pos, *title, *js, err, c.pos, c.title, c.json)
+		}
 	}
 }

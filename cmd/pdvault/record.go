@@ -105,7 +105,7 @@ func (a *app) cmdRecord(ctx context.Context, args []string) error {
 	cursor := fs.String("cursor", "", "continue a listing from this cursor (list)")
 	all := fs.Bool("all", false, "follow cursors to list every record (list)")
 	// Flags may come before or after the positional arguments.
-	pos, err := a.parseInterspersed(fs, args)
+	pos, err := a.interleaved(fs, args)
 	if err != nil {
 		return err
 	}
@@ -183,23 +183,6 @@ func (a *app) cmdRecord(ctx context.Context, args []string) error {
 		return nil
 	}
 	return usageError{fmt.Sprintf("unknown record subcommand %q", sub), "use put, get, list or delete"}
-}
-
-// parseInterspersed parses flags that may appear between positional
-// arguments, and returns the positional ones.
-func (a *app) parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
-	var pos []string
-	for {
-		if err := a.parse(fs, args); err != nil {
-			return nil, err
-		}
-		args = fs.Args()
-		if len(args) == 0 {
-			return pos, nil
-		}
-		pos = append(pos, args[0])
-		args = args[1:]
-	}
 }
 
 // recordData reads the record from the argument, or from stdin for "-".
