@@ -15,13 +15,15 @@ import (
 //
 // The vectors are unexported in Litestream; registering an identical
 // vector hands back the registered one (AlreadyRegisteredError), through
-// which its series for one path can be deleted. TestMetricsForgotten
+// which its series for one path can be deleted. TestMetricsMatchLitestream
 // fails if an upgrade changes a name, help text or label.
-var litestreamVecs = []struct {
+type litestreamVec struct {
 	name, help string
 	labels     []string
 	gauge      bool
-}{
+}
+
+var litestreamVecs = []litestreamVec{
 	{"litestream_db_size", "The current size of the real DB", []string{"db"}, true},
 	{"litestream_wal_size", "The current size of the real WAL", []string{"db"}, true},
 	{"litestream_total_wal_bytes", "Total number of bytes written to shadow WAL", []string{"db"}, false},
@@ -39,24 +41,35 @@ var litestreamVecs = []struct {
 	{"litestream_replica_validation_total", "The number of validations performed", []string{"db", "name", "status"}, false},
 }
 
+// errNotLitestreams: no such vector was registered (Litestream renamed it).
+var errNotLitestreams = errors.New("not registered by Litestream")
+
+// registered is Litestream's own vector m, obtained by registering an
+// identical one.
+func (m litestreamVec) registered() (prometheus.Collector, error) {
+	var c prometheus.Collector
+	if m.gauge {
+		c = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: m.name, Help: m.help}, m.labels)
+	} else {
+		c = prometheus.NewCounterVec(prometheus.CounterOpts{Name: m.name, Help: m.help}, m.labels)
+	}
+	err := prometheus.DefaultRegisterer.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	switch {
+	case errors.As(err, &are):
+		return are.ExistingCollector, nil
+	case err == nil:
+		prometheus.DefaultRegisterer.Unregister(c)
+		return nil, errNotLitestreams
+	}
+	return nil, err
+}
+
 // forgetMetrics deletes Litestream's series of the database at path.
 func forgetMetrics(path string) {
 	for _, m := range litestreamVecs {
-		var c prometheus.Collector
-		if m.gauge {
-			c = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: m.name, Help: m.help}, m.labels)
-		} else {
-			c = prometheus.NewCounterVec(prometheus.CounterOpts{Name: m.name, Help: m.help}, m.labels)
-		}
-		err := prometheus.DefaultRegisterer.Register(c)
-		var are prometheus.AlreadyRegisteredError
-		if !errors.As(err, &are) {
-			if err == nil {
-				prometheus.DefaultRegisterer.Unregister(c)
-			}
-			continue
-		}
-		switch v := are.ExistingCollector.(type) {
+		c, _ := m.registered()
+		switch v := c.(type) {
 		case *prometheus.GaugeVec:
 			v.DeletePartialMatch(prometheus.Labels{"db": path})
 		case *prometheus.CounterVec:
