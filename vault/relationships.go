@@ -722,18 +722,13 @@ func (v *Vault) AskReaccept(ctx context.Context, relID string) (Notice, error) {
 		} else if err != nil {
 			return err
 		}
-		_, clients, err := v.relationshipKeys(ctx, tx, relID)
+		clientID, callback, err := v.latestCallback(ctx, tx, relID)
 		if err != nil {
 			return err
 		}
-		reqs, err := v.loadRequests(ctx, tx, `client_id IN `+inList(len(clients))+` AND callback_uri != '' ORDER BY created DESC LIMIT 1`, clients...)
-		if err != nil {
-			return err
-		}
-		if len(reqs) == 0 {
+		if callback == "" {
 			return ErrNoCallback
 		}
-		callback, clientID := reqs[0].CallbackURI, reqs[0].ClientID
 		n, err = v.queueNotice(ctx, tx, relID, clientID, callback, policy.NoticeClaims{Event: policy.NoticeTermsChanged, TermsHash: v.CurrentTerms().Hash})
 		if err != nil {
 			return err
@@ -741,6 +736,20 @@ func (v *Vault) AskReaccept(ctx context.Context, relID string) (Notice, error) {
 		return v.appendAudit(ctx, tx, AuditEntry{Event: EvReacceptAsked, Actor: "owner", ClientID: clientID, Reason: "terms " + v.CurrentTerms().Hash})
 	})
 	return n, err
+}
+
+// latestCallback is the callback of the relationship's latest request
+// that gave one, and the key that asked; "" when none did.
+func (v *Vault) latestCallback(ctx context.Context, tx *sql.Tx, relID string) (clientID, callback string, err error) {
+	_, clients, err := v.relationshipKeys(ctx, tx, relID)
+	if err != nil {
+		return "", "", err
+	}
+	reqs, err := v.loadRequests(ctx, tx, `client_id IN `+inList(len(clients))+` AND callback_uri != '' ORDER BY created DESC LIMIT 1`, clients...)
+	if err != nil || len(reqs) == 0 {
+		return "", "", err
+	}
+	return reqs[0].ClientID, reqs[0].CallbackURI, nil
 }
 
 // MoveResult is what AnnounceMove did.
@@ -782,19 +791,15 @@ func (v *Vault) AnnounceMove(ctx context.Context, location string) (MoveResult, 
 			return err
 		}
 		for _, relID := range ids {
-			_, clients, err := v.relationshipKeys(ctx, tx, relID)
+			clientID, callback, err := v.latestCallback(ctx, tx, relID)
 			if err != nil {
 				return err
 			}
-			reqs, err := v.loadRequests(ctx, tx, `client_id IN `+inList(len(clients))+` AND callback_uri != '' ORDER BY created DESC LIMIT 1`, clients...)
-			if err != nil {
-				return err
-			}
-			if len(reqs) == 0 {
+			if callback == "" {
 				res.NoCallback = append(res.NoCallback, relID)
 				continue
 			}
-			n, err := v.queueNotice(ctx, tx, relID, reqs[0].ClientID, reqs[0].CallbackURI, policy.NoticeClaims{Event: policy.NoticeVaultMoved, Location: location})
+			n, err := v.queueNotice(ctx, tx, relID, clientID, callback, policy.NoticeClaims{Event: policy.NoticeVaultMoved, Location: location})
 			if err != nil {
 				return err
 			}
