@@ -771,39 +771,12 @@ func (v *Vault) AnnounceMove(ctx context.Context, location string) (MoveResult, 
 	if !policy.ValidLocation(location) || location == strings.TrimSuffix(v.Issuer(), "/") {
 		return MoveResult{}, ErrBadLocation
 	}
-	res := MoveResult{Location: location, Notices: []Notice{}, NoCallback: []string{}}
+	var res MoveResult
 	err := v.db.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT id FROM relationships ORDER BY first_seen`)
+		var err error
+		res, err = v.noticeMove(ctx, tx, location)
 		if err != nil {
 			return err
-		}
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
-				return err
-			}
-			ids = append(ids, id)
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		for _, relID := range ids {
-			clientID, callback, err := v.latestCallback(ctx, tx, relID)
-			if err != nil {
-				return err
-			}
-			if callback == "" {
-				res.NoCallback = append(res.NoCallback, relID)
-				continue
-			}
-			n, err := v.queueNotice(ctx, tx, relID, clientID, callback, policy.NoticeClaims{Event: policy.NoticeVaultMoved, Location: location})
-			if err != nil {
-				return err
-			}
-			res.Notices = append(res.Notices, n)
 		}
 		return v.appendAudit(ctx, tx, AuditEntry{Event: EvVaultMoved, Actor: "owner", Outcome: OutcomeAllowed,
 			Reason: fmt.Sprintf("moved to %s; %d organizations notified, %d without a callback", location, len(res.Notices), len(res.NoCallback))})
@@ -812,5 +785,45 @@ func (v *Vault) AnnounceMove(ctx context.Context, location string) (MoveResult, 
 		return MoveResult{}, err
 	}
 	v.wakeNotices()
+	return res, nil
+}
+
+// noticeMove queues a vault.moved notice naming location to every
+// organization with a callback, in tx; the caller audits and wakes the
+// courier.
+func (v *Vault) noticeMove(ctx context.Context, tx *sql.Tx, location string) (MoveResult, error) {
+	res := MoveResult{Location: location, Notices: []Notice{}, NoCallback: []string{}}
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM relationships ORDER BY first_seen`)
+	if err != nil {
+		return res, err
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return res, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return res, err
+	}
+	for _, relID := range ids {
+		clientID, callback, err := v.latestCallback(ctx, tx, relID)
+		if err != nil {
+			return res, err
+		}
+		if callback == "" {
+			res.NoCallback = append(res.NoCallback, relID)
+			continue
+		}
+		n, err := v.queueNotice(ctx, tx, relID, clientID, callback, policy.NoticeClaims{Event: policy.NoticeVaultMoved, Location: location})
+		if err != nil {
+			return res, err
+		}
+		res.Notices = append(res.Notices, n)
+	}
 	return res, nil
 }

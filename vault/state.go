@@ -64,10 +64,11 @@ var (
 	tRecKeys  = newTable("record_keys", "id", "id", "sealed", "created")
 	tRelStats = newTable("relationship_stats", "relationship_id", "relationship_id", "reads", "last_read")
 	tIssuers  = newTable("issuers", "url", "url", "first_used")
+	tDomain   = newTable("domain", "id", "id", "name", "set_at")
 )
 
 // authTables is every authenticated table, for migration and verification.
-var authTables = []*table{tMeta, tSigningKeys, tTerms, tRequests, tGrants, tRelationships, tRelKeys, tNotices, tReceipts, tIntents, tOffers, tRecKeys, tAuditHead, tDevices, tRelStats, tShutdown, tDocuments, tAgreements, tIssuers}
+var authTables = []*table{tMeta, tSigningKeys, tTerms, tRequests, tGrants, tRelationships, tRelKeys, tNotices, tReceipts, tIntents, tOffers, tRecKeys, tAuditHead, tDevices, tRelStats, tShutdown, tDocuments, tAgreements, tIssuers, tDomain}
 
 // row is one authenticated row whose MAC has been checked.
 type row struct {

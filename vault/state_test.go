@@ -242,6 +242,11 @@ func populate(t *testing.T, v *Vault) {
 	if _, err := v.AddDocument(ctx, strings.NewReader("a letter"), DocumentInput{Title: "Letter"}); err != nil {
 		t.Fatal(err)
 	}
+	// A custom domain (the domain row), as a host that serves them sets.
+	v.opts.DomainIssuer = func(d string) string { return "https://" + d }
+	if _, err := v.SetDomain(ctx, "data.ada.example"); err != nil {
+		t.Fatal(err)
+	}
 	o := newOrg(t)
 	tok := o.grant(t, v, Approval{})
 	if _, err := o.read(t, v, tok.AccessToken, "profile"); err != nil {

@@ -616,6 +616,15 @@ var migrations = []string{
 		first_used INTEGER NOT NULL,
 		mac        BLOB
 	);`,
+
+	// 20: the custom domain its owner brought (domain.go); one row, or
+	// none. Authenticated: the domain decides the issuer.
+	`CREATE TABLE domain (
+		id     INTEGER PRIMARY KEY CHECK (id = 1),
+		name   TEXT    NOT NULL,
+		set_at INTEGER NOT NULL,
+		mac    BLOB
+	);`,
 }
 
 // schemaStats is the first schema with relationship_stats; schemaReplay

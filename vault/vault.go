@@ -102,6 +102,10 @@ type Options struct {
 	// descriptors (FilesPerVault); 0: DefaultReaders. A host of many
 	// vaults keeps it small.
 	MaxReaders int
+	// DomainIssuer, set by a host that serves custom domains, is the
+	// issuer of the vault at a domain its owner brought (domain.go); nil:
+	// the vault's issuer is Issuer whatever domain it has recorded.
+	DomainIssuer func(domain string) string
 }
 
 func (o Options) store() storeOptions {
@@ -170,7 +174,8 @@ type Vault struct {
 	sessions *sessions
 
 	issuer    atomic.Pointer[string]
-	issuers   issuerSet // every issuer grants were signed under (issuers.go)
+	issuers   issuerSet              // every issuer grants were signed under (issuers.go)
+	domain    atomic.Pointer[string] // the owner's custom domain (domain.go)
 	keys      *keyring
 	headCache atomic.Pointer[policy.TreeHead]
 	recent    atomic.Pointer[recentHead]
@@ -494,6 +499,9 @@ func (v *Vault) setup(ctx context.Context) error {
 		return storageError("check vault metadata", err)
 	}
 	v.recordKeyID = uint32(mr.i64("record_key_id"))
+	if err := v.loadDomain(ctx); err != nil {
+		return storageError("load the custom domain", err)
+	}
 	if err := v.loadKeys(ctx); err != nil {
 		return storageError("load signing keys", err)
 	}

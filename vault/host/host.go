@@ -15,11 +15,13 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -61,6 +63,11 @@ type Options struct {
 	// Placement, if set, shares vaults with other hosts through replicated
 	// storage (placement.go): a vault is served only under its lease.
 	Placement Placement
+	// Domain is the host's own domain: vaults are NAME.Domain. With it and
+	// Vault.DomainIssuer set, owners may bring their own domains
+	// (domains.go), found in DNS through Resolver (default: the system's).
+	Domain   string
+	Resolver Resolver
 }
 
 // ReadersPerVault is a hosted vault's read connections, unless
@@ -74,9 +81,13 @@ type Host struct {
 
 	lookups *policy.Limiter // of the shared storage, by Knows
 
+	resolver   Resolver
+	dnsLookups *policy.Limiter
+
 	mu      sync.Mutex
 	entries map[string]*entry
-	lru     list.List // open entries, most recently used first
+	domains map[string]domainEntry // what DNS said of custom domains
+	lru     list.List              // open entries, most recently used first
 	closed  bool
 	stop    chan struct{}
 	done    chan struct{}
@@ -116,6 +127,7 @@ func New(opts Options) (*Host, error) {
 	if opts.IdleAfter <= 0 {
 		opts.IdleAfter = 10 * time.Minute
 	}
+	opts.Domain = strings.ToLower(strings.TrimSuffix(opts.Domain, "."))
 	if opts.IssuerFor == nil {
 		return nil, errors.New("host: IssuerFor is required")
 	}
@@ -140,7 +152,11 @@ func New(opts Options) (*Host, error) {
 		}
 	}
 	h := &Host{opts: opts, log: opts.Logger.With("component", "host"), entries: map[string]*entry{},
-		stop: make(chan struct{}), done: make(chan struct{}), lookups: policy.NewLimiter(lookupRate, lookupRate)}
+		stop: make(chan struct{}), done: make(chan struct{}), lookups: policy.NewLimiter(lookupRate, lookupRate),
+		domains: map[string]domainEntry{}, resolver: opts.Resolver, dnsLookups: policy.NewLimiter(dnsRate, dnsRate)}
+	if h.resolver == nil {
+		h.resolver = net.DefaultResolver
+	}
 	go h.reap()
 	return h, nil
 }
