@@ -108,9 +108,7 @@ func (h *Host) SetDomain(ctx context.Context, name, domain string) (vault.MoveRe
 		}
 		if named != name {
 			rec := h.Record(name, domain)
-			e := *ErrUnproven
-			e.Reasons = []string{"publish " + rec.Name + " " + rec.Type + " \"" + rec.Value + "\""}
-			return vault.MoveResult{}, &e
+			return vault.MoveResult{}, ErrUnproven.WithReasons([]string{"publish " + rec.Name + " " + rec.Type + " \"" + rec.Value + "\""})
 		}
 	} else if !h.Domains() {
 		return vault.MoveResult{}, vault.ErrNoDomains
