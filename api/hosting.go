@@ -1,11 +1,13 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -68,7 +70,15 @@ func VaultHandler(cfg Config) func(name string, v *vault.Vault) any {
 			return nil
 		})
 		limit := policy.NewLimiter(cfg.RatePerAddress, int(2*cfg.RatePerAddress))
-		return s.checkHost(nil, limitAddresses(limit, s.log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The vault answers at its issuer and, when that is a domain its
+		// owner brought, still at its home address: the owner's way in
+		// if the domain's DNS fails. Organizations' proofs name the
+		// issuer, so their requests at home fail the htu check.
+		var home []string
+		if u, err := url.Parse(v.HomeIssuer()); err == nil {
+			home = []string{u.Host}
+		}
+		return s.checkHost(home, limitAddresses(limit, s.log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			shared.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeTableKey{}, table)))
 		})))
 	}
@@ -110,11 +120,7 @@ func NewHost(h *host.Host, cfg HostConfig) http.Handler {
 // vaultName is the vault a Host header names, or "" for the apex; ok is
 // false for a host this server does not serve.
 func (hs *hosting) vaultName(hostHeader string) (name string, ok bool) {
-	hn := strings.ToLower(hostHeader)
-	if h, _, err := net.SplitHostPort(hn); err == nil {
-		hn = h
-	}
-	hn = strings.TrimSuffix(hn, ".")
+	hn := bareHost(hostHeader)
 	if hn == hs.cfg.Domain {
 		return "", true
 	}
@@ -127,11 +133,16 @@ func (hs *hosting) vaultName(hostHeader string) (name string, ok bool) {
 
 func (hs *hosting) route(w http.ResponseWriter, r *http.Request) {
 	name, ok := hs.vaultName(r.Host)
+	var hd *host.Handle
 	if !ok {
-		writeError(w, r, hs.s.log, policy.E(policy.KindMisdirected, "misdirected_request", "this host serves "+hs.cfg.Domain+" and its vaults, not "+r.Host))
-		return
-	}
-	if name == "" {
+		// Not NAME.DOMAIN: perhaps a domain an owner brought.
+		var err error
+		if hd, name, err = hs.h.AcquireAt(r.Context(), bareHost(r.Host)); err != nil {
+			hs.notAtDomain(w, r, name, err)
+			return
+		}
+		defer hd.Release()
+	} else if name == "" {
 		hs.apex.ServeHTTP(w, r)
 		return
 	}
@@ -144,20 +155,126 @@ func (hs *hosting) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if r.Method == http.MethodDelete && r.URL.Path == "/v1/owner/vault" {
+	switch {
+	case r.Method == http.MethodDelete && r.URL.Path == "/v1/owner/vault":
 		hs.erase(w, r, name)
 		return
+	case r.URL.Path == "/v1/owner/domain":
+		hs.domain(w, r, name)
+		return
 	}
-	hd, err := hs.h.Acquire(r.Context(), name)
-	switch {
-	case err == nil:
+	if hd == nil {
+		var err error
+		hd, err = hs.h.Acquire(r.Context(), name)
+		switch {
+		case errors.Is(err, vault.ErrSealed):
+			hs.sealed(name).ServeHTTP(w, r)
+			return
+		case err != nil:
+			writeError(w, r, hs.s.log, err)
+			return
+		}
 		defer hd.Release()
-		hd.Attached.(http.Handler).ServeHTTP(w, r)
-	case errors.Is(err, vault.ErrSealed):
-		hs.sealed(name).ServeHTTP(w, r)
-	default:
-		writeError(w, r, hs.s.log, err)
 	}
+	hd.Attached.(http.Handler).ServeHTTP(w, r)
+}
+
+// notAtDomain answers a request at a domain the host cannot serve now. A
+// sealed vault cannot confirm its domain, so only its owner's way to
+// unlock is shown: pages lead to the vault's home address, where the
+// unlock form is; the API hears vault_sealed.
+func (hs *hosting) notAtDomain(w http.ResponseWriter, r *http.Request, name string, err error) {
+	if errors.Is(err, vault.ErrSealed) && name != "" {
+		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/ui/")) {
+			http.Redirect(w, r, hs.h.Issuer(name)+"/ui/login", http.StatusSeeOther)
+			return
+		}
+	}
+	if policy.CodeOf(err) == "misdirected_request" {
+		err = policy.E(policy.KindMisdirected, "misdirected_request", "this host serves "+hs.cfg.Domain+", its vaults and the domains their owners brought, not "+r.Host)
+	}
+	writeError(w, r, hs.s.log, err)
+}
+
+// bareHost is a Host header's name, lowercase, without port or final dot.
+func bareHost(hostHeader string) string {
+	hn := strings.ToLower(hostHeader)
+	if h, _, err := net.SplitHostPort(hn); err == nil {
+		hn = h
+	}
+	return strings.TrimSuffix(hn, ".")
+}
+
+type domainRequest struct {
+	Domain string `json:"domain"`
+}
+
+type domainResponse struct {
+	Domain string             `json:"domain,omitempty"` // "" for none
+	Issuer string             `json:"issuer"`           // the vault's address now
+	Home   string             `json:"home"`             // its address on this host, always served
+	Record *host.DomainRecord `json:"record,omitempty"` // what DNS must hold for Domain (or ?domain=)
+	Moved  *vault.MoveResult  `json:"moved,omitempty"`  // the notices a change queued
+}
+
+// domain is the owner's custom domain: GET shows it (and, with
+// ?domain=D, the TXT record D needs); PUT {"domain"} brings one once its
+// DNS names the vault; DELETE takes it away. Owner's token required.
+func (hs *hosting) domain(w http.ResponseWriter, r *http.Request, name string) {
+	hd, err := hs.h.Acquire(r.Context(), name)
+	if err != nil {
+		writeError(w, r, hs.s.log, err)
+		return
+	}
+	v := hd.Vault
+	token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	err = v.Authenticate(token)
+	hd.Release()
+	if err != nil {
+		writeError(w, r, hs.s.log, err)
+		return
+	}
+	var moved *vault.MoveResult
+	switch r.Method {
+	case http.MethodGet:
+	case http.MethodPut:
+		var req domainRequest
+		if err := hs.s.decodeJSON(w, r, &req); err != nil {
+			writeError(w, r, hs.s.log, err)
+			return
+		}
+		if req.Domain == "" {
+			writeError(w, r, hs.s.log, vault.ErrBadDomain)
+			return
+		}
+		res, err := hs.h.SetDomain(r.Context(), name, req.Domain)
+		if err != nil {
+			writeError(w, r, hs.s.log, err)
+			return
+		}
+		moved = &res
+	case http.MethodDelete:
+		res, err := hs.h.SetDomain(r.Context(), name, "")
+		if err != nil {
+			writeError(w, r, hs.s.log, err)
+			return
+		}
+		moved = &res
+	default:
+		w.Header().Set("Allow", "GET, PUT, DELETE")
+		writeJSON(w, http.StatusMethodNotAllowed, errorBody{Error: errMethod.Code, Description: errMethod.Msg})
+		return
+	}
+	out := domainResponse{Domain: v.Domain(), Issuer: v.Issuer(), Home: v.HomeIssuer(), Moved: moved}
+	if d := cmp.Or(r.URL.Query().Get("domain"), out.Domain); d != "" {
+		rec, err := hs.h.Record(name, d)
+		if err != nil {
+			writeError(w, r, hs.s.log, err)
+			return
+		}
+		out.Record = &rec
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 // loginsPerMinute bounds passphrase attempts per client address across all

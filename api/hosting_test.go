@@ -32,6 +32,7 @@ type hostEnv struct {
 	cfg    HostConfig
 	hopts  host.Options
 	handle atomic.Pointer[http.Handler]
+	dns    host.Resolver // when set, owners may bring their own domains
 }
 
 const hostDomain = "vaults.test"
@@ -71,8 +72,13 @@ func (he *hostEnv) start() {
 	if vcfg.RatePerAddress == 0 {
 		vcfg.RatePerAddress = -1
 	}
-	h, err := host.New(host.Options{Root: he.root, Vault: vault.Options{RatePerOrg: -1},
-		IssuerFor: func(n string) string { return he.url(n) }, Attach: VaultHandler(vcfg)})
+	opts := host.Options{Root: he.root, Vault: vault.Options{RatePerOrg: -1},
+		IssuerFor: func(n string) string { return he.url(n) }, Attach: VaultHandler(vcfg)}
+	if he.dns != nil {
+		opts.Domain, opts.Resolver = hostDomain, he.dns
+		opts.Vault.DomainIssuer = func(d string) string { return "http://" + d + ":" + he.port }
+	}
+	h, err := host.New(opts)
 	if err != nil {
 		he.t.Fatal(err)
 	}
@@ -83,9 +89,14 @@ func (he *hostEnv) start() {
 	he.handle.Store(&hh)
 }
 
+// url is a vault's address: name is a vault's name, "" for the apex, or
+// a domain (with a dot) its owner brought.
 func (he *hostEnv) url(name string) string {
-	if name == "" {
+	switch {
+	case name == "":
 		return "http://" + hostDomain + ":" + he.port
+	case strings.Contains(name, "."):
+		return "http://" + name + ":" + he.port
 	}
 	return "http://" + name + "." + hostDomain + ":" + he.port
 }

@@ -74,7 +74,15 @@ func (h *Host) Domains() bool { return h.opts.Vault.DomainIssuer != nil && h.opt
 
 // Record is the TXT record the owner of the named vault publishes to
 // bring domain to it.
-func (h *Host) Record(name, domain string) DomainRecord {
+func (h *Host) Record(name, domain string) (DomainRecord, error) {
+	domain, err := h.checkDomain(domain)
+	if err != nil {
+		return DomainRecord{}, err
+	}
+	return h.record(name, domain), nil
+}
+
+func (h *Host) record(name, domain string) DomainRecord {
 	return DomainRecord{Name: DomainLabel + domain, Type: "TXT", Value: "vault=" + name + "." + h.opts.Domain}
 }
 
@@ -107,7 +115,7 @@ func (h *Host) SetDomain(ctx context.Context, name, domain string) (vault.MoveRe
 			return vault.MoveResult{}, err
 		}
 		if named != name {
-			rec := h.Record(name, domain)
+			rec := h.record(name, domain)
 			return vault.MoveResult{}, ErrUnproven.WithReasons([]string{"publish " + rec.Name + " " + rec.Type + " \"" + rec.Value + "\""})
 		}
 	} else if !h.Domains() {

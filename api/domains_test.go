@@ -1,0 +1,164 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pdvault/pdvault/api/client"
+)
+
+// txtZone answers TXT lookups for the host (the command's test asks a real
+// DNS server: cmd/pdvault TestHostCustomDomain).
+type txtZone struct {
+	mu  sync.Mutex
+	txt map[string][]string
+}
+
+func (z *txtZone) LookupTXT(_ context.Context, name string) ([]string, error) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if r, ok := z.txt[name]; ok {
+		return r, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
+}
+
+// An owner brings a domain over the API: refused until DNS names the
+// vault, then the vault answers there as its issuer; the organization
+// follows with the grant it holds; the home address stays the owner's;
+// a domain the vault never chose, or another vault's, is not served; after
+// a restart the owner is sent home to unlock; DELETE takes the domain away.
+func TestOwnerBringsADomain(t *testing.T) {
+	he := newHostEnv(t, HostConfig{})
+	z := &txtZone{txt: map[string][]string{}}
+	he.dns = z
+	he.start()
+	ctx := t.Context()
+	alice, bob := he.signup("alice"), he.signup("bob")
+	he.do("alice", "POST", "/v1/owner/records/profile", alice, strings.NewReader(`{"name":"Ada"}`))
+	k, err := client.GenerateKey("ES256")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := he.org("alice", k)
+	ask := askNotes()
+	ask.CallbackURI = "https://bikes.example/cb"
+	tok := he.grant("alice", o, ask)
+
+	const domain = "data.alice.example"
+	r := he.do(domain, "GET", "/.well-known/oauth-authorization-server", "", nil)
+	wantError(t, r, http.StatusMisdirectedRequest, "misdirected_request")
+	r = he.do("alice", "GET", "/v1/owner/domain?domain="+domain, "", nil)
+	wantError(t, r, http.StatusUnauthorized, "")
+	r = he.do("alice", "GET", "/v1/owner/domain?domain=Data.Alice.Example.", alice, nil)
+	var got domainResponse
+	r.json(t, &got)
+	if r.status != http.StatusOK || got.Domain != "" || got.Issuer != he.url("alice") || got.Record == nil ||
+		got.Record.Name != "_pdvault."+domain || got.Record.Value != "vault=alice.vaults.test" {
+		t.Fatalf("preview: %d %s", r.status, r.body)
+	}
+	r = he.do("alice", "PUT", "/v1/owner/domain", alice, strings.NewReader(`{"domain":"`+domain+`"}`))
+	wantError(t, r, http.StatusUnprocessableEntity, "domain_unverified")
+	if !strings.Contains(string(r.body), `_pdvault.data.alice.example TXT \"vault=alice.vaults.test\"`) {
+		t.Fatalf("the refusal does not say what to publish: %s", r.body)
+	}
+	for _, bad := range []string{`{"domain":""}`, `{"domain":"bob.vaults.test"}`, `{"domain":"127.0.0.1"}`, `{"domain":"x"}`} {
+		r = he.do("alice", "PUT", "/v1/owner/domain", alice, strings.NewReader(bad))
+		wantError(t, r, http.StatusBadRequest, "invalid_domain")
+	}
+	r = he.do("alice", "POST", "/v1/owner/domain", alice, nil)
+	wantError(t, r, http.StatusMethodNotAllowed, "method_not_allowed")
+
+	z.mu.Lock()
+	z.txt["_pdvault."+domain] = []string{"vault=alice.vaults.test"}
+	z.txt["_pdvault.evil.example"] = []string{"vault=alice.vaults.test"}
+	z.mu.Unlock()
+	r = he.do("alice", "PUT", "/v1/owner/domain", alice, strings.NewReader(`{"domain":"`+domain+`"}`))
+	got = domainResponse{}
+	r.json(t, &got)
+	if r.status != http.StatusOK || got.Domain != domain || got.Issuer != he.url(domain) || got.Home != he.url("alice") ||
+		got.Moved == nil || len(got.Moved.Notices) != 1 || got.Moved.Location != he.url(domain) {
+		t.Fatalf("bring the domain: %d %s", r.status, r.body)
+	}
+	// Discovery at the domain names it; the organization follows with
+	// the grant it holds.
+	var meta map[string]any
+	r = he.do(domain, "GET", "/.well-known/oauth-authorization-server", "", nil)
+	r.json(t, &meta)
+	if r.status != http.StatusOK || meta["issuer"] != he.url(domain) {
+		t.Fatalf("discovery at the domain: %d %s", r.status, r.body)
+	}
+	moved := he.org(domain, o.Key())
+	page, err := moved.ReadCollection(ctx, tok.AccessToken, "profile", 10, "")
+	if err != nil || len(page.Records) != 1 {
+		t.Fatalf("read at the domain with the old grant: %+v %v", page, err)
+	}
+	// At home the organization's proofs no longer match the issuer; the
+	// owner is still at home there.
+	if _, err := o.ReadCollection(ctx, tok.AccessToken, "profile", 10, ""); err == nil || !strings.Contains(err.Error(), "invalid_dpop_proof") {
+		t.Fatalf("read at home after the domain: %v", err)
+	}
+	r = he.do("alice", "GET", "/v1/owner/domain", alice, nil)
+	got = domainResponse{}
+	r.json(t, &got)
+	if r.status != http.StatusOK || got.Domain != domain || got.Record == nil {
+		t.Fatalf("the owner at home: %d %s", r.status, r.body)
+	}
+	// A domain pointed at alice that alice never chose; alice's domain
+	// claimed by bob.
+	r = he.do("evil.example", "GET", "/.well-known/oauth-authorization-server", "", nil)
+	wantError(t, r, http.StatusMisdirectedRequest, "misdirected_request")
+	r = he.do("bob", "PUT", "/v1/owner/domain", bob, strings.NewReader(`{"domain":"`+domain+`"}`))
+	wantError(t, r, http.StatusUnprocessableEntity, "domain_unverified")
+
+	// A restart seals the vault: its pages at the domain lead home to
+	// unlock, its API says sealed; unlocked at home, the domain serves.
+	he.start()
+	r = he.do(domain, "GET", "/ui/requests", "", nil)
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != he.url("alice")+"/ui/login" {
+		t.Fatalf("sealed, a page at the domain: %d %q", r.status, r.header.Get("Location"))
+	}
+	r = he.do(domain, "GET", "/v1/data/profile", "", nil)
+	wantError(t, r, http.StatusServiceUnavailable, "vault_sealed")
+	r = he.do("alice", "POST", "/v1/owner/session", "", strings.NewReader(fmt.Sprintf(`{"passphrase":%q}`, testPass)))
+	var sess struct {
+		Token string `json:"token"`
+	}
+	r.json(t, &sess)
+	if (r.status != http.StatusOK && r.status != http.StatusCreated) || sess.Token == "" {
+		t.Fatalf("unlock at home: %d %s", r.status, r.body)
+	}
+	alice = sess.Token
+	if _, err := moved.ReadCollection(ctx, tok.AccessToken, "profile", 10, ""); err != nil {
+		t.Fatalf("read at the domain after the unlock: %v", err)
+	}
+
+	// The owner takes the domain away (at the domain itself).
+	r = he.do(domain, "DELETE", "/v1/owner/domain", alice, nil)
+	got = domainResponse{}
+	r.json(t, &got)
+	if r.status != http.StatusOK || got.Domain != "" || got.Issuer != he.url("alice") {
+		t.Fatalf("take the domain away: %d %s", r.status, r.body)
+	}
+	r = he.do(domain, "GET", "/.well-known/oauth-authorization-server", "", nil)
+	wantError(t, r, http.StatusMisdirectedRequest, "misdirected_request")
+	if _, err := o.ReadCollection(ctx, tok.AccessToken, "profile", 10, ""); err != nil {
+		t.Fatalf("read at home again: %v", err)
+	}
+}
+
+// wantError checks a response's status and, unless code is "", its error
+// code.
+func wantError(t *testing.T, r resp, status int, code string) {
+	t.Helper()
+	var body errorBody
+	if r.status != status || (code != "" && (json.Unmarshal(r.body, &body) != nil || body.Error != code)) {
+		t.Fatalf("got %d %s, want %d %s", r.status, r.body, status, code)
+	}
+}
