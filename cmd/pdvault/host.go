@@ -116,6 +116,8 @@ type hostSettings struct {
 	replica, hostID, handoverKeyFile      string
 	leaseTTL, replicaSync                 time.Duration
 	pageSize                              int
+	customDomains                         bool
+	dnsResolver                           string
 }
 
 func (a *app) hostServe(ctx context.Context, args []string) error {
@@ -130,6 +132,8 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 	fs.StringVar(&s.acmeDir, "acme-directory", "", "ACME directory URL of another CA (staging, a private CA)")
 	fs.StringVar(&s.acmeEmail, "acme-email", "", "contact address given to the ACME CA (expiry warnings)")
 	fs.StringVar(&s.acmeRoots, "acme-ca-roots", "", "PEM file of roots to trust for the ACME directory itself (a private CA)")
+	fs.BoolVar(&s.customDomains, "custom-domains", false, "let owners bring their own domains: served when the domain's TXT record _pdvault.<domain> says vault=NAME.DOMAIN and the owner chose it (PUT /v1/owner/domain); with --acme, each gets its certificate")
+	fs.StringVar(&s.dnsResolver, "dns-resolver", "", "HOST:PORT of the DNS resolver custom domains are looked up with (default: the system's)")
 	fs.StringVar(&s.certFile, "tls-cert", "", "serve HTTPS with this PEM certificate chain (a wildcard for *.DOMAIN and DOMAIN)")
 	fs.StringVar(&s.keyFile, "tls-key", "", "the PEM private key of --tls-cert")
 	fs.StringVar(&s.trustedProxies, "trusted-proxy", "", "comma-separated addresses or CIDRs of reverse proxies whose Forwarded / X-Forwarded-* headers are believed")
@@ -169,6 +173,14 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 	if s.quota.Bytes < 0 || s.quota.Records < 0 || s.quota.Documents < 0 || s.maxOpen < 1 {
 		return usageError{"quotas are 0 (none) or more, and --max-open at least 1", ""}
 	}
+	if s.dnsResolver != "" {
+		if !s.customDomains {
+			return usageError{"--dns-resolver needs --custom-domains", ""}
+		}
+		if _, _, err := net.SplitHostPort(s.dnsResolver); err != nil {
+			return usageError{fmt.Sprintf("--dns-resolver %q", s.dnsResolver), "give HOST:PORT, e.g. 127.0.0.53:53"}
+		}
+	}
 	proxies, err := parseProxies(s.trustedProxies)
 	if err != nil {
 		return err
@@ -187,8 +199,17 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 			if name == domain {
 				return nil
 			}
-			label, ok := strings.CutSuffix(name, "."+domain)
-			if h := served.Load(); ok && h != nil && h.Knows(ctx, label) {
+			h := served.Load()
+			if h == nil {
+				return errNotAVault
+			}
+			if label, ok := strings.CutSuffix(name, "."+domain); ok {
+				if h.Knows(ctx, label) {
+					return nil
+				}
+			} else if h.Domains() && h.KnowsDomain(ctx, name) {
+				// A domain an owner brought: its DNS and its (unsealed)
+				// vault both say so.
 				return nil
 			}
 			return errNotAVault
@@ -237,13 +258,19 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 	opts.Courier = courier
 	opts.Notifier = api.NewNotifier(courier, nil, outboundTimeout)
 	cfg := api.Config{Logger: log, RatePerAddress: noLimitIfZero(s.rateAddr), TrustedProxies: proxies}
-	h, err := host.New(host.Options{Root: s.root, Logger: log, Vault: opts, IssuerFor: issuerFor, Quota: s.quota,
+	hopts := host.Options{Root: s.root, Logger: log, Vault: opts, IssuerFor: issuerFor, Quota: s.quota,
 		MaxOpen: s.maxOpen, IdleAfter: s.idle, Attach: api.VaultHandler(cfg), Placement: placement,
 		Background: func(ctx context.Context, v *vault.Vault) {
 			go v.RunNotices(ctx, noticeTick)
 			go v.RunReencryption(ctx)
 			v.RunNotifications(ctx, noticeTick, api.GenerateVAPID)
-		}})
+		}}
+	if s.customDomains {
+		hopts.Domain = domain
+		hopts.Vault.DomainIssuer = func(d string) string { return scheme + "://" + d + port }
+		hopts.Resolver = resolver(s.dnsResolver)
+	}
+	h, err := host.New(hopts)
 	if err != nil {
 		ln.Close()
 		return err
@@ -513,4 +540,16 @@ func fitOpen(log *slog.Logger, maxOpen, limit int) int {
 		return fit
 	}
 	return maxOpen
+}
+
+// resolver is the DNS resolver custom domains are looked up with: addr
+// (HOST:PORT), or the system's.
+func resolver(addr string) host.Resolver {
+	if addr == "" {
+		return net.DefaultResolver
+	}
+	return &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}
 }

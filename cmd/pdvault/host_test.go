@@ -43,6 +43,8 @@ func TestHostCommands(t *testing.T) {
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--page-size", "1000"), 2, "--page-size")
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--acme-email", "a@b.test"), 2, "--acme-* flags need --acme")
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--acme", "--tls-cert", "c.pem", "--tls-key", "k.pem"), 2, "--acme and --tls-cert")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--dns-resolver", "127.0.0.1:53"), 2, "--dns-resolver needs --custom-domains")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--custom-domains", "--dns-resolver", "127.0.0.1"), 2, "HOST:PORT")
 	// Sharing vaults: flags that need --replica, a bad location, missing
 	// credentials, a lease too short; release with no host running.
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--host-id", "a"), 2, "need --replica")

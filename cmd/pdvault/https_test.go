@@ -19,11 +19,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pdvault/pdvault/api/client"
+	"github.com/pdvault/pdvault/vault/host"
 )
 
 // Let's Encrypt's test CA, built from the Go module proxy by the test
@@ -38,6 +40,8 @@ type pebbleCA struct {
 	issuing  *x509.CertPool
 	mgmt     string
 	loopback string
+	dns      string // HOST:PORT of challtestsrv's DNS server, which Pebble asks too
+	chall    string // challtestsrv's management API: POST /set-txt, /clear-txt
 }
 
 func pebbleBinaries(t *testing.T) (bin, moduleDir string) {
@@ -80,7 +84,7 @@ func startPebble(t *testing.T, tlsPort, httpPort int, validity time.Duration) *p
 	t.Helper()
 	bin, mod := pebbleBinaries(t)
 	work := t.TempDir()
-	dnsPort, api, mgmt := freePort(t), freePort(t), freePort(t)
+	dnsPort, api, mgmt, challMgmt := freePort(t), freePort(t), freePort(t), freePort(t)
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":           fmt.Sprintf("127.0.0.1:%d", api),
 		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmt),
@@ -115,7 +119,7 @@ func startPebble(t *testing.T, tlsPort, httpPort int, validity time.Duration) *p
 		})
 	}
 	run("pebble-challtestsrv", nil, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort),
-		"-http01", "", "-https01", "", "-doh", "", "-tlsalpn01", "", "-management", fmt.Sprintf("127.0.0.1:%d", freePort(t)))
+		"-http01", "", "-https01", "", "-doh", "", "-tlsalpn01", "", "-management", fmt.Sprintf("127.0.0.1:%d", challMgmt))
 	// No random sleeps before validation, no deliberately rejected
 	// nonces, and no reuse of authorizations: a renewal validates again.
 	run("pebble", []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"},
@@ -126,7 +130,8 @@ func startPebble(t *testing.T, tlsPort, httpPort int, validity time.Duration) *p
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	ca := &pebbleCA{dir: fmt.Sprintf("https://127.0.0.1:%d/dir", api), roots: roots, mgmt: fmt.Sprintf("https://127.0.0.1:%d", mgmt)}
+	ca := &pebbleCA{dir: fmt.Sprintf("https://127.0.0.1:%d/dir", api), roots: roots, mgmt: fmt.Sprintf("https://127.0.0.1:%d", mgmt),
+		dns: fmt.Sprintf("127.0.0.1:%d", dnsPort), chall: fmt.Sprintf("http://127.0.0.1:%d", challMgmt)}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		res, err := hc.Get(ca.dir)
@@ -535,3 +540,89 @@ func TestHostACME(t *testing.T) {
 		t.Fatalf("acme cache: %v", ents)
 	}
 }
+
+// An owner's own domain on a host, against real DNS (challtestsrv's
+// server, which Pebble asks too) and a real ACME CA: refused until the
+// domain's TXT record names the vault, then served there with its own
+// certificate and issuer; a domain whose DNS names the vault but which
+// the owner never chose gets no certificate.
+func TestHostCustomDomain(t *testing.T) {
+	const domain, mine = "vaults.pdvault.test", "data.alice.test"
+	tlsPort := freePort(t)
+	ca := startPebble(t, tlsPort, freePort(t), time.Hour)
+	c := &cli{t: t, env: map[string]string{}}
+	root := filepath.Join(t.TempDir(), "host")
+	expect(t, c.run("host", "create", "alice", "--root", root, "--passphrase-file", writeFile(t, "pass", testPass)), 0, "")
+	_, stop := c.start("host", "serve", "--root", root, "--domain", domain, "--acme", "--addr", fmt.Sprintf("127.0.0.1:%d", tlsPort),
+		"--acme-directory", ca.dir, "--acme-ca-roots", ca.roots, "--custom-domains", "--dns-resolver", ca.dns)
+	defer stop()
+	var names atomic.Pointer[[]string]
+	hc := httpsClient(ca, func(c *x509.Certificate) { names.Store(&c.DNSNames) })
+	do := func(method, url, token, body string) (int, []byte) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			req, _ := http.NewRequest(method, url, strings.NewReader(body))
+			if token != "" {
+				req.Header.Set("Authorization", "Bearer "+token)
+			}
+			res, err := hc.Do(req)
+			if err == nil {
+				b, _ := io.ReadAll(res.Body)
+				res.Body.Close()
+				return res.StatusCode, b
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s %s: %v\n%s", method, url, err, stop().stderr)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	setTXT := func(name, value string) {
+		t.Helper()
+		res, err := http.Post(ca.chall+"/set-txt", "application/json", strings.NewReader(fmt.Sprintf(`{"host":%q,"value":%q}`, name, value)))
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("set-txt: %v %v", res, err)
+		}
+		res.Body.Close()
+	}
+	home := fmt.Sprintf("https://alice.%s:%d", domain, tlsPort)
+	code, b := do("POST", home+"/v1/owner/session", "", fmt.Sprintf(`{"passphrase":%q}`, testPass))
+	var sess struct{ Token string }
+	json.Unmarshal(b, &sess)
+	if code != http.StatusOK || sess.Token == "" {
+		t.Fatalf("unlock: %d %s", code, b)
+	}
+	code, b = do("PUT", home+"/v1/owner/domain", sess.Token, `{"domain":"`+mine+`"}`)
+	if code != http.StatusUnprocessableEntity || !strings.Contains(string(b), "domain_unverified") {
+		t.Fatalf("before the TXT record: %d %s", code, b)
+	}
+	setTXT(domainLabelFQDN(mine), "vault=alice."+domain)
+	setTXT(domainLabelFQDN("evil.test"), "vault=alice."+domain)
+	code, b = do("PUT", home+"/v1/owner/domain", sess.Token, `{"domain":"`+mine+`"}`)
+	at := fmt.Sprintf("https://%s:%d", mine, tlsPort)
+	if code != http.StatusOK || !strings.Contains(string(b), `"issuer":"`+at+`"`) {
+		t.Fatalf("with the TXT record: %d %s", code, b)
+	}
+	code, b = do("GET", at+"/.well-known/oauth-authorization-server", "", "")
+	var meta struct{ Issuer string }
+	json.Unmarshal(b, &meta)
+	if code != http.StatusOK || meta.Issuer != at {
+		t.Fatalf("discovery at the domain: %d %s", code, b)
+	}
+	if n := names.Load(); n == nil || len(*n) != 1 || (*n)[0] != mine {
+		t.Fatalf("the domain's certificate is for %v", n)
+	}
+	if _, err := hc.Get(fmt.Sprintf("https://evil.test:%d/v1/terms", tlsPort)); err == nil {
+		t.Fatal("a certificate was served for a domain the owner never chose")
+	}
+	ents, _ := os.ReadDir(filepath.Join(root, "acme"))
+	for _, e := range ents {
+		if strings.Contains(e.Name(), "evil") {
+			t.Fatalf("a certificate was requested for a domain the owner never chose: %s", e.Name())
+		}
+	}
+}
+
+// domainLabelFQDN is the absolute name of a domain's TXT record.
+func domainLabelFQDN(d string) string { return host.DomainLabel + d + "." }
