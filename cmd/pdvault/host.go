@@ -49,6 +49,11 @@ served under a lease there, so one host at a time writes it, and a router
 (HAProxy, Caddy) sends each vault's name to its host. Credentials come from
 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY. See docs/operations.md,
 "Beyond one host".
+
+With --custom-domains, an owner may move their vault to a domain they hold:
+it is served there while the TXT record _pdvault.<domain> says
+vault=<name>.DOMAIN and the owner has chosen it (PUT /v1/owner/domain). See
+docs/operations.md, "A domain of your own".
 `
 
 func (a *app) cmdHost(ctx context.Context, args []string) error {
