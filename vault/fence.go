@@ -28,6 +28,16 @@ var ErrNotHeld = func() *policy.Error {
 	return e
 }()
 
+// ErrReplicaBehind is what a write gets while the vault's replica lags the
+// database by more than the host's bound: a host lost now would take more
+// acknowledged writes with it than the operator allows, so none is
+// acknowledged until the replica catches up. Nothing was written.
+var ErrReplicaBehind = func() *policy.Error {
+	e := policy.E(policy.KindUnavailable, "replica_behind", "the vault's replica is behind; nothing was written; try again shortly")
+	e.RetryAfter = time.Second
+	return e
+}()
+
 // fences maps a database path to its fence; the connect hook installs it on
 // every connection SQLite opens to that path.
 var fences sync.Map // string → Fence

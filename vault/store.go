@@ -43,9 +43,10 @@ func registerDriver() {
 // connection, so writers queue in Go instead of meeting SQLITE_BUSY; reads
 // use a pool of read-only connections that WAL lets run beside the writer.
 type store struct {
-	w    *sql.DB
-	r    *sql.DB
-	path string
+	w     *sql.DB
+	r     *sql.DB
+	path  string
+	fence Fence // nil: unfenced
 }
 
 // storeOptions are how a vault's database is opened.
@@ -148,7 +149,7 @@ func openStore(path string, create bool, o storeOptions) (*store, error) {
 	}
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	return &store{w: w, r: r, path: path}, nil
+	return &store{w: w, r: r, path: path, fence: fence}, nil
 }
 
 // DefaultReaders is how many read connections a vault opens at most,
@@ -212,7 +213,14 @@ func (s *store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 		return storageError("write", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return storageError("commit", err)
+		err = storageError("commit", err)
+		// The commit hook can only refuse; the fence says why.
+		if errors.Is(err, ErrNotHeld) && s.fence != nil {
+			if why := s.fence(); why != nil && !errors.Is(why, ErrNotHeld) {
+				return why
+			}
+		}
+		return err
 	}
 	return nil
 }

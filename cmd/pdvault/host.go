@@ -119,7 +119,7 @@ type hostSettings struct {
 	allowLoopback                         bool
 	logLevel, logFormat                   string
 	replica, hostID, handoverKeyFile      string
-	leaseTTL, replicaSync                 time.Duration
+	leaseTTL, replicaSync, replicaMaxLag  time.Duration
 	pageSize                              int
 	customDomains                         bool
 	dnsResolver                           string

@@ -26,6 +26,7 @@ func (a *app) replicaFlags(fs *flag.FlagSet, s *hostSettings) {
 	fs.StringVar(&s.hostID, "host-id", "", "this host's name in the vaults' leases; distinct per host (default: the machine's host name)")
 	fs.DurationVar(&s.leaseTTL, "lease-ttl", 30*time.Second, "how long a vault's lease lasts unrenewed; hosts' clocks must agree within a third of it")
 	fs.DurationVar(&s.replicaSync, "replica-sync", time.Second, "how often new writes are shipped to the replica: what a host that dies can lose")
+	fs.DurationVar(&s.replicaMaxLag, "replica-max-lag", 5*time.Second, "refuse writes (503 replica_behind) while the replica is further behind than this, so a host that dies loses at most about this much; at least twice --replica-sync; 0: no bound")
 }
 
 // placement is the shared storage of --replica, or nil without it.
@@ -50,6 +51,14 @@ func (a *app) placement(s hostSettings, log *slog.Logger) (host.Placement, error
 	}
 	if s.replicaSync <= 0 || s.replicaSync > s.leaseTTL/3 {
 		return nil, usageError{fmt.Sprintf("--replica-sync %s", s.replicaSync), "more than 0 and at most a third of --lease-ttl"}
+	}
+	switch {
+	case s.replicaMaxLag == 0:
+		cfg.MaxLag = -1
+	case s.replicaMaxLag < 2*s.replicaSync:
+		return nil, usageError{fmt.Sprintf("--replica-max-lag %s", s.replicaMaxLag), "at least twice --replica-sync, or 0 for no bound"}
+	default:
+		cfg.MaxLag = s.replicaMaxLag
 	}
 	if s.handoverKeyFile != "" {
 		b, err := os.ReadFile(s.handoverKeyFile)

@@ -53,6 +53,7 @@ func TestHostCommands(t *testing.T) {
 	c.env["AWS_ACCESS_KEY_ID"], c.env["AWS_SECRET_ACCESS_KEY"] = "k", "s"
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "s3://b/p?endpoint=http://127.0.0.1:1", "--lease-ttl", "1s"), 2, "--lease-ttl")
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "s3://b/p?endpoint=http://127.0.0.1:1", "--replica-sync", "20s"), 2, "--replica-sync")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "s3://b/p?endpoint=http://127.0.0.1:1", "--replica-sync", "2s", "--replica-max-lag", "3s"), 2, "--replica-max-lag 3s")
 	delete(c.env, "AWS_ACCESS_KEY_ID")
 	delete(c.env, "AWS_SECRET_ACCESS_KEY")
 	expect(t, c.run("host", "release", "alice", "--root", root), 1, "no host is serving")

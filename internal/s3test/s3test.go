@@ -26,6 +26,9 @@ type Server struct {
 	SecretKey string
 	Bucket    string
 	Root      string // its backing directory: bucket/key files
+	// Process is the gateway's process (a test may stop and continue it
+	// to stall the store).
+	Process *os.Process
 }
 
 var (
@@ -85,6 +88,7 @@ func Start(t testing.TB) *Server {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	s.Process = cmd.Process
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait(); logf.Close() })
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if res, err := http.Get(s.Endpoint + "/"); err == nil {

@@ -158,14 +158,30 @@ type claim struct {
 	handover     []byte
 	pendingEpoch bool
 	ldb          *litestream.DB
+	lag          lagWatch
 
 	stop    chan struct{}
 	stopped chan struct{}
 	once    sync.Once
 }
 
-// Fence is vault.Fence: writes stop before the lease can lapse.
+// Fence is vault.Fence: commits stop before the lease can lapse, and
+// while the replica is too far behind (lagWatch).
 func (c *claim) Fence() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lost || !time.Now().Before(c.deadline) {
+		return vault.ErrNotHeld
+	}
+	if c.lag.behind {
+		return vault.ErrReplicaBehind
+	}
+	return nil
+}
+
+// held is the lease alone: what uploads to the replica need (they are how
+// the replica catches up).
+func (c *claim) held() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.lost || !time.Now().Before(c.deadline) {
@@ -264,7 +280,7 @@ func (c *claim) Replicate(dbPath string) error {
 	ldb.Logger = quiet(c.log)
 	ldb.MonitorInterval = min(c.s.cfg.SyncInterval, 250*time.Millisecond)
 	r := litestream.NewReplica(ldb, "s3")
-	r.Client = &fencedClient{ReplicaClient: c.s.litestreamClient(c.name), fence: c.Fence}
+	r.Client = &fencedClient{ReplicaClient: c.s.litestreamClient(c.name), fence: c.held}
 	r.SyncInterval = c.s.cfg.SyncInterval
 	ldb.Replicas = []*litestream.Replica{r}
 	if err := ldb.Open(); err != nil {
@@ -280,6 +296,9 @@ func (c *claim) Replicate(dbPath string) error {
 	c.mu.Lock()
 	c.ldb = ldb
 	c.mu.Unlock()
+	if c.s.cfg.MaxLag > 0 {
+		go c.watchLag(ldb, r)
+	}
 	// Name the new generation in the lease now: a host that restores the
 	// vault after this one dies restores this generation.
 	if err := c.renewOnce(); err != nil {
@@ -598,3 +617,88 @@ func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 }
 
 func (m minLevel) WithGroup(g string) slog.Handler { return minLevel{m.Handler.WithGroup(g), m.min} }
+
+// Replication lag (Config.MaxLag). Litestream copies new WAL frames into
+// its shadow WAL every MonitorInterval and ships them every SyncInterval;
+// when commits come faster than it ships, the replica falls behind without
+// bound and so does what a lost host takes with it. The watch samples the
+// shadow WAL's position, remembers when each position was first seen, and
+// drops those the replica has reached: the oldest left is the lag. While
+// it exceeds MaxLag the fence refuses commits, so the writes at risk stay
+// within MaxLag plus one monitor interval and one tick.
+type lagWatch struct {
+	seen   []seenPos // oldest first; at most maxSeen
+	behind bool
+}
+
+type seenPos struct {
+	pos litestream.Pos
+	at  time.Time
+}
+
+const (
+	lagTick = 100 * time.Millisecond
+	// maxSeen bounds the samples kept while the replica is stuck: the
+	// oldest is what matters, and it is kept.
+	maxSeen = 4096
+)
+
+// watchLag runs until the claim stops renewing or replication is closed.
+func (c *claim) watchLag(ldb *litestream.DB, r *litestream.Replica) {
+	t := time.NewTicker(lagTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		current := c.ldb == ldb
+		c.mu.Unlock()
+		if !current {
+			return
+		}
+		p, err := ldb.Pos()
+		if err != nil {
+			continue
+		}
+		c.observeLag(p, r.Pos(), time.Now())
+	}
+}
+
+// observeLag records the database's position p and the replica's rp at
+// now, and decides whether writes must wait.
+func (c *claim) observeLag(p, rp litestream.Pos, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	w := &c.lag
+	if n := len(w.seen); !p.IsZero() && (n == 0 || w.seen[n-1].pos != p) && n < maxSeen {
+		w.seen = append(w.seen, seenPos{pos: p, at: now})
+	}
+	i := 0
+	for i < len(w.seen) && !beyond(w.seen[i].pos, rp) {
+		i++
+	}
+	w.seen = w.seen[i:]
+	was := w.behind
+	w.behind = len(w.seen) > 0 && now.Sub(w.seen[0].at) > c.s.cfg.MaxLag
+	switch {
+	case w.behind && !was:
+		c.log.Warn("the replica is behind; writes wait until it catches up", "lag", now.Sub(w.seen[0].at).Round(time.Millisecond))
+	case was && !w.behind:
+		c.log.Info("the replica caught up; writes resume")
+	}
+}
+
+// beyond says whether position a is past b: in another generation, or
+// further along the same one.
+func beyond(a, b litestream.Pos) bool {
+	if a.Generation != b.Generation {
+		return true
+	}
+	if a.Index != b.Index {
+		return a.Index > b.Index
+	}
+	return a.Offset > b.Offset
+}

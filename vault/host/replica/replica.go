@@ -61,6 +61,12 @@ type Config struct {
 	// SyncInterval is how often Litestream ships new WAL frames (default
 	// 1s): the window of acknowledged writes a lost host can take with it.
 	SyncInterval time.Duration
+	// MaxLag bounds that window when writes come faster than the replica
+	// takes them: while the oldest write not yet in the replica is older
+	// than MaxLag, commits are refused (vault.ErrReplicaBehind) until it
+	// catches up. Default 5s; at least twice SyncInterval; negative: no
+	// bound.
+	MaxLag time.Duration
 	// HandoverKey (32 bytes), shared by the operator's hosts, seals a
 	// vault's unsealed state when one host hands it to another, so a moved
 	// vault needs no new unlock by its owner. Nil: moved vaults arrive
@@ -133,6 +139,12 @@ func New(cfg Config) (*Store, error) {
 	}
 	if cfg.SyncInterval <= 0 {
 		cfg.SyncInterval = time.Second
+	}
+	if cfg.MaxLag == 0 {
+		cfg.MaxLag = max(5*time.Second, 2*cfg.SyncInterval)
+	}
+	if cfg.MaxLag > 0 && cfg.MaxLag < 2*cfg.SyncInterval {
+		return nil, errors.New("replica: the bound on replication lag must be at least twice the sync interval")
 	}
 	if cfg.HandoverKey != nil && len(cfg.HandoverKey) != 32 {
 		return nil, errors.New("replica: the handover key must be 32 bytes")

@@ -3,10 +3,12 @@ package replica
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -275,7 +277,7 @@ func TestStaleHostCannotWrite(t *testing.T) {
 	}
 	// Nor may it ship anything into the replica, and a refused upload
 	// does not leave Litestream's writer blocked on its pipe.
-	fc := &fencedClient{ReplicaClient: sa.litestreamClient("carol"), fence: c.Fence}
+	fc := &fencedClient{ReplicaClient: sa.litestreamClient("carol"), fence: c.held}
 	pr, pw := io.Pipe()
 	_, err = fc.WriteWALSegment(ctx, litestream.Pos{Generation: "0123456789abcdef"}, pr)
 	wantCode(t, err, "vault_not_held")
@@ -352,4 +354,114 @@ func claimOf(t testing.TB, hd *host.Handle) *claim {
 		t.Fatalf("the handle has no claim: %T", hd.Claim())
 	}
 	return c
+}
+
+// The lag bound decides from positions and times alone: behind once the
+// oldest unreplicated position is older than MaxLag, not before; caught up
+// when the replica reaches it; a new generation counts as unreplicated.
+func TestLagWatch(t *testing.T) {
+	c := &claim{s: &Store{cfg: Config{MaxLag: time.Second}}, log: slog.New(slog.DiscardHandler)}
+	t0 := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	pos := func(i int, off int64) litestream.Pos { return litestream.Pos{Generation: "g1", Index: i, Offset: off} }
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	c.observeLag(pos(0, 100), pos(0, 100), at(0))
+	if len(c.lag.seen) != 0 {
+		t.Fatalf("replicated position kept: %+v", c.lag.seen)
+	}
+	c.deadline = time.Now().Add(time.Hour)
+	c.observeLag(pos(0, 200), pos(0, 100), at(100))
+	c.observeLag(pos(0, 300), pos(0, 100), at(900))
+	if err := c.Fence(); err != nil {
+		t.Fatalf("0.9 s behind: %v", err)
+	}
+	c.observeLag(pos(0, 300), pos(0, 100), at(1200)) // 200 first seen at 100: 1.1 s
+	if err := c.Fence(); !errors.Is(err, vault.ErrReplicaBehind) {
+		t.Fatalf("1.1 s behind: %v, want ErrReplicaBehind", err)
+	}
+	c.observeLag(pos(0, 300), pos(0, 200), at(1300)) // 300 first seen at 900: 0.4 s
+	if err := c.Fence(); err != nil {
+		t.Fatalf("caught up to 0.4 s: %v", err)
+	}
+	c.observeLag(pos(1, 0), pos(0, 300), at(1400)) // the next WAL index
+	c.observeLag(litestream.Pos{Generation: "g2", Offset: 50}, pos(1, 0), at(1500))
+	if len(c.lag.seen) != 1 || c.lag.seen[0].pos.Generation != "g2" {
+		t.Fatalf("after a new generation: %+v", c.lag.seen)
+	}
+	// Stuck replica: samples stop at maxSeen, the oldest is kept.
+	for i := range maxSeen + 10 {
+		c.observeLag(litestream.Pos{Generation: "g2", Offset: int64(100 + i)}, pos(1, 0), at(1600+i))
+	}
+	if len(c.lag.seen) > maxSeen || c.lag.seen[0].at != at(1500) {
+		t.Fatalf("%d samples, oldest %v", len(c.lag.seen), c.lag.seen[0].at)
+	}
+}
+
+// With the object store stalled (its process stopped), writes are
+// acknowledged for about MaxLag and then refused with replica_behind —
+// none of the refused ones is written — and resume once the store answers
+// and the replica catches up; everything acknowledged is in the replica.
+func TestReplicaLagBounded(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := t.Context()
+	s := newStore(t, srv, "host-a", 30*time.Second, testKey)
+	s.cfg.MaxLag = time.Second
+	a := newHost(t, s)
+	hd, err := a.Create(ctx, "dave", []byte(pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hd.Release()
+	write(t, a, "dave", 3)
+	if err := claimOf(t, hd).Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Process.Signal(syscall.SIGCONT)
+	stalled := time.Now()
+	acked := 3
+	for {
+		_, err := hd.Vault.CreateRecord(ctx, "notes", []byte(`{"n":1}`))
+		if err == nil {
+			acked++
+		} else {
+			wantCode(t, err, "replica_behind")
+			break
+		}
+		if time.Since(stalled) > 10*time.Second {
+			t.Fatal("writes were still acknowledged 10 s into the stall")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	refusedAfter := time.Since(stalled)
+	t.Logf("stalled store: %d writes acknowledged, the first refused after %v", acked-3, refusedAfter.Round(time.Millisecond))
+	if refusedAfter < time.Second {
+		t.Fatalf("refused after %v, before the bound of 1s", refusedAfter)
+	}
+	if err := srv.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		_, err := hd.Vault.CreateRecord(ctx, "notes", []byte(`{"n":1}`))
+		if err == nil {
+			acked++
+			break
+		}
+		wantCode(t, err, "replica_behind")
+		if time.Now().After(deadline) {
+			t.Fatal("writes did not resume after the store came back")
+		}
+	}
+	if n := count(t, a, "dave"); n != acked {
+		t.Fatalf("%d records, %d acknowledged", n, acked)
+	}
+	hd.Release()
+	if ok, err := a.Release(ctx, "dave"); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	b := newHost(t, newStore(t, srv, "host-b", 30*time.Second, testKey))
+	if n := count(t, b, "dave"); n != acked {
+		t.Fatalf("the replica has %d records, %d acknowledged", n, acked)
+	}
 }
