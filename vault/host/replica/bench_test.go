@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"errors"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -25,8 +26,10 @@ import (
 // against a real Versity S3 Gateway on loopback (its disk is this
 // machine's).
 
+// envInt is a whole number from the environment, def if unset or not one
+// (0 counts where a caller gives it a meaning).
 func envInt(name string, def int) int {
-	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n >= 0 {
 		return n
 	}
 	return def
@@ -86,17 +89,21 @@ func BenchmarkMove(b *testing.B) {
 // owner writes a record every 50 ms; for each of those writes, the time
 // from its commit to the replica holding it. PDVAULT_BENCH_SYNC_MS sets
 // --replica-sync (default 1000); PDVAULT_BENCH_WRITES the number of
-// writes (default 100).
+// writes (default 100); PDVAULT_BENCH_MAX_LAG_MS --replica-max-lag
+// (default 5000; 0: no bound). Commits refused while the replica is behind
+// are retried after 50 ms and counted.
 func BenchmarkReplicationLag(b *testing.B) {
 	syncMS := envInt("PDVAULT_BENCH_SYNC_MS", 1000)
-	writes := envInt("PDVAULT_BENCH_WRITES", 100)
-	load := 100
-	if v, err := strconv.Atoi(os.Getenv("PDVAULT_BENCH_LOAD")); err == nil && v >= 0 {
-		load = v
+	maxLag := time.Duration(envInt("PDVAULT_BENCH_MAX_LAG_MS", 5000)) * time.Millisecond
+	if maxLag == 0 {
+		maxLag = -1
 	}
+	writes := max(1, envInt("PDVAULT_BENCH_WRITES", 100))
+	load := envInt("PDVAULT_BENCH_LOAD", 100)
 	srv := s3test.Start(b)
 	ctx := b.Context()
 	s := benchStore(b, srv, "host-a", time.Duration(syncMS)*time.Millisecond)
+	s.cfg.MaxLag = maxLag
 	h, _ := benchHost(b, s)
 	hd, err := h.Create(ctx, "alice", []byte(pass))
 	if err != nil {
@@ -110,7 +117,18 @@ func BenchmarkReplicationLag(b *testing.B) {
 		}
 	}
 	var stop atomic.Bool
-	var reads atomic.Int64
+	var reads, refused atomic.Int64
+	// commit retries while the replica is behind.
+	commit := func(coll string) error {
+		for {
+			_, err := v.CreateRecord(ctx, coll, []byte(`{"n":2}`))
+			if !errors.Is(err, vault.ErrReplicaBehind) {
+				return err
+			}
+			refused.Add(1)
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(1)
@@ -125,7 +143,7 @@ func BenchmarkReplicationLag(b *testing.B) {
 				if tick != nil {
 					<-tick.C
 				}
-				if _, err := v.CreateRecord(ctx, "load", []byte(`{"n":2}`)); err != nil {
+				if err := commit("load"); err != nil {
 					b.Error(err)
 					return
 				}
@@ -142,7 +160,7 @@ func BenchmarkReplicationLag(b *testing.B) {
 	start := time.Now()
 	for range writes {
 		before, _ := ldb.Pos()
-		if _, err := v.CreateRecord(ctx, "notes", []byte(`{"n":1}`)); err != nil {
+		if err := commit("notes"); err != nil {
 			b.Fatal(err)
 		}
 		t0 := time.Now()
@@ -154,7 +172,7 @@ func BenchmarkReplicationLag(b *testing.B) {
 			}
 			time.Sleep(time.Millisecond)
 		}
-		for !covers(r.Pos(), target) {
+		for beyond(target, r.Pos()) {
 			time.Sleep(time.Millisecond)
 		}
 		lags = append(lags, time.Since(t0))
@@ -167,16 +185,10 @@ func BenchmarkReplicationLag(b *testing.B) {
 	slices.Sort(lags)
 	b.ReportMetric(float64(lags[len(lags)/2].Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(lags[len(lags)*99/100].Milliseconds()), "p99-ms")
+	b.ReportMetric(float64(lags[len(lags)-1].Milliseconds()), "max-ms")
 	b.ReportMetric(float64(reads.Load())/elapsed.Seconds(), "load-commits/s")
-	b.Log(fmt.Sprintf("sync interval %dms, load %d commits/s (0: unbounded), %d writes", syncMS, load, writes))
-}
-
-// covers reports whether replica position p includes position q.
-func covers(p, q litestream.Pos) bool {
-	if p.Generation != q.Generation {
-		return false
-	}
-	return p.Index > q.Index || (p.Index == q.Index && p.Offset >= q.Offset)
+	b.ReportMetric(float64(refused.Load()), "refused")
+	b.Log(fmt.Sprintf("sync interval %dms, max lag %v, load %d commits/s (0: unbounded), %d writes", syncMS, maxLag, load, writes))
 }
 
 func benchStore(b *testing.B, srv *s3test.Server, holder string, sync time.Duration) *Store {
