@@ -19,11 +19,14 @@ import (
 func TestFenceRefusesCommits(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	var lost atomic.Bool
+	var lost, behind atomic.Bool
 	opts := Options{Now: newClock().Now}
 	opts.Fence = func() error {
 		if lost.Load() {
 			return errors.New("lease lost")
+		}
+		if behind.Load() {
+			return ErrReplicaBehind
 		}
 		return nil
 	}
@@ -55,7 +58,14 @@ func TestFenceRefusesCommits(t *testing.T) {
 	if len(after.Records) != len(before.Records) {
 		t.Fatalf("records: %d before, %d after a refused write", len(before.Records), len(after.Records))
 	}
+	// A fence that says why: the writer hears that reason.
 	lost.Store(false)
+	behind.Store(true)
+	_, err = v.CreateRecord(ctx, "notes", []byte(`{"b":2}`))
+	if policy.CodeOf(err) != "replica_behind" {
+		t.Fatalf("write with the replica behind: %v, want replica_behind", err)
+	}
+	behind.Store(false)
 	if _, err := v.CreateRecord(ctx, "notes", []byte(`{"c":3}`)); err != nil {
 		t.Fatalf("write with the fence open again: %v", err)
 	}

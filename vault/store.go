@@ -214,9 +214,11 @@ func (s *store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	if err := tx.Commit(); err != nil {
 		err = storageError("commit", err)
-		// The commit hook can only refuse; the fence says why.
+		// The commit hook can only refuse; the fence says why, when
+		// its reason is one a client may hear (ErrReplicaBehind).
 		if errors.Is(err, ErrNotHeld) && s.fence != nil {
-			if why := s.fence(); why != nil && !errors.Is(why, ErrNotHeld) {
+			var pe *policy.Error
+			if why := s.fence(); errors.As(why, &pe) && !errors.Is(why, ErrNotHeld) {
 				return why
 			}
 		}
