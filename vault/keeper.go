@@ -90,21 +90,28 @@ func (k *Keeper) key() (string, []byte) {
 
 // Handover is the keeper's unsealed state for another host of the same
 // operator to take up (host.Claim): the vault id and master key, in the
-// clear — the caller seals it. Nil when sealed.
+// clear — the caller seals it — and the owner's live sessions (their
+// tokens' hashes and expiries), so the owner stays logged in across the
+// move. Nil when sealed.
 func (k *Keeper) Handover() []byte {
 	id, master := k.key()
 	if master == nil {
 		return nil
 	}
 	defer crypt.Wipe(master)
-	b, _ := json.Marshal(handover{VaultID: id, Master: master})
+	b, _ := json.Marshal(handover{VaultID: id, Master: master, Sessions: k.sessions.live()})
 	return b
 }
 
 type handover struct {
-	VaultID string `json:"vault_id"`
-	Master  []byte `json:"master"`
+	VaultID  string           `json:"vault_id"`
+	Master   []byte           `json:"master"`
+	Sessions map[string]int64 `json:"sessions,omitempty"` // hex SHA-256 of a token → expiry (Unix)
 }
+
+// maxHandedSessions bounds the sessions a handover carries (and a taker
+// accepts): each login adds one, and a move must not carry without bound.
+const maxHandedSessions = 1000
 
 // TakeHandover unseals the keeper with what Handover gave on another host.
 // Reopen still checks the key against the database's vault id and wrapped
@@ -116,6 +123,7 @@ func (k *Keeper) TakeHandover(b []byte) error {
 	}
 	k.hold(h.VaultID, h.Master)
 	crypt.Wipe(h.Master)
+	k.sessions.adopt(h.Sessions)
 	return nil
 }
 

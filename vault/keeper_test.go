@@ -2,10 +2,13 @@ package vault
 
 import (
 	"bytes"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pdvault/pdvault/policy"
 )
@@ -193,5 +196,60 @@ func TestQuotaRefusesAndChangesNothing(t *testing.T) {
 				t.Fatalf("a refused write changed the vault: records %d -> %d, bytes %d -> %d", n, n2, before, after)
 			}
 		})
+	}
+}
+
+// A handover carries the owner's live sessions: the keeper that takes it
+// admits the same token; an expired one, a malformed one and one beyond the
+// taker's session lifetime are not carried as they were.
+func TestHandoverCarriesSessions(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "vault")
+	c := newClock()
+	k := NewKeeper(Options{Now: c.Now})
+	opts := Options{Now: c.Now, Keeper: k}
+	v, err := Create(ctx, dir, []byte(testPass), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := v.Login(ctx, []byte(testPass), LoginSource{Address: "192.0.2.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	b := k.Handover()
+	var h handover
+	if err := json.Unmarshal(b, &h); err != nil || len(h.Sessions) != 1 {
+		t.Fatalf("handover sessions: %v %+v", err, h.Sessions)
+	}
+	// Forged extras: malformed, expired, and one far beyond any lifetime.
+	h.Sessions["zz"] = c.Now().Add(time.Hour).Unix()
+	h.Sessions[strings.Repeat("ab", 32)] = c.Now().Add(-time.Minute).Unix()
+	far := strings.Repeat("cd", 32)
+	h.Sessions[far] = c.Now().Add(1000 * time.Hour).Unix()
+	b, _ = json.Marshal(h)
+
+	k2 := NewKeeper(Options{Now: c.Now})
+	if err := k2.TakeHandover(b); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(k2.sessions.byHash); n != 2 {
+		t.Fatalf("%d sessions taken, want the real one and the capped one", n)
+	}
+	var fh [32]byte
+	hex.Decode(fh[:], []byte(far))
+	if exp := k2.sessions.byHash[fh]; exp.After(c.Now().Add(k2.sessions.ttl)) {
+		t.Fatalf("a handed-over expiry beyond the session lifetime kept: %v", exp)
+	}
+	v2, err := Reopen(ctx, dir, Options{Now: c.Now, Keeper: k2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2.Close()
+	if err := v2.Authenticate(res.Token); err != nil {
+		t.Fatalf("the owner's session after the handover: %v", err)
+	}
+	if err := v2.Authenticate("not-a-token"); !errors.Is(err, ErrNoSession) {
+		t.Fatalf("an unknown token: %v", err)
 	}
 }

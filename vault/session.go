@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"database/sql"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -124,6 +126,55 @@ func (s *sessions) end(token string) {
 	s.mu.Lock()
 	delete(s.byHash, sha256.Sum256([]byte(token)))
 	s.mu.Unlock()
+}
+
+// live is the unexpired sessions, at most maxHandedSessions of them (the
+// latest to expire first), for a handover.
+func (s *sessions) live() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	type sess struct {
+		h   [32]byte
+		exp time.Time
+	}
+	var all []sess
+	for h, exp := range s.byHash {
+		if now.Before(exp) {
+			all = append(all, sess{h, exp})
+		}
+	}
+	slices.SortFunc(all, func(a, b sess) int { return b.exp.Compare(a.exp) })
+	out := map[string]int64{}
+	for _, x := range all[:min(len(all), maxHandedSessions)] {
+		out[hex.EncodeToString(x.h[:])] = x.exp.Unix()
+	}
+	return out
+}
+
+// adopt takes up sessions handed over by another host: malformed or
+// expired entries are skipped, an expiry is never beyond this keeper's
+// session lifetime from now, and at most maxHandedSessions are taken.
+func (s *sessions) adopt(m map[string]int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	n := 0
+	for hx, unix := range m {
+		if n == maxHandedSessions {
+			break
+		}
+		b, err := hex.DecodeString(hx)
+		exp := time.Unix(unix, 0)
+		if err != nil || len(b) != 32 || !now.Before(exp) {
+			continue
+		}
+		if lim := now.Add(s.ttl); exp.After(lim) {
+			exp = lim
+		}
+		s.byHash[[32]byte(b)] = exp
+		n++
+	}
 }
 
 // endAll ends every session and starts a new passphrase generation.

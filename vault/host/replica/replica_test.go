@@ -128,11 +128,31 @@ func TestMoveBetweenHosts(t *testing.T) {
 	_, err = b.Acquire(ctx, "nobody")
 	wantCode(t, err, "no_such_vault")
 
+	// The owner is logged in on A.
+	hd, err = a.Acquire(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := hd.Vault.Login(ctx, []byte(pass), vault.LoginSource{Address: "192.0.2.1"})
+	hd.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if ok, err := a.Release(ctx, "alice"); err != nil || !ok {
 		t.Fatal(ok, err)
 	}
 	if n := count(t, b, "alice"); n != 5 {
 		t.Fatalf("B restored %d records, want 5", n)
+	}
+	// ... and still is on B: the session came with the handover.
+	hd, err = b.Acquire(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = hd.Vault.Authenticate(sess.Token)
+	hd.Release()
+	if err != nil {
+		t.Fatalf("the owner's session after the move: %v", err)
 	}
 	write(t, b, "alice", 2)
 	// Now A is the stranger.
