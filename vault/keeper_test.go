@@ -17,18 +17,8 @@ import (
 // keeps the owner's session, and a sealed keeper reopens nothing.
 func TestKeeperReopensWithoutPassphrase(t *testing.T) {
 	ctx := t.Context()
-	dir := filepath.Join(t.TempDir(), "vault")
-	c := newClock()
-	k := NewKeeper(Options{Now: c.Now})
+	dir, c, k, v, res := keptVault(t)
 	opts := Options{Now: c.Now, Keeper: k}
-	v, err := Create(ctx, dir, []byte(testPass), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := v.Login(ctx, []byte(testPass), LoginSource{Address: "192.0.2.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	r, err := v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada"}`))
 	if err != nil {
 		t.Fatal(err)
@@ -199,23 +189,28 @@ func TestQuotaRefusesAndChangesNothing(t *testing.T) {
 	}
 }
 
+// keptVault creates a vault under a keeper and logs its owner in.
+func keptVault(t *testing.T) (dir string, c *clock, k *Keeper, v *Vault, login LoginResult) {
+	t.Helper()
+	dir = filepath.Join(t.TempDir(), "vault")
+	c = newClock()
+	k = NewKeeper(Options{Now: c.Now})
+	v, err := Create(t.Context(), dir, []byte(testPass), Options{Now: c.Now, Keeper: k})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if login, err = v.Login(t.Context(), []byte(testPass), LoginSource{Address: "192.0.2.1"}); err != nil {
+		t.Fatal(err)
+	}
+	return dir, c, k, v, login
+}
+
 // A handover carries the owner's live sessions: the keeper that takes it
 // admits the same token; an expired one, a malformed one and one beyond the
 // taker's session lifetime are not carried as they were.
 func TestHandoverCarriesSessions(t *testing.T) {
 	ctx := t.Context()
-	dir := filepath.Join(t.TempDir(), "vault")
-	c := newClock()
-	k := NewKeeper(Options{Now: c.Now})
-	opts := Options{Now: c.Now, Keeper: k}
-	v, err := Create(ctx, dir, []byte(testPass), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	res, err := v.Login(ctx, []byte(testPass), LoginSource{Address: "192.0.2.1"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, c, k, v, res := keptVault(t)
 	v.Close()
 	b := k.Handover()
 	var h handover

@@ -499,18 +499,8 @@ func TestHostACME(t *testing.T) {
 		}
 	})
 	get := func(url string) (int, error) {
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			res, err := hc.Get(url)
-			if err == nil {
-				res.Body.Close()
-				return res.StatusCode, nil
-			}
-			if time.Now().After(deadline) {
-				return 0, err
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+		code, _, err := untilServed(hc, "GET", url, "", "")
+		return code, err
 	}
 	if code, err := get(apex + "/healthz"); err != nil || code != http.StatusOK {
 		t.Fatalf("apex over HTTPS: %d %v\n%s", code, err, stop().stderr)
@@ -560,23 +550,11 @@ func TestHostCustomDomain(t *testing.T) {
 	hc := httpsClient(ca, func(c *x509.Certificate) { names.Store(&c.DNSNames) })
 	do := func(method, url, token, body string) (int, []byte) {
 		t.Helper()
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			req, _ := http.NewRequest(method, url, strings.NewReader(body))
-			if token != "" {
-				req.Header.Set("Authorization", "Bearer "+token)
-			}
-			res, err := hc.Do(req)
-			if err == nil {
-				b, _ := io.ReadAll(res.Body)
-				res.Body.Close()
-				return res.StatusCode, b
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s %s: %v\n%s", method, url, err, stop().stderr)
-			}
-			time.Sleep(200 * time.Millisecond)
+		code, b, err := untilServed(hc, method, url, token, body)
+		if err != nil {
+			t.Fatalf("%s %s: %v\n%s", method, url, err, stop().stderr)
 		}
+		return code, b
 	}
 	setTXT := func(name, value string) {
 		t.Helper()
@@ -621,6 +599,31 @@ func TestHostCustomDomain(t *testing.T) {
 		if strings.Contains(e.Name(), "evil") {
 			t.Fatalf("a certificate was requested for a domain the owner never chose: %s", e.Name())
 		}
+	}
+}
+
+// untilServed makes a request, again while the server cannot be reached or
+// its handshake fails (a certificate on its way), for up to a minute.
+func untilServed(hc *http.Client, method, url, token, body string) (int, []byte, error) {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		req, err := http.NewRequest(method, url, strings.NewReader(body))
+		if err != nil {
+			return 0, nil, err
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		res, err := hc.Do(req)
+		if err == nil {
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			return res.StatusCode, b, nil
+		}
+		if time.Now().After(deadline) {
+			return 0, nil, err
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
 
