@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"net"
 	"strings"
 	"time"
@@ -143,7 +144,8 @@ func (h *Host) SetDomain(ctx context.Context, name, domain string) (vault.MoveRe
 // VaultAt is the vault a custom domain's DNS names (from the cache while
 // it is fresh). ErrNotServed if none; ErrThrottled while lookups are spent.
 func (h *Host) VaultAt(ctx context.Context, domain string) (string, error) {
-	if !h.Domains() || !policy.ValidHostName(domain) {
+	// The host's own names are never an owner's domain: no lookup.
+	if !h.Domains() || !policy.ValidHostName(domain) || domain == h.opts.Domain || strings.HasSuffix(domain, "."+h.opts.Domain) {
 		return "", ErrNotServed
 	}
 	now := time.Now()
@@ -179,6 +181,9 @@ func (h *Host) AcquireAt(ctx context.Context, domain string) (*Handle, string, e
 		return nil, "", err
 	}
 	hd, err := h.Acquire(ctx, name)
+	if errors.Is(err, ErrNoSuchVault) {
+		return nil, "", ErrNotServed // DNS names a vault this host does not have
+	}
 	if err != nil {
 		return nil, name, err
 	}

@@ -117,13 +117,25 @@ func TestCustomDomains(t *testing.T) {
 	if h.KnowsDomain(ctx, "evil.example") || !h.KnowsDomain(ctx, "data.alice.example") {
 		t.Fatal("KnowsDomain disagrees with AcquireAt")
 	}
+	// A record naming a vault this host does not have; a name under the
+	// host's own domain, which is never looked up.
+	z.set("_pdvault.ghost.example", "vault=carol.vaults.example")
+	_, _, err = h.AcquireAt(ctx, "ghost.example")
+	wantCode(t, err, "misdirected_request")
+	z.set("_pdvault.x.alice.vaults.example", "vault=alice.vaults.example")
+	before := z.asked.Load()
+	_, _, err = h.AcquireAt(ctx, "x.alice.vaults.example")
+	wantCode(t, err, "misdirected_request")
+	if z.asked.Load() != before {
+		t.Fatal("a name under the host's own domain was looked up")
+	}
 	// A record naming two vaults names none.
 	z.set("_pdvault.both.example", "vault=alice.vaults.example", "vault=bob.vaults.example")
 	_, _, err = h.AcquireAt(ctx, "both.example")
 	wantCode(t, err, "misdirected_request")
 
 	// The answer is cached: no lookup per request.
-	before := z.asked.Load()
+	before = z.asked.Load()
 	for range 20 {
 		hd, _, err := h.AcquireAt(ctx, "data.alice.example")
 		if err != nil {
