@@ -57,7 +57,7 @@ func (v *Vault) runCommitter() {
 		v.counters.commitBatch(len(batch))
 		results := make([]error, len(batch))
 		ctx := context.Background() // the batch is not one caller's to cancel
-		err := v.db.tx(ctx, func(tx *sql.Tx) error {
+		err := v.db.txLocal(ctx, func(tx *sql.Tx) error {
 			log := v.auditWriter(tx)
 			reads := map[string]int64{} // relationship -> reads in this batch
 			for i, u := range batch {
@@ -176,7 +176,12 @@ func (v *Vault) commit(ctx context.Context, u grantUse) (int64, error) {
 	}
 	select {
 	case err := <-u.done:
-		return seq, err
+		if err != nil {
+			return seq, err
+		}
+		// Confirmed outside the committer, so that the next batch commits
+		// meanwhile; the waits of a batch's callers are shared.
+		return seq, v.db.confirmed(ctx)
 	case <-ctx.Done():
 		// The batch may still commit the entry: the log then says more was
 		// read than was delivered, never less.

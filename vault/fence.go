@@ -1,6 +1,7 @@
 package vault
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -34,6 +35,23 @@ var ErrNotHeld = func() *policy.Error {
 // acknowledged until the replica catches up. Nothing was written.
 var ErrReplicaBehind = func() *policy.Error {
 	e := policy.E(policy.KindUnavailable, "replica_behind", "the vault's replica is behind; nothing was written; try again shortly")
+	e.RetryAfter = time.Second
+	return e
+}()
+
+// Confirm, when set, is awaited after a commit and before the request
+// that made it is answered: a host that replicates synchronously returns
+// once everything committed so far is in the replica, so an answer never
+// depends on a write a lost host could take with it. Waiting happens after
+// the writer connection is free, so concurrent requests share one wait.
+type Confirm func(context.Context) error
+
+// ErrUnconfirmed is what a request gets when its commit is saved on this
+// host but the replica did not confirm it in time: no answer depending on
+// it is given. The change is not undone; it reaches the replica when the
+// replica answers again, so a client checks before repeating it.
+var ErrUnconfirmed = func() *policy.Error {
+	e := policy.E(policy.KindUnavailable, "replica_unconfirmed", "the change is saved on this host but its replica has not confirmed it; it may still take effect; check before repeating it")
 	e.RetryAfter = time.Second
 	return e
 }()

@@ -147,3 +147,74 @@ func TestFilesPerVaultBound(t *testing.T) {
 		tx.Rollback()
 	}
 }
+
+// A vault whose host replicates synchronously answers a write or a read
+// only once Confirm says the commit is in the replica; when it cannot
+// confirm, the request is refused with replica_unconfirmed: a write stays
+// saved (it was committed) and a read's data is withheld, its audit entry
+// kept.
+func TestConfirmGatesAnswers(t *testing.T) {
+	ctx := context.Background()
+	var calls atomic.Int64
+	var failing atomic.Bool
+	opts := Options{Now: newClock().Now}
+	opts.Confirm = func(context.Context) error {
+		calls.Add(1)
+		if failing.Load() {
+			return errors.New("replica timed out")
+		}
+		return nil
+	}
+	v, err := Create(ctx, t.TempDir(), []byte(testPass), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	if _, err := v.CreateRecord(ctx, "profile", []byte(`{"name":"Ada"}`)); err != nil {
+		t.Fatal(err)
+	}
+	o := newOrg(t)
+	tok := o.grant(t, v, Approval{})
+	before := calls.Load()
+	if p, err := o.read(t, v, tok.AccessToken, "profile"); err != nil || len(p.Records) != 1 {
+		t.Fatalf("confirmed read: %d records, %v", len(p.Records), err)
+	}
+	if calls.Load() == before {
+		t.Fatal("a read was answered without waiting for its audit entry's confirmation")
+	}
+
+	failing.Store(true)
+	_, err = v.CreateRecord(ctx, "notes", []byte(`{"n":1}`))
+	if !errors.Is(err, ErrUnconfirmed) || policy.CodeOf(err) != "replica_unconfirmed" {
+		t.Fatalf("unconfirmed write: %v", err)
+	}
+	if policy.MessageOf(err) != ErrUnconfirmed.Msg {
+		t.Fatalf("the cause leaks into the message: %q", policy.MessageOf(err))
+	}
+	entries := auditCount(t, v)
+	p, err := o.read(t, v, tok.AccessToken, "profile")
+	if !errors.Is(err, ErrUnconfirmed) || len(p.Records) != 0 {
+		t.Fatalf("unconfirmed read: %d records, %v", len(p.Records), err)
+	}
+	if n := auditCount(t, v); n != entries+1 {
+		t.Fatalf("audit entries %d → %d: the withheld read's entry is not kept", entries, n)
+	}
+
+	failing.Store(false)
+	page, err := v.ListRecords(ctx, "notes", 10, "")
+	if err != nil || len(page.Records) != 1 {
+		t.Fatalf("the unconfirmed write is not saved: %d, %v", len(page.Records), err)
+	}
+	if _, err := o.read(t, v, tok.AccessToken, "profile"); err != nil {
+		t.Fatalf("read after the replica answers again: %v", err)
+	}
+}
+
+func auditCount(t *testing.T, v *Vault) int64 {
+	t.Helper()
+	rep, err := v.VerifyAudit(t.Context())
+	if err != nil || !rep.OK {
+		t.Fatalf("audit: %+v %v", rep, err)
+	}
+	return rep.Entries
+}

@@ -47,13 +47,16 @@ type store struct {
 	r     *sql.DB
 	path  string
 	fence Fence // nil: unfenced
+	// confirm, when set, is awaited after every commit of tx (Confirm).
+	confirm Confirm
 }
 
 // storeOptions are how a vault's database is opened.
 type storeOptions struct {
-	fence    Fence // non-nil: guards every commit (fence.go)
-	pageSize int   // a new database's page size; 0: the default
-	readers  int   // read connections at most; 0: the default
+	fence    Fence   // non-nil: guards every commit (fence.go)
+	confirm  Confirm // non-nil: awaited after every commit of tx
+	pageSize int     // a new database's page size; 0: the default
+	readers  int     // read connections at most; 0: the default
 }
 
 // dsn builds the connection string. WAL lets readers run beside the writer;
@@ -149,7 +152,7 @@ func openStore(path string, create bool, o storeOptions) (*store, error) {
 	}
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	return &store{w: w, r: r, path: path, fence: fence}, nil
+	return &store{w: w, r: r, path: path, fence: fence, confirm: o.confirm}, nil
 }
 
 // DefaultReaders is how many read connections a vault opens at most,
@@ -203,7 +206,31 @@ func (s *store) close() error {
 
 // tx runs fn in one write transaction (BEGIN IMMEDIATE) and commits it,
 // or rolls back if fn or the commit fails.
+// tx runs fn in one write transaction, commits it, and returns once the
+// commit is confirmed (Confirm): what a request may be answered on.
 func (s *store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if err := s.txLocal(ctx, fn); err != nil {
+		return err
+	}
+	return s.confirmed(ctx)
+}
+
+// confirmed waits for the commits made so far to be confirmed, when the
+// vault's host replicates synchronously.
+func (s *store) confirmed(ctx context.Context) error {
+	if s.confirm == nil {
+		return nil
+	}
+	if err := s.confirm(ctx); err != nil {
+		return ErrUnconfirmed.WithCause(err)
+	}
+	return nil
+}
+
+// txLocal is tx without waiting for confirmation: for the group committer,
+// whose callers wait for it themselves (commit.go), so that the next batch
+// need not wait for this one's confirmation.
+func (s *store) txLocal(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return storageError("begin", err)

@@ -95,6 +95,9 @@ type Options struct {
 	// Fence, when set, must allow every commit (fence.go): a host holding
 	// the vault under a lease passes the lease here.
 	Fence Fence
+	// Confirm, when set, is awaited after each commit before the request
+	// is answered (fence.go): a host replicating synchronously.
+	Confirm Confirm
 	// PageSize is the SQLite page size Create gives a new vault (store.go);
 	// 0: 16 KiB. Existing vaults keep theirs.
 	PageSize int
@@ -109,7 +112,7 @@ type Options struct {
 }
 
 func (o Options) store() storeOptions {
-	return storeOptions{fence: o.Fence, pageSize: o.PageSize, readers: o.MaxReaders}
+	return storeOptions{fence: o.Fence, confirm: o.Confirm, pageSize: o.PageSize, readers: o.MaxReaders}
 }
 
 func (o *Options) defaults() {

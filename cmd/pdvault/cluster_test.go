@@ -102,14 +102,14 @@ backend host_b
 		cmd        *exec.Cmd
 		log        *lockedWriter
 	}
-	start := func(hpr *hostProc) {
+	start := func(hpr *hostProc, flags ...string) {
 		t.Helper()
 		hpr.log = &lockedWriter{w: &bytes.Buffer{}}
-		hpr.cmd = exec.Command(bin, "host", "serve", "--root", hpr.root, "--domain", "vaults.test",
+		hpr.cmd = exec.Command(bin, append([]string{"host", "serve", "--root", hpr.root, "--domain", "vaults.test",
 			"--addr", fmt.Sprintf("127.0.0.1:%d", hpr.port), "--public-url", fmt.Sprintf("http://vaults.test:%d", hp),
 			"--signup", "open", "--trusted-proxy", "127.0.0.1", "--rate-limit-address", "0", "--rate-limit-org", "0",
 			"--replica", s3.URL("vaults"), "--host-id", hpr.name, "--lease-ttl", "6s", "--replica-sync", "200ms",
-			"--handover-key-file", keyFile, "--log-level", "info")
+			"--handover-key-file", keyFile, "--log-level", "info"}, flags...)...)
 		hpr.cmd.Env = append(os.Environ(), s3.Env()...)
 		hpr.cmd.Stdout, hpr.cmd.Stderr = hpr.log, hpr.log
 		if err := hpr.cmd.Start(); err != nil {
@@ -213,6 +213,7 @@ backend host_b
 	// time; the kill comes right after the last.
 	var acked []int
 	ackedAt := map[int]time.Time{}
+	start2 := time.Now()
 	for i := 100; i < 300; i++ {
 		if _, err := owner.CreateRecord(ctx, "notes", fmt.Appendf(nil, `{"n":%d}`, i)); err != nil {
 			t.Fatal(err)
@@ -221,6 +222,7 @@ backend host_b
 		ackedAt[i] = time.Now()
 		time.Sleep(10 * time.Millisecond)
 	}
+	perWriteAsync := time.Since(start2) / time.Duration(len(acked))
 	readsBefore := reader.okCount()
 	b.cmd.Process.Kill()
 	b.cmd.Wait()
@@ -283,8 +285,9 @@ backend host_b
 
 	// 3. A stale host: B comes back (same directory, same name) while A
 	// holds the vault. Asked directly, bypassing the router, it must not
-	// serve or write alice.
-	start(b)
+	// serve or write alice. (It comes back replicating synchronously, for
+	// step 4.)
+	start(b, "--replica-confirm")
 	ownerAtB, _ := client.NewOwner(base, owner.Token(), dialOnly(pb, 10*time.Second))
 	_, err = ownerAtB.CreateRecord(ctx, "notes", []byte(`{"n":-1}`))
 	if !client.IsCode(err, "vault_elsewhere") {
@@ -315,7 +318,67 @@ backend host_b
 	if _, err := owner.CreateRecord(ctx, "notes", []byte(`{"n":1000}`)); err != nil {
 		t.Fatalf("a write at the new holder: %v", err)
 	}
-	reader.stop()
+
+	// 4. SIGKILL B again, now replicating synchronously (--replica-confirm):
+	// A restores every acknowledged write, and an audit entry for every
+	// read the organization was answered.
+	audited0 := countReads(t, owner) // before reads0: an entry counted here is a read counted there
+	reads0 := reader.okCount()
+	acked = acked[:0]
+	start4 := time.Now()
+	for i := 2000; i < 2100; i++ {
+		if _, err := owner.CreateRecord(ctx, "notes", fmt.Appendf(nil, `{"n":%d}`, i)); err != nil {
+			t.Fatalf("write with --replica-confirm: %v", err)
+		}
+		acked = append(acked, i)
+		time.Sleep(10 * time.Millisecond)
+	}
+	perWrite := time.Since(start4) / time.Duration(len(acked))
+	b.cmd.Process.Kill()
+	b.cmd.Wait()
+	killedAt = time.Now()
+	reader.stop() // no read after the kill: A's log then holds B's reads only
+	readsAcked = reader.okCount() - reads0
+	route("host_a")
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if _, _, loginErr = owner.Login(ctx, "correct horse battery staple"); loginErr == nil {
+			break
+		}
+	}
+	if loginErr != nil {
+		t.Fatalf("unlock on A after B died: %v", loginErr)
+	}
+	unlocked = time.Since(killedAt)
+	present = present[:0]
+	for cursor := ""; ; {
+		p, err := owner.ListRecords(ctx, "notes", 500, cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range p.Records {
+			var v struct{ N int }
+			json.Unmarshal(r.Data, &v)
+			present = append(present, v.N)
+		}
+		if cursor = p.NextCursor; cursor == "" {
+			break
+		}
+	}
+	lost = 0
+	for _, n := range acked {
+		if !contains(present, n) {
+			lost++
+		}
+	}
+	audited = countReads(t, owner) - audited0
+	t.Logf("SIGKILL B with --replica-confirm: %v per write, %v without (each followed by 10 ms of sleep); A unlocked %v after the kill; acknowledged writes lost: %d of %d; reads B answered %d, read entries of those in A's audit log %d",
+		perWrite.Round(100*time.Microsecond), perWriteAsync.Round(100*time.Microsecond), unlocked.Round(time.Millisecond), lost, len(acked), readsAcked, audited)
+	if lost != 0 {
+		t.Fatalf("%d writes acknowledged under --replica-confirm were lost", lost)
+	}
+	if int64(audited) < readsAcked {
+		t.Fatalf("reads answered %d, read entries in the restored audit log %d: an answered read's entry was lost", readsAcked, audited)
+	}
 }
 
 // dialOnly is a client that reaches 127.0.0.1:port whatever the URL's

@@ -121,7 +121,7 @@ type hostSettings struct {
 	replica, hostID, handoverKeyFile      string
 	leaseTTL, replicaSync, replicaMaxLag  time.Duration
 	pageSize                              int
-	customDomains                         bool
+	customDomains, replicaConfirm         bool
 	dnsResolver                           string
 }
 

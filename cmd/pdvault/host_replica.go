@@ -27,13 +27,14 @@ func (a *app) replicaFlags(fs *flag.FlagSet, s *hostSettings) {
 	fs.DurationVar(&s.leaseTTL, "lease-ttl", 30*time.Second, "how long a vault's lease lasts unrenewed; hosts' clocks must agree within a third of it")
 	fs.DurationVar(&s.replicaSync, "replica-sync", time.Second, "how often new writes are shipped to the replica: what a host that dies can lose")
 	fs.DurationVar(&s.replicaMaxLag, "replica-max-lag", 5*time.Second, "refuse writes (503 replica_behind) while the replica is further behind than this, so a host that dies loses at most about this much; at least twice --replica-sync; 0: no bound")
+	fs.BoolVar(&s.replicaConfirm, "replica-confirm", false, "synchronous replication: answer a request only once what it wrote (a change, a read's audit entry) is in the replica, so a host that dies loses no acknowledged write; each answer waits for an upload, shared by concurrent requests; 503 replica_unconfirmed when the store does not confirm within 5s")
 }
 
 // placement is the shared storage of --replica, or nil without it.
 func (a *app) placement(s hostSettings, log *slog.Logger) (host.Placement, error) {
 	if s.replica == "" {
-		if s.hostID != "" || s.handoverKeyFile != "" {
-			return nil, usageError{"--host-id and --handover-key-file need --replica", "give the shared storage with --replica s3://BUCKET/PREFIX?endpoint=URL"}
+		if s.hostID != "" || s.handoverKeyFile != "" || s.replicaConfirm {
+			return nil, usageError{"--host-id, --handover-key-file and --replica-confirm need --replica", "give the shared storage with --replica s3://BUCKET/PREFIX?endpoint=URL"}
 		}
 		return nil, nil
 	}
@@ -45,7 +46,7 @@ func (a *app) placement(s hostSettings, log *slog.Logger) (host.Placement, error
 	if cfg.Endpoint != "" && (cfg.AccessKey == "" || cfg.SecretKey == "") {
 		return nil, usageError{"--replica needs credentials", "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"}
 	}
-	cfg.Holder, cfg.LeaseTTL, cfg.SyncInterval, cfg.Logger = s.hostID, s.leaseTTL, s.replicaSync, log
+	cfg.Holder, cfg.LeaseTTL, cfg.SyncInterval, cfg.Confirm, cfg.Logger = s.hostID, s.leaseTTL, s.replicaSync, s.replicaConfirm, log
 	if s.leaseTTL < 3*time.Second {
 		return nil, usageError{fmt.Sprintf("--lease-ttl %s", s.leaseTTL), "at least 3s (30s is the default)"}
 	}

@@ -48,6 +48,7 @@ func TestHostCommands(t *testing.T) {
 	// Sharing vaults: flags that need --replica, a bad location, missing
 	// credentials, a lease too short; release with no host running.
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--host-id", "a"), 2, "need --replica")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica-confirm"), 2, "--replica-confirm need --replica")
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "http://bucket/x"), 2, "s3://BUCKET")
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "s3://b/p?endpoint=http://127.0.0.1:1"), 2, "AWS_ACCESS_KEY_ID")
 	c.env["AWS_ACCESS_KEY_ID"], c.env["AWS_SECRET_ACCESS_KEY"] = "k", "s"

@@ -239,6 +239,7 @@ func (h *Host) vaultOptions(e *entry) vault.Options {
 	o.Logger = h.opts.Logger.With("vault", e.name)
 	if e.claim != nil {
 		o.Fence = e.claim.Fence
+		o.Confirm = e.claim.Confirm()
 	}
 	return o
 }

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/pdvault/pdvault/policy"
+	"github.com/pdvault/pdvault/vault"
 )
 
 // Beyond one host (docs/operations.md, "Beyond one host"): hosts share
@@ -48,6 +49,9 @@ const lookupRate = 20
 type Claim interface {
 	// Fence is nil while this host may write the vault (vault.Fence).
 	Fence() error
+	// Confirm is awaited after each commit before its request is answered
+	// (vault.Confirm); nil when replication is asynchronous.
+	Confirm() vault.Confirm
 	// Handover is what the previous host left to unseal the vault with
 	// (Keeper.Handover), or nil.
 	Handover() []byte

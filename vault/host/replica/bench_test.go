@@ -213,3 +213,51 @@ func benchHost(b *testing.B, s *Store) (*host.Host, string) {
 	b.Cleanup(func() { h.Close(context.Background()) })
 	return h, root
 }
+
+// BenchmarkConfirmedWrites: PDVAULT_BENCH_CLIENTS writers (default 8) at
+// one vault for PDVAULT_BENCH_SECONDS (default 5), with asynchronous
+// replication and then with Config.Confirm, in the same run: writes a
+// second and the time to each acknowledgement, p50/p99.
+func BenchmarkConfirmedWrites(b *testing.B) {
+	clients, secs := envInt("PDVAULT_BENCH_CLIENTS", 8), envInt("PDVAULT_BENCH_SECONDS", 5)
+	srv := s3test.Start(b)
+	ctx := b.Context()
+	rates := map[bool]float64{}
+	for _, confirm := range []bool{false, true} {
+		s := benchStore(b, srv, fmt.Sprint("host-", confirm), time.Second)
+		s.cfg.Confirm = confirm
+		h, _ := benchHost(b, s)
+		name := map[bool]string{false: "async", true: "sync"}[confirm]
+		hd, err := h.Create(ctx, name, []byte(pass))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var mu sync.Mutex
+		var lat []time.Duration
+		var refused atomic.Int64
+		end := time.Now().Add(time.Duration(secs) * time.Second)
+		var wg sync.WaitGroup
+		for range clients {
+			wg.Go(func() {
+				for time.Now().Before(end) {
+					t0 := time.Now()
+					if _, err := hd.Vault.CreateRecord(ctx, "notes", []byte(`{"n":1}`)); err != nil {
+						refused.Add(1)
+						continue
+					}
+					d := time.Since(t0)
+					mu.Lock()
+					lat = append(lat, d)
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		hd.Release()
+		slices.Sort(lat)
+		rates[confirm] = float64(len(lat)) / float64(secs)
+		b.Logf("%s: %d clients, %.0f writes/s, acknowledged after p50 %v, p99 %v; %d refused", name, clients, rates[confirm],
+			lat[len(lat)/2].Round(10*time.Microsecond), lat[len(lat)*99/100].Round(10*time.Microsecond), refused.Load())
+	}
+	b.ReportMetric(rates[true]/rates[false], "sync/async")
+}

@@ -158,7 +158,12 @@ type claim struct {
 	handover     []byte
 	pendingEpoch bool
 	ldb          *litestream.DB
+	started      bool // Replicate was called: commits from now on need the replica
 	lag          lagWatch
+
+	cmu      sync.Mutex // guards next and flushing (confirm.go)
+	next     *round     // the round that starts next, with its waiters
+	flushing bool       // a goroutine runs rounds
 
 	stop    chan struct{}
 	stopped chan struct{}
@@ -294,8 +299,24 @@ func (c *claim) Replicate(dbPath string) error {
 		return err
 	}
 	c.mu.Lock()
-	c.ldb = ldb
+	c.ldb, c.started = ldb, true
 	c.mu.Unlock()
+	if c.s.cfg.Confirm {
+		// What was committed before replication started (a new vault's
+		// first commits) is confirmed here: the vault serves only once
+		// its replica has it.
+		ctx, cancel := context.WithTimeout(context.Background(), confirmTimeout)
+		err := c.Flush(ctx)
+		cancel()
+		if err != nil {
+			c.mu.Lock()
+			c.ldb = nil
+			c.mu.Unlock()
+			ldb.Close()
+			forgetMetrics(dbPath)
+			return err
+		}
+	}
 	if c.s.cfg.MaxLag > 0 {
 		go c.watchLag(ldb, r)
 	}

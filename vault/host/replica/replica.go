@@ -67,6 +67,12 @@ type Config struct {
 	// catches up. Default 5s; at least twice SyncInterval; negative: no
 	// bound.
 	MaxLag time.Duration
+	// Confirm makes replication synchronous: a request that committed
+	// something is answered only once the commit is in the replica
+	// (confirm.go), so a lost host takes no acknowledged write with it.
+	// Each answer then waits for one upload, shared by the requests that
+	// wait at the same time.
+	Confirm bool
 	// HandoverKey (32 bytes), shared by the operator's hosts, seals a
 	// vault's unsealed state when one host hands it to another, so a moved
 	// vault needs no new unlock by its owner. Nil: moved vaults arrive

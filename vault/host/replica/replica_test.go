@@ -485,3 +485,93 @@ func TestReplicaLagBounded(t *testing.T) {
 		t.Fatalf("the replica has %d records, %d acknowledged", n, acked)
 	}
 }
+
+// crash leaves a vault as a killed host would: no renewal, no final flush,
+// nothing more shipped to the replica.
+func crash(c *claim) {
+	c.once.Do(func() { close(c.stop) })
+	<-c.stopped
+	c.mu.Lock()
+	c.lost = true
+	c.mu.Unlock()
+}
+
+// With Confirm, a write is acknowledged only once it is in the replica: a
+// host lost right after loses none of its acknowledged writes, even when
+// Litestream's own schedule would not have shipped them for an hour.
+// Without it, the same crash loses them (the control). While the store
+// does not answer, writes are refused with replica_unconfirmed; each is
+// saved all the same and reaches the replica once the store is back.
+func TestConfirmedWritesSurviveTheHost(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := t.Context()
+	for _, confirm := range []bool{false, true} {
+		name := map[bool]string{false: "async", true: "sync"}[confirm]
+		s := newStore(t, srv, "host-a-"+name, 3*time.Second, nil)
+		s.cfg.SyncInterval, s.cfg.MaxLag, s.cfg.Confirm = time.Hour, -1, confirm
+		a := newHost(t, s)
+		hd, err := a.Create(ctx, name, []byte(pass))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 10 {
+			if _, err := hd.Vault.CreateRecord(ctx, "notes", []byte(`{"n":1}`)); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+		crash(claimOf(t, hd))
+		hd.Release()
+		b := newHost(t, newStore(t, srv, "host-b-"+name, 3*time.Second, nil))
+		var got int
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if _, err = b.Unseal(ctx, name, []byte(pass), vault.LoginSource{Address: "192.0.2.1"}); policy.CodeOf(err) != "vault_elsewhere" || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			t.Fatalf("%s: B could not take the vault: %v", name, err)
+		}
+		got = count(t, b, name)
+		t.Logf("%s: 10 writes acknowledged, %d restored after the host was lost", name, got)
+		if confirm && got != 10 {
+			t.Fatalf("synchronous: %d of 10 acknowledged writes restored", got)
+		}
+		if !confirm && got != 0 {
+			t.Fatalf("asynchronous with an hour's interval: %d writes restored, want 0 (the control shows nothing else ships them)", got)
+		}
+	}
+
+	// The store stops answering: a write is refused, saved, and shipped
+	// once the store is back.
+	s := newStore(t, srv, "host-c", 12*time.Second, nil)
+	s.cfg.SyncInterval, s.cfg.MaxLag, s.cfg.Confirm = time.Hour, -1, true
+	c := newHost(t, s)
+	hd, err := c.Create(ctx, "frank", []byte(pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hd.Release()
+	if err := srv.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	_, err = hd.Vault.CreateRecord(ctx, "notes", []byte(`{"n":1}`))
+	srv.Process.Signal(syscall.SIGCONT)
+	wantCode(t, err, "replica_unconfirmed")
+	if _, err := hd.Vault.CreateRecord(ctx, "notes", []byte(`{"n":2}`)); err != nil {
+		t.Fatalf("write once the store is back: %v", err)
+	}
+	crash(claimOf(t, hd))
+	hd.Release()
+	d := newHost(t, newStore(t, srv, "host-d", 12*time.Second, nil))
+	for deadline := time.Now().Add(40 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if _, err = d.Unseal(ctx, "frank", []byte(pass), vault.LoginSource{Address: "192.0.2.1"}); policy.CodeOf(err) != "vault_elsewhere" || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := count(t, d, "frank"); n != 2 {
+		t.Fatalf("%d records restored, want both (the refused one was saved)", n)
+	}
+}
