@@ -4,13 +4,16 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/pdvault/pdvault/api/client"
+	"github.com/pdvault/pdvault/vault"
 )
 
 // txtZone answers TXT lookups for the host (the command's test asks a real
@@ -160,5 +163,93 @@ func wantError(t *testing.T, r resp, status int, code string) {
 	var body errorBody
 	if r.status != status || (code != "" && (json.Unmarshal(r.body, &body) != nil || body.Error != code)) {
 		t.Fatalf("got %d %s, want %d %s", r.status, r.body, status, code)
+	}
+}
+
+// The owner brings a domain in the web UI: the page shows the record to
+// publish, refuses with the record until DNS has it, then moves the vault
+// and can move it back; it needs the session and its CSRF token, and only
+// a host with custom domains shows it.
+func TestOwnerBringsADomainInTheUI(t *testing.T) {
+	he := newHostEnv(t, HostConfig{})
+	z := &txtZone{txt: map[string][]string{}}
+	he.dns = z
+	he.start()
+	alice := he.signup("alice")
+	const domain = "data.alice.example"
+	cookie := sessionCookie + "=" + alice
+	page := func(name, path string) resp {
+		t.Helper()
+		return he.do(name, "GET", path, "", nil, "Cookie", cookie)
+	}
+	form := func(path string, v url.Values) resp {
+		t.Helper()
+		if _, ok := v["csrf"]; !ok {
+			v.Set("csrf", csrfFor(alice))
+		}
+		return he.do("alice", "POST", path, "", strings.NewReader(v.Encode()),
+			"Cookie", cookie, "Content-Type", "application/x-www-form-urlencoded", "Origin", he.url("alice"))
+	}
+	wantPage := func(r resp, status int, has ...string) {
+		t.Helper()
+		if r.status != status {
+			t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+		}
+		for _, s := range has {
+			if !strings.Contains(string(r.body), s) {
+				t.Fatalf("the page lacks %q:\n%s", s, r.body)
+			}
+		}
+	}
+
+	if r := he.do("alice", "GET", "/ui/domain", "", nil); r.status != http.StatusSeeOther || r.header.Get("Location") != "/ui/login" {
+		t.Fatalf("without a session: %d %v", r.status, r.header)
+	}
+	wantPage(page("alice", "/ui/"), http.StatusOK, `href="/ui/domain"`)
+	wantPage(page("alice", "/ui/domain"), http.StatusOK, "Bring a domain", "<code>alice.vaults.test</code>")
+
+	rec := "_pdvault." + domain
+	wantPage(form("/ui/domain", url.Values{"domain": {"Data.Alice.Example"}, "action": {"check"}}), http.StatusOK,
+		`id="record-name">`+rec+`<`, `id="record-value">vault=alice.vaults.test<`)
+	wantPage(form("/ui/domain", url.Values{"domain": {domain}, "action": {"save"}}), http.StatusUnprocessableEntity,
+		`role="alert"`, rec+" TXT &#34;vault=alice.vaults.test&#34;")
+	wantPage(form("/ui/domain", url.Values{"domain": {"bob.vaults.test"}, "action": {"save"}}), http.StatusBadRequest, "the host&#39;s own")
+	wantPage(form("/ui/domain", url.Values{"domain": {"x"}, "action": {"save"}}), http.StatusBadRequest, vault.ErrBadDomain.Msg)
+	if r := form("/ui/domain", url.Values{"domain": {domain}, "action": {"save"}, "csrf": {"forged"}}); r.status != http.StatusForbidden {
+		t.Fatalf("without the CSRF token: %d", r.status)
+	}
+	if r := he.do("alice", "GET", "/v1/owner/domain", alice, nil); !strings.Contains(string(r.body), `"issuer":"`+he.url("alice")+`"`) {
+		t.Fatalf("a refused form changed the vault: %s", r.body)
+	}
+
+	z.mu.Lock()
+	z.txt[rec] = []string{"vault=alice.vaults.test"}
+	z.mu.Unlock()
+	if r := form("/ui/domain", url.Values{"domain": {domain}, "action": {"save"}}); r.status != http.StatusSeeOther || r.header.Get("Location") != "/ui/domain?done=domain" {
+		t.Fatalf("use the domain: %d %s", r.status, r.body)
+	}
+	wantPage(page("alice", "/ui/domain?done=domain"), http.StatusOK, flashes["domain"], `href="`+he.url(domain)+`/ui/"`, "Stop using "+domain)
+	wantPage(page(domain, "/ui/domain"), http.StatusOK, "Stop using "+domain) // the same page at the domain
+	if r := he.do(domain, "GET", "/.well-known/oauth-authorization-server", "", nil); !strings.Contains(string(r.body), `"issuer":"`+he.url(domain)+`"`) {
+		t.Fatalf("discovery at the domain: %s", r.body)
+	}
+
+	if r := form("/ui/domain/remove", url.Values{}); r.status != http.StatusSeeOther || r.header.Get("Location") != "/ui/domain?done=nodomain" {
+		t.Fatalf("stop using the domain: %d %s", r.status, r.body)
+	}
+	wantPage(page("alice", "/ui/domain"), http.StatusOK, "Bring a domain", "<code>"+he.url("alice")+"</code>")
+	if r := form("/ui/domain/remove", url.Values{}); r.status != http.StatusConflict {
+		t.Fatalf("removing no domain: %d %s", r.status, r.body)
+	}
+
+	// A host without custom domains neither links nor serves the page.
+	plain := newHostEnv(t, HostConfig{})
+	bob := plain.signup("bob")
+	r := plain.do("bob", "GET", "/ui/", "", nil, "Cookie", sessionCookie+"="+bob)
+	if r.status != http.StatusOK || strings.Contains(string(r.body), "/ui/domain") {
+		t.Fatalf("home without custom domains: %d, links the domain page: %v", r.status, strings.Contains(string(r.body), "/ui/domain"))
+	}
+	if r := plain.do("bob", "GET", "/ui/domain", "", nil, "Cookie", sessionCookie+"="+bob); r.status != http.StatusForbidden || !strings.Contains(string(r.body), html.EscapeString(vault.ErrNoDomains.Msg)) {
+		t.Fatalf("the page without custom domains: %d %s", r.status, r.body)
 	}
 }

@@ -163,6 +163,22 @@ func (hs *hosting) route(w http.ResponseWriter, r *http.Request) {
 		hs.domain(w, r, name)
 		return
 	}
+	if r.URL.Path == "/ui/domain" || r.URL.Path == "/ui/domain/remove" {
+		if hd == nil {
+			var err error
+			if hd, err = hs.h.Acquire(r.Context(), name); err != nil {
+				if errors.Is(err, vault.ErrSealed) && r.Method == http.MethodGet {
+					http.Redirect(w, r, "/ui/login", http.StatusSeeOther)
+					return
+				}
+				writeError(w, r, hs.s.log, err)
+				return
+			}
+			defer hd.Release()
+		}
+		hs.uiDomain(w, r, name, hd.Vault)
+		return
+	}
 	if hd == nil {
 		var err error
 		hd, err = hs.h.Acquire(r.Context(), name)

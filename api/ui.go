@@ -58,6 +58,8 @@ type pageData struct {
 	Refresh int // seconds; the page reloads itself (a running import)
 	Data    any
 	Scripts bool // the page loads its own script (uiScriptCSP)
+	// DomainNav shows the "Domain" page (a host with custom domains).
+	DomainNav bool
 }
 
 // templates are parsed once per process: a host opens many vaults.
@@ -261,6 +263,9 @@ func (s *server) render(w http.ResponseWriter, r *http.Request, status int, page
 	}
 	if session != "" {
 		d.CSRF = csrfFor(session)
+		if dv, ok := s.svc.(interface{ DomainsAllowed() bool }); ok && dv.DomainsAllowed() {
+			d.DomainNav = true
+		}
 	}
 	if d.Flash == "" {
 		d.Flash = flashes[r.URL.Query().Get("done")]
@@ -315,6 +320,8 @@ var flashes = map[string]string{
 	"closed":   "Closed. It is off the feed; open offers were declined.",
 	"accepted": "Offer accepted: it is now a request. Approve it, narrow it or deny it below.",
 	"declined": "Offer declined.",
+	"domain":   "Your vault now answers at your domain. Organizations were sent a signed notice and keep their grants.",
+	"nodomain": "Your vault answers at its address on this host again. Organizations were sent a signed notice.",
 }
 
 // uiDo runs one vault action and, if it worked, redirects to the page

@@ -112,3 +112,7 @@ func (v *Vault) SetDomain(ctx context.Context, domain string) (MoveResult, error
 // HomeIssuer is the address the vault's server gives it, which it keeps
 // answering at (for its owner) while a custom domain is its issuer.
 func (v *Vault) HomeIssuer() string { return v.opts.Issuer }
+
+// DomainsAllowed says whether the vault's server lets its owner bring a
+// domain (a host with custom domains).
+func (v *Vault) DomainsAllowed() bool { return v.opts.DomainIssuer != nil }
