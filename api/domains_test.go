@@ -7,6 +7,7 @@ import (
 	"html"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -252,4 +253,49 @@ func TestOwnerBringsADomainInTheUI(t *testing.T) {
 	if r := plain.do("bob", "GET", "/ui/domain", "", nil, "Cookie", sessionCookie+"="+bob); r.status != http.StatusForbidden || !strings.Contains(string(r.body), html.EscapeString(vault.ErrNoDomains.Msg)) {
 		t.Fatalf("the page without custom domains: %d %s", r.status, r.body)
 	}
+}
+
+// A TLS-terminating proxy asks before it gets a certificate on demand:
+// yes for the host's domain, its vaults and a domain an owner brought
+// (once DNS and the vault agree), no for anything else; only a loopback
+// or trusted peer may ask.
+func TestCertificateAllowed(t *testing.T) {
+	he := newHostEnv(t, HostConfig{})
+	z := &txtZone{txt: map[string][]string{}}
+	he.dns = z
+	he.start()
+	alice := he.signup("alice")
+	ask := func(name string) resp {
+		t.Helper()
+		return he.do("", "GET", certificatePath+"?domain="+url.QueryEscape(name), "", nil)
+	}
+	for _, name := range []string{hostDomain, "alice." + hostDomain, "ALICE." + hostDomain + "."} {
+		if r := ask(name); r.status != http.StatusOK {
+			t.Fatalf("%s: %d %s", name, r.status, r.body)
+		}
+	}
+	for _, name := range []string{"nobody." + hostDomain, "a.alice." + hostDomain, "evil.example", "", "data.alice.example", "127.0.0.1"} {
+		wantError(t, ask(name), http.StatusNotFound, "not_served")
+	}
+	const domain = "data.alice.example"
+	z.mu.Lock()
+	z.txt["_pdvault."+domain] = []string{"vault=alice." + hostDomain}
+	z.mu.Unlock()
+	wantError(t, ask(domain), http.StatusNotFound, "not_served") // DNS agrees, the owner has not chosen it
+	if r := he.do("alice", "PUT", "/v1/owner/domain", alice, strings.NewReader(`{"domain":"`+domain+`"}`)); r.status != http.StatusOK {
+		t.Fatalf("bring the domain: %d %s", r.status, r.body)
+	}
+	if r := ask(domain); r.status != http.StatusOK {
+		t.Fatalf("the brought domain: %d %s", r.status, r.body)
+	}
+	// The same question from any Host header, and only from the proxy.
+	if r := he.do("alice", "GET", certificatePath+"?domain=alice."+hostDomain, "", nil); r.status != http.StatusOK {
+		t.Fatalf("asked at a vault's name: %d", r.status)
+	}
+	req := httptest.NewRequest("GET", he.url("")+certificatePath+"?domain=alice."+hostDomain, nil)
+	req.RemoteAddr = "192.0.2.1:4321"
+	rec := httptest.NewRecorder()
+	(*he.handle.Load()).ServeHTTP(rec, req)
+	wantError(t, resp{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}, http.StatusNotFound, "not_found")
+	wantError(t, he.do("", "POST", certificatePath+"?domain="+hostDomain, "", nil), http.StatusMethodNotAllowed, "method_not_allowed")
 }

@@ -132,6 +132,10 @@ func (hs *hosting) vaultName(hostHeader string) (name string, ok bool) {
 }
 
 func (hs *hosting) route(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == certificatePath {
+		hs.certificateAllowed(w, r)
+		return
+	}
 	name, ok := hs.vaultName(r.Host)
 	var hd *host.Handle
 	if !ok {

@@ -41,15 +41,7 @@ func forwarded(trusted []netip.Prefix, next http.Handler) http.Handler {
 	if len(trusted) == 0 {
 		return next
 	}
-	isTrusted := func(a netip.Addr) bool {
-		a = a.Unmap()
-		for _, p := range trusted {
-			if p.Contains(a) {
-				return true
-			}
-		}
-		return false
-	}
+	isTrusted := func(a netip.Addr) bool { return trustedPeer(trusted, a) }
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		peer, ok := remoteAddr(r)
 		if !ok || !isTrusted(peer) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every pdvault test, from a fresh machine: installs what the tests
 # need (Chromium, for the web UI tests in a real browser; HAProxy for the
-# two-host test; the Versity S3 gateway is built by the tests), then vet, the
+# two-host test; Caddy for the on-demand TLS test; the Versity S3 gateway is built by the tests), then vet, the
 # whole suite under the race detector, short fuzz runs and govulncheck.
 # CI (.ci/run) calls exactly this.
 set -euo pipefail
@@ -50,6 +50,15 @@ if ! command -v haproxy >/dev/null 2>&1 && [ ! -x /usr/sbin/haproxy ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq haproxy >/dev/null
+fi
+# Caddy, the TLS-terminating proxy of TestHostBehindCaddy (on-demand
+# certificates that ask the host first).
+if ! command -v caddy >/dev/null 2>&1; then
+  echo "scripts/test.sh: installing Caddy for the proxy test (apt-get install caddy)"
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq caddy >/dev/null
 fi
 export PATH="$PATH:/usr/sbin"
 

@@ -204,17 +204,7 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 			if name == domain {
 				return nil
 			}
-			h := served.Load()
-			if h == nil {
-				return errNotAVault
-			}
-			if label, ok := strings.CutSuffix(name, "."+domain); ok {
-				if h.Knows(ctx, label) {
-					return nil
-				}
-			} else if h.Domains() && h.KnowsDomain(ctx, name) {
-				// A domain an owner brought: its DNS and its (unsealed)
-				// vault both say so.
+			if h := served.Load(); h != nil && h.Serves(ctx, name) {
 				return nil
 			}
 			return errNotAVault
@@ -270,8 +260,8 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 			go v.RunReencryption(ctx)
 			v.RunNotifications(ctx, noticeTick, api.GenerateVAPID)
 		}}
+	hopts.Domain = domain
 	if s.customDomains {
-		hopts.Domain = domain
 		hopts.Vault.DomainIssuer = func(d string) string { return scheme + "://" + d + port }
 		hopts.Resolver = resolver(s.dnsResolver)
 	}

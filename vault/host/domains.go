@@ -262,3 +262,22 @@ func (h *Host) lookup(ctx context.Context, domain string) (string, error) {
 
 // dnsTimeout bounds one TXT lookup.
 const dnsTimeout = 5 * time.Second
+
+// Serves says whether this host answers at the DNS name: its own domain, a
+// vault's name under it (here or, with shared storage, on any host), or a
+// domain an owner brought whose DNS and unsealed vault agree. A name that
+// is none costs at most one bounded lookup. It decides which names get
+// certificates: ACME's host policy, and a proxy's on-demand TLS.
+func (h *Host) Serves(ctx context.Context, name string) bool {
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	switch {
+	case h.opts.Domain == "" || name == "":
+		return false
+	case name == h.opts.Domain:
+		return true
+	}
+	if label, ok := strings.CutSuffix(name, "."+h.opts.Domain); ok {
+		return h.Knows(ctx, label)
+	}
+	return h.Domains() && h.KnowsDomain(ctx, name)
+}
