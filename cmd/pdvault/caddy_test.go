@@ -31,10 +31,7 @@ func TestHostBehindCaddy(t *testing.T) {
 	if err != nil {
 		t.Fatal("caddy is not installed (scripts/test.sh installs Debian's package caddy)")
 	}
-	bin := filepath.Join(t.TempDir(), "pdvault")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildPdvault(t)
 	work := t.TempDir()
 	hp, cp, chp := freePort(t), freePort(t), freePort(t)
 	hostLog := &lockedWriter{w: &bytes.Buffer{}}

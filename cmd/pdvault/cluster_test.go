@@ -41,10 +41,7 @@ func TestTwoHostsBehindHAProxy(t *testing.T) {
 	}
 	ctx := t.Context()
 	s3 := s3test.Start(t)
-	bin := filepath.Join(t.TempDir(), "pdvault")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildPdvault(t)
 	work := t.TempDir()
 	keyFile := filepath.Join(work, "handover.key")
 	key := make([]byte, 32)
@@ -242,21 +239,7 @@ backend host_b
 	}
 	unlocked := time.Since(killedAt)
 	servedAgain := reader.waitOK(t, killedAt, 30*time.Second)
-	var present []int
-	for cursor := ""; ; {
-		p, err := owner.ListRecords(ctx, "notes", 500, cursor)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range p.Records {
-			var v struct{ N int }
-			json.Unmarshal(r.Data, &v)
-			present = append(present, v.N)
-		}
-		if cursor = p.NextCursor; cursor == "" {
-			break
-		}
-	}
+	present := noteNumbers(t, owner)
 	// What was lost is a suffix of what was acknowledged: the newest
 	// writes, never one from before a write that survived.
 	lost, oldestLost := 0, time.Duration(0)
@@ -349,21 +332,7 @@ backend host_b
 		t.Fatalf("unlock on A after B died: %v", loginErr)
 	}
 	unlocked = time.Since(killedAt)
-	present = present[:0]
-	for cursor := ""; ; {
-		p, err := owner.ListRecords(ctx, "notes", 500, cursor)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, r := range p.Records {
-			var v struct{ N int }
-			json.Unmarshal(r.Data, &v)
-			present = append(present, v.N)
-		}
-		if cursor = p.NextCursor; cursor == "" {
-			break
-		}
-	}
+	present = noteNumbers(t, owner)
 	lost = 0
 	for _, n := range acked {
 		if !contains(present, n) {
@@ -403,6 +372,36 @@ func contains(xs []int, x int) bool {
 		}
 	}
 	return false
+}
+
+// buildPdvault builds the command for tests that run it as a process.
+func buildPdvault(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "pdvault")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// noteNumbers is the "n" of every record in the owner's "notes".
+func noteNumbers(t *testing.T, o *client.Owner) []int {
+	t.Helper()
+	var ns []int
+	for cursor := ""; ; {
+		p, err := o.ListRecords(t.Context(), "notes", 500, cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range p.Records {
+			var v struct{ N int }
+			json.Unmarshal(r.Data, &v)
+			ns = append(ns, v.N)
+		}
+		if cursor = p.NextCursor; cursor == "" {
+			return ns
+		}
+	}
 }
 
 // countReads is how many organization reads the owner's audit log holds.

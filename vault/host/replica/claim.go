@@ -158,6 +158,8 @@ type claim struct {
 	handover     []byte
 	pendingEpoch bool
 	ldb          *litestream.DB
+	stopShipping func() // ends the periodic uploads of ldb (ship.go)
+	shipMu       sync.Mutex
 	started      bool // Replicate was called: commits from now on need the replica
 	lag          lagWatch
 
@@ -287,6 +289,7 @@ func (c *claim) Replicate(dbPath string) error {
 	r := litestream.NewReplica(ldb, "s3")
 	r.Client = &fencedClient{ReplicaClient: c.s.litestreamClient(c.name), fence: c.held}
 	r.SyncInterval = c.s.cfg.SyncInterval
+	r.MonitorEnabled = false // uploads are shipped one at a time (ship.go)
 	ldb.Replicas = []*litestream.Replica{r}
 	if err := ldb.Open(); err != nil {
 		return err
@@ -298,8 +301,9 @@ func (c *claim) Replicate(dbPath string) error {
 		forgetMetrics(dbPath)
 		return err
 	}
+	stop := c.startShipping(ldb, r)
 	c.mu.Lock()
-	c.ldb, c.started = ldb, true
+	c.ldb, c.stopShipping, c.started = ldb, stop, true
 	c.mu.Unlock()
 	if c.s.cfg.Confirm {
 		// What was committed before replication started (a new vault's
@@ -310,8 +314,9 @@ func (c *claim) Replicate(dbPath string) error {
 		cancel()
 		if err != nil {
 			c.mu.Lock()
-			c.ldb = nil
+			c.ldb, c.stopShipping = nil, nil
 			c.mu.Unlock()
+			stop()
 			ldb.Close()
 			forgetMetrics(dbPath)
 			return err
@@ -339,7 +344,7 @@ func (c *claim) Flush(ctx context.Context) error {
 	if err := ldb.Sync(ctx); err != nil {
 		return err
 	}
-	return ldb.Replicas[0].Sync(ctx)
+	return c.ship(ctx, ldb.Replicas[0])
 }
 
 // Release flushes and stops replication, leaves the handover, and marks
@@ -382,12 +387,13 @@ func (c *claim) Release(ctx context.Context, handover []byte) error {
 // generation it replicated into.
 func (c *claim) closeReplication() error {
 	c.mu.Lock()
-	ldb := c.ldb
-	c.ldb = nil
+	ldb, stop := c.ldb, c.stopShipping
+	c.ldb, c.stopShipping = nil, nil
 	c.mu.Unlock()
 	if ldb == nil {
 		return nil
 	}
+	stop()
 	gen, _ := ldb.CurrentGeneration()
 	// Flush before Close: Litestream v0.3.13's Close syncs after cancelling
 	// its own context, and a sync that needs a checkpoint then fails
@@ -395,7 +401,7 @@ func (c *claim) closeReplication() error {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	err := ldb.Sync(ctx)
 	if err == nil {
-		err = ldb.Replicas[0].Sync(ctx)
+		err = c.ship(ctx, ldb.Replicas[0])
 	}
 	cancel()
 	if cerr := ldb.Close(); cerr != nil && err == nil {
