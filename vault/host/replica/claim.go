@@ -15,6 +15,7 @@ import (
 
 	"github.com/benbjohnson/litestream"
 	lss3 "github.com/benbjohnson/litestream/s3"
+	"github.com/mattn/go-sqlite3"
 
 	"github.com/pdvault/pdvault/policy"
 	"github.com/pdvault/pdvault/vault"
@@ -333,8 +334,26 @@ func (c *claim) Replicate(dbPath string) error {
 	return nil
 }
 
-// Flush ships everything committed so far to the replica.
+// Flush ships everything committed so far to the replica. Litestream's
+// checkpoint inside it fails while the vault's writer holds the database
+// (SQLITE_BUSY); that is retried until ctx ends, not reported: writes under
+// load must not turn a confirmation into a refusal.
 func (c *claim) Flush(ctx context.Context) error {
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		err := c.flushOnce(ctx)
+		var se sqlite3.Error
+		if err == nil || !errors.As(err, &se) || (se.Code != sqlite3.ErrBusy && se.Code != sqlite3.ErrLocked) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (c *claim) flushOnce(ctx context.Context) error {
 	c.mu.Lock()
 	ldb := c.ldb
 	c.mu.Unlock()

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -578,5 +580,70 @@ func TestConfirmedWritesSurviveTheHost(t *testing.T) {
 	}
 	if n := count(t, d, "frank"); n != 2 {
 		t.Fatalf("%d records restored, want both (the refused one was saved)", n)
+	}
+}
+
+// Flushes asked for while writes go on and while the periodic uploads run
+// (what confirmations do) leave the replica whole: the vault restored
+// elsewhere opens and has every acknowledged write.
+func TestConcurrentFlushesKeepTheReplicaWhole(t *testing.T) {
+	srv := s3test.Start(t)
+	ctx := t.Context()
+	s := newStore(t, srv, "host-a", 30*time.Second, testKey)
+	s.cfg.SyncInterval = 20 * time.Millisecond
+	a := newHost(t, s)
+	hd, err := a.Create(ctx, "gina", []byte(pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := claimOf(t, hd)
+	var acked atomic.Int64
+	end := time.Now().Add(2 * time.Second)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for time.Now().Before(end) {
+				if _, err := hd.Vault.CreateRecord(ctx, "notes", []byte(`{"n":1}`)); err == nil {
+					acked.Add(1)
+				}
+			}
+		})
+		wg.Go(func() {
+			for time.Now().Before(end) {
+				if err := c.Flush(ctx); err != nil {
+					t.Errorf("flush: %v", err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	hd.Release()
+	if ok, err := a.Release(ctx, "gina"); err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	b := newHost(t, newStore(t, srv, "host-b", 30*time.Second, testKey))
+	hd, err = acquire(t, b, "gina")
+	if err != nil {
+		t.Fatalf("the restored vault: %v", err)
+	}
+	defer hd.Release()
+	if rep, err := hd.Vault.VerifyAudit(ctx); err != nil || !rep.OK {
+		t.Fatalf("the restored vault's audit: %+v %v", rep, err)
+	}
+	n := 0
+	for cursor := ""; ; {
+		p, err := hd.Vault.ListRecords(ctx, "notes", 500, cursor)
+		if err != nil {
+			t.Fatalf("the restored vault: %v", err)
+		}
+		n += len(p.Records)
+		if cursor = p.Next; cursor == "" {
+			break
+		}
+	}
+	t.Logf("%d writes acknowledged, %d restored", acked.Load(), n)
+	if int64(n) != acked.Load() {
+		t.Fatalf("%d records restored, %d acknowledged", n, acked.Load())
 	}
 }
