@@ -85,11 +85,29 @@ func count(t *testing.T, h *host.Host, name string) int {
 		t.Fatalf("Acquire %s: %v", name, err)
 	}
 	defer hd.Release()
-	p, err := hd.Vault.ListRecords(t.Context(), "notes", 500, "")
-	if err != nil {
-		t.Fatal(err)
+	n := 0
+	for cursor := ""; ; {
+		p, err := hd.Vault.ListRecords(t.Context(), "notes", 500, cursor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += len(p.Records)
+		if cursor = p.Next; cursor == "" {
+			return n
+		}
 	}
-	return len(p.Records)
+}
+
+// unsealWhenFree unlocks the named vault on h once the host that held it
+// (crashed, its lease unrenewed) no longer does.
+func unsealWhenFree(t *testing.T, h *host.Host, name string, within time.Duration) error {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(200 * time.Millisecond) {
+		_, err := h.Unseal(t.Context(), name, []byte(pass), vault.LoginSource{Address: "192.0.2.1"})
+		if policy.CodeOf(err) != "vault_elsewhere" || time.Now().After(deadline) {
+			return err
+		}
+	}
 }
 
 func write(t *testing.T, h *host.Host, name string, n int) {
@@ -529,16 +547,10 @@ func TestConfirmedWritesSurviveTheHost(t *testing.T) {
 		crash(claimOf(t, hd))
 		hd.Release()
 		b := newHost(t, newStore(t, srv, "host-b-"+name, 3*time.Second, nil))
-		var got int
-		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-			if _, err = b.Unseal(ctx, name, []byte(pass), vault.LoginSource{Address: "192.0.2.1"}); policy.CodeOf(err) != "vault_elsewhere" || time.Now().After(deadline) {
-				break
-			}
-		}
-		if err != nil {
+		if err := unsealWhenFree(t, b, name, 10*time.Second); err != nil {
 			t.Fatalf("%s: B could not take the vault: %v", name, err)
 		}
-		got = count(t, b, name)
+		got := count(t, b, name)
 		t.Logf("%s: 10 writes acknowledged, %d restored after the host was lost", name, got)
 		if confirm && got != 10 {
 			t.Fatalf("synchronous: %d of 10 acknowledged writes restored", got)
@@ -570,12 +582,7 @@ func TestConfirmedWritesSurviveTheHost(t *testing.T) {
 	crash(claimOf(t, hd))
 	hd.Release()
 	d := newHost(t, newStore(t, srv, "host-d", 12*time.Second, nil))
-	for deadline := time.Now().Add(40 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		if _, err = d.Unseal(ctx, "frank", []byte(pass), vault.LoginSource{Address: "192.0.2.1"}); policy.CodeOf(err) != "vault_elsewhere" || time.Now().After(deadline) {
-			break
-		}
-	}
-	if err != nil {
+	if err := unsealWhenFree(t, d, "frank", 40*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if n := count(t, d, "frank"); n != 2 {
@@ -631,17 +638,7 @@ func TestConcurrentFlushesKeepTheReplicaWhole(t *testing.T) {
 	if rep, err := hd.Vault.VerifyAudit(ctx); err != nil || !rep.OK {
 		t.Fatalf("the restored vault's audit: %+v %v", rep, err)
 	}
-	n := 0
-	for cursor := ""; ; {
-		p, err := hd.Vault.ListRecords(ctx, "notes", 500, cursor)
-		if err != nil {
-			t.Fatalf("the restored vault: %v", err)
-		}
-		n += len(p.Records)
-		if cursor = p.Next; cursor == "" {
-			break
-		}
-	}
+	n := count(t, b, "gina")
 	t.Logf("%d writes acknowledged, %d restored", acked.Load(), n)
 	if int64(n) != acked.Load() {
 		t.Fatalf("%d records restored, %d acknowledged", n, acked.Load())
