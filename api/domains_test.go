@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -121,26 +123,62 @@ func TestOwnerBringsADomain(t *testing.T) {
 	r = he.do("bob", "PUT", "/v1/owner/domain", bob, strings.NewReader(`{"domain":"`+domain+`"}`))
 	wantError(t, r, http.StatusUnprocessableEntity, "domain_unverified")
 
-	// A restart seals the vault: its pages at the domain lead home to
-	// unlock, its API says sealed; unlocked at home, the domain serves.
+	// A restart seals the vault. The domain book (not the sealed vault)
+	// says alice chose the domain: its pages there lead to the unlock form
+	// there, its API says sealed, and the owner unlocks at the domain.
 	he.start()
 	r = he.do(domain, "GET", "/ui/requests", "", nil)
-	if r.status != http.StatusSeeOther || r.header.Get("Location") != he.url("alice")+"/ui/login" {
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != "/ui/login" {
 		t.Fatalf("sealed, a page at the domain: %d %q", r.status, r.header.Get("Location"))
+	}
+	r = he.do(domain, "GET", "/ui/login", "", nil)
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `name="passphrase"`) {
+		t.Fatalf("sealed, the unlock form at the domain: %d %.200s", r.status, r.body)
 	}
 	r = he.do(domain, "GET", "/v1/data/profile", "", nil)
 	wantError(t, r, http.StatusServiceUnavailable, "vault_sealed")
-	r = he.do("alice", "POST", "/v1/owner/session", "", strings.NewReader(fmt.Sprintf(`{"passphrase":%q}`, testPass)))
+	r = he.do(domain, "GET", "/.well-known/oauth-authorization-server", "", nil)
+	wantError(t, r, http.StatusServiceUnavailable, "vault_sealed")
+	r = he.do(domain, "POST", "/v1/owner/session", "", strings.NewReader(`{"passphrase":"not the passphrase"}`))
+	wantError(t, r, http.StatusUnauthorized, "invalid_passphrase")
 	var sess struct {
 		Token string `json:"token"`
 	}
-	r.json(t, &sess)
-	if (r.status != http.StatusOK && r.status != http.StatusCreated) || sess.Token == "" {
-		t.Fatalf("unlock at home: %d %s", r.status, r.body)
+	unlock := func(at string) {
+		t.Helper()
+		r = he.do(at, "POST", "/v1/owner/session", "", strings.NewReader(fmt.Sprintf(`{"passphrase":%q}`, testPass)))
+		sess.Token = ""
+		r.json(t, &sess)
+		if (r.status != http.StatusOK && r.status != http.StatusCreated) || sess.Token == "" {
+			t.Fatalf("unlock at %s: %d %s", at, r.status, r.body)
+		}
 	}
+	unlock(domain)
 	alice = sess.Token
 	if _, err := moved.ReadCollection(ctx, tok.AccessToken, "profile", 10, ""); err != nil {
 		t.Fatalf("read at the domain after the unlock: %v", err)
+	}
+	if r = he.do(domain, "GET", "/v1/owner/domain", alice, nil); r.status != http.StatusOK {
+		t.Fatalf("the owner at the domain with the session from the unlock there: %d %s", r.status, r.body)
+	}
+
+	// Without the book's entry (a host whose book lost it), a sealed vault
+	// cannot confirm its domain: pages lead home to unlock there.
+	he.start()
+	if err := os.Remove(filepath.Join(he.root, "domains", domain, "alice")); err != nil {
+		t.Fatal(err)
+	}
+	r = he.do(domain, "GET", "/ui/requests", "", nil)
+	if r.status != http.StatusSeeOther || r.header.Get("Location") != he.url("alice")+"/ui/login" {
+		t.Fatalf("sealed and not in the book, a page at the domain: %d %q", r.status, r.header.Get("Location"))
+	}
+	r = he.do(domain, "POST", "/v1/owner/session", "", strings.NewReader(fmt.Sprintf(`{"passphrase":%q}`, testPass)))
+	wantError(t, r, http.StatusServiceUnavailable, "vault_sealed")
+	unlock("alice")
+	alice = sess.Token
+	// Opening the vault wrote its domain back to the book.
+	if _, err := os.Stat(filepath.Join(he.root, "domains", domain, "alice")); err != nil {
+		t.Fatalf("the book after the vault opened: %v", err)
 	}
 
 	// The owner takes the domain away (at the domain itself).
@@ -298,4 +336,17 @@ func TestCertificateAllowed(t *testing.T) {
 	(*he.handle.Load()).ServeHTTP(rec, req)
 	wantError(t, resp{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}, http.StatusNotFound, "not_found")
 	wantError(t, he.do("", "POST", certificatePath+"?domain="+hostDomain, "", nil), http.StatusMethodNotAllowed, "method_not_allowed")
+
+	// After a restart the vault is sealed: the domain book vouches for its
+	// domain, so the certificate is there when its owner comes to unlock.
+	he.start()
+	if r := ask(domain); r.status != http.StatusOK {
+		t.Fatalf("a sealed vault's brought domain: %d %s", r.status, r.body)
+	}
+	// DNS moved elsewhere: no longer.
+	z.mu.Lock()
+	z.txt["_pdvault."+domain] = []string{"vault=bob." + hostDomain}
+	z.mu.Unlock()
+	he.start()
+	wantError(t, ask(domain), http.StatusNotFound, "not_served")
 }

@@ -140,8 +140,17 @@ func (hs *hosting) route(w http.ResponseWriter, r *http.Request) {
 	var hd *host.Handle
 	if !ok {
 		// Not NAME.DOMAIN: perhaps a domain an owner brought.
+		domain := bareHost(r.Host)
 		var err error
-		if hd, name, err = hs.h.AcquireAt(r.Context(), bareHost(r.Host)); err != nil {
+		if hd, name, err = hs.h.AcquireAt(r.Context(), domain); err != nil {
+			if errors.Is(err, vault.ErrSealed) && name != "" && hs.h.ChoseDomain(r.Context(), domain, name) {
+				// The domain book says the owner chose this domain: they
+				// unlock their vault here, and log in once.
+				if hs.allowLogin(w, r) {
+					hs.sealed(name, hs.h.DomainIssuer(domain)).ServeHTTP(w, r)
+				}
+				return
+			}
 			hs.notAtDomain(w, r, name, err)
 			return
 		}
@@ -150,14 +159,8 @@ func (hs *hosting) route(w http.ResponseWriter, r *http.Request) {
 		hs.apex.ServeHTTP(w, r)
 		return
 	}
-	// Each vault throttles wrong passphrases by source; one source trying
-	// passphrases at many vaults is bounded here, because every attempt
-	// costs an Argon2id derivation (64 MiB, tens of ms) of the host's.
-	if r.Method == http.MethodPost && (r.URL.Path == "/v1/owner/session" || r.URL.Path == "/ui/login") {
-		if ok, wait := hs.logins.Allow(sourceAddress(r), time.Now()); !ok {
-			writeError(w, r, hs.s.log, vault.ErrThrottled.WithRetryAfter(wait))
-			return
-		}
+	if !hs.allowLogin(w, r) {
+		return
 	}
 	switch {
 	case r.Method == http.MethodDelete && r.URL.Path == "/v1/owner/vault":
@@ -188,7 +191,7 @@ func (hs *hosting) route(w http.ResponseWriter, r *http.Request) {
 		hd, err = hs.h.Acquire(r.Context(), name)
 		switch {
 		case errors.Is(err, vault.ErrSealed):
-			hs.sealed(name).ServeHTTP(w, r)
+			hs.sealed(name, hs.h.Issuer(name)).ServeHTTP(w, r)
 			return
 		case err != nil:
 			writeError(w, r, hs.s.log, err)
@@ -199,10 +202,25 @@ func (hs *hosting) route(w http.ResponseWriter, r *http.Request) {
 	hd.Attached.(http.Handler).ServeHTTP(w, r)
 }
 
+// allowLogin bounds passphrase attempts per source across the host's
+// vaults. Each vault throttles wrong passphrases by source; one source
+// trying passphrases at many vaults is bounded here, because every attempt
+// costs an Argon2id derivation (64 MiB, tens of ms) of the host's.
+func (hs *hosting) allowLogin(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodPost && (r.URL.Path == "/v1/owner/session" || r.URL.Path == "/ui/login") {
+		if ok, wait := hs.logins.Allow(sourceAddress(r), time.Now()); !ok {
+			writeError(w, r, hs.s.log, vault.ErrThrottled.WithRetryAfter(wait))
+			return false
+		}
+	}
+	return true
+}
+
 // notAtDomain answers a request at a domain the host cannot serve now. A
-// sealed vault cannot confirm its domain, so only its owner's way to
-// unlock is shown: pages lead to the vault's home address, where the
-// unlock form is; the API hears vault_sealed.
+// sealed vault the domain book does not know at the domain cannot confirm
+// it, so only its owner's way to unlock is shown: pages lead to the
+// vault's home address, where the unlock form is; the API hears
+// vault_sealed.
 func (hs *hosting) notAtDomain(w http.ResponseWriter, r *http.Request, name string, err error) {
 	if errors.Is(err, vault.ErrSealed) && name != "" {
 		if (r.Method == http.MethodGet || r.Method == http.MethodHead) && (r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/ui/")) {
@@ -317,11 +335,12 @@ func (s sealedService) Login(ctx context.Context, passphrase []byte, src vault.L
 }
 func (s sealedService) Ready(context.Context) error { return vault.ErrSealed }
 
-// sealed is the handler of a sealed vault: the owner's login (API and UI)
-// unseals it; health answers; everything else is 503 vault_sealed with a
-// Retry-After, and the UI's pages lead to the unlock form.
-func (hs *hosting) sealed(name string) http.Handler {
-	svc := sealedService{issuer: hs.h.Issuer(name), unseal: func(ctx context.Context, p []byte, src vault.LoginSource) (vault.LoginResult, error) {
+// sealed is the handler of a sealed vault at issuer (its home address or
+// its owner's domain): the owner's login (API and UI) unseals it; health
+// answers; everything else is 503 vault_sealed with a Retry-After, and
+// the UI's pages lead to the unlock form.
+func (hs *hosting) sealed(name, issuer string) http.Handler {
+	svc := sealedService{issuer: issuer, unseal: func(ctx context.Context, p []byte, src vault.LoginSource) (vault.LoginResult, error) {
 		return hs.h.Unseal(ctx, name, p, src)
 	}}
 	s := &server{svc: svc, log: hs.s.log, maxBody: hs.s.maxBody, pages: hs.s.pages}

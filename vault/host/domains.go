@@ -25,8 +25,9 @@ import (
 // Routing asks both at every request, the DNS through a bounded cache: a
 // domain whose TXT record goes away or names another vault stops being
 // served here within domainTTL, and a vault whose owner removes the domain
-// stops at once. Nothing is kept on the host's disk: any host that can
-// open the vault can serve it at its domain.
+// stops at once. The domain book (domainbook.go) keeps, in the clear,
+// which vault chose which domain, for when the vault cannot be asked: it
+// is sealed, or served by another host.
 
 // DomainLabel is where a domain's TXT record names its vault.
 const DomainLabel = "_pdvault."
@@ -57,10 +58,12 @@ const (
 	dnsRate = 50
 )
 
-// domainEntry is what DNS said of a domain, until when.
+// domainEntry is what DNS said of a domain, until when, and what the
+// domain book said of that vault and the domain.
 type domainEntry struct {
-	name  string // the vault the record names; "" for none
-	until time.Time
+	name   string // the vault the record names; "" for none
+	until  time.Time
+	chosen int8 // in the book: 0 not asked yet, 1 yes, -1 no
 }
 
 // DomainRecord is the TXT record that points domain at the named vault.
@@ -128,17 +131,82 @@ func (h *Host) SetDomain(ctx context.Context, name, domain string) (vault.MoveRe
 	}
 	defer hd.Release()
 	old := hd.Vault.Domain()
+	// The book never says more than the vault: a domain leaves the book
+	// before the vault, and enters it after.
+	if old != "" && old != domain {
+		if err := h.book().DeleteDomain(ctx, old, name); err != nil {
+			return vault.MoveResult{}, policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "cannot record the domain; try again", err)
+		}
+	}
 	res, err := hd.Vault.SetDomain(ctx, domain)
 	if err != nil {
 		return res, err
 	}
+	if domain != "" {
+		if err := h.book().PutDomain(ctx, domain, name); err != nil {
+			// The vault has it; the next opening writes it to the book.
+			h.log.Warn("cannot record a custom domain in the domain book", "vault", name, "err", err)
+		}
+	}
 	h.mu.Lock()
 	delete(h.domains, old)
 	if domain != "" {
-		h.domains[domain] = domainEntry{name: name, until: time.Now().Add(domainTTL)}
+		h.domains[domain] = domainEntry{name: name, until: time.Now().Add(domainTTL), chosen: 1}
 	}
 	h.mu.Unlock()
 	return res, nil
+}
+
+// DomainIssuer is a vault's public base URL at a domain its owner brought.
+func (h *Host) DomainIssuer(domain string) string { return h.opts.Vault.DomainIssuer(domain) }
+
+// ChoseDomain says whether the domain book records that the named vault's
+// owner chose domain (cached with the domain's DNS answer). It is what a
+// sealed vault's domain is known by: the unlock form is served there.
+func (h *Host) ChoseDomain(ctx context.Context, domain, name string) bool {
+	h.mu.Lock()
+	e, ok := h.domains[domain]
+	h.mu.Unlock()
+	if ok && e.name == name && e.chosen != 0 {
+		return e.chosen > 0
+	}
+	yes, err := h.book().HasDomain(ctx, domain, name)
+	if err != nil {
+		h.log.Warn("cannot read the domain book", "err", err)
+		return false
+	}
+	h.noteChosen(domain, name, yes)
+	return yes
+}
+
+// noteChosen caches what the book says of a pair, with the domain's DNS
+// answer if that still names the vault.
+func (h *Host) noteChosen(domain, name string, yes bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if e, ok := h.domains[domain]; ok && e.name == name {
+		e.chosen = -1
+		if yes {
+			e.chosen = 1
+		}
+		h.domains[domain] = e
+	}
+}
+
+// openDomain is the domain of the named vault if it is open on this host,
+// without opening or claiming it.
+func (h *Host) openDomain(name string) string {
+	h.mu.Lock()
+	e, ok := h.entries[name]
+	var v *vault.Vault
+	if ok {
+		v = e.v
+	}
+	h.mu.Unlock()
+	if v == nil {
+		return ""
+	}
+	return v.Domain()
 }
 
 // VaultAt is the vault a custom domain's DNS names (from the cache while
@@ -189,20 +257,29 @@ func (h *Host) AcquireAt(ctx context.Context, domain string) (*Handle, string, e
 	}
 	if hd.Vault.Domain() != domain {
 		hd.Release()
+		if h.ChoseDomain(ctx, domain, name) {
+			// The open vault is the authority: the book was ahead of a
+			// replica restored from before the owner's choice.
+			if err := h.book().DeleteDomain(ctx, domain, name); err == nil {
+				h.noteChosen(domain, name, false)
+			}
+		}
 		return nil, "", ErrNotServed
 	}
 	return hd, name, nil
 }
 
 // KnowsDomain says whether a TLS certificate may be requested for a
-// custom domain: both DNS and the (unsealed) vault say it is the vault's.
+// custom domain: DNS names a vault, and the domain book or the vault (if
+// open here) says its owner chose the domain. Nothing is opened or
+// claimed: any host sharing the book can answer for a vault served by
+// another.
 func (h *Host) KnowsDomain(ctx context.Context, domain string) bool {
-	hd, _, err := h.AcquireAt(ctx, domain)
+	name, err := h.VaultAt(ctx, domain)
 	if err != nil {
 		return false
 	}
-	hd.Release()
-	return true
+	return h.ChoseDomain(ctx, domain, name) || h.openDomain(name) == domain
 }
 
 // remember caches what DNS said of a domain; h.mu is held. When full, it
@@ -230,6 +307,11 @@ func (h *Host) lookup(ctx context.Context, domain string) (string, error) {
 	if ok, wait := h.dnsLookups.Allow("", time.Now()); !ok {
 		return "", policy.ErrRateLimited.WithRetryAfter(wait)
 	}
+	return h.named(ctx, domain)
+}
+
+// named asks DNS, unbounded and uncached, which vault the domain names.
+func (h *Host) named(ctx context.Context, domain string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, dnsTimeout)
 	defer cancel()
 	txts, err := h.resolver.LookupTXT(ctx, DomainLabel+domain)
@@ -265,7 +347,7 @@ const dnsTimeout = 5 * time.Second
 
 // Serves says whether this host answers at the DNS name: its own domain, a
 // vault's name under it (here or, with shared storage, on any host), or a
-// domain an owner brought whose DNS and unsealed vault agree. A name that
+// domain an owner brought whose DNS agrees with the domain book. A name that
 // is none costs at most one bounded lookup. It decides which names get
 // certificates: ACME's host policy, and a proxy's on-demand TLS.
 func (h *Host) Serves(ctx context.Context, name string) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -158,7 +159,8 @@ func TestCustomDomains(t *testing.T) {
 	}
 
 	// After a restart the vault is sealed and cannot say its domain: the
-	// caller hears so, with the name DNS gave.
+	// caller hears so, with the name DNS gave, and the domain book says
+	// the owner chose it (enough for its certificate and its unlock form).
 	h.Close(ctx)
 	h2, z2 := newDomainHost(t, root)
 	z2.set("_pdvault.data.alice.example", "vault=alice.vaults.example")
@@ -166,8 +168,116 @@ func TestCustomDomains(t *testing.T) {
 	if !errors.Is(err, vault.ErrSealed) || name != "alice" {
 		t.Fatalf("sealed: %v %q", err, name)
 	}
-	if h2.KnowsDomain(ctx, "data.alice.example") {
-		t.Fatal("a certificate may be asked for a sealed vault's domain")
+	if !h2.ChoseDomain(ctx, "data.alice.example", "alice") || !h2.KnowsDomain(ctx, "data.alice.example") {
+		t.Fatal("the book does not vouch for a sealed vault's domain")
+	}
+	if h2.ChoseDomain(ctx, "data.alice.example", "bob") {
+		t.Fatal("the book vouches for a vault that never chose the domain")
+	}
+	// DNS alone is not enough: a sealed vault with no entry in the book.
+	z2.set("_pdvault.data.bob.example", "vault=bob.vaults.example")
+	if h2.KnowsDomain(ctx, "data.bob.example") || h2.ChoseDomain(ctx, "data.bob.example", "bob") {
+		t.Fatal("a certificate may be asked for a domain its sealed vault never chose")
+	}
+}
+
+// The domain book never says more than the vaults: it follows an owner's
+// changes, an open vault strikes an entry it does not confirm, an opening
+// writes back what the vault has, and an erased vault leaves nothing.
+func TestDomainBook(t *testing.T) {
+	ctx := t.Context()
+	root := t.TempDir()
+	h, z := newDomainHost(t, root)
+	for _, n := range []string{"alice", "bob"} {
+		hd, err := h.Create(ctx, n, []byte(pass))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hd.Release()
+	}
+	book := dirBook(filepath.Join(root, "domains"))
+	pairs := func() string {
+		t.Helper()
+		ps, err := book.Domains(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s []string
+		for _, p := range ps {
+			s = append(s, p.Domain+"="+p.Name)
+		}
+		return strings.Join(s, " ")
+	}
+	z.set("_pdvault.a.example", "vault=alice.vaults.example")
+	z.set("_pdvault.b.example", "vault=alice.vaults.example")
+	if _, err := h.SetDomain(ctx, "alice", "a.example"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pairs(); got != "a.example=alice" {
+		t.Fatalf("after choosing a.example: %q", got)
+	}
+	if _, err := h.SetDomain(ctx, "alice", "b.example"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pairs(); got != "b.example=alice" {
+		t.Fatalf("after moving to b.example: %q", got)
+	}
+	routes, err := h.Routes(ctx)
+	if err != nil || len(routes) != 1 || routes[0] != (DomainPair{Domain: "b.example", Name: "alice.vaults.example"}) {
+		t.Fatalf("routes: %+v %v", routes, err)
+	}
+
+	// An entry the vault does not confirm (the book ahead of a vault
+	// restored from before its owner's choice): struck by the open vault.
+	z.set("_pdvault.c.example", "vault=bob.vaults.example")
+	if err := book.PutDomain(ctx, "c.example", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if routes, _ := h.Routes(ctx); len(routes) != 2 {
+		t.Fatalf("routes with bob's unconfirmed entry: %+v", routes)
+	}
+	if _, _, err := h.AcquireAt(ctx, "c.example"); policy.CodeOf(err) != "misdirected_request" {
+		t.Fatalf("bob at a domain he never chose: %v", err)
+	}
+	if got := pairs(); got != "b.example=alice" {
+		t.Fatalf("after bob's vault denied c.example: %q", got)
+	}
+	// DNS moving away takes the route away, whatever the book says.
+	z.set("_pdvault.b.example", "vault=bob.vaults.example")
+	if routes, _ := h.Routes(ctx); len(routes) != 0 {
+		t.Fatalf("routes once DNS names another vault: %+v", routes)
+	}
+	z.set("_pdvault.b.example", "vault=alice.vaults.example")
+
+	// A lost entry (a crash between the vault and the book) comes back
+	// when the vault is next opened.
+	if err := book.DeleteDomain(ctx, "b.example", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if n := h.CloseIdle(time.Now().Add(time.Hour)); n != 2 {
+		t.Fatalf("closed %d idle vaults, want 2", n)
+	}
+	hd, err := h.Acquire(ctx, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd.Release()
+	if got := pairs(); got != "b.example=alice" {
+		t.Fatalf("after reopening alice: %q", got)
+	}
+
+	// Erasure strikes the vault's entries first.
+	if err := h.Delete(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if got := pairs(); got != "" {
+		t.Fatalf("after erasing alice: %q", got)
+	}
+	// The book takes only a domain and a vault name, each one element.
+	for _, bad := range [][2]string{{"../x", "alice"}, {"a.example", "../alice"}, {"a.example", "_x"}} {
+		if err := book.PutDomain(ctx, bad[0], bad[1]); !errors.Is(err, ErrBadName) {
+			t.Fatalf("put %q: %v", bad, err)
+		}
 	}
 }
 

@@ -397,6 +397,13 @@ func (h *Host) openEntry(ctx context.Context, e *entry, open func(*entry) (*vaul
 	hd := &Handle{Vault: v, Attached: attached, h: h, e: e, claim: e.claim}
 	h.mu.Unlock()
 	h.closeAll(victims)
+	if d := v.Domain(); d != "" && h.Domains() {
+		// The vault is the authority; the book may have missed its last
+		// word (a crash between the two).
+		if err := h.book().PutDomain(ctx, d, e.name); err != nil {
+			h.log.Warn("cannot record a custom domain in the domain book", "vault", e.name, "err", err)
+		}
+	}
 	return hd, nil
 }
 

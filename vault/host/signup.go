@@ -101,6 +101,10 @@ func (h *Host) Delete(ctx context.Context, name string) error {
 	if err := ValidName(name); err != nil || (!h.Exists(name) && h.opts.Placement == nil) {
 		return ErrNoSuchVault
 	}
+	// The book never says more than the vault: its domains go first.
+	if err := h.forgetDomains(ctx, name); err != nil {
+		return policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "cannot strike the vault's domains from the domain book", err)
+	}
 	h.mu.Lock()
 	e, ok := h.entries[name]
 	var victims []victim
