@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -35,101 +36,14 @@ import (
 // logs (unavailability windows, what a SIGKILL lost) are the ones in
 // docs/benchmarks.md.
 func TestTwoHostsBehindHAProxy(t *testing.T) {
-	haproxy, err := exec.LookPath("haproxy")
-	if err != nil {
-		t.Fatal("haproxy is not installed (scripts/test.sh installs Debian's package haproxy)")
-	}
 	ctx := t.Context()
-	s3 := s3test.Start(t)
-	bin := buildPdvault(t)
-	work := t.TempDir()
-	keyFile := filepath.Join(work, "handover.key")
-	key := make([]byte, 32)
-	rand.Read(key)
-	os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600)
-
-	// The router.
-	hp, pa, pb := freePort(t), freePort(t), freePort(t)
-	mapFile, sock := filepath.Join(work, "vaults.map"), filepath.Join(work, "haproxy.sock")
-	os.WriteFile(mapFile, []byte("alice.vaults.test host_a\n"), 0o600)
-	cfg := fmt.Sprintf(`global
-    stats socket %s mode 600 level admin
-defaults
-    mode http
-    option forwardfor
-    timeout connect 2s
-    timeout client 60s
-    timeout server 60s
-frontend vaults
-    bind 127.0.0.1:%d
-    use_backend %%[req.hdr(host),field(1,:),lower,map(%s,host_a)]
-backend host_a
-    server a 127.0.0.1:%d
-backend host_b
-    server b 127.0.0.1:%d
-`, sock, hp, mapFile, pa, pb)
-	cfgFile := filepath.Join(work, "haproxy.cfg")
-	os.WriteFile(cfgFile, []byte(cfg), 0o600)
-	hap := exec.Command(haproxy, "-db", "-f", cfgFile)
-	hapLog, _ := os.Create(filepath.Join(work, "haproxy.log"))
-	hap.Stdout, hap.Stderr = hapLog, hapLog
-	if err := hap.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { hap.Process.Kill(); hap.Wait() })
-	waitListening(t, hp)
-	route := func(backend string) {
-		t.Helper()
-		c, err := net.Dial("unix", sock)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		fmt.Fprintf(c, "set map %s alice.vaults.test %s\n", mapFile, backend)
-		reply, _ := bufio.NewReader(c).ReadString('\n')
-		if strings.TrimSpace(reply) != "" {
-			t.Fatalf("haproxy set map: %q", reply)
-		}
-	}
-
-	// The hosts.
-	type hostProc struct {
-		name, root string
-		port       int
-		cmd        *exec.Cmd
-		log        *lockedWriter
-	}
-	start := func(hpr *hostProc, flags ...string) {
-		t.Helper()
-		hpr.log = &lockedWriter{w: &bytes.Buffer{}}
-		hpr.cmd = exec.Command(bin, append([]string{"host", "serve", "--root", hpr.root, "--domain", "vaults.test",
-			"--addr", fmt.Sprintf("127.0.0.1:%d", hpr.port), "--public-url", fmt.Sprintf("http://vaults.test:%d", hp),
-			"--signup", "open", "--trusted-proxy", "127.0.0.1", "--rate-limit-address", "0", "--rate-limit-org", "0",
-			"--replica", s3.URL("vaults"), "--host-id", hpr.name, "--lease-ttl", "6s", "--replica-sync", "200ms",
-			"--handover-key-file", keyFile, "--log-level", "info"}, flags...)...)
-		hpr.cmd.Env = append(os.Environ(), s3.Env()...)
-		hpr.cmd.Stdout, hpr.cmd.Stderr = hpr.log, hpr.log
-		if err := hpr.cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		waitListening(t, hpr.port)
-	}
-	a := &hostProc{name: "host-a", root: filepath.Join(work, "a"), port: pa}
-	b := &hostProc{name: "host-b", root: filepath.Join(work, "b"), port: pb}
+	cl := startCluster(t, "    use_backend %[req.hdr(host),field(1,:),lower,map(VAULTS,host_a)]\n")
+	s3, bin, hp := cl.s3, cl.bin, cl.port
+	a, b := cl.a, cl.b
+	start := cl.start
+	route := func(backend string) { t.Helper(); cl.haproxy("set map VAULTS alice.vaults.test " + backend) }
 	start(a)
 	start(b)
-	t.Cleanup(func() {
-		for _, p := range []*hostProc{a, b} {
-			if p.cmd.ProcessState == nil {
-				p.cmd.Process.Signal(syscall.SIGCONT)
-				p.cmd.Process.Kill()
-				p.cmd.Wait()
-			}
-		}
-		if t.Failed() {
-			t.Logf("host-a log:\n%s\nhost-b log:\n%s", a.log, b.log)
-		}
-	})
 
 	// Everything goes through HAProxy, whatever the name resolves to.
 	hc := dialOnly(hp, 30*time.Second)
@@ -271,7 +185,7 @@ backend host_b
 	// serve or write alice. (It comes back replicating synchronously, for
 	// step 4.)
 	start(b, "--replica-confirm")
-	ownerAtB, _ := client.NewOwner(base, owner.Token(), dialOnly(pb, 10*time.Second))
+	ownerAtB, _ := client.NewOwner(base, owner.Token(), dialOnly(b.port, 10*time.Second))
 	_, err = ownerAtB.CreateRecord(ctx, "notes", []byte(`{"n":-1}`))
 	if !client.IsCode(err, "vault_elsewhere") {
 		t.Fatalf("a write at the stale host: %v, want vault_elsewhere", err)
@@ -290,7 +204,7 @@ backend host_b
 		t.Fatalf("unlock on B after A froze: %v", loginErr)
 	}
 	a.cmd.Process.Signal(syscall.SIGCONT)
-	orgAtA, _ := client.NewOrg(base, key2, dialOnly(pa, 10*time.Second))
+	orgAtA, _ := client.NewOrg(base, key2, dialOnly(a.port, 10*time.Second))
 	_, err = orgAtA.ReadCollection(ctx, grant.AccessToken, "notes", 10, "")
 	if !client.IsCode(err, "vault_not_held") && !client.IsCode(err, "vault_elsewhere") {
 		t.Fatalf("a read at the woken stale host: %v, want vault_not_held or vault_elsewhere", err)
@@ -352,6 +266,138 @@ backend host_b
 
 // dialOnly is a client that reaches 127.0.0.1:port whatever the URL's
 // host name (which stays in the Host header).
+// cluster is the two-host setup: a Versity S3 Gateway, HAProxy (Debian's)
+// with backends host_a and host_b, and two pdvault hosts sharing the
+// bucket and a handover key, each started with start.
+type cluster struct {
+	t        *testing.T
+	s3       *s3test.Server
+	bin      string
+	work     string
+	port     int    // HAProxy's
+	sock     string // HAProxy's runtime API
+	maps     map[string]string
+	keyFile  string
+	a, b     *hostProc
+	hostArgs []string // added to every host's serve flags
+}
+
+type hostProc struct {
+	name, root string
+	port       int
+	cmd        *exec.Cmd
+	log        *lockedWriter
+}
+
+// startCluster starts the store and the router; frontend is the
+// frontend's routing lines, where VAULTS and DOMAINS stand for the paths
+// of two map files (vaults.map starts with alice.vaults.test host_a).
+func startCluster(t *testing.T, frontend string) *cluster {
+	haproxy, err := exec.LookPath("haproxy")
+	if err != nil {
+		t.Fatal("haproxy is not installed (scripts/test.sh installs Debian's package haproxy)")
+	}
+	cl := &cluster{t: t, s3: s3test.Start(t), bin: buildPdvault(t), work: t.TempDir()}
+	cl.keyFile = filepath.Join(cl.work, "handover.key")
+	key := make([]byte, 32)
+	rand.Read(key)
+	os.WriteFile(cl.keyFile, []byte(base64.StdEncoding.EncodeToString(key)), 0o600)
+
+	hp, pa, pb := freePort(t), freePort(t), freePort(t)
+	cl.port, cl.sock = hp, filepath.Join(cl.work, "haproxy.sock")
+	cl.maps = map[string]string{"VAULTS": filepath.Join(cl.work, "vaults.map"), "DOMAINS": filepath.Join(cl.work, "domains.map")}
+	os.WriteFile(cl.maps["VAULTS"], []byte("alice.vaults.test host_a\n"), 0o600)
+	os.WriteFile(cl.maps["DOMAINS"], nil, 0o600)
+	cfg := fmt.Sprintf(`global
+    stats socket %s mode 600 level admin
+defaults
+    mode http
+    option forwardfor
+    timeout connect 2s
+    timeout client 60s
+    timeout server 60s
+frontend vaults
+    bind 127.0.0.1:%d
+%sbackend host_a
+    server a 127.0.0.1:%d
+backend host_b
+    server b 127.0.0.1:%d
+`, cl.sock, hp, cl.expand(frontend), pa, pb)
+	cfgFile := filepath.Join(cl.work, "haproxy.cfg")
+	os.WriteFile(cfgFile, []byte(cfg), 0o600)
+	hap := exec.Command(haproxy, "-db", "-f", cfgFile)
+	hapLog, _ := os.Create(filepath.Join(cl.work, "haproxy.log"))
+	hap.Stdout, hap.Stderr = hapLog, hapLog
+	if err := hap.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hap.Process.Kill(); hap.Wait() })
+	waitListening(t, hp)
+
+	cl.a = &hostProc{name: "host-a", root: filepath.Join(cl.work, "a"), port: pa}
+	cl.b = &hostProc{name: "host-b", root: filepath.Join(cl.work, "b"), port: pb}
+	t.Cleanup(func() {
+		for _, p := range []*hostProc{cl.a, cl.b} {
+			if p.cmd != nil && p.cmd.ProcessState == nil {
+				p.cmd.Process.Signal(syscall.SIGCONT)
+				p.cmd.Process.Kill()
+				p.cmd.Wait()
+			}
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(hapLog.Name())
+			t.Logf("host-a log:\n%s\nhost-b log:\n%s\nhaproxy log:\n%s", cl.a.log, cl.b.log, b)
+		}
+	})
+	return cl
+}
+
+func (cl *cluster) expand(s string) string {
+	for k, v := range cl.maps {
+		s = strings.ReplaceAll(s, k, v)
+	}
+	return s
+}
+
+// haproxy sends one command to HAProxy's runtime API (VAULTS and DOMAINS
+// expanded), as an orchestrator would; it must answer nothing.
+func (cl *cluster) haproxy(command string) {
+	cl.t.Helper()
+	c, err := net.Dial("unix", cl.sock)
+	if err != nil {
+		cl.t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "%s\n", cl.expand(command))
+	reply, _ := bufio.NewReader(c).ReadString('\n')
+	if strings.TrimSpace(reply) != "" {
+		cl.t.Fatalf("haproxy %s: %q", command, reply)
+	}
+}
+
+// start runs a host serving vaults.test behind the router, sharing the
+// bucket, with flags added to the common ones.
+func (cl *cluster) start(hpr *hostProc, flags ...string) {
+	t := cl.t
+	t.Helper()
+	hpr.log = &lockedWriter{w: &bytes.Buffer{}}
+	args := append([]string{"host", "serve", "--root", hpr.root, "--domain", "vaults.test",
+		"--addr", fmt.Sprintf("127.0.0.1:%d", hpr.port), "--public-url", fmt.Sprintf("http://vaults.test:%d", cl.port),
+		"--signup", "open", "--trusted-proxy", "127.0.0.1", "--rate-limit-address", "0", "--rate-limit-org", "0",
+		"--replica", cl.s3.URL("vaults"), "--host-id", hpr.name, "--lease-ttl", "6s", "--replica-sync", "200ms",
+		"--log-level", "info"}, cl.hostArgs...)
+	if !slices.Contains(flags, "--no-handover") {
+		args = append(args, "--handover-key-file", cl.keyFile)
+	}
+	hpr.cmd = exec.Command(cl.bin, append(args, slices.DeleteFunc(slices.Clone(flags), func(f string) bool { return f == "--no-handover" })...)...)
+	hpr.cmd.Env = append(os.Environ(), cl.s3.Env()...)
+	hpr.cmd.Stdout, hpr.cmd.Stderr = hpr.log, hpr.log
+	if err := hpr.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitListening(t, hpr.port)
+}
+
 func dialOnly(port int, timeout time.Duration) *http.Client {
 	c := dialOnlyAddr(fmt.Sprintf("127.0.0.1:%d", port))
 	c.Timeout = timeout

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pdvault/pdvault/api"
+	"github.com/pdvault/pdvault/policy"
 	"github.com/pdvault/pdvault/vault"
 	"github.com/pdvault/pdvault/vault/host"
 )
@@ -37,6 +38,9 @@ const hostUsage = `Usage:
                      hand a vault over to another host: the serving host
                      finishes its requests, flushes its replica and gives
                      up its lease (needs serve --replica)
+  pdvault host domains --domain NAME [--root DIR] [--replica s3://...] [--format map|json]
+                     the domains owners brought that DNS still gives to
+                     their vaults, as an HAProxy map: DOMAIN NAME.DOMAIN
 
 A host keeps one directory and one SQLite file per vault under DIR/vaults/,
 each with its own keys. It never stores a passphrase: after a restart every
@@ -77,6 +81,8 @@ func (a *app) cmdHost(ctx context.Context, args []string) error {
 		return a.hostDelete(ctx, args[1:])
 	case "release":
 		return a.hostRelease(ctx, args[1:])
+	case "domains":
+		return a.hostDomains(ctx, args[1:])
 	}
 	return usageError{fmt.Sprintf("unknown host subcommand %q", args[0]), `run "pdvault host -h"`}
 }
@@ -182,8 +188,8 @@ func (a *app) hostServe(ctx context.Context, args []string) error {
 		if !s.customDomains {
 			return usageError{"--dns-resolver needs --custom-domains", ""}
 		}
-		if _, _, err := net.SplitHostPort(s.dnsResolver); err != nil {
-			return usageError{fmt.Sprintf("--dns-resolver %q", s.dnsResolver), "give HOST:PORT, e.g. 127.0.0.53:53"}
+		if err := checkResolver(s.dnsResolver); err != nil {
+			return err
 		}
 	}
 	proxies, err := parseProxies(s.trustedProxies)
@@ -535,6 +541,73 @@ func fitOpen(log *slog.Logger, maxOpen, limit int) int {
 		return fit
 	}
 	return maxOpen
+}
+
+func checkResolver(addr string) error {
+	if _, _, err := net.SplitHostPort(addr); addr != "" && err != nil {
+		return usageError{fmt.Sprintf("--dns-resolver %q", addr), "give HOST:PORT, e.g. 127.0.0.53:53"}
+	}
+	return nil
+}
+
+// hostDomains prints the domain book, checked against DNS, for a router:
+// each line of the map sends a brought domain to its vault's name, which
+// the router's own map sends to a host (docs/operations.md, "Several
+// hosts and brought domains").
+func (a *app) hostDomains(ctx context.Context, args []string) error {
+	fs, root := a.hostFlags("domains", "domains --domain NAME [--root DIR] [--replica s3://...] [--dns-resolver HOST:PORT] [--format map|json]")
+	domain := fs.String("domain", "", "the host's domain, as given to serve (required)")
+	dns := fs.String("dns-resolver", "", "HOST:PORT of the DNS resolver to check the _pdvault TXT records with (default: the system's)")
+	format := fs.String("format", "map", "map (an HAProxy map file, one \"DOMAIN NAME.DOMAIN\" per line) or json")
+	s := hostSettings{leaseTTL: 30 * time.Second, replicaSync: time.Second, replicaMaxLag: 5 * time.Second} // read only: no lease is taken
+	fs.StringVar(&s.replica, "replica", a.getenv("PDVAULT_REPLICA"), "the hosts' shared storage, s3://BUCKET/PREFIX?endpoint=URL, whose domain book is read (env PDVAULT_REPLICA; credentials from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); without it, the one in --root")
+	pos, err := a.interleaved(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usageError{"domains takes no arguments", ""}
+	}
+	if *domain == "" || !policy.ValidHostName(strings.ToLower(strings.TrimSuffix(*domain, "."))) {
+		return usageError{"domains needs the host's domain", "e.g. pdvault host domains --domain vaults.example.org"}
+	}
+	if *format != "map" && *format != "json" {
+		return usageError{fmt.Sprintf("--format %q", *format), "choose map or json"}
+	}
+	if err := checkResolver(*dns); err != nil {
+		return err
+	}
+	if s.replica == "" {
+		if _, err := os.Stat(*root); err != nil {
+			return hint(fmt.Errorf("no host directory at %s", *root), "give it with --root DIR, or the shared storage with --replica")
+		}
+	}
+	p, err := a.placement(s, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return err
+	}
+	h, err := host.New(host.Options{Root: *root, IssuerFor: func(n string) string { return n }, MaxOpen: 1, Placement: p,
+		Domain: *domain, Resolver: resolver(*dns), Vault: vault.Options{DomainIssuer: func(d string) string { return d }}})
+	if err != nil {
+		return err
+	}
+	defer h.Close(context.Background())
+	routes, err := h.Routes(ctx)
+	if err != nil {
+		return err
+	}
+	if *format == "json" {
+		if routes == nil {
+			routes = []host.DomainPair{}
+		}
+		enc := json.NewEncoder(a.stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(routes)
+	}
+	for _, r := range routes {
+		fmt.Fprintf(a.stdout, "%s %s\n", r.Domain, r.Name)
+	}
+	return nil
 }
 
 // resolver is the DNS resolver custom domains are looked up with: addr

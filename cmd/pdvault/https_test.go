@@ -40,8 +40,8 @@ type pebbleCA struct {
 	issuing  *x509.CertPool
 	mgmt     string
 	loopback string
-	dns      string // HOST:PORT of challtestsrv's DNS server, which Pebble asks too
-	chall    string // challtestsrv's management API: POST /set-txt, /clear-txt
+	dns      string   // HOST:PORT of challtestsrv's DNS server, which Pebble asks too
+	txt      *testDNS // that server
 }
 
 func pebbleBinaries(t *testing.T) (bin, moduleDir string) {
@@ -77,6 +77,62 @@ func freePort(t *testing.T) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// runLogged runs a test server from bin until the test ends, its output
+// in a log shown if the test fails.
+func runLogged(t *testing.T, bin, work, name string, env []string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(bin, name), args...)
+	cmd.Env = append(os.Environ(), env...)
+	logf, _ := os.Create(filepath.Join(work, name+".log"))
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("%s log:\n%s", name, b)
+		}
+	})
+}
+
+// testDNS is pebble-challtestsrv's DNS server (every name's address is
+// 127.0.0.1; TXT records as set) and its management API.
+type testDNS struct {
+	addr string // HOST:PORT
+	mgmt string // POST /set-txt, /clear-txt
+}
+
+// startDNS runs a DNS server for tests that need real DNS without a CA.
+func startDNS(t *testing.T) *testDNS {
+	t.Helper()
+	bin, _ := pebbleBinaries(t)
+	return runDNS(t, bin, t.TempDir())
+}
+
+func runDNS(t *testing.T, bin, work string) *testDNS {
+	t.Helper()
+	dnsPort, mgmt := freePort(t), freePort(t)
+	runLogged(t, bin, work, "pebble-challtestsrv", nil, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort),
+		"-http01", "", "-https01", "", "-doh", "", "-tlsalpn01", "", "-management", fmt.Sprintf("127.0.0.1:%d", mgmt))
+	d := &testDNS{addr: fmt.Sprintf("127.0.0.1:%d", dnsPort), mgmt: fmt.Sprintf("http://127.0.0.1:%d", mgmt)}
+	waitListening(t, mgmt)
+	return d
+}
+
+// setTXT makes name's TXT record value (name without the final dot).
+func (d *testDNS) setTXT(t *testing.T, name, value string) {
+	t.Helper()
+	res, err := http.Post(d.mgmt+"/set-txt", "application/json", strings.NewReader(fmt.Sprintf(`{"host":%q,"value":%q}`, name+".", value)))
+	if err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("set-txt: %v %v", res, err)
+	}
+	res.Body.Close()
+}
+
 // startPebble runs Pebble and its DNS server (every name is 127.0.0.1).
 // It validates TLS-ALPN-01 on tlsPort and HTTP-01 on httpPort of the
 // domain, and issues certificates valid for validity.
@@ -84,7 +140,7 @@ func startPebble(t *testing.T, tlsPort, httpPort int, validity time.Duration) *p
 	t.Helper()
 	bin, mod := pebbleBinaries(t)
 	work := t.TempDir()
-	dnsPort, api, mgmt, challMgmt := freePort(t), freePort(t), freePort(t), freePort(t)
+	api, mgmt := freePort(t), freePort(t)
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":           fmt.Sprintf("127.0.0.1:%d", api),
 		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mgmt),
@@ -100,30 +156,11 @@ func startPebble(t *testing.T, tlsPort, httpPort int, validity time.Duration) *p
 	cfgFile := filepath.Join(work, "pebble.json")
 	os.WriteFile(cfgFile, b, 0o600)
 
-	run := func(name string, env []string, args ...string) {
-		cmd := exec.Command(filepath.Join(bin, name), args...)
-		cmd.Env = append(os.Environ(), env...)
-		logf, _ := os.Create(filepath.Join(work, name+".log"))
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			cmd.Wait()
-			logf.Close()
-			if t.Failed() {
-				b, _ := os.ReadFile(logf.Name())
-				t.Logf("%s log:\n%s", name, b)
-			}
-		})
-	}
-	run("pebble-challtestsrv", nil, "-defaultIPv4", "127.0.0.1", "-defaultIPv6", "", "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort),
-		"-http01", "", "-https01", "", "-doh", "", "-tlsalpn01", "", "-management", fmt.Sprintf("127.0.0.1:%d", challMgmt))
+	dns := runDNS(t, bin, work)
 	// No random sleeps before validation, no deliberately rejected
 	// nonces, and no reuse of authorizations: a renewal validates again.
-	run("pebble", []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"},
-		"-config", cfgFile, "-dnsserver", fmt.Sprintf("127.0.0.1:%d", dnsPort))
+	runLogged(t, bin, work, "pebble", []string{"PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0", "PEBBLE_AUTHZREUSE=0"},
+		"-config", cfgFile, "-dnsserver", dns.addr)
 
 	roots := filepath.Join(mod, "test/certs/pebble.minica.pem")
 	pem, _ := os.ReadFile(roots)
@@ -131,7 +168,7 @@ func startPebble(t *testing.T, tlsPort, httpPort int, validity time.Duration) *p
 	pool.AppendCertsFromPEM(pem)
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	ca := &pebbleCA{dir: fmt.Sprintf("https://127.0.0.1:%d/dir", api), roots: roots, mgmt: fmt.Sprintf("https://127.0.0.1:%d", mgmt),
-		dns: fmt.Sprintf("127.0.0.1:%d", dnsPort), chall: fmt.Sprintf("http://127.0.0.1:%d", challMgmt)}
+		dns: dns.addr, txt: dns}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		res, err := hc.Get(ca.dir)
@@ -556,14 +593,6 @@ func TestHostCustomDomain(t *testing.T) {
 		}
 		return code, b
 	}
-	setTXT := func(name, value string) {
-		t.Helper()
-		res, err := http.Post(ca.chall+"/set-txt", "application/json", strings.NewReader(fmt.Sprintf(`{"host":%q,"value":%q}`, name, value)))
-		if err != nil || res.StatusCode != http.StatusOK {
-			t.Fatalf("set-txt: %v %v", res, err)
-		}
-		res.Body.Close()
-	}
 	home := fmt.Sprintf("https://alice.%s:%d", domain, tlsPort)
 	code, b := do("POST", home+"/v1/owner/session", "", fmt.Sprintf(`{"passphrase":%q}`, testPass))
 	var sess struct{ Token string }
@@ -575,8 +604,8 @@ func TestHostCustomDomain(t *testing.T) {
 	if code != http.StatusUnprocessableEntity || !strings.Contains(string(b), "domain_unverified") {
 		t.Fatalf("before the TXT record: %d %s", code, b)
 	}
-	setTXT(domainLabelFQDN(mine), "vault=alice."+domain)
-	setTXT(domainLabelFQDN("evil.test"), "vault=alice."+domain)
+	ca.txt.setTXT(t, host.DomainLabel+mine, "vault=alice."+domain)
+	ca.txt.setTXT(t, host.DomainLabel+"evil.test", "vault=alice."+domain)
 	code, b = do("PUT", home+"/v1/owner/domain", sess.Token, `{"domain":"`+mine+`"}`)
 	at := fmt.Sprintf("https://%s:%d", mine, tlsPort)
 	if code != http.StatusOK || !strings.Contains(string(b), `"issuer":"`+at+`"`) {
@@ -626,6 +655,3 @@ func untilServed(hc *http.Client, method, url, token, body string) (int, []byte,
 		time.Sleep(200 * time.Millisecond)
 	}
 }
-
-// domainLabelFQDN is the absolute name of a domain's TXT record.
-func domainLabelFQDN(d string) string { return host.DomainLabel + d + "." }
