@@ -127,6 +127,7 @@ type hostSettings struct {
 	replica, hostID, handoverKeyFile      string
 	leaseTTL, replicaSync, replicaMaxLag  time.Duration
 	pageSize                              int
+	confirmTimeout                        time.Duration
 	customDomains, replicaConfirm         bool
 	dnsResolver                           string
 }

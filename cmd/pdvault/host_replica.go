@@ -27,14 +27,15 @@ func (a *app) replicaFlags(fs *flag.FlagSet, s *hostSettings) {
 	fs.DurationVar(&s.leaseTTL, "lease-ttl", 30*time.Second, "how long a vault's lease lasts unrenewed; hosts' clocks must agree within a third of it")
 	fs.DurationVar(&s.replicaSync, "replica-sync", time.Second, "how often new writes are shipped to the replica: what a host that dies can lose")
 	fs.DurationVar(&s.replicaMaxLag, "replica-max-lag", 5*time.Second, "refuse writes (503 replica_behind) while the replica is further behind than this, so a host that dies loses at most about this much; at least twice --replica-sync; 0: no bound")
-	fs.BoolVar(&s.replicaConfirm, "replica-confirm", false, "synchronous replication: answer a request only once what it wrote (a change, a read's audit entry) is in the replica, so a host that dies loses no acknowledged write; each answer waits for an upload, shared by concurrent requests; 503 replica_unconfirmed when the store does not confirm within 5s")
+	fs.BoolVar(&s.replicaConfirm, "replica-confirm", false, "synchronous replication: answer a request only once what it wrote (a change, a read's audit entry) is in the replica, so a host that dies loses no acknowledged write; each answer waits for an upload, shared by concurrent requests; 503 replica_unconfirmed when the store does not confirm within --replica-confirm-timeout")
+	fs.DurationVar(&s.confirmTimeout, "replica-confirm-timeout", 0, "with --replica-confirm, how long an answer waits for the replica before it is 503 replica_unconfirmed (the change is saved all the same), 100ms to 1m (default 5s)")
 }
 
 // placement is the shared storage of --replica, or nil without it.
 func (a *app) placement(s hostSettings, log *slog.Logger) (host.Placement, error) {
 	if s.replica == "" {
-		if s.hostID != "" || s.handoverKeyFile != "" || s.replicaConfirm {
-			return nil, usageError{"--host-id, --handover-key-file and --replica-confirm need --replica", "give the shared storage with --replica s3://BUCKET/PREFIX?endpoint=URL"}
+		if s.hostID != "" || s.handoverKeyFile != "" || s.replicaConfirm || s.confirmTimeout != 0 {
+			return nil, usageError{"--host-id, --handover-key-file and --replica-confirm(-timeout) need --replica", "give the shared storage with --replica s3://BUCKET/PREFIX?endpoint=URL"}
 		}
 		return nil, nil
 	}
@@ -47,6 +48,15 @@ func (a *app) placement(s hostSettings, log *slog.Logger) (host.Placement, error
 		return nil, usageError{"--replica needs credentials", "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"}
 	}
 	cfg.Holder, cfg.LeaseTTL, cfg.SyncInterval, cfg.Confirm, cfg.Logger = s.hostID, s.leaseTTL, s.replicaSync, s.replicaConfirm, log
+	if s.confirmTimeout != 0 {
+		if !s.replicaConfirm {
+			return nil, usageError{"--replica-confirm-timeout needs --replica-confirm", ""}
+		}
+		if s.confirmTimeout < 100*time.Millisecond || s.confirmTimeout > time.Minute {
+			return nil, usageError{fmt.Sprintf("--replica-confirm-timeout %s", s.confirmTimeout), "from 100ms to 1m"}
+		}
+		cfg.ConfirmTimeout = s.confirmTimeout
+	}
 	if s.leaseTTL < 3*time.Second {
 		return nil, usageError{fmt.Sprintf("--lease-ttl %s", s.leaseTTL), "at least 3s (30s is the default)"}
 	}

@@ -48,13 +48,22 @@ func TestHostCommands(t *testing.T) {
 	// Sharing vaults: flags that need --replica, a bad location, missing
 	// credentials, a lease too short; release with no host running.
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--host-id", "a"), 2, "need --replica")
-	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica-confirm"), 2, "--replica-confirm need --replica")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica-confirm"), 2, "need --replica")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica-confirm-timeout", "1s"), 2, "need --replica")
+	// The domain book for a router: flags checked before anything is read.
+	expect(t, c.run("host", "domains", "--root", root), 2, "needs the host's domain")
+	expect(t, c.run("host", "domains", "--root", root, "--domain", "vaults.test", "--format", "xml"), 2, "choose map or json")
+	expect(t, c.run("host", "domains", "--root", root, "--domain", "vaults.test", "--dns-resolver", "127.0.0.1"), 2, "HOST:PORT")
+	expect(t, c.run("host", "domains", "--root", filepath.Join(root, "nowhere"), "--domain", "vaults.test"), 1, "no host directory")
+	expect(t, c.run("host", "domains", "--root", root, "--domain", "vaults.test"), 0, "")
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "http://bucket/x"), 2, "s3://BUCKET")
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "s3://b/p?endpoint=http://127.0.0.1:1"), 2, "AWS_ACCESS_KEY_ID")
 	c.env["AWS_ACCESS_KEY_ID"], c.env["AWS_SECRET_ACCESS_KEY"] = "k", "s"
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "s3://b/p?endpoint=http://127.0.0.1:1", "--lease-ttl", "1s"), 2, "--lease-ttl")
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "s3://b/p?endpoint=http://127.0.0.1:1", "--replica-sync", "20s"), 2, "--replica-sync")
 	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "s3://b/p?endpoint=http://127.0.0.1:1", "--replica-sync", "2s", "--replica-max-lag", "3s"), 2, "--replica-max-lag 3s")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "s3://b/p?endpoint=http://127.0.0.1:1", "--replica-confirm-timeout", "2s"), 2, "--replica-confirm-timeout needs --replica-confirm")
+	expect(t, c.run("host", "serve", "--root", root, "--domain", "vaults.test", "--replica", "s3://b/p?endpoint=http://127.0.0.1:1", "--replica-confirm", "--replica-confirm-timeout", "2h"), 2, "from 100ms to 1m")
 	delete(c.env, "AWS_ACCESS_KEY_ID")
 	delete(c.env, "AWS_SECRET_ACCESS_KEY")
 	expect(t, c.run("host", "release", "alice", "--root", root), 1, "no host is serving")

@@ -310,7 +310,7 @@ func (c *claim) Replicate(dbPath string) error {
 		// What was committed before replication started (a new vault's
 		// first commits) is confirmed here: the vault serves only once
 		// its replica has it.
-		ctx, cancel := context.WithTimeout(context.Background(), confirmTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ConfirmTimeout)
 		err := c.Flush(ctx)
 		cancel()
 		if err != nil {

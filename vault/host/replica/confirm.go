@@ -15,10 +15,6 @@ import (
 // while one flush runs waits for the next, which serves them all, so the
 // cost is one upload per round, not per request.
 
-// confirmTimeout bounds the wait: a replica that does not answer turns into
-// refused answers (vault.ErrUnconfirmed), not requests that hang.
-const confirmTimeout = 5 * time.Second
-
 // errNotReplicating: the claim has no running replication to confirm with
 // (released, lost, or not started).
 var errNotReplicating = errors.New("replication is not running")
@@ -50,7 +46,7 @@ func (c *claim) confirm(ctx context.Context) error {
 		go c.flushRounds()
 	}
 	c.cmu.Unlock()
-	t := time.NewTimer(confirmTimeout)
+	t := time.NewTimer(c.s.cfg.ConfirmTimeout)
 	defer t.Stop()
 	select {
 	case <-r.done:
@@ -97,7 +93,7 @@ func (c *claim) flushHeld() error {
 	if !running {
 		return errNotReplicating
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), confirmTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.ConfirmTimeout)
 	defer cancel()
 	return c.Flush(ctx)
 }

@@ -73,6 +73,10 @@ type Config struct {
 	// Each answer then waits for one upload, shared by the requests that
 	// wait at the same time.
 	Confirm bool
+	// ConfirmTimeout bounds that wait (default 5s): a replica that does not
+	// answer turns into refused answers (vault.ErrUnconfirmed), not
+	// requests that hang.
+	ConfirmTimeout time.Duration
 	// HandoverKey (32 bytes), shared by the operator's hosts, seals a
 	// vault's unsealed state when one host hands it to another, so a moved
 	// vault needs no new unlock by its owner. Nil: moved vaults arrive
@@ -151,6 +155,9 @@ func New(cfg Config) (*Store, error) {
 	}
 	if cfg.MaxLag > 0 && cfg.MaxLag < 2*cfg.SyncInterval {
 		return nil, errors.New("replica: the bound on replication lag must be at least twice the sync interval")
+	}
+	if cfg.ConfirmTimeout <= 0 {
+		cfg.ConfirmTimeout = 5 * time.Second
 	}
 	if cfg.HandoverKey != nil && len(cfg.HandoverKey) != 32 {
 		return nil, errors.New("replica: the handover key must be 32 bytes")

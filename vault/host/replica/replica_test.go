@@ -562,8 +562,9 @@ func TestConfirmedWritesSurviveTheHost(t *testing.T) {
 
 	// The store stops answering: a write is refused, saved, and shipped
 	// once the store is back.
+	// The wait is ConfirmTimeout (here 1 s, not the default 5 s).
 	s := newStore(t, srv, "host-c", 12*time.Second, nil)
-	s.cfg.SyncInterval, s.cfg.MaxLag, s.cfg.Confirm = time.Hour, -1, true
+	s.cfg.SyncInterval, s.cfg.MaxLag, s.cfg.Confirm, s.cfg.ConfirmTimeout = time.Hour, -1, true, time.Second
 	c := newHost(t, s)
 	hd, err := c.Create(ctx, "frank", []byte(pass))
 	if err != nil {
@@ -573,9 +574,14 @@ func TestConfirmedWritesSurviveTheHost(t *testing.T) {
 	if err := srv.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	began := time.Now()
 	_, err = hd.Vault.CreateRecord(ctx, "notes", []byte(`{"n":1}`))
+	waited := time.Since(began)
 	srv.Process.Signal(syscall.SIGCONT)
 	wantCode(t, err, "replica_unconfirmed")
+	if waited < time.Second || waited >= 5*time.Second {
+		t.Fatalf("refused after %v: the wait is not the configured 1s", waited)
+	}
 	if _, err := hd.Vault.CreateRecord(ctx, "notes", []byte(`{"n":2}`)); err != nil {
 		t.Fatalf("write once the store is back: %v", err)
 	}
