@@ -93,20 +93,43 @@ func (k *Keeper) key() (string, []byte) {
 // clear — the caller seals it — and the owner's live sessions (their
 // tokens' hashes and expiries), so the owner stays logged in across the
 // move. Nil when sealed.
-func (k *Keeper) Handover() []byte {
-	id, master := k.key()
-	if master == nil {
+func (k *Keeper) Handover() []byte { return k.handover(true) }
+
+// HandoverThrottle is the part of a handover that is no secret: the
+// login throttle, and the wrong passphrases tried while sealed that are
+// not yet in the audit log. A vault that moves sealed, or closes idle,
+// takes them along, so a guesser gains nothing from a move and the next
+// host audits the failures. Nil when there is nothing to carry.
+func (k *Keeper) HandoverThrottle() []byte { return k.handover(false) }
+
+func (k *Keeper) handover(withKey bool) []byte {
+	h := handover{Throttle: k.sessions.backoffs()}
+	if withKey {
+		id, master := k.key()
+		if master != nil {
+			defer crypt.Wipe(master)
+			h.VaultID, h.Master, h.Sessions = id, master, k.sessions.live()
+		}
+	}
+	// The failures move: audited by the host that unseals next, not twice.
+	k.mu.Lock()
+	h.Failures, h.LastFrom = k.failures, k.lastFrom
+	k.failures = 0
+	k.mu.Unlock()
+	if h.Master == nil && len(h.Throttle) == 0 && h.Failures == 0 {
 		return nil
 	}
-	defer crypt.Wipe(master)
-	b, _ := json.Marshal(handover{VaultID: id, Master: master, Sessions: k.sessions.live()})
+	b, _ := json.Marshal(h)
 	return b
 }
 
 type handover struct {
-	VaultID  string           `json:"vault_id"`
-	Master   []byte           `json:"master"`
-	Sessions map[string]int64 `json:"sessions,omitempty"` // hex SHA-256 of a token → expiry (Unix)
+	VaultID  string                   `json:"vault_id,omitempty"`
+	Master   []byte                   `json:"master,omitempty"`
+	Sessions map[string]int64         `json:"sessions,omitempty"` // hex SHA-256 of a token → expiry (Unix)
+	Throttle map[string]handedBackoff `json:"throttle,omitempty"` // source → failures, wait
+	Failures int64                    `json:"failures,omitempty"` // wrong passphrases while sealed, not yet audited
+	LastFrom string                   `json:"last_from,omitempty"`
 }
 
 // maxHandedSessions bounds the sessions a handover carries (and a taker
@@ -118,12 +141,21 @@ const maxHandedSessions = 1000
 // key check, so a wrong or stale handover opens nothing.
 func (k *Keeper) TakeHandover(b []byte) error {
 	var h handover
-	if err := json.Unmarshal(b, &h); err != nil || h.VaultID == "" || len(h.Master) != crypt.KeySize {
+	if err := json.Unmarshal(b, &h); err != nil || (h.Master != nil || h.VaultID != "") && (h.VaultID == "" || len(h.Master) != crypt.KeySize) || h.Failures < 0 {
 		return policy.E(policy.KindInvalid, "invalid_handover", "the handed-over vault state is malformed")
 	}
-	k.hold(h.VaultID, h.Master)
-	crypt.Wipe(h.Master)
-	k.sessions.adopt(h.Sessions)
+	if h.Master != nil {
+		k.hold(h.VaultID, h.Master)
+		crypt.Wipe(h.Master)
+		k.sessions.adopt(h.Sessions)
+	}
+	k.sessions.adoptBackoffs(h.Throttle)
+	k.mu.Lock()
+	k.failures += min(h.Failures, 1<<20)
+	if h.LastFrom != "" && len(h.LastFrom) <= 64 {
+		k.lastFrom = h.LastFrom
+	}
+	k.mu.Unlock()
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -246,5 +247,88 @@ func TestHandoverCarriesSessions(t *testing.T) {
 	}
 	if err := v2.Authenticate("not-a-token"); !errors.Is(err, ErrNoSession) {
 		t.Fatalf("an unknown token: %v", err)
+	}
+}
+
+// A vault that moves while sealed takes its login throttle and its
+// unaudited failures along (Keeper.HandoverThrottle): a guesser gains no
+// fresh attempts from a move, the next host audits the failures (once),
+// and a handed-over wait is never beyond maxBackoff from now.
+func TestThrottleMovesWithTheVault(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(t.TempDir(), "vault")
+	c := newClock()
+	a := NewKeeper(Options{Now: c.Now})
+	v, err := Create(ctx, dir, []byte(testPass), Options{Now: c.Now, Keeper: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	a.Seal()
+	if a.HandoverThrottle() != nil {
+		t.Fatal("a keeper with nothing to carry hands something over")
+	}
+	src := LoginSource{Address: "198.51.100.7"}
+	for range freeFailures + 1 {
+		if _, _, err := Unseal(ctx, dir, []byte("wrong passphrase"), src, Options{Now: c.Now, Keeper: a}); !errors.Is(err, ErrWrongPassphrase) {
+			t.Fatalf("wrong passphrase: %v", err)
+		}
+	}
+	moved := a.HandoverThrottle()
+	if bytes.Contains(moved, []byte(`"master"`)) || bytes.Contains(moved, []byte(`"sessions"`)) {
+		t.Fatalf("a throttle handover carries secrets: %s", moved)
+	}
+	if again := a.HandoverThrottle(); bytes.Contains(again, []byte(`"failures"`)) {
+		t.Fatalf("the failures were handed over twice: %s", again)
+	}
+
+	// On the next host, the same source is still waiting.
+	b := NewKeeper(Options{Now: c.Now})
+	if err := b.TakeHandover(moved); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Sealed() {
+		t.Fatal("a throttle handover unsealed the keeper")
+	}
+	optsB := Options{Now: c.Now, Keeper: b}
+	if _, _, err := Unseal(ctx, dir, []byte(testPass), src, optsB); !errors.Is(err, ErrThrottled) {
+		t.Fatalf("the guesser after the move: %v, want slow_down", err)
+	}
+	c.Add(maxBackoff)
+	v2, _, err := Unseal(ctx, dir, []byte(testPass), src, optsB)
+	if err != nil {
+		t.Fatalf("Unseal after the backoff: %v", err)
+	}
+	defer v2.Close()
+	page, err := v2.ListAudit(ctx, 20, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	audited := 0
+	for _, e := range page.Entries {
+		if e.Event == EvLoginFailed && strings.Contains(e.Reason, "4 wrong passphrase(s) while the vault was sealed") {
+			audited++
+		}
+	}
+	if audited != 1 {
+		t.Fatalf("the failures before the move audited %d times, want once: %+v", audited, page.Entries)
+	}
+
+	// A forged or skewed handover cannot lock the owner out beyond
+	// maxBackoff, and a key without its vault id is refused.
+	k := NewKeeper(Options{Now: c.Now})
+	forged := fmt.Sprintf(`{"throttle":{"a:%s":{"n":50,"until":%d}}}`, src.Address, c.Now().Add(24*time.Hour).Unix())
+	if err := k.TakeHandover([]byte(forged)); err != nil {
+		t.Fatal(err)
+	}
+	v2.Close()
+	c.Add(maxBackoff + time.Second)
+	if _, _, err := Unseal(ctx, dir, []byte(testPass), src, Options{Now: c.Now, Keeper: k}); err != nil {
+		t.Fatalf("after maxBackoff, a forged day-long wait still holds: %v", err)
+	}
+	for _, bad := range []string{`{"master":"AAAA"}`, `{"vault_id":"x"}`, `{"failures":-1}`, `not json`} {
+		if err := NewKeeper(Options{}).TakeHandover([]byte(bad)); policy.CodeOf(err) != "invalid_handover" {
+			t.Fatalf("handover %s: %v, want invalid_handover", bad, err)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -173,6 +174,72 @@ func (s *sessions) adopt(m map[string]int64) {
 			exp = lim
 		}
 		s.byHash[[32]byte(b)] = exp
+		n++
+	}
+}
+
+// handedBackoff is one source's throttle as handed to another host.
+type handedBackoff struct {
+	Failures int   `json:"n"`
+	Until    int64 `json:"until,omitempty"` // Unix seconds; 0: no wait yet
+}
+
+// backoffs is the throttle to hand over: the sources with the most
+// failures, at most maxHandedSessions of them.
+func (s *sessions) backoffs() map[string]handedBackoff {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type src struct {
+		key string
+		b   backoff
+	}
+	var all []src
+	for k, b := range s.throttle {
+		all = append(all, src{k, *b})
+	}
+	slices.SortFunc(all, func(a, b src) int { return b.b.failures - a.b.failures })
+	out := map[string]handedBackoff{}
+	for _, x := range all[:min(len(all), maxHandedSessions)] {
+		hb := handedBackoff{Failures: x.b.failures}
+		if !x.b.next.IsZero() {
+			hb.Until = x.b.next.Unix() + 1 // rounded up: never shorter than here
+		}
+		out[x.key] = hb
+	}
+	return out
+}
+
+// adoptBackoffs takes up another host's throttle: each source keeps the
+// larger count and the later wait, a wait is never beyond maxBackoff
+// from now (a skewed clock or a forged handover cannot lock the owner
+// out longer), and the bounds on sources hold.
+func (s *sessions) adoptBackoffs(m map[string]handedBackoff) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	n := 0
+	for key, hb := range m {
+		if n == maxHandedSessions || len(s.throttle) >= maxSources {
+			break
+		}
+		if len(key) > 100 || (!strings.HasPrefix(key, "a:") && !strings.HasPrefix(key, "d:")) || hb.Failures <= 0 {
+			continue
+		}
+		b := s.throttle[key]
+		if b == nil {
+			b = &backoff{}
+			s.throttle[key] = b
+		}
+		b.failures = max(b.failures, min(hb.Failures, 64))
+		if hb.Until > 0 {
+			next := time.Unix(hb.Until, 0)
+			if lim := now.Add(maxBackoff); next.After(lim) {
+				next = lim
+			}
+			if next.After(b.next) {
+				b.next = next
+			}
+		}
 		n++
 	}
 }

@@ -434,28 +434,45 @@ func (h *Host) claimAndOpen(ctx context.Context, e *entry, open func(*entry) (*v
 			err = policy.Wrap(policy.KindUnavailable, "temporarily_unavailable", "cannot replicate the vault", err)
 		}
 	}
-	if err != nil && e.claim != nil && !errors.Is(err, vault.ErrSealed) {
-		h.release(e.claim, nil)
+	stillSealed := errors.Is(err, vault.ErrSealed) || errors.Is(err, vault.ErrWrongPassphrase) || errors.Is(err, vault.ErrThrottled)
+	if err != nil && e.claim != nil && !stillSealed {
+		h.release(e.claim, e.keeper.HandoverThrottle())
 		e.claim = nil
 	}
-	// A sealed vault keeps its claim: the owner's unlock will come here,
-	// and until then each request costs no lease traffic. The claim goes
-	// with the idle reaping, a release or the host's end (takeSealedLocked).
+	// A sealed vault keeps its claim, whatever a guesser tries: the
+	// owner's unlock will come here, and until then each request costs no
+	// lease traffic, and the throttle stays with the lease. The claim goes
+	// with the idle reaping, a release or the host's end (takeSealedLocked),
+	// handing the throttle over.
 	return v, err
+}
+
+// sealedClaim is a claim kept by a sealed vault, and its keeper.
+type sealedClaim struct {
+	c Claim
+	k *vault.Keeper
 }
 
 // takeSealedLocked takes the claims kept by sealed vaults (not open, not
 // opening) last tried before idleBefore (zero: all), for the caller to
-// release without h.mu.
-func (h *Host) takeSealedLocked(idleBefore time.Time) []Claim {
-	var out []Claim
+// release without h.mu (releaseSealed).
+func (h *Host) takeSealedLocked(idleBefore time.Time) []sealedClaim {
+	var out []sealedClaim
 	for _, e := range h.entries {
 		if e.claim != nil && e.v == nil && e.opening == nil && (idleBefore.IsZero() || e.lastUsed.Before(idleBefore)) {
-			out = append(out, e.claim)
+			out = append(out, sealedClaim{e.claim, e.keeper})
 			e.claim = nil
 		}
 	}
 	return out
+}
+
+// releaseSealed gives up sealed vaults' claims, leaving their login
+// throttle for the next host.
+func (h *Host) releaseSealed(scs []sealedClaim) {
+	for _, sc := range scs {
+		h.release(sc.c, sc.k.HandoverThrottle())
+	}
 }
 
 // release gives a claim up after its vault closed.
@@ -521,8 +538,12 @@ func (h *Host) closeAll(vs []victim) {
 			h.log.Warn("closing an idle vault", "vault", vi.e.name, "err", err)
 		}
 		var handover []byte
-		if vi.handover {
+		switch {
+		case vi.claim == nil:
+		case vi.handover:
 			handover = vi.e.keeper.Handover()
+		default:
+			handover = vi.e.keeper.HandoverThrottle()
 		}
 		h.release(vi.claim, handover)
 		h.mu.Lock()
@@ -554,9 +575,7 @@ func (h *Host) CloseIdle(t time.Time) int {
 	sealed := h.takeSealedLocked(t)
 	h.mu.Unlock()
 	h.closeAll(victims)
-	for _, c := range sealed {
-		h.release(c, nil)
-	}
+	h.releaseSealed(sealed)
 	return len(victims)
 }
 
@@ -576,11 +595,11 @@ func (h *Host) Release(ctx context.Context, name string) (bool, error) {
 	h.mu.Lock()
 	e, ok := h.entries[name]
 	if ok && e.elem == nil && e.opening == nil && e.claim != nil {
-		// Held sealed: nothing to flush or hand over.
-		c := e.claim
+		// Held sealed: nothing to flush; only the throttle to hand over.
+		sc := sealedClaim{e.claim, e.keeper}
 		e.claim = nil
 		h.mu.Unlock()
-		h.release(c, nil)
+		h.releaseSealed([]sealedClaim{sc})
 		h.log.Info("vault released", "vault", name, "sealed", true)
 		return true, nil
 	}
@@ -668,9 +687,7 @@ func (h *Host) Close(ctx context.Context) error {
 	}
 	sealed := h.takeSealedLocked(time.Time{})
 	h.mu.Unlock()
-	for _, c := range sealed {
-		h.release(c, nil)
-	}
+	h.releaseSealed(sealed)
 	return nil
 }
 

@@ -584,6 +584,11 @@ func (s *Store) handoverAAD(name string, epoch int64, expires int64) []byte {
 	return crypt.AAD(crypt.HandoverAAD, []byte(name), crypt.U64(uint64(epoch)), crypt.U64(uint64(expires)))
 }
 
+// maxHandover bounds a handover object: a keeper hands over at most 1,000
+// sessions (~80 bytes each in JSON) and 1,000 throttled sources (at most
+// ~130 bytes each), plus the key; anything larger is not a keeper's.
+const maxHandover = 512 << 10
+
 func (s *Store) putHandover(ctx context.Context, name string, epoch int64, state []byte) error {
 	exp := time.Now().Add(s.cfg.HandoverTTL).Unix()
 	body := append(crypt.U64(uint64(exp)), crypt.Seal(s.cfg.HandoverKey, state, s.handoverAAD(name, epoch, exp))...)
@@ -595,7 +600,7 @@ func (s *Store) putHandover(ctx context.Context, name string, epoch int64, state
 // anything stale, forged or for another epoch is dropped.
 func (s *Store) takeHandover(ctx context.Context, name string, epoch int64) []byte {
 	key := s.key(name, "handover")
-	b, _, err := s.get(ctx, key, 4096)
+	b, _, err := s.get(ctx, key, maxHandover)
 	if err != nil || b == nil {
 		return nil
 	}

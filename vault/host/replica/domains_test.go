@@ -1,6 +1,7 @@
 package replica
 
 import (
+	"bytes"
 	"context"
 	"net"
 	"testing"
@@ -74,5 +75,66 @@ func TestSharedDomainBook(t *testing.T) {
 	}
 	if pairs, err := newStore(t, srv, "c", 6*time.Second, nil).Domains(ctx); err != nil || len(pairs) != 0 {
 		t.Fatalf("the shared book after alice's erasure: %+v %v", pairs, err)
+	}
+}
+
+// A handover as large as a keeper makes (1,000 sessions and 1,000
+// throttled sources: ~220 KB of JSON) goes through the store intact; a
+// bound of 4 KiB used to drop it, and the vault arrived sealed.
+func TestLargeHandover(t *testing.T) {
+	ctx := t.Context()
+	srv := s3test.Start(t)
+	s := newStore(t, srv, "a", 6*time.Second, testKey)
+	state := bytes.Repeat([]byte("s"), 300<<10)
+	if err := s.putHandover(ctx, "alice", 7, state); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.takeHandover(ctx, "alice", 7); !bytes.Equal(got, state) {
+		t.Fatalf("a %d-byte handover came back as %d bytes", len(state), len(got))
+	}
+	if got := s.takeHandover(ctx, "alice", 7); got != nil {
+		t.Fatal("a handover was taken twice")
+	}
+}
+
+// A guesser at a sealed vault gains nothing when the vault moves: the
+// host releasing it hands its login throttle to the next (TestThrottle-
+// MovesWithTheVault in package vault has the keeper's side).
+func TestSealedVaultMovesWithItsThrottle(t *testing.T) {
+	ctx := t.Context()
+	srv := s3test.Start(t)
+	a := newHost(t, newStore(t, srv, "host-a", 6*time.Second, testKey))
+	hd, err := a.Create(ctx, "alice", []byte(pass))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd.Release()
+	a.Seal("alice")
+	guesser := vault.LoginSource{Address: "198.51.100.7"}
+	throttled := false
+	for range 10 {
+		_, err := a.Unseal(ctx, "alice", []byte("not the passphrase"), guesser)
+		if policy.CodeOf(err) == "slow_down" {
+			throttled = true
+			break
+		}
+		if policy.CodeOf(err) != "invalid_passphrase" {
+			t.Fatalf("a wrong passphrase at host A: %v", err)
+		}
+	}
+	if !throttled {
+		t.Fatal("host A never throttled the guesser")
+	}
+	if ok, err := a.Release(ctx, "alice"); err != nil || !ok {
+		t.Fatalf("release: %v %v", ok, err)
+	}
+	b := newHost(t, newStore(t, srv, "host-b", 6*time.Second, testKey))
+	_, err = b.Unseal(ctx, "alice", []byte("not the passphrase either"), guesser)
+	if policy.CodeOf(err) != "slow_down" {
+		t.Fatalf("the guesser at host B after the move: %v, want slow_down", err)
+	}
+	// The owner, from elsewhere, is not held up by the guesser.
+	if _, err := b.Unseal(ctx, "alice", []byte(pass), vault.LoginSource{Address: "192.0.2.1"}); err != nil {
+		t.Fatalf("the owner at host B: %v", err)
 	}
 }
