@@ -48,6 +48,18 @@ func (z *zone) set(name string, vals ...string) {
 	z.mu.Unlock()
 }
 
+// createVaults creates the named vaults on h.
+func createVaults(t *testing.T, h *Host, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		hd, err := h.Create(t.Context(), n, []byte(pass))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hd.Release()
+	}
+}
+
 func newDomainHost(t *testing.T, root string) (*Host, *zone) {
 	t.Helper()
 	z := &zone{txt: map[string][]string{}}
@@ -75,13 +87,7 @@ func TestCustomDomains(t *testing.T) {
 
 	root := t.TempDir()
 	h, z := newDomainHost(t, root)
-	for _, n := range []string{"alice", "bob"} {
-		hd, err := h.Create(ctx, n, []byte(pass))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hd.Release()
-	}
+	createVaults(t, h, "alice", "bob")
 	_, err = h.SetDomain(ctx, "alice", "bob.vaults.example")
 	wantCode(t, err, "invalid_domain")
 	_, err = h.SetDomain(ctx, "alice", "not a domain")
@@ -188,13 +194,7 @@ func TestDomainBook(t *testing.T) {
 	ctx := t.Context()
 	root := t.TempDir()
 	h, z := newDomainHost(t, root)
-	for _, n := range []string{"alice", "bob"} {
-		hd, err := h.Create(ctx, n, []byte(pass))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hd.Release()
-	}
+	createVaults(t, h, "alice", "bob")
 	book := dirBook(filepath.Join(root, "domains"))
 	pairs := func() string {
 		t.Helper()

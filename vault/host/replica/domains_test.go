@@ -25,18 +25,8 @@ func (z txt) LookupTXT(_ context.Context, name string) ([]string, error) {
 
 func newDomainHost(t *testing.T, s *Store, z txt) *host.Host {
 	t.Helper()
-	h, err := host.New(host.Options{Root: t.TempDir(), Placement: s, Domain: "vaults.example", Resolver: z,
-		Vault:     vault.Options{DomainIssuer: func(d string) string { return "https://" + d }},
-		IssuerFor: func(n string) string { return "https://" + n + ".vaults.example" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		h.Close(ctx)
-	})
-	return h
+	return newHostWith(t, host.Options{Placement: s, Domain: "vaults.example", Resolver: z,
+		Vault: vault.Options{DomainIssuer: func(d string) string { return "https://" + d }}})
 }
 
 // Hosts sharing a bucket share its domain book: a host that does not

@@ -46,8 +46,16 @@ func newStore(t *testing.T, srv *s3test.Server, holder string, ttl time.Duration
 
 func newHost(t *testing.T, s *Store) *host.Host {
 	t.Helper()
-	h, err := host.New(host.Options{Root: t.TempDir(), Placement: s,
-		IssuerFor: func(n string) string { return "https://" + n + ".vaults.example" }})
+	return newHostWith(t, host.Options{Placement: s})
+}
+
+// newHostWith is a host over a fresh directory with opts, closed at the
+// test's end.
+func newHostWith(t *testing.T, opts host.Options) *host.Host {
+	t.Helper()
+	opts.Root = t.TempDir()
+	opts.IssuerFor = func(n string) string { return "https://" + n + ".vaults.example" }
+	h, err := host.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
